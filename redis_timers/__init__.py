@@ -1,0 +1,43 @@
+"""redis-timers: durable one-shot timers on Redis.
+
+`from redis_timers import Timers, Router` gives the asyncio front end, as in the seed;
+`from redis_timers.sync import Timers` gives the blocking one.
+"""
+
+from redis_timers.aio.timers import Timers
+from redis_timers.errors import (
+    ActivationError,
+    HandlerNotFoundError,
+    HandlerRegistrationError,
+    InvalidTimerError,
+    InvalidTimerIdError,
+    NaiveDatetimeError,
+    PayloadTypeError,
+    SettingsError,
+    StoredPayloadError,
+    TimersConnectionError,
+    TimersError,
+)
+from redis_timers.records import DeadLetter, TimerInfo
+from redis_timers.router import Handler, Router
+from redis_timers.settings import TimersSettings
+
+__all__ = [
+    "ActivationError",
+    "DeadLetter",
+    "Handler",
+    "HandlerNotFoundError",
+    "HandlerRegistrationError",
+    "InvalidTimerError",
+    "InvalidTimerIdError",
+    "NaiveDatetimeError",
+    "PayloadTypeError",
+    "Router",
+    "SettingsError",
+    "StoredPayloadError",
+    "TimerInfo",
+    "Timers",
+    "TimersConnectionError",
+    "TimersError",
+    "TimersSettings",
+]

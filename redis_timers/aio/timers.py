@@ -1,0 +1,90 @@
+"""`Timers` for asyncio services: the seed's interface over `redis.asyncio`."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, ClassVar
+
+import pydantic
+import redis.asyncio
+
+from redis_timers.aio.driver import AsyncDriver
+from redis_timers.aio.worker import AsyncWorker
+from redis_timers.core import TimersCore
+from redis_timers.records import DeadLetter, TimerInfo
+
+
+class Timers(TimersCore):
+    """Async timers over `redis.asyncio.Redis`. Runs `async def` handlers, and plain `def` ones in threads."""
+
+    accepts_async_handlers: ClassVar[bool] = True
+    front_end: ClassVar[str] = "async"
+
+    def __init__(self, *, redis_client: redis.asyncio.Redis, **kwargs: Any) -> None:
+        super().__init__(redis_client=redis_client, **kwargs)
+        self._driver = AsyncDriver(redis_client)
+        self._workers: list[AsyncWorker] = []
+        self._stop_requested = False
+
+    async def set_timer(
+        self,
+        topic: str,
+        timer_id: str,
+        payload: pydantic.BaseModel,
+        activation_period: datetime.timedelta | None = None,
+        *,
+        activate_at: datetime.datetime | None = None,
+    ) -> None:
+        """Schedule (or replace) a timer, due after `activation_period` or at the aware `activate_at`."""
+        await self._driver.drive(self._set_timer_flow(topic, timer_id, payload, activation_period, activate_at))
+
+    async def remove_timer(self, topic: str, timer_id: str) -> bool:
+        """Remove a timer; returns whether one was scheduled."""
+        return await self._driver.drive(self._remove_timer_flow(topic, timer_id))
+
+    async def get_timer(self, topic: str, timer_id: str) -> TimerInfo | None:
+        return await self._driver.drive(self._get_timer_flow(topic, timer_id))
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        return await self._driver.drive(self._dead_letters_flow())
+
+    async def requeue_dead_letter(self, topic: str, timer_id: str) -> bool:
+        """Schedule a dead letter's payload again, due now; returns whether the dead letter existed."""
+        return await self._driver.drive(self._requeue_dead_letter_flow(topic, timer_id))
+
+    async def purge_dead_letters(self) -> int:
+        """Delete every dead letter; returns how many there were."""
+        return await self._driver.drive(self._purge_dead_letters_flow())
+
+    async def handle_ready_timers(self) -> None:
+        """Handle every timer due now, then return."""
+        await self._run_worker(single_pass=True)
+
+    async def run_forever(self, *, concurrency: int | None = None) -> None:
+        """Handle timers as they become due until `stop()` is called or the task is cancelled."""
+        try:
+            await self._run_worker(single_pass=False, concurrency=concurrency)
+        finally:
+            self._stop_requested = False
+
+    def stop(self) -> None:
+        """Ask `run_forever` to stop claiming, finish in-flight handlers within the grace period, and return."""
+        self._stop_requested = True
+        for worker in self._workers:
+            worker.stop()
+
+    async def _run_worker(self, *, single_pass: bool, concurrency: int | None = None) -> None:
+        worker = AsyncWorker(
+            driver=self._driver,
+            engine=self._new_engine(single_pass=single_pass, concurrency=concurrency),
+            context=self.context,
+            settings=self.settings,
+            listen=not single_pass,
+        )
+        if self._stop_requested and not single_pass:
+            worker.stop()
+        self._workers.append(worker)
+        try:
+            await worker.run()
+        finally:
+            self._workers.remove(worker)

@@ -1,0 +1,178 @@
+"""The asyncio worker loop: handlers as tasks (plain `def`s in threads), notifications on a listener task."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import random
+import time
+from typing import Any
+
+import anyio
+import anyio.abc
+import redis.asyncio
+import redis.exceptions
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from redis_timers import codec, events
+from redis_timers.aio.driver import CONNECTION_ERRORS, AsyncDriver
+from redis_timers.engine import Cycle, Finished, Maintain, Run, Wait, WorkerEngine
+from redis_timers.errors import TimersConnectionError
+from redis_timers.registry import is_async_callable
+from redis_timers.retry import cycle_failure_pause
+from redis_timers.settings import TimersSettings
+
+logger = logging.getLogger("redis_timers")
+
+
+class AsyncWorker:
+    def __init__(
+        self,
+        *,
+        driver: AsyncDriver,
+        engine: WorkerEngine,
+        context: dict[str, Any],
+        settings: TimersSettings,
+        listen: bool,
+    ) -> None:
+        self._driver = driver
+        self._engine = engine
+        self._context = context
+        self._settings = settings
+        self._listen = listen
+        self._send: MemoryObjectSendStream[events.Event]
+        self._receive: MemoryObjectReceiveStream[events.Event]
+        self._send, self._receive = anyio.create_memory_object_stream[events.Event](math.inf)
+        self._thread_limiter = anyio.CapacityLimiter(engine.concurrency)
+        self._handler_scopes: dict[int, anyio.CancelScope] = {}
+        self._stop_requested = False
+        self._rng = random.Random()
+
+    def stop(self) -> None:
+        self._stop_requested = True
+        self._send.send_nowait(lambda now: None)
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tasks:
+            if self._listen and self._engine.channels:
+                tasks.start_soon(self._listen_for_notifications)
+            try:
+                await self._loop(tasks)
+            except anyio.get_cancelled_exc_class():
+                # Cancelled from outside: still stop gracefully, shielded, within the grace period.
+                with anyio.CancelScope(shield=True):
+                    self._engine.request_stop(time.monotonic())
+                    await self._loop(tasks)
+                raise
+            finally:
+                for scope in self._handler_scopes.values():
+                    scope.cancel()  # Past the grace period: these runs were handed back.
+                tasks.cancel_scope.cancel()
+
+    async def _loop(self, tasks: anyio.abc.TaskGroup) -> None:
+        engine = self._engine
+        while True:
+            self._apply_pending_events()
+            if self._stop_requested and not engine.stopping:
+                engine.request_stop(time.monotonic())
+            step = engine.next_step(time.monotonic())
+            if isinstance(step, Finished):
+                return
+            if isinstance(step, Wait):
+                await self._wait_for_event(step.seconds)
+            elif isinstance(step, Cycle):
+                sent_at = time.monotonic()
+                try:
+                    reply = await self._driver.execute(step.call)
+                except TimersConnectionError as error:
+                    if not engine.step_failed(time.monotonic(), error):
+                        raise
+                    continue
+                for run in engine.cycle_succeeded(reply, sent_at, time.monotonic()):
+                    tasks.start_soon(self._call_handler, run)
+            elif isinstance(step, Maintain):
+                try:
+                    engine.maintenance_done(await self._driver.drive(step.flow))
+                except TimersConnectionError as error:
+                    if not engine.step_failed(time.monotonic(), error):
+                        raise
+
+    async def _call_handler(self, run: Run) -> None:
+        error: BaseException | None = None
+        # Shielded so that cancelling run_forever lets the handler finish within the grace period.
+        with anyio.CancelScope(shield=True) as scope:
+            self._handler_scopes[run.run_id] = scope
+            try:
+                func = run.handler.handler
+                if is_async_callable(func):
+                    await func(run.payload, self._context)
+                else:
+                    await anyio.to_thread.run_sync(
+                        functools.partial(func, run.payload, self._context), limiter=self._thread_limiter
+                    )
+            except Exception as exc:
+                error = exc
+            finally:
+                del self._handler_scopes[run.run_id]
+        if not scope.cancel_called:
+            self._send.send_nowait(functools.partial(self._handler_finished, run, error))
+
+    def _handler_finished(self, run: Run, error: BaseException | None, now: float) -> None:
+        self._engine.handler_finished(run, error)
+
+    def _notified(self, channel: str | bytes, data: str | bytes, now: float) -> None:
+        self._engine.notified_on(channel, data)
+
+    def _apply_pending_events(self) -> None:
+        while True:
+            try:
+                event = self._receive.receive_nowait()
+            except anyio.WouldBlock:
+                return
+            event(time.monotonic())
+
+    async def _wait_for_event(self, seconds: float) -> None:
+        with anyio.move_on_after(max(seconds, 0.0)):
+            event = await self._receive.receive()
+            event(time.monotonic())
+
+    async def _listen_for_notifications(self) -> None:
+        """Forward wake-ups to the loop; on any connection trouble, reconnect and make the loop re-claim."""
+        client: redis.asyncio.Redis = self._driver.client
+        failures = 0
+        while True:
+            pubsub = client.pubsub()
+            try:
+                await pubsub.subscribe(*self._engine.channels)
+                await self._relay(pubsub)
+            except CONNECTION_ERRORS as error:
+                failures += 1
+                pause = cycle_failure_pause(failures, self._settings, self._rng)
+                logger.warning("notification connection lost (%s); reconnecting in %.2fs", error, pause)
+                await anyio.sleep(pause)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _relay(self, pubsub: Any) -> None:
+        interval = self._settings.safety_wakeup_seconds
+        ping_sent_at: float | None = None
+        while True:
+            timeout = interval if ping_sent_at is None else max(0.0, interval - (time.monotonic() - ping_sent_at))
+            message = await pubsub.get_message(timeout=timeout)
+            now = time.monotonic()
+            if message is None:
+                if events.pong_overdue(ping_sent_at, now, interval):
+                    raise redis.exceptions.ConnectionError("no reply to PING on the notification connection")
+                if ping_sent_at is None:
+                    await pubsub.ping()
+                    ping_sent_at = now
+                continue
+            ping_sent_at = None
+            kind = codec.text(message["type"])
+            if kind == "message":
+                self._send.send_nowait(functools.partial(self._notified, message["channel"], message["data"]))
+            elif kind == "subscribe" and message["data"] == len(self._engine.channels):
+                # Subscribed to every topic: from now on nothing is missed; claim once for what came before.
+                self._send.send_nowait(lambda now: self._engine.rearm())

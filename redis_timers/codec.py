@@ -1,0 +1,42 @@
+"""Turning Redis replies into Python values, whatever `decode_responses` the client uses."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from redis_timers.keys import split_dead_letter_field
+from redis_timers.records import DeadLetter
+from redis_timers.timing import ms_to_datetime
+
+MAX_ERROR_CHARS = 4000
+
+
+def text(value: str | bytes) -> str:
+    return value.decode("utf-8", errors="surrogateescape") if isinstance(value, bytes) else value
+
+
+def optional_text(value: str | bytes | None) -> str | None:
+    return None if value is None else text(value)
+
+
+def describe_error(error: BaseException) -> str:
+    description = f"{type(error).__name__}: {error}"
+    return description if len(description) <= MAX_ERROR_CHARS else description[:MAX_ERROR_CHARS] + "..."
+
+
+def dead_letter(field: str | bytes, record: str | bytes) -> DeadLetter:
+    topic, timer_id = split_dead_letter_field(text(field))
+    parsed: dict[str, Any] = json.loads(record)
+    return DeadLetter(
+        topic=topic,
+        timer_id=timer_id,
+        payload=str(parsed.get("payload", "")),
+        attempts=int(parsed.get("attempts", 0)),
+        error=str(parsed.get("error", "")),
+        failed_at=ms_to_datetime(int(parsed.get("failed_at", 0))),
+    )
+
+
+def pairs(flat: list[Any]) -> list[tuple[Any, Any]]:
+    return list(zip(flat[0::2], flat[1::2]))

@@ -1,0 +1,87 @@
+"""What both `Timers` front ends share: handlers, settings, keys, and the flows behind each method."""
+
+from __future__ import annotations
+
+import datetime
+import random
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+import pydantic
+
+from redis_timers import flows
+from redis_timers.engine import WorkerEngine
+from redis_timers.keys import Keyspace
+from redis_timers.ops import Flow
+from redis_timers.records import DeadLetter, TimerInfo
+from redis_timers.registry import HandlerRegistry
+from redis_timers.router import Router
+from redis_timers.settings import TimersSettings
+
+
+class TimersCore:
+    accepts_async_handlers: ClassVar[bool]
+    front_end: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        redis_client: Any,
+        context: dict[str, Any] | None = None,
+        routers: Iterable[Router] | None = None,
+        settings: TimersSettings | None = None,
+    ) -> None:
+        self.redis_client = redis_client
+        self.context: dict[str, Any] = {} if context is None else context
+        self.settings = TimersSettings.from_env() if settings is None else settings
+        self.keyspace = Keyspace(self.settings.namespace)
+        self.registry = HandlerRegistry(
+            separator=self.settings.separator,
+            accepts_async=self.accepts_async_handlers,
+            front_end=self.front_end,
+        )
+        self._rng = random.Random()
+        if routers:
+            self.include_routers(*routers)
+
+    def include_router(self, router: Router) -> None:
+        self.registry.include(router)
+
+    def include_routers(self, *routers: Router) -> None:
+        for router in routers:
+            self.include_router(router)
+
+    def _set_timer_flow(
+        self,
+        topic: str,
+        timer_id: str,
+        payload: pydantic.BaseModel,
+        activation_period: datetime.timedelta | None,
+        activate_at: datetime.datetime | None,
+    ) -> Flow[int]:
+        return flows.set_timer(self.keyspace, self.registry, topic, timer_id, payload, activation_period, activate_at)
+
+    def _remove_timer_flow(self, topic: str, timer_id: str) -> Flow[bool]:
+        return flows.remove_timer(self.keyspace, self.registry, topic, timer_id)
+
+    def _get_timer_flow(self, topic: str, timer_id: str) -> Flow[TimerInfo | None]:
+        return flows.get_timer(self.keyspace, self.registry, topic, timer_id)
+
+    def _dead_letters_flow(self) -> Flow[list[DeadLetter]]:
+        return flows.dead_letters(self.keyspace)
+
+    def _requeue_dead_letter_flow(self, topic: str, timer_id: str) -> Flow[bool]:
+        return flows.requeue_dead_letter(self.keyspace, topic, timer_id)
+
+    def _purge_dead_letters_flow(self) -> Flow[int]:
+        return flows.purge_dead_letters(self.keyspace)
+
+    def _new_engine(self, *, single_pass: bool, concurrency: int | None = None) -> WorkerEngine:
+        return WorkerEngine(
+            keyspace=self.keyspace,
+            registry=self.registry,
+            settings=self.settings,
+            rng=self._rng,
+            single_pass=single_pass,
+            concurrency=concurrency,
+        )

@@ -1,0 +1,357 @@
+"""The worker's decisions, free of I/O and of the clock.
+
+A front end asks `next_step(now)` what to do, does it, and reports back: replies of
+cycles, handler outcomes, notifications, failures and stop requests. `now` is the front
+end's monotonic clock in seconds; the engine maps server milliseconds onto it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import math
+import random
+from typing import Any
+
+import pydantic
+
+from redis_timers import codec, flows, scripts
+from redis_timers.keys import Keyspace
+from redis_timers.ops import Flow, ScriptCall
+from redis_timers.registry import HandlerRegistry
+from redis_timers.retry import cycle_failure_pause, retry_delay_ms
+from redis_timers.router import Handler
+from redis_timers.settings import TimersSettings
+from redis_timers.timing import ServerClock
+
+logger = logging.getLogger("redis_timers")
+
+MAX_CLAIM_BATCH = 1000
+STOP_FLUSH_SECONDS = 5.0
+"""After the grace period, how long a stopping worker keeps trying to hand leases back to an unreachable Redis."""
+RENEW_AFTER_FRACTION = 1 / 3
+"""A lease is renewed once a third of it has passed, so two renewals can fail before it runs out."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Cycle:
+    """Run this script call, then report `cycle_succeeded` or `step_failed`."""
+
+    call: ScriptCall
+
+
+@dataclasses.dataclass(frozen=True)
+class Maintain:
+    """Drive this flow (importing seed-era timers), then report `maintenance_done` or `step_failed`."""
+
+    flow: Flow[int]
+
+
+@dataclasses.dataclass(frozen=True)
+class Wait:
+    """Wait up to `seconds` for an event (handler done, notification, stop), then ask again."""
+
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Finished:
+    """Nothing left to do: return."""
+
+
+Step = Cycle | Maintain | Wait | Finished
+
+
+@dataclasses.dataclass(eq=False)
+class Run:
+    """One claimed timer whose handler the front end must call as `handler(payload, context)`."""
+
+    run_id: int
+    topic: str
+    timer_id: str
+    token: str
+    attempts: int
+    handler: Handler[Any]
+    payload: pydantic.BaseModel
+    topic_index: int
+    renew_at_ms: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Settlement:
+    kind: str  # ack | retry | dead | release | renew
+    topic_index: int
+    timer_id: str
+    token: str
+    delay_ms: int = 0
+    error: str = ""
+
+    def args(self) -> tuple[str, int, str, str, int, str]:
+        return self.kind, self.topic_index, self.timer_id, self.token, self.delay_ms, self.error
+
+
+class WorkerEngine:
+    def __init__(
+        self,
+        *,
+        keyspace: Keyspace,
+        registry: HandlerRegistry,
+        settings: TimersSettings,
+        rng: random.Random,
+        single_pass: bool,
+        concurrency: int | None = None,
+    ) -> None:
+        self._keyspace = keyspace
+        self._registry = registry
+        self._settings = settings
+        self._rng = rng
+        self._single_pass = single_pass
+        self._topics = registry.topics
+        self._handlers = [registry.find(topic) for topic in self._topics]
+        self._keys = (
+            keyspace.dead_letters,
+            *itertools.chain.from_iterable(map(keyspace.topic_keys, self._topics)),
+        )
+        self.concurrency = concurrency or settings.concurrent_processing_limit
+        self._lease_ms = round(settings.lease_seconds * 1000)
+        self._renew_every_ms = self._lease_ms * RENEW_AFTER_FRACTION
+        self._clock = ServerClock()
+        self._run_ids = itertools.count(1)
+        self._in_flight: dict[int, Run] = {}
+        self._pending: list[Settlement] = []
+        self._sent: list[Settlement] = []
+        self._asked = 0
+        self._rotation = 0
+        # Server ms of the earliest timer of our topics: None = unknown (claim to learn it), inf = none.
+        self._next_due: float | None = None
+        self._failures = 0
+        self._paused_until = 0.0
+        self._next_import_at = 0.0 if self._topics else math.inf
+        self._stop_deadline: float | None = None
+        self._finished = False
+        self._cutoff: int | None = None
+        self._pass_exhausted = False
+        self.stale_settlements = 0
+
+    # -- what to do next ------------------------------------------------------------------
+
+    def next_step(self, now: float) -> Step:
+        if self._finished:
+            return Finished()
+        if now < self._paused_until:
+            return Wait(self._paused_until - now)
+        if self._stop_deadline is not None:
+            return self._stopping_step(now)
+        if now >= self._next_import_at:
+            self._next_import_at = (
+                math.inf if self._single_pass else now + self._settings.legacy_import_interval_seconds
+            )
+            return Maintain(flows.import_legacy(self._keyspace, self._registry, self._settings))
+        self._plan_renewals(now)
+        if self._pending or self._wants_claim(now):
+            return Cycle(self._cycle_call(claim=True))
+        if self._single_pass and self._pass_exhausted and not self._in_flight:
+            self._finished = True
+            return Finished()
+        return Wait(self._wait_seconds(now))
+
+    def _stopping_step(self, now: float) -> Step:
+        assert self._stop_deadline is not None
+        if now >= self._stop_deadline + STOP_FLUSH_SECONDS:
+            # Redis stayed unreachable: the leases will simply run out and other workers take over.
+            self._finished = True
+            return Finished()
+        if now >= self._stop_deadline and self._in_flight:
+            # Grace is over: hand the leases back so other workers can take these timers at once.
+            for run in self._in_flight.values():
+                self._pending.append(Settlement("release", run.topic_index, run.timer_id, run.token))
+            logger.warning("stopping with %d handler(s) unfinished; their timers are handed back", len(self._in_flight))
+            self._in_flight.clear()
+        self._plan_renewals(now)
+        if self._pending:
+            return Cycle(self._cycle_call(claim=False))
+        if not self._in_flight:
+            self._finished = True
+            return Finished()
+        return Wait(min(self._stop_deadline - now, self._renewal_wait(now)))
+
+    def _wants_claim(self, now: float) -> bool:
+        if len(self._in_flight) >= self.concurrency or (self._single_pass and self._pass_exhausted):
+            return False
+        if self._next_due is None:
+            return True
+        server_now = self._clock.server_now_ms(now)
+        return server_now is not None and self._next_due <= math.floor(server_now)
+
+    def _wait_seconds(self, now: float) -> float:
+        wait = min(self._settings.safety_wakeup_seconds, self._renewal_wait(now))
+        if len(self._in_flight) < self.concurrency and self._next_due is not None and self._next_due != math.inf:
+            wait = min(wait, self._clock.seconds_until(math.ceil(self._next_due), now))
+        return wait
+
+    def _renewal_wait(self, now: float) -> float:
+        if not self._in_flight:
+            return math.inf
+        earliest = min(run.renew_at_ms for run in self._in_flight.values())
+        return self._clock.seconds_until(math.ceil(earliest), now)
+
+    def _plan_renewals(self, now: float) -> None:
+        server_now = self._clock.server_now_ms(now)
+        if server_now is None:
+            return
+        for run in self._in_flight.values():
+            if run.renew_at_ms <= server_now:
+                self._pending.append(Settlement("renew", run.topic_index, run.timer_id, run.token))
+                run.renew_at_ms = server_now + self._renew_every_ms
+
+    def _cycle_call(self, *, claim: bool) -> ScriptCall:
+        self._sent, self._pending = self._pending, []
+        self._asked = min(self.concurrency - len(self._in_flight), MAX_CLAIM_BATCH) if claim else 0
+        n_topics = len(self._topics)
+        args: list[Any] = [
+            self._lease_ms,
+            self._asked,
+            "" if self._cutoff is None else self._cutoff,
+            self._keyspace.channel_prefix,
+            n_topics,
+            *self._topics,
+            self._rotation,
+            len(self._sent),
+        ]
+        for settlement in self._sent:
+            args.extend(settlement.args())
+        self._rotation = (self._rotation + 1) % max(1, n_topics)
+        return ScriptCall(scripts.CYCLE, self._keys, tuple(args))
+
+    # -- what happened --------------------------------------------------------------------
+
+    def cycle_succeeded(self, reply: list[Any], sent_at: float, received_at: float) -> list[Run]:
+        """Record a cycle's reply; returns the runs whose handlers the front end must start now."""
+        now_ms, next_due, stale = int(reply[0]), int(reply[1]), int(reply[2])
+        self._clock.observe(now_ms, sent_at, received_at)
+        self._failures = 0
+        self._sent = []
+        self.stale_settlements += stale
+        self._next_due = math.inf if next_due < 0 else next_due
+        if self._single_pass and self._cutoff is None:
+            self._cutoff = now_ms
+        claimed = reply[3:]
+        runs: list[Run] = []
+        for offset in range(0, len(claimed), 5):
+            topic_index, raw_id, raw_token, attempts, body = claimed[offset : offset + 5]
+            topic_index = int(topic_index)
+            handler = self._handlers[topic_index - 1]
+            timer_id, token = codec.text(raw_id), codec.text(raw_token)
+            try:
+                payload = handler.schema.model_validate_json(body)
+            except pydantic.ValidationError as error:
+                # Retrying cannot help a payload that no longer fits its schema.
+                logger.error("timer %r/%r has an invalid payload; moved to dead letters", handler.topic, timer_id)
+                reason = f"payload does not validate against {handler.schema.__name__}: {error}"
+                self._pending.append(Settlement("dead", topic_index, timer_id, token, error=reason))
+                continue
+            run = Run(
+                run_id=next(self._run_ids),
+                topic=handler.topic,
+                timer_id=timer_id,
+                token=token,
+                attempts=int(attempts),
+                handler=handler,
+                payload=payload,
+                topic_index=topic_index,
+                renew_at_ms=now_ms + self._renew_every_ms,
+            )
+            self._in_flight[run.run_id] = run
+            runs.append(run)
+        if len(claimed) // 5 < self._asked:
+            self._pass_exhausted = True
+        return runs
+
+    def maintenance_done(self, imported: int) -> None:
+        if imported:
+            logger.info("imported %d timer(s) written by an earlier redis-timers version", imported)
+            self._next_due = None
+
+    def step_failed(self, now: float, error: BaseException) -> bool:
+        """A cycle or maintenance step could not reach Redis. Returns False when the caller should re-raise."""
+        self._pending = [s for s in self._sent if s.kind != "renew"] + self._pending
+        self._sent = []
+        self._next_due = None
+        if self._single_pass:
+            return False
+        self._failures += 1
+        pause = cycle_failure_pause(self._failures, self._settings, self._rng)
+        self._paused_until = now + pause
+        if self._next_import_at == math.inf and self._topics:
+            self._next_import_at = now + pause
+        logger.warning("Redis unavailable (%s); retrying in %.2fs", codec.describe_error(error), pause)
+        return True
+
+    def handler_finished(self, run: Run, error: BaseException | None) -> None:
+        if self._in_flight.pop(run.run_id, None) is None:
+            return  # Already handed back at shutdown; its outcome no longer counts.
+        if error is None:
+            self._pending.append(Settlement("ack", run.topic_index, run.timer_id, run.token))
+            return
+        description = codec.describe_error(error)
+        limit = run.handler.max_attempts or self._settings.max_attempts
+        if run.attempts >= limit:
+            logger.error(
+                "timer %r/%r failed %d time(s); moved to dead letters: %s",
+                run.topic,
+                run.timer_id,
+                run.attempts,
+                description,
+                exc_info=error,
+            )
+            self._pending.append(Settlement("dead", run.topic_index, run.timer_id, run.token, error=description))
+            return
+        delay_ms = retry_delay_ms(run.attempts, self._settings, self._rng)
+        logger.warning(
+            "timer %r/%r failed (attempt %d of %d); retrying in %.1fs: %s",
+            run.topic,
+            run.timer_id,
+            run.attempts,
+            limit,
+            delay_ms / 1000,
+            description,
+            exc_info=error,
+        )
+        self._pending.append(Settlement("retry", run.topic_index, run.timer_id, run.token, delay_ms, description))
+
+    def notified(self, topic: str, due_ms: int) -> None:
+        """Another process scheduled a timer of `topic` earlier than the head we knew."""
+        if self._next_due is not None and topic in self._topics:
+            self._next_due = min(self._next_due, due_ms)
+
+    def notified_on(self, channel: str | bytes, data: str | bytes) -> None:
+        channel_name = codec.text(channel)
+        prefix = self._keyspace.channel_prefix
+        if channel_name.startswith(prefix):
+            try:
+                due_ms = int(codec.text(data))
+            except ValueError:
+                return
+            self.notified(channel_name[len(prefix) :], due_ms)
+
+    @property
+    def channels(self) -> list[str]:
+        return [self._keyspace.channel(topic) for topic in self._topics]
+
+    def rearm(self) -> None:
+        """Notifications may have been missed (reconnect): claim once to learn the next due time."""
+        self._next_due = None
+
+    def request_stop(self, now: float, grace: float | None = None) -> None:
+        if self._stop_deadline is None:
+            self._stop_deadline = now + (self._settings.shutdown_grace_seconds if grace is None else grace)
+            self._paused_until = 0.0
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_deadline is not None

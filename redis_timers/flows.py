@@ -1,0 +1,141 @@
+"""Every public operation, written once as a generator of `Op`s (see `ops.py`).
+
+Each flow validates its input before its first yield, so bad input raises before
+anything reaches Redis.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pydantic
+
+from redis_timers import codec, scripts
+from redis_timers.errors import ActivationError, PayloadTypeError, StoredPayloadError
+from redis_timers.keys import Keyspace, dead_letter_field
+from redis_timers.ops import Command, Flow, ScriptCall
+from redis_timers.records import DeadLetter, TimerInfo
+from redis_timers.registry import HandlerRegistry
+from redis_timers.settings import TimersSettings
+from redis_timers.timing import delay_to_ms, instant_to_ms, ms_to_datetime
+from redis_timers.validation import check_timer_id
+
+LEGACY_BATCH = 500
+
+
+def set_timer(
+    keyspace: Keyspace,
+    registry: HandlerRegistry,
+    topic: str,
+    timer_id: str,
+    payload: pydantic.BaseModel,
+    activation_period: Any,
+    activate_at: Any,
+) -> Flow[int]:
+    handler = registry.find(topic)
+    check_timer_id(timer_id)
+    if not isinstance(payload, handler.schema):
+        raise PayloadTypeError(
+            f"payload for topic {topic!r} must be a {handler.schema.__name__}, got {type(payload).__name__}"
+        )
+    if (activation_period is None) == (activate_at is None):
+        raise ActivationError("give exactly one of activation_period and activate_at")
+    if activate_at is None:
+        mode, milliseconds = "in", delay_to_ms(activation_period)
+    else:
+        mode, milliseconds = "at", instant_to_ms(activate_at)
+    body = payload.model_dump_json()
+    due_ms = yield ScriptCall(
+        scripts.SET_TIMER,
+        keyspace.topic_keys(topic),
+        (timer_id, body, mode, milliseconds, keyspace.channel(topic)),
+    )
+    return int(due_ms)
+
+
+def remove_timer(keyspace: Keyspace, registry: HandlerRegistry, topic: str, timer_id: str) -> Flow[bool]:
+    registry.find(topic)
+    check_timer_id(timer_id)
+    removed = yield ScriptCall(scripts.REMOVE_TIMER, keyspace.topic_keys(topic), (timer_id,))
+    return bool(removed)
+
+
+def get_timer(keyspace: Keyspace, registry: HandlerRegistry, topic: str, timer_id: str) -> Flow[TimerInfo | None]:
+    handler = registry.find(topic)
+    check_timer_id(timer_id)
+    reply = yield ScriptCall(scripts.GET_TIMER, keyspace.topic_keys(topic), (timer_id,))
+    if not reply:
+        return None
+    score, body, attempts, lease, last_error = reply
+    try:
+        payload = handler.schema.model_validate_json(body or b"")
+    except pydantic.ValidationError as error:
+        raise StoredPayloadError(f"stored payload of {topic!r}/{timer_id!r} no longer validates: {error}") from error
+    return TimerInfo(
+        topic=topic,
+        timer_id=timer_id,
+        due_at=ms_to_datetime(math.ceil(float(score))),
+        payload=payload,
+        attempts=int(attempts or 0),
+        running=lease is not None,
+        last_error=codec.optional_text(last_error),
+    )
+
+
+def dead_letters(keyspace: Keyspace) -> Flow[list[DeadLetter]]:
+    records = yield Command(("HGETALL", keyspace.dead_letters))
+    letters = [codec.dead_letter(field, record) for field, record in dict(records).items()]
+    return sorted(letters, key=lambda letter: (letter.failed_at, letter.topic, letter.timer_id))
+
+
+def requeue_dead_letter(keyspace: Keyspace, topic: str, timer_id: str) -> Flow[bool]:
+    check_timer_id(timer_id)
+    requeued = yield ScriptCall(
+        scripts.REQUEUE_DEAD_LETTER,
+        (keyspace.dead_letters, *keyspace.topic_keys(topic)),
+        (dead_letter_field(topic, timer_id), timer_id, keyspace.channel(topic)),
+    )
+    return bool(requeued)
+
+
+def purge_dead_letters(keyspace: Keyspace) -> Flow[int]:
+    purged = yield ScriptCall(scripts.PURGE_DEAD_LETTERS, (keyspace.dead_letters,), ())
+    return int(purged)
+
+
+def import_legacy(keyspace: Keyspace, registry: HandlerRegistry, settings: TimersSettings) -> Flow[int]:
+    """Move timers written by the seed (`topic--id` members, whole-second scores) to the new keys.
+
+    Only topics this instance handles are moved; the rest stay for an instance that does.
+    The seed's keys live in other hash slots, so this runs as single-slot steps: read,
+    import (a timer already under the new keys wins), then remove what is unchanged.
+    """
+    imported, skipped = 0, 0
+    while True:
+        flat = yield ScriptCall(scripts.READ_LEGACY, (settings.timeline_key,), (skipped, skipped + LEGACY_BATCH - 1))
+        if not flat:
+            return imported
+        members = [(codec.text(member), codec.text(score)) for member, score in codec.pairs(list(flat))]
+        bodies = yield Command(("HMGET", settings.payloads_key, *[member for member, _ in members]))
+        rows_by_topic: dict[str, list[Any]] = {}
+        moved: list[str] = []
+        for (member, score), body in zip(members, bodies):
+            topic, separator, timer_id = member.partition(settings.separator)
+            if not separator or not timer_id or body is None or topic not in registry.topics:
+                skipped += 1
+                continue
+            rows_by_topic.setdefault(topic, []).extend((timer_id, math.ceil(float(score) * 1000), body))
+            moved.extend((member, score))
+        for topic, rows in rows_by_topic.items():
+            imported += yield ScriptCall(
+                scripts.IMPORT_LEGACY, keyspace.topic_keys(topic), (keyspace.channel(topic), *rows)
+            )
+        if moved:
+            removed = yield ScriptCall(scripts.REMOVE_LEGACY, (settings.timeline_key,), tuple(moved))
+            if removed:
+                yield Command(("HDEL", settings.payloads_key, *removed))
+            # Members changed by a seed process since the read stay behind; step over them.
+            skipped += len(moved) // 2 - len(removed)
+        if len(members) < LEGACY_BATCH:
+            return imported

@@ -1,0 +1,113 @@
+-- One worker round trip: settle finished runs, renew leases, then claim due timers.
+-- KEYS: dead, then per topic: timeline, payloads, state.
+-- ARGV: lease_ms, claim_limit, cutoff ('' = now), channel_prefix, n_topics, topics...,
+--       first topic to claim from (rotates for fairness), n_ops, ops (6 each:
+--       kind, topic index, id, token, delay_ms, error).
+-- Returns {now, next_due (-1 if none), stale ops, claimed (5 each: topic index, id, token, attempts, payload)...}.
+local now = server_now_ms()
+local lease_ms = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local cutoff = now
+if ARGV[3] ~= '' then
+  cutoff = math.min(now, tonumber(ARGV[3]))
+end
+local channel_prefix = ARGV[4]
+local n = tonumber(ARGV[5])
+local start = tonumber(ARGV[6 + n])
+local n_ops = tonumber(ARGV[7 + n])
+local dead = KEYS[1]
+
+local function topic_keys(i)
+  return KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
+end
+
+-- Every settlement acts only while its token still matches: a set_timer or remove_timer
+-- made while the handler ran has dropped the lease, and must not be undone.
+local stale = 0
+local base = 7 + n
+for k = 0, n_ops - 1 do
+  local o = base + k * 6
+  local kind, ti, id, token = ARGV[o + 1], tonumber(ARGV[o + 2]), ARGV[o + 3], ARGV[o + 4]
+  local timeline, payloads, state = topic_keys(ti)
+  local topic = ARGV[5 + ti]
+  if redis.call('HGET', state, 'l:' .. id) ~= token then
+    stale = stale + 1
+  elseif kind == 'ack' then
+    forget(timeline, payloads, state, id)
+  elseif kind == 'renew' then
+    redis.call('ZADD', timeline, 'XX', ms(now + lease_ms), id)
+  elseif kind == 'retry' then
+    redis.call('HDEL', state, 'l:' .. id)
+    redis.call('HSET', state, 'e:' .. id, ARGV[o + 6])
+    schedule(timeline, channel_prefix .. topic, id, now + tonumber(ARGV[o + 5]))
+  elseif kind == 'release' then
+    -- A handed-back lease is not an attempt.
+    redis.call('HDEL', state, 'l:' .. id)
+    if redis.call('HINCRBY', state, 'a:' .. id, -1) <= 0 then
+      redis.call('HDEL', state, 'a:' .. id)
+    end
+    schedule(timeline, channel_prefix .. topic, id, now)
+  elseif kind == 'dead' then
+    bury(timeline, payloads, state, dead, topic, id, ARGV[o + 6], now)
+  end
+end
+
+local reply = {now, -1, stale}
+local remaining = limit
+for step = 0, n - 1 do
+  if remaining <= 0 then
+    break
+  end
+  local ti = ((start + step) % n) + 1
+  local timeline, payloads, state = topic_keys(ti)
+  local ids = redis.call('ZRANGEBYSCORE', timeline, '-inf', ms(cutoff), 'LIMIT', 0, remaining)
+  if #ids > 0 then
+    remaining = remaining - #ids
+    -- The lease is the score: if this worker dies, the timer is due again when the lease ends.
+    local expiry = ms(now + lease_ms)
+    local zadd, attempt_fields = {}, {}
+    for j, id in ipairs(ids) do
+      zadd[2 * j - 1] = expiry
+      zadd[2 * j] = id
+      attempt_fields[j] = 'a:' .. id
+    end
+    redis.call('ZADD', timeline, unpack(zadd))
+    local bodies = redis.call('HMGET', payloads, unpack(ids))
+    local counts = redis.call('HMGET', state, unpack(attempt_fields))
+    local seq = redis.call('HINCRBY', state, '#seq', 1)
+    local hset = {}
+    for j, id in ipairs(ids) do
+      if bodies[j] then
+        local token = seq .. '.' .. j
+        local attempts = tonumber(counts[j] or '0') + 1
+        hset[#hset + 1] = 'l:' .. id
+        hset[#hset + 1] = token
+        hset[#hset + 1] = 'a:' .. id
+        hset[#hset + 1] = attempts
+        reply[#reply + 1] = ti
+        reply[#reply + 1] = id
+        reply[#reply + 1] = token
+        reply[#reply + 1] = attempts
+        reply[#reply + 1] = bodies[j]
+      else
+        bury(timeline, payloads, state, dead, ARGV[5 + ti], id, 'payload missing', now)
+      end
+    end
+    if #hset > 0 then
+      redis.call('HSET', state, unpack(hset))
+    end
+  end
+end
+
+local next_due = -1
+for i = 1, n do
+  local head = redis.call('ZRANGE', KEYS[3 * i - 1], 0, 0, 'WITHSCORES')
+  if head[1] then
+    local score = tonumber(head[2])
+    if next_due < 0 or score < next_due then
+      next_due = score
+    end
+  end
+end
+reply[2] = next_due
+return reply

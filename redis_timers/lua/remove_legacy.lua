@@ -1,0 +1,12 @@
+-- KEYS: the seed's timeline. ARGV: (member, score) pairs.
+-- Removes each member only if its score is unchanged since it was read, so a seed process
+-- that rescheduled it in the meantime is not undone. Returns the removed members.
+local removed = {}
+for o = 1, #ARGV, 2 do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[o])
+  if score and tonumber(score) == tonumber(ARGV[o + 1]) then
+    redis.call('ZREM', KEYS[1], ARGV[o])
+    removed[#removed + 1] = ARGV[o]
+  end
+end
+return removed

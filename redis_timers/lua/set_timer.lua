@@ -1,0 +1,12 @@
+-- KEYS: timeline, payloads, state. ARGV: id, payload, 'in'|'at', milliseconds, channel.
+-- Replaces due time and payload at once and drops any lease: a handler still running for the
+-- old schedule then fails its token check and cannot delete this one.
+local id = ARGV[1]
+local score = tonumber(ARGV[4])
+if ARGV[3] == 'in' then
+  score = server_now_ms() + score
+end
+schedule(KEYS[1], ARGV[5], id, score)
+redis.call('HSET', KEYS[2], id, ARGV[2])
+forget_state(KEYS[3], id)
+return score

@@ -1,0 +1,34 @@
+"""What core flows ask a front end to do. A front end executes each and sends the reply back.
+
+Core operations are generators (`Flow`) that yield these and receive the replies, so the
+sequencing is written once and driven by both the blocking and the asyncio front end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Generator
+from typing import Any, TypeVar
+
+from redis_timers.scripts import LuaScript
+
+Arg = str | int | float | bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class ScriptCall:
+    script: LuaScript
+    keys: tuple[str, ...]
+    args: tuple[Arg, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """A plain command for the few reads whose reply is the same under RESP2 and RESP3."""
+
+    args: tuple[Arg, ...]
+
+
+Op = ScriptCall | Command
+T = TypeVar("T")
+Flow = Generator[Op, Any, T]

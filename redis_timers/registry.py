@@ -1,0 +1,53 @@
+"""Which handler serves which topic, and whether a front end can run it."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from redis_timers.errors import HandlerNotFoundError, HandlerRegistrationError
+from redis_timers.router import Handler, Router
+from redis_timers.validation import check_topic
+
+
+def is_async_callable(func: object) -> bool:
+    if inspect.iscoroutinefunction(func):
+        return True
+    call = getattr(func, "__call__", None)  # noqa: B004 - async callable objects count too
+    return inspect.iscoroutinefunction(call)
+
+
+class HandlerRegistry:
+    def __init__(self, *, separator: str, accepts_async: bool, front_end: str) -> None:
+        self._separator = separator
+        self._accepts_async = accepts_async
+        self._front_end = front_end
+        self._by_topic: dict[str, Handler[Any]] = {}
+
+    def include(self, router: Router) -> None:
+        # Check the whole router first, so that a bad handler leaves the registry unchanged.
+        incoming: dict[str, Handler[Any]] = {}
+        for handler in router.handlers:
+            check_topic(handler.topic, self._separator)
+            if handler.topic in self._by_topic or handler.topic in incoming:
+                raise HandlerRegistrationError(f"topic {handler.topic!r} already has a handler")
+            if is_async_callable(handler.handler) and not self._accepts_async:
+                raise HandlerRegistrationError(
+                    f"handler for topic {handler.topic!r} is async; the {self._front_end} front end runs plain "
+                    "`def` handlers (use redis_timers.aio.Timers for `async def` handlers)"
+                )
+            incoming[handler.topic] = handler
+        self._by_topic.update(incoming)
+
+    def find(self, topic: str) -> Handler[Any]:
+        handler = self._by_topic.get(topic)
+        if handler is None:
+            raise HandlerNotFoundError(topic)
+        return handler
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self._by_topic)
+
+    def __len__(self) -> int:
+        return len(self._by_topic)

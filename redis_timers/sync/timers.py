@@ -1,0 +1,94 @@
+"""`Timers` for blocking code: Django/Flask views, scripts, and worker threads."""
+
+from __future__ import annotations
+
+import datetime
+import threading
+from typing import Any, ClassVar
+
+import pydantic
+import redis
+
+from redis_timers.core import TimersCore
+from redis_timers.records import DeadLetter, TimerInfo
+from redis_timers.sync.driver import SyncDriver
+from redis_timers.sync.worker import SyncWorker
+
+
+class Timers(TimersCore):
+    """Blocking timers over `redis.Redis`. Safe to share between threads; handlers are plain `def`s."""
+
+    accepts_async_handlers: ClassVar[bool] = False
+    front_end: ClassVar[str] = "sync"
+
+    def __init__(self, *, redis_client: redis.Redis, **kwargs: Any) -> None:
+        super().__init__(redis_client=redis_client, **kwargs)
+        self._driver = SyncDriver(redis_client)
+        self._stop_requested = threading.Event()
+        self._workers: list[SyncWorker] = []
+        self._workers_lock = threading.Lock()
+
+    def set_timer(
+        self,
+        topic: str,
+        timer_id: str,
+        payload: pydantic.BaseModel,
+        activation_period: datetime.timedelta | None = None,
+        *,
+        activate_at: datetime.datetime | None = None,
+    ) -> None:
+        """Schedule (or replace) a timer, due after `activation_period` or at the aware `activate_at`."""
+        self._driver.drive(self._set_timer_flow(topic, timer_id, payload, activation_period, activate_at))
+
+    def remove_timer(self, topic: str, timer_id: str) -> bool:
+        """Remove a timer; returns whether one was scheduled."""
+        return self._driver.drive(self._remove_timer_flow(topic, timer_id))
+
+    def get_timer(self, topic: str, timer_id: str) -> TimerInfo | None:
+        return self._driver.drive(self._get_timer_flow(topic, timer_id))
+
+    def dead_letters(self) -> list[DeadLetter]:
+        return self._driver.drive(self._dead_letters_flow())
+
+    def requeue_dead_letter(self, topic: str, timer_id: str) -> bool:
+        """Schedule a dead letter's payload again, due now; returns whether the dead letter existed."""
+        return self._driver.drive(self._requeue_dead_letter_flow(topic, timer_id))
+
+    def purge_dead_letters(self) -> int:
+        """Delete every dead letter; returns how many there were."""
+        return self._driver.drive(self._purge_dead_letters_flow())
+
+    def handle_ready_timers(self) -> None:
+        """Handle every timer due now, then return."""
+        self._run_worker(single_pass=True)
+
+    def run_forever(self, *, concurrency: int | None = None) -> None:
+        """Handle timers as they become due until `stop()` is called (from any thread)."""
+        try:
+            self._run_worker(single_pass=False, concurrency=concurrency)
+        finally:
+            self._stop_requested.clear()
+
+    def stop(self) -> None:
+        """Ask `run_forever` to stop claiming, finish in-flight handlers within the grace period, and return."""
+        self._stop_requested.set()
+        with self._workers_lock:
+            for worker in self._workers:
+                worker.wake()
+
+    def _run_worker(self, *, single_pass: bool, concurrency: int | None = None) -> None:
+        worker = SyncWorker(
+            driver=self._driver,
+            engine=self._new_engine(single_pass=single_pass, concurrency=concurrency),
+            context=self.context,
+            settings=self.settings,
+            stop_requested=self._stop_requested if not single_pass else threading.Event(),
+            listen=not single_pass,
+        )
+        with self._workers_lock:
+            self._workers.append(worker)
+        try:
+            worker.run()
+        finally:
+            with self._workers_lock:
+                self._workers.remove(worker)

@@ -1,0 +1,151 @@
+"""The blocking worker loop: handlers in a thread pool, notifications on a listener thread."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import queue
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import redis
+
+from redis_timers import codec, events
+from redis_timers.engine import Cycle, Finished, Maintain, Run, Wait, WorkerEngine
+from redis_timers.errors import TimersConnectionError
+from redis_timers.retry import cycle_failure_pause
+from redis_timers.settings import TimersSettings
+from redis_timers.sync.driver import CONNECTION_ERRORS, SyncDriver
+
+logger = logging.getLogger("redis_timers")
+
+
+class SyncWorker:
+    def __init__(
+        self,
+        *,
+        driver: SyncDriver,
+        engine: WorkerEngine,
+        context: dict[str, Any],
+        settings: TimersSettings,
+        stop_requested: threading.Event,
+        listen: bool,
+    ) -> None:
+        self._driver = driver
+        self._engine = engine
+        self._context = context
+        self._settings = settings
+        self._stop_requested = stop_requested
+        self._listen = listen
+        self._inbox: queue.SimpleQueue[events.Event] = queue.SimpleQueue()
+        self._closed = threading.Event()
+        self._rng = random.Random()
+
+    def wake(self) -> None:
+        self._inbox.put(lambda now: None)
+
+    def run(self) -> None:
+        engine = self._engine
+        pool = ThreadPoolExecutor(max_workers=engine.concurrency, thread_name_prefix="redis-timers-handler")
+        listener = threading.Thread(target=self._listen_for_notifications, name="redis-timers-listener", daemon=True)
+        if self._listen and self._engine.channels:
+            listener.start()
+        try:
+            while True:
+                self._apply_pending_events()
+                if self._stop_requested.is_set() and not engine.stopping:
+                    engine.request_stop(time.monotonic())
+                step = engine.next_step(time.monotonic())
+                if isinstance(step, Finished):
+                    return
+                if isinstance(step, Wait):
+                    self._wait_for_event(step.seconds)
+                elif isinstance(step, Cycle):
+                    sent_at = time.monotonic()
+                    try:
+                        reply = self._driver.execute(step.call)
+                    except TimersConnectionError as error:
+                        if not engine.step_failed(time.monotonic(), error):
+                            raise
+                        continue
+                    for run in engine.cycle_succeeded(reply, sent_at, time.monotonic()):
+                        pool.submit(self._call_handler, run)
+                elif isinstance(step, Maintain):
+                    try:
+                        engine.maintenance_done(self._driver.drive(step.flow))
+                    except TimersConnectionError as error:
+                        if not engine.step_failed(time.monotonic(), error):
+                            raise
+        finally:
+            self._closed.set()
+            # Handlers still running after the grace period were handed back; let them end on their own.
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _call_handler(self, run: Run) -> None:
+        error: BaseException | None = None
+        try:
+            run.handler.handler(run.payload, self._context)
+        except Exception as exc:
+            error = exc
+        self._inbox.put(lambda now: self._engine.handler_finished(run, error))
+
+    def _notified(self, channel: str | bytes, data: str | bytes, now: float) -> None:
+        self._engine.notified_on(channel, data)
+
+    def _apply_pending_events(self) -> None:
+        while True:
+            try:
+                event = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            event(time.monotonic())
+
+    def _wait_for_event(self, seconds: float) -> None:
+        try:
+            event = self._inbox.get(timeout=max(seconds, 0.0))
+        except queue.Empty:
+            return
+        event(time.monotonic())
+
+    def _listen_for_notifications(self) -> None:
+        """Forward wake-ups to the loop; on any connection trouble, reconnect and make the loop re-claim."""
+        client: redis.Redis = self._driver.client
+        failures = 0
+        while not self._closed.is_set():
+            pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+            try:
+                pubsub.subscribe(*self._engine.channels)
+                self._relay(pubsub)
+            except CONNECTION_ERRORS as error:
+                failures += 1
+                pause = cycle_failure_pause(failures, self._settings, self._rng)
+                logger.warning("notification connection lost (%s); reconnecting in %.2fs", error, pause)
+                self._closed.wait(pause)
+            else:
+                failures = 0
+            finally:
+                pubsub.close()
+
+    def _relay(self, pubsub: Any) -> None:
+        interval = self._settings.safety_wakeup_seconds
+        last_heard_at, ping_sent_at = time.monotonic(), None
+        while not self._closed.is_set():
+            message = pubsub.get_message(timeout=events.LISTEN_POLL_SECONDS)
+            now = time.monotonic()
+            if message is None:
+                if events.pong_overdue(ping_sent_at, now, interval):
+                    raise redis.exceptions.ConnectionError("no reply to PING on the notification connection")
+                if events.ping_due(last_heard_at, ping_sent_at, now, interval):
+                    pubsub.ping()
+                    ping_sent_at = now
+                continue
+            last_heard_at, ping_sent_at = now, None
+            kind = codec.text(message["type"])
+            if kind == "message":
+                self._inbox.put(functools.partial(self._notified, message["channel"], message["data"]))
+            elif kind == "subscribe" and message["data"] == len(self._engine.channels):
+                # Subscribed to every topic: from now on nothing is missed; claim once for what came before.
+                self._inbox.put(lambda now: self._engine.rearm())

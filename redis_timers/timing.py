@@ -1,0 +1,67 @@
+"""Conversions between Python time values and the millisecond scores stored in Redis.
+
+Scores are whole milliseconds since the epoch on the Redis server's clock. Conversions
+round towards "later", never "earlier", so that no timer can fire before it is due.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+
+from redis_timers.errors import ActivationError
+from redis_timers.validation import MAX_ACTIVATION_MS, check_aware
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_ONE_MS = datetime.timedelta(milliseconds=1)
+
+
+def delay_to_ms(activation_period: object) -> int:
+    if not isinstance(activation_period, datetime.timedelta):
+        raise ActivationError(f"activation_period must be a datetime.timedelta, got {type(activation_period).__name__}")
+    if activation_period < datetime.timedelta(0):
+        raise ActivationError("activation_period must not be negative")
+    whole, rest = divmod(activation_period, _ONE_MS)
+    milliseconds = whole + (1 if rest else 0)
+    if milliseconds > MAX_ACTIVATION_MS:
+        raise ActivationError("activation_period is more than 100 years away")
+    return int(milliseconds)
+
+
+def instant_to_ms(activate_at: object) -> int:
+    moment = check_aware(activate_at, "activate_at")
+    whole, rest = divmod(moment - _EPOCH, _ONE_MS)
+    milliseconds = whole + (1 if rest else 0)
+    if milliseconds < 0:
+        raise ActivationError("activate_at must not be before 1970")
+    return int(milliseconds)
+
+
+def ms_to_datetime(milliseconds: int) -> datetime.datetime:
+    return _EPOCH + datetime.timedelta(milliseconds=milliseconds)
+
+
+@dataclasses.dataclass
+class ServerClock:
+    """Maps the server's millisecond clock onto the worker's monotonic clock.
+
+    The offset is re-estimated from every reply that carries the server's time. A wait
+    computed from it can end slightly early; the claim on the server is what decides
+    whether a timer is due, so an early wake-up only costs one more round trip.
+    """
+
+    offset_ms: float | None = None
+
+    def observe(self, server_ms: int, sent_at: float, received_at: float) -> None:
+        midpoint_ms = (sent_at + received_at) * 500.0
+        self.offset_ms = server_ms - midpoint_ms
+
+    def seconds_until(self, server_ms: int, now: float) -> float:
+        if self.offset_ms is None:
+            return 0.0
+        return max(0.0, (server_ms - self.offset_ms) / 1000.0 - now)
+
+    def server_now_ms(self, now: float) -> float | None:
+        if self.offset_ms is None:
+            return None
+        return now * 1000.0 + self.offset_ms
