@@ -19,11 +19,11 @@ def redis_server() -> Iterator[EmbeddedServer]:
 
 
 @pytest.fixture
-def redis_url(redis_server: EmbeddedServer) -> Iterator[str]:
+def redis_url(redis_server: EmbeddedServer) -> str:
     """A clean keyspace for each test."""
     client = redis.Redis.from_url(redis_server.url)
     try:
         client.flushall()
     finally:
         client.close()
-    yield redis_server.url
+    return redis_server.url
