@@ -78,17 +78,26 @@ class Run:
     renew_at_ms: float
 
 
+ACK, RETRY, DEAD, RELEASE, RENEW = "a", "r", "d", "l", "n"
+"""Settlement kinds, as `cycle.lua` spells them."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Settlement:
-    kind: str  # ack | retry | dead | release | renew
+    kind: str
     topic_index: int
     timer_id: str
     token: str
     delay_ms: int = 0
     error: str = ""
 
-    def args(self) -> tuple[str, int, str, str, int, str]:
-        return self.kind, self.topic_index, self.timer_id, self.token, self.delay_ms, self.error
+    def args(self) -> tuple[str | int, ...]:
+        common = (f"{self.kind}{self.topic_index}", self.timer_id, self.token)
+        if self.kind == RETRY:
+            return (*common, self.delay_ms, self.error)
+        if self.kind == DEAD:
+            return (*common, self.error)
+        return common
 
 
 class WorkerEngine:
@@ -165,7 +174,7 @@ class WorkerEngine:
         if now >= self._stop_deadline and self._in_flight:
             # Grace is over: hand the leases back so other workers can take these timers at once.
             for run in self._in_flight.values():
-                self._pending.append(Settlement("release", run.topic_index, run.timer_id, run.token))
+                self._pending.append(Settlement(RELEASE, run.topic_index, run.timer_id, run.token))
             logger.warning("stopping with %d handler(s) unfinished; their timers are handed back", len(self._in_flight))
             self._in_flight.clear()
         self._plan_renewals(now)
@@ -202,7 +211,7 @@ class WorkerEngine:
             return
         for run in self._in_flight.values():
             if run.renew_at_ms <= server_now:
-                self._pending.append(Settlement("renew", run.topic_index, run.timer_id, run.token))
+                self._pending.append(Settlement(RENEW, run.topic_index, run.timer_id, run.token))
                 run.renew_at_ms = server_now + self._renew_every_ms
 
     def _cycle_call(self, *, claim: bool) -> ScriptCall:
@@ -238,18 +247,18 @@ class WorkerEngine:
             self._cutoff = now_ms
         claimed = reply[3:]
         runs: list[Run] = []
-        for offset in range(0, len(claimed), 5):
-            topic_index, raw_id, raw_token, attempts, body = claimed[offset : offset + 5]
-            topic_index = int(topic_index)
+        for offset in range(0, len(claimed), 2):
+            raw_index, attempts, token, timer_id = codec.text(claimed[offset]).split(":", 3)
+            body = claimed[offset + 1]
+            topic_index = int(raw_index)
             handler = self._handlers[topic_index - 1]
-            timer_id, token = codec.text(raw_id), codec.text(raw_token)
             try:
                 payload = handler.schema.model_validate_json(body)
             except pydantic.ValidationError as error:
                 # Retrying cannot help a payload that no longer fits its schema.
                 logger.error("timer %r/%r has an invalid payload; moved to dead letters", handler.topic, timer_id)
                 reason = f"payload does not validate against {handler.schema.__name__}: {error}"
-                self._pending.append(Settlement("dead", topic_index, timer_id, token, error=reason))
+                self._pending.append(Settlement(DEAD, topic_index, timer_id, token, error=reason))
                 continue
             run = Run(
                 run_id=next(self._run_ids),
@@ -264,7 +273,7 @@ class WorkerEngine:
             )
             self._in_flight[run.run_id] = run
             runs.append(run)
-        if len(claimed) // 5 < self._asked:
+        if len(claimed) // 2 < self._asked:
             self._pass_exhausted = True
         return runs
 
@@ -275,7 +284,7 @@ class WorkerEngine:
 
     def step_failed(self, now: float, error: BaseException) -> bool:
         """A cycle or maintenance step could not reach Redis. Returns False when the caller should re-raise."""
-        self._pending = [s for s in self._sent if s.kind != "renew"] + self._pending
+        self._pending = [s for s in self._sent if s.kind != RENEW] + self._pending
         self._sent = []
         self._next_due = None
         if self._single_pass:
@@ -292,7 +301,7 @@ class WorkerEngine:
         if self._in_flight.pop(run.run_id, None) is None:
             return  # Already handed back at shutdown; its outcome no longer counts.
         if error is None:
-            self._pending.append(Settlement("ack", run.topic_index, run.timer_id, run.token))
+            self._pending.append(Settlement(ACK, run.topic_index, run.timer_id, run.token))
             return
         description = codec.describe_error(error)
         limit = run.handler.max_attempts or self._settings.max_attempts
@@ -305,7 +314,7 @@ class WorkerEngine:
                 description,
                 exc_info=error,
             )
-            self._pending.append(Settlement("dead", run.topic_index, run.timer_id, run.token, error=description))
+            self._pending.append(Settlement(DEAD, run.topic_index, run.timer_id, run.token, error=description))
             return
         delay_ms = retry_delay_ms(run.attempts, self._settings, self._rng)
         logger.warning(
@@ -318,7 +327,7 @@ class WorkerEngine:
             description,
             exc_info=error,
         )
-        self._pending.append(Settlement("retry", run.topic_index, run.timer_id, run.token, delay_ms, description))
+        self._pending.append(Settlement(RETRY, run.topic_index, run.timer_id, run.token, delay_ms, description))
 
     def notified(self, topic: str, due_ms: int) -> None:
         """Another process scheduled a timer of `topic` earlier than the head we knew."""

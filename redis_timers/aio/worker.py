@@ -45,7 +45,12 @@ class AsyncWorker:
         self._receive: MemoryObjectReceiveStream[events.Event]
         self._send, self._receive = anyio.create_memory_object_stream[events.Event](math.inf)
         self._thread_limiter = anyio.CapacityLimiter(engine.concurrency)
-        self._handler_scopes: dict[int, anyio.CancelScope] = {}
+        # Handlers run on a pool of long-lived runner tasks, grown on demand up to the concurrency limit:
+        # handing a run to a waiting runner costs far less than starting a task per timer.
+        self._runs_send: MemoryObjectSendStream[Run]
+        self._runs_receive: MemoryObjectReceiveStream[Run]
+        self._runs_send, self._runs_receive = anyio.create_memory_object_stream[Run](math.inf)
+        self._runner_scopes: list[anyio.CancelScope] = []
         self._stop_requested = False
         self._rng = random.Random()
 
@@ -66,8 +71,9 @@ class AsyncWorker:
                     await self._loop(tasks)
                 raise
             finally:
-                for scope in self._handler_scopes.values():
-                    scope.cancel()  # Past the grace period: these runs were handed back.
+                # Finished: every run is settled or was handed back after the grace period.
+                for scope in self._runner_scopes:
+                    scope.cancel()
                 tasks.cancel_scope.cancel()
 
     async def _loop(self, tasks: anyio.abc.TaskGroup) -> None:
@@ -90,7 +96,10 @@ class AsyncWorker:
                         raise
                     continue
                 for run in engine.cycle_succeeded(reply, sent_at, time.monotonic()):
-                    tasks.start_soon(self._call_handler, run)
+                    self._runs_send.send_nowait(run)
+                while len(self._runner_scopes) < engine.in_flight:
+                    self._runner_scopes.append(anyio.CancelScope(shield=True))
+                    tasks.start_soon(self._runner, self._runner_scopes[-1])
             elif isinstance(step, Maintain):
                 try:
                     engine.maintenance_done(await self._driver.drive(step.flow))
@@ -98,25 +107,22 @@ class AsyncWorker:
                     if not engine.step_failed(time.monotonic(), error):
                         raise
 
-    async def _call_handler(self, run: Run) -> None:
-        error: BaseException | None = None
-        # Shielded so that cancelling run_forever lets the handler finish within the grace period.
-        with anyio.CancelScope(shield=True) as scope:
-            self._handler_scopes[run.run_id] = scope
-            try:
-                func = run.handler.handler
-                if is_async_callable(func):
-                    await func(run.payload, self._context)
-                else:
-                    await anyio.to_thread.run_sync(
-                        functools.partial(func, run.payload, self._context), limiter=self._thread_limiter
-                    )
-            except Exception as exc:
-                error = exc
-            finally:
-                del self._handler_scopes[run.run_id]
-        if not scope.cancel_called:
-            self._send.send_nowait(functools.partial(self._handler_finished, run, error))
+    async def _runner(self, scope: anyio.CancelScope) -> None:
+        # Shielded so that cancelling run_forever lets handlers finish within the grace period.
+        with scope:
+            async for run in self._runs_receive:
+                error: BaseException | None = None
+                try:
+                    func = run.handler.handler
+                    if is_async_callable(func):
+                        await func(run.payload, self._context)
+                    else:
+                        await anyio.to_thread.run_sync(
+                            functools.partial(func, run.payload, self._context), limiter=self._thread_limiter
+                        )
+                except Exception as exc:
+                    error = exc
+                self._send.send_nowait(functools.partial(self._handler_finished, run, error))
 
     def _handler_finished(self, run: Run, error: BaseException | None, now: float) -> None:
         self._engine.handler_finished(run, error)

@@ -1,9 +1,11 @@
 -- One worker round trip: settle finished runs, renew leases, then claim due timers.
 -- KEYS: dead, then per topic: timeline, payloads, state.
 -- ARGV: lease_ms, claim_limit, cutoff ('' = now), channel_prefix, n_topics, topics...,
---       first topic to claim from (rotates for fairness), n_ops, ops (6 each:
---       kind, topic index, id, token, delay_ms, error).
--- Returns {now, next_due (-1 if none), stale ops, claimed (5 each: topic index, id, token, attempts, payload)...}.
+--       first topic to claim from (rotates for fairness), n_ops, then the ops, each
+--       '<kind><topic index>', id, token, and for 'r' (retry) delay_ms and error, for 'd' (dead) error.
+--       Kinds: a = ack, r = retry, d = dead letter, l = release the lease, n = renew the lease.
+-- Returns {now, next_due (-1 if none), stale ops, then two per claimed timer:
+--          '<topic index>:<attempts>:<token>:<id>', payload}.
 local now = server_now_ms()
 local lease_ms = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
@@ -24,32 +26,59 @@ end
 -- Every settlement acts only while its token still matches: a set_timer or remove_timer
 -- made while the handler ran has dropped the lease, and must not be undone.
 local stale = 0
-local base = 7 + n
-for k = 0, n_ops - 1 do
-  local o = base + k * 6
-  local kind, ti, id, token = ARGV[o + 1], tonumber(ARGV[o + 2]), ARGV[o + 3], ARGV[o + 4]
+local acked = {}  -- topic index -> ids, removed in one batch per topic below
+local o = 8 + n
+for _ = 1, n_ops do
+  local header, id, token = ARGV[o], ARGV[o + 1], ARGV[o + 2]
+  local kind, ti = string.sub(header, 1, 1), tonumber(string.sub(header, 2))
+  o = o + 3
+  local argument, err = nil, ''
+  if kind == 'r' then
+    argument, err = ARGV[o], ARGV[o + 1]
+    o = o + 2
+  elseif kind == 'd' then
+    err = ARGV[o]
+    o = o + 1
+  end
   local timeline, payloads, state = topic_keys(ti)
   local topic = ARGV[5 + ti]
   if redis.call('HGET', state, 'l:' .. id) ~= token then
     stale = stale + 1
-  elseif kind == 'ack' then
-    forget(timeline, payloads, state, id)
-  elseif kind == 'renew' then
+  elseif kind == 'a' then
+    local ids = acked[ti]
+    if not ids then
+      ids = {}
+      acked[ti] = ids
+    end
+    ids[#ids + 1] = id
+  elseif kind == 'n' then
     redis.call('ZADD', timeline, 'XX', ms(now + lease_ms), id)
-  elseif kind == 'retry' then
+  elseif kind == 'r' then
     redis.call('HDEL', state, 'l:' .. id)
-    redis.call('HSET', state, 'e:' .. id, ARGV[o + 6])
-    schedule(timeline, channel_prefix .. topic, id, now + tonumber(ARGV[o + 5]))
-  elseif kind == 'release' then
+    redis.call('HSET', state, 'e:' .. id, err)
+    schedule(timeline, channel_prefix .. topic, id, now + tonumber(argument))
+  elseif kind == 'l' then
     -- A handed-back lease is not an attempt.
     redis.call('HDEL', state, 'l:' .. id)
     if redis.call('HINCRBY', state, 'a:' .. id, -1) <= 0 then
       redis.call('HDEL', state, 'a:' .. id)
     end
     schedule(timeline, channel_prefix .. topic, id, now)
-  elseif kind == 'dead' then
-    bury(timeline, payloads, state, dead, topic, id, ARGV[o + 6], now)
+  elseif kind == 'd' then
+    bury(timeline, payloads, state, dead, topic, id, err, now)
   end
+end
+for ti, ids in pairs(acked) do
+  local timeline, payloads, state = topic_keys(ti)
+  local fields = {}
+  for j, id in ipairs(ids) do
+    fields[3 * j - 2] = 'l:' .. id
+    fields[3 * j - 1] = 'a:' .. id
+    fields[3 * j] = 'e:' .. id
+  end
+  redis.call('ZREM', timeline, unpack(ids))
+  redis.call('HDEL', payloads, unpack(ids))
+  redis.call('HDEL', state, unpack(fields))
 end
 
 local reply = {now, -1, stale}
@@ -84,10 +113,7 @@ for step = 0, n - 1 do
         hset[#hset + 1] = token
         hset[#hset + 1] = 'a:' .. id
         hset[#hset + 1] = attempts
-        reply[#reply + 1] = ti
-        reply[#reply + 1] = id
-        reply[#reply + 1] = token
-        reply[#reply + 1] = attempts
+        reply[#reply + 1] = ti .. ':' .. attempts .. ':' .. token .. ':' .. id
         reply[#reply + 1] = bodies[j]
       else
         bury(timeline, payloads, state, dead, ARGV[5 + ti], id, 'payload missing', now)
