@@ -8,7 +8,6 @@ import queue
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import redis
@@ -42,6 +41,10 @@ class SyncWorker:
         self._listen = listen
         self._inbox: queue.SimpleQueue[events.Event] = queue.SimpleQueue()
         self._closed = threading.Event()
+        # Handlers run on long-lived runner threads, started on demand up to the concurrency limit: a plain
+        # queue hand-off costs far less per timer than an executor's futures.
+        self._runs: queue.SimpleQueue[Run | None] = queue.SimpleQueue()
+        self._runners: list[threading.Thread] = []
         self._rng = random.Random()
 
     def wake(self) -> None:
@@ -49,7 +52,6 @@ class SyncWorker:
 
     def run(self) -> None:
         engine = self._engine
-        pool = ThreadPoolExecutor(max_workers=engine.concurrency, thread_name_prefix="redis-timers-handler")
         listener = threading.Thread(target=self._listen_for_notifications, name="redis-timers-listener", daemon=True)
         if self._listen and self._engine.channels:
             listener.start()
@@ -72,7 +74,9 @@ class SyncWorker:
                             raise
                         continue
                     for run in engine.cycle_succeeded(reply, sent_at, time.monotonic()):
-                        pool.submit(self._call_handler, run)
+                        self._runs.put(run)
+                    while len(self._runners) < engine.in_flight:
+                        self._start_runner()
                 elif isinstance(step, Maintain):
                     try:
                         engine.maintenance_done(self._driver.drive(step.flow))
@@ -81,16 +85,27 @@ class SyncWorker:
                             raise
         finally:
             self._closed.set()
-            # Handlers still running after the grace period were handed back; let them end on their own.
-            pool.shutdown(wait=False, cancel_futures=True)
+            # Idle runners exit; handlers still running after the grace period were handed back and end on
+            # their own (runner threads are daemons, so they never keep the process alive).
+            for _ in self._runners:
+                self._runs.put(None)
 
-    def _call_handler(self, run: Run) -> None:
-        error: BaseException | None = None
-        try:
-            run.handler.handler(run.payload, self._context)
-        except Exception as exc:
-            error = exc
-        self._inbox.put(lambda now: self._engine.handler_finished(run, error))
+    def _start_runner(self) -> None:
+        runner = threading.Thread(target=self._run_handlers, name="redis-timers-handler", daemon=True)
+        self._runners.append(runner)
+        runner.start()
+
+    def _run_handlers(self) -> None:
+        while (run := self._runs.get()) is not None:
+            error: BaseException | None = None
+            try:
+                run.handler.handler(run.payload, self._context)
+            except Exception as exc:
+                error = exc
+            self._inbox.put(functools.partial(self._handler_finished, run, error))
+
+    def _handler_finished(self, run: Run, error: BaseException | None, now: float) -> None:
+        self._engine.handler_finished(run, error)
 
     def _notified(self, channel: str | bytes, data: str | bytes, now: float) -> None:
         self._engine.notified_on(channel, data)
