@@ -241,7 +241,10 @@ class WorkerEngine:
         self._clock.observe(now_ms, sent_at, received_at)
         self._failures = 0
         self._sent = []
-        self.stale_settlements += stale
+        if stale:
+            # Expected when a timer was rescheduled or removed while its handler ran, or its lease ran out.
+            logger.debug("%d settlement(s) no longer held their lease and were dropped", stale)
+            self.stale_settlements += stale
         self._next_due = math.inf if next_due < 0 else next_due
         if self._single_pass and self._cutoff is None:
             self._cutoff = now_ms
@@ -292,8 +295,9 @@ class WorkerEngine:
         self._failures += 1
         pause = cycle_failure_pause(self._failures, self._settings, self._rng)
         self._paused_until = now + pause
-        if self._next_import_at == math.inf and self._topics:
-            self._next_import_at = now + pause
+        if self._topics:
+            # The import may be what failed; try it again as soon as Redis answers.
+            self._next_import_at = min(self._next_import_at, self._paused_until)
         logger.warning("Redis unavailable (%s); retrying in %.2fs", codec.describe_error(error), pause)
         return True
 
