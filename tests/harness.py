@@ -1,0 +1,510 @@
+"""One blocking test API over both front ends, so each scenario is written once.
+
+`Front("sync", url)` drives `redis_timers.sync.Timers` over `redis.Redis` directly;
+`Front("async", url)` drives `redis_timers.Timers` over `redis.asyncio.Redis` on an event
+loop running in a thread (an anyio blocking portal). Handlers are plain functions
+`(payload, context) -> None`; for the async front end they are wrapped in `async def`,
+and a handler registered with `blocking=True` (one that waits on a `Gate` or otherwise
+blocks) runs through `anyio.to_thread.run_sync` so it never blocks the event loop.
+
+Synchronisation is by events and conditions with timeouts (`Gate`, `Recorder`); the only
+polling helper, `wait_until`, is for state another process owns (Redis keys, a subprocess).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import datetime
+import functools
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Generic, Literal, TypeVar, cast
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+import pydantic
+import redis
+import redis.asyncio
+
+import redis_timers
+import redis_timers.sync
+from redis_timers import DeadLetter, Router, TimerInfo, TimersSettings
+
+FrontKind = Literal["sync", "async"]
+FRONT_KINDS: tuple[FrontKind, ...] = ("sync", "async")
+HandlerFunc = Callable[[Any, dict[str, Any]], object]
+T = TypeVar("T")
+
+DEFAULT_WAIT = 20.0
+"""Generous timeout for anything that should happen: waits end as soon as it does."""
+
+
+# -- synchronisation helpers ---------------------------------------------------------------
+
+
+class Gate:
+    """Lets blocked handlers go once opened. `wait` returns whether the gate opened in time."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def open(self) -> None:
+        self._event.set()
+
+    @property
+    def is_open(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float = DEFAULT_WAIT) -> bool:
+        return self._event.wait(timeout)
+
+
+class Recorder(Generic[T]):
+    """Things handlers report, in order; tests wait for a count with a timeout."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._items: list[T] = []
+
+    def record(self, item: T) -> int:
+        """Append `item`; returns how many items there are now (1 for the first)."""
+        with self._condition:
+            self._items.append(item)
+            self._condition.notify_all()
+            return len(self._items)
+
+    @property
+    def items(self) -> list[T]:
+        with self._condition:
+            return list(self._items)
+
+    def __len__(self) -> int:
+        with self._condition:
+            return len(self._items)
+
+    def wait_for(self, count: int, timeout: float = DEFAULT_WAIT) -> list[T]:
+        """Wait until at least `count` items are recorded; fail the test if that takes longer than `timeout`."""
+        with self._condition:
+            if not self._condition.wait_for(lambda: len(self._items) >= count, timeout):
+                raise AssertionError(f"expected {count} recorded item(s) within {timeout}s, got {len(self._items)}")
+            return list(self._items)
+
+    def arrives(self, count: int, timeout: float) -> bool:
+        """Whether `count` items are recorded within `timeout` (for checking that something does NOT happen)."""
+        with self._condition:
+            return self._condition.wait_for(lambda: len(self._items) >= count, timeout)
+
+    def wait_until(self, predicate: Callable[[list[T]], bool], timeout: float = DEFAULT_WAIT) -> list[T]:
+        with self._condition:
+            if not self._condition.wait_for(lambda: predicate(self._items), timeout):
+                raise AssertionError(f"condition not met within {timeout}s; recorded: {self._items!r:.2000}")
+            return list(self._items)
+
+
+class ConcurrencyProbe:
+    """Counts handlers inside `with probe:` and remembers the most at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.current = 0
+        self.peak = 0
+
+    def __enter__(self) -> ConcurrencyProbe:
+        with self._lock:
+            self.current += 1
+            self.peak = max(self.peak, self.current)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self.current -= 1
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = DEFAULT_WAIT, interval: float = 0.01) -> None:
+    """Poll state owned by another process (a Redis key, a subprocess) until `predicate()` holds.
+
+    Only for state there is no event for; in-process waits use `Gate` and `Recorder`.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def server_time_ms(client: redis.Redis) -> int:
+    """The Redis server's clock in whole milliseconds, rounded down like the library's Lua."""
+    seconds, microseconds = client.time()
+    return int(seconds) * 1000 + int(microseconds) // 1000
+
+
+def ms_to_datetime(milliseconds: int) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(milliseconds / 1000, tz=datetime.timezone.utc)
+
+
+def datetime_to_ms(moment: datetime.datetime) -> int:
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    return (moment - epoch) // datetime.timedelta(milliseconds=1)
+
+
+# -- handlers ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class HandlerSpec:
+    """A handler written once: the harness turns it into what each front end runs."""
+
+    topic: str
+    schema: type[pydantic.BaseModel]
+    func: HandlerFunc
+    blocking: bool = False
+    """True if the function blocks (waits on a Gate, sleeps in Redis...): on the async front
+    end it then runs through `anyio.to_thread.run_sync` instead of on the event loop."""
+    max_attempts: int | None = None
+
+
+def spec(
+    topic: str,
+    schema: type[pydantic.BaseModel],
+    func: HandlerFunc,
+    *,
+    blocking: bool = False,
+    max_attempts: int | None = None,
+) -> HandlerSpec:
+    return HandlerSpec(topic=topic, schema=schema, func=func, blocking=blocking, max_attempts=max_attempts)
+
+
+def _as_coroutine_function(handler: HandlerSpec) -> Callable[[Any, dict[str, Any]], Any]:
+    func = handler.func
+    if handler.blocking:
+
+        async def run_in_thread(payload: Any, context: dict[str, Any]) -> None:
+            # abandon_on_cancel: like an `await` on an event, the wait ends when the run is cancelled.
+            await anyio.to_thread.run_sync(functools.partial(func, payload, context), abandon_on_cancel=True)
+
+        return run_in_thread
+
+    async def run_inline(payload: Any, context: dict[str, Any]) -> None:
+        func(payload, context)
+
+    return run_inline
+
+
+# -- fronts ---------------------------------------------------------------------------------
+
+
+class Front:
+    """A front end under test: builds `Timers` instances and closes everything it built."""
+
+    def __init__(self, kind: FrontKind, url: str) -> None:
+        self.kind: FrontKind = kind
+        self.url = url
+        self.raw = redis.Redis.from_url(url, decode_responses=True)
+        """A plain client for inspecting and arranging Redis state; never handed to the library."""
+        self._stack = contextlib.ExitStack()
+        self._portal: anyio.from_thread.BlockingPortal | None = None
+        if kind == "async":
+            self._portal = self._stack.enter_context(anyio.from_thread.start_blocking_portal())
+        self._instances: list[TimersHarness] = []
+        self._gates: list[Gate] = []
+
+    @property
+    def is_async(self) -> bool:
+        return self.kind == "async"
+
+    @property
+    def portal(self) -> anyio.from_thread.BlockingPortal:
+        if self._portal is None:
+            raise RuntimeError("the sync front end has no event loop")
+        return self._portal
+
+    def gate(self) -> Gate:
+        """A gate that is opened when the front closes, so no handler outlives its test."""
+        gate = Gate()
+        self._gates.append(gate)
+        return gate
+
+    def router(self, *handlers: HandlerSpec) -> Router:
+        router = Router()
+        for handler in handlers:
+            func: Callable[[Any, dict[str, Any]], Any] = (
+                _as_coroutine_function(handler) if self.is_async else handler.func
+            )
+            router.handler(topic=handler.topic, schema=handler.schema, max_attempts=handler.max_attempts)(func)
+        return router
+
+    def client(self, *, url: str | None = None, decode_responses: bool = True, **client_kwargs: Any) -> Any:
+        """A new client of this front end's kind (`redis.Redis` or `redis.asyncio.Redis`)."""
+        target = url or self.url
+        if not self.is_async:
+            return redis.Redis.from_url(target, decode_responses=decode_responses, **client_kwargs)
+
+        async def make() -> redis.asyncio.Redis:
+            return redis.asyncio.Redis.from_url(target, decode_responses=decode_responses, **client_kwargs)
+
+        return self.portal.call(make)
+
+    def close_client(self, client: Any) -> None:
+        if self.is_async:
+            self.portal.call(client.aclose)
+        else:
+            client.close()
+
+    def timers(
+        self,
+        *handlers: HandlerSpec,
+        routers: Sequence[Router] = (),
+        context: dict[str, Any] | None = None,
+        settings: TimersSettings | None = None,
+        decode_responses: bool = True,
+        url: str | None = None,
+        client: Any = None,
+        client_kwargs: dict[str, Any] | None = None,
+    ) -> TimersHarness:
+        """A `Timers` of this front end with its own client (or `client`), handlers from `handlers` and `routers`."""
+        owns_client = client is None
+        if client is None:
+            client = self.client(url=url, decode_responses=decode_responses, **(client_kwargs or {}))
+        # Explicit settings by default, so that TIMERS_* variables in the environment don't leak in.
+        kwargs: dict[str, Any] = {
+            "redis_client": client,
+            "context": context,
+            "settings": settings or TimersSettings(),
+        }
+        if routers:
+            kwargs["routers"] = list(routers)
+        timers = redis_timers.Timers(**kwargs) if self.is_async else redis_timers.sync.Timers(**kwargs)
+        harness = TimersHarness(self, timers, client, owns_client=owns_client)
+        if handlers:
+            harness.include_router(self.router(*handlers))
+        self._instances.append(harness)
+        return harness
+
+    def keys(self) -> list[str]:
+        return sorted(cast(list[str], self.raw.keys("*")))
+
+    def close(self) -> None:
+        for gate in self._gates:
+            gate.open()
+        try:
+            for instance in self._instances:
+                instance.close()
+        finally:
+            if self._portal is not None:
+                with contextlib.suppress(RuntimeError):
+                    self._portal.call(self._portal.stop, True)
+            self._stack.close()
+            self.raw.close()
+
+
+class TimersHarness:
+    """One `Timers` instance with a blocking API, whatever its front end."""
+
+    def __init__(self, front: Front, timers: Any, client: Any, *, owns_client: bool) -> None:
+        self.front = front
+        self.timers = timers
+        self.client = client
+        self._owns_client = owns_client
+        self._worker_done: threading.Event | None = None
+        self._worker_error: BaseException | None = None
+        self._worker_future: concurrent.futures.Future[None] | None = None
+
+    # -- calls -------------------------------------------------------------------------
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a `Timers` method by name and return its result (awaited on the loop for the async front end)."""
+        func = getattr(self.timers, method)
+        if not self.front.is_async:
+            return func(*args, **kwargs)
+        return self.front.portal.call(functools.partial(func, *args, **kwargs))
+
+    def background(self, method: str, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        """Start a `Timers` method without waiting for it; the future holds its outcome."""
+        func = getattr(self.timers, method)
+        if self.front.is_async:
+            return self.front.portal.start_task_soon(functools.partial(func, *args, **kwargs))
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def run() -> None:
+            future.set_running_or_notify_cancel()
+            try:
+                future.set_result(func(*args, **kwargs))
+            except BaseException as error:
+                future.set_exception(error)
+
+        threading.Thread(target=run, name=f"harness-{method}", daemon=True).start()
+        return future
+
+    def include_router(self, router: Router) -> None:
+        self.timers.include_router(router)
+
+    def include_routers(self, *routers: Router) -> None:
+        self.timers.include_routers(*routers)
+
+    def set_timer(
+        self,
+        topic: str,
+        timer_id: Any,
+        payload: Any,
+        activation_period: Any = None,
+        *,
+        activate_at: Any = None,
+    ) -> None:
+        if activate_at is None:
+            self.call("set_timer", topic, timer_id, payload, activation_period)
+        else:
+            self.call("set_timer", topic, timer_id, payload, activation_period, activate_at=activate_at)
+
+    def remove_timer(self, topic: str, timer_id: Any) -> bool:
+        return cast(bool, self.call("remove_timer", topic, timer_id))
+
+    def get_timer(self, topic: str, timer_id: Any) -> TimerInfo | None:
+        return cast("TimerInfo | None", self.call("get_timer", topic, timer_id))
+
+    def dead_letters(self) -> list[DeadLetter]:
+        return cast(list[DeadLetter], self.call("dead_letters"))
+
+    def requeue_dead_letter(self, topic: str, timer_id: Any) -> bool:
+        return cast(bool, self.call("requeue_dead_letter", topic, timer_id))
+
+    def purge_dead_letters(self) -> int:
+        return cast(int, self.call("purge_dead_letters"))
+
+    def handle_ready_timers(self) -> None:
+        self.call("handle_ready_timers")
+
+    def ping(self) -> bool:
+        """Use the client given to the library, to show it is still open."""
+        if self.front.is_async:
+            return cast(bool, self.front.portal.call(self.client.ping))
+        return cast(bool, self.client.ping())
+
+    def set_timers_concurrently(
+        self,
+        items: Iterable[tuple[str, str, pydantic.BaseModel, datetime.timedelta]],
+        parallelism: int,
+    ) -> None:
+        """Sync: `parallelism` threads share this instance; async: `parallelism` tasks on its event loop."""
+        work = list(items)
+        if not self.front.is_async:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=parallelism) as pool:
+                list(pool.map(lambda item: self.timers.set_timer(*item), work))
+            return
+
+        timers = self.timers
+
+        async def set_all() -> None:
+            queue = iter(work)
+
+            async def task() -> None:
+                for item in queue:
+                    await timers.set_timer(*item)
+
+            async with anyio.create_task_group() as tasks:
+                for _ in range(parallelism):
+                    tasks.start_soon(task)
+
+        self.front.portal.call(set_all)
+
+    # -- the worker ----------------------------------------------------------------------
+
+    @property
+    def worker_running(self) -> bool:
+        return self._worker_done is not None and not self._worker_done.is_set()
+
+    def start_worker(self, *, concurrency: int | None = None) -> None:
+        """Start `run_forever` (sync: in a thread; async: as a task on the portal's loop)."""
+        assert not self.worker_running, "this instance already runs a worker"
+        done = threading.Event()
+        self._worker_done, self._worker_error = done, None
+        timers = self.timers
+
+        if self.front.is_async:
+
+            async def run_async() -> None:
+                try:
+                    await timers.run_forever(concurrency=concurrency)
+                except BaseException as error:
+                    self._worker_error = error
+                    raise
+                finally:
+                    done.set()
+
+            self._worker_future = self.front.portal.start_task_soon(run_async)
+            return
+
+        def run_sync() -> None:
+            try:
+                timers.run_forever(concurrency=concurrency)
+            except BaseException as error:
+                self._worker_error = error
+            finally:
+                done.set()
+
+        threading.Thread(target=run_sync, name="harness-run-forever", daemon=True).start()
+
+    def request_stop(self) -> None:
+        """Call `stop()` and return at once (the worker may still be finishing handlers)."""
+        self.call("stop")
+
+    def wait_worker(self, timeout: float = DEFAULT_WAIT, *, cancelled_ok: bool = False) -> None:
+        """Wait for `run_forever` to return; re-raise what it raised."""
+        assert self._worker_done is not None, "no worker was started"
+        if not self._worker_done.wait(timeout):
+            raise AssertionError(f"run_forever did not return within {timeout}s")
+        error = self._worker_error
+        if error is None:
+            return
+        if cancelled_ok and _is_cancellation(error):
+            return
+        raise error
+
+    def stop_worker(self, timeout: float = DEFAULT_WAIT) -> float:
+        """`stop()` from this (another) thread; returns how long run_forever took to return."""
+        started = time.monotonic()
+        self.request_stop()
+        self.wait_worker(timeout)
+        return time.monotonic() - started
+
+    def cancel_worker(self, timeout: float = DEFAULT_WAIT) -> float:
+        """Async only: cancel the `run_forever` task; returns how long it took to end."""
+        assert self.front.is_async, "only an asyncio task can be cancelled"
+        assert self._worker_future is not None
+        started = time.monotonic()
+        self._worker_future.cancel()
+        self.wait_worker(timeout, cancelled_ok=True)
+        assert self._worker_error is None or _is_cancellation(self._worker_error)
+        return time.monotonic() - started
+
+    def close(self) -> None:
+        try:
+            if self.worker_running:
+                with contextlib.suppress(BaseException):
+                    self.stop_worker(timeout=30)
+                if self.worker_running and self._worker_future is not None:
+                    self._worker_future.cancel()
+        finally:
+            if self._owns_client:
+                with contextlib.suppress(Exception):
+                    self.front.close_client(self.client)
+
+
+def _is_cancellation(error: BaseException) -> bool:
+    import asyncio
+
+    return isinstance(error, asyncio.CancelledError)
+
+
+@contextlib.contextmanager
+def running(harness: TimersHarness, *, concurrency: int | None = None) -> Iterator[TimersHarness]:
+    """`run_forever` for the duration of a `with` block, stopped (and checked) at its end."""
+    harness.start_worker(concurrency=concurrency)
+    try:
+        yield harness
+    finally:
+        if harness.worker_running:
+            harness.stop_worker()
