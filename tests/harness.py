@@ -287,6 +287,20 @@ class Front:
     def keys(self) -> list[str]:
         return sorted(cast(list[str], self.raw.keys("*")))
 
+    def timer_data(self) -> list[str]:
+        """Every key, and every per-timer field of the state hashes: empty once no timer or dead letter is left.
+
+        State hashes keep bookkeeping fields (`#seq`, the claim counter) after their timers are gone.
+        """
+        leftovers: list[str] = []
+        for key in self.keys():
+            if ":state:" not in key:
+                leftovers.append(key)
+                continue
+            fields = cast(list[str], self.raw.hkeys(key))
+            leftovers.extend(f"{key} {field}" for field in fields if not field.startswith("#"))
+        return leftovers
+
     def close(self) -> None:
         for gate in self._gates:
             gate.open()
