@@ -488,12 +488,16 @@ class TimersHarness:
         self.wait_worker(timeout)
         return time.monotonic() - started
 
-    def cancel_worker(self, timeout: float = DEFAULT_WAIT) -> float:
-        """Async only: cancel the `run_forever` task; returns how long it took to end."""
+    def request_cancel(self) -> None:
+        """Async only: cancel the `run_forever` task and return at once."""
         assert self.front.is_async, "only an asyncio task can be cancelled"
         assert self._worker_future is not None
-        started = time.monotonic()
         self._worker_future.cancel()
+
+    def cancel_worker(self, timeout: float = DEFAULT_WAIT) -> float:
+        """Async only: cancel the `run_forever` task; returns how long it took to end."""
+        started = time.monotonic()
+        self.request_cancel()
         self.wait_worker(timeout, cancelled_ok=True)
         assert self._worker_error is None or _is_cancellation(self._worker_error)
         return time.monotonic() - started
