@@ -142,6 +142,11 @@ def server_time_ms(client: redis.Redis) -> int:
     return int(seconds) * 1000 + int(microseconds) // 1000
 
 
+def subscribers(client: redis.Redis, channel: str) -> int:
+    """How many connections listen on `channel` (a worker subscribes once it is ready for wake-ups)."""
+    return int(client.pubsub_numsub(channel)[0][1])
+
+
 def ms_to_datetime(milliseconds: int) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(milliseconds / 1000, tz=datetime.timezone.utc)
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from redis_timers import Router, TimersSettings
-from tests.harness import Front, Recorder, TimersHarness, listener_threads, running, spec
+from tests.harness import Front, Recorder, TimersHarness, listener_threads, running, spec, subscribers, wait_until
 from tests.scenarios.models import Job
 
 NOW = datetime.timedelta(0)
@@ -231,6 +231,4 @@ def test_sync_run_forever_leaves_no_thread_behind(front: Front) -> None:
 
 
 def wait_for_listener(front: Front) -> None:
-    from tests.harness import wait_until
-
-    wait_until(lambda: front.raw.pubsub_numsub("{timers}:wake:jobs")[0][1] >= 1)
+    wait_until(lambda: subscribers(front.raw, "{timers}:wake:jobs") >= 1)

@@ -7,7 +7,7 @@ import random
 import statistics
 from typing import Any
 
-from tests.harness import Front, Recorder, ms_to_datetime, running, server_time_ms, spec, wait_until
+from tests.harness import Front, Recorder, ms_to_datetime, running, server_time_ms, spec, subscribers, wait_until
 from tests.scenarios.models import Stamp
 
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
@@ -56,8 +56,8 @@ def test_a_sleeping_worker_wakes_for_a_timer_due_sooner(front: Front) -> None:
     worker.set_timer("stamps", "far", Stamp(key="far", due_ms=far), activate_at=ms_to_datetime(far))
     with running(worker):
         # The worker now sleeps toward a timer an hour away (or its 8 s safety wake-up).
-        for channel in ("{timers}:wake:stamps", "{timers}:wake:other"):
-            wait_until(lambda channel=channel: front.raw.pubsub_numsub(channel)[0][1] >= 1)
+        wait_until(lambda: subscribers(front.raw, "{timers}:wake:stamps") >= 1)
+        wait_until(lambda: subscribers(front.raw, "{timers}:wake:other") >= 1)
         steps = [("stamps", "soon"), ("other", "other-topic"), ("stamps", "far")]  # the last moves "far" closer
         for index, (topic, key) in enumerate(steps):
             due = server_time_ms(front.raw) + 300
