@@ -1,0 +1,125 @@
+"""Drives a WorkerEngine by hand with a fake monotonic clock and scripted cycle replies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis_timers.engine import Cycle, Maintain, Run, Step, WorkerEngine
+from redis_timers.keys import Keyspace
+from redis_timers.ops import Arg, ScriptCall
+from redis_timers.settings import TimersSettings
+from tests.unit.support import BASE_MS, FixedRandom, encode, make_registry, run_flow
+
+ORDERS, REMINDERS = 1, 2
+"""Topic indices in cycle calls and replies (1-based, in registration order)."""
+
+ORDER_BODY = '{"order_id":1}'
+REMINDER_BODY = '{"text":"call mum"}'
+
+
+def server_ms(now: float) -> int:
+    """The server's clock when the worker's monotonic clock reads `now` (replies observed at sent == received)."""
+    return BASE_MS + round(now * 1000)
+
+
+def claim(topic_index: int, timer_id: str, token: str, attempts: int = 1, body: str | None = None) -> list[Any]:
+    """One claimed timer as `cycle.lua` replies it: `'<topic index>:<attempts>:<token>:<id>'`, payload."""
+    if body is None:
+        body = ORDER_BODY if topic_index == ORDERS else REMINDER_BODY
+    return [f"{topic_index}:{attempts}:{token}:{timer_id}", body]
+
+
+KIND_NAMES = {"a": "ack", "r": "retry", "d": "dead", "l": "release", "n": "renew"}
+
+
+def settlements(call: ScriptCall) -> list[tuple[Arg, ...]]:
+    """The settlements a cycle call carries, as (kind, topic index, id, token, delay ms, error).
+
+    On the wire each is `'<kind letter><topic index>', id, token`, plus `delay_ms, error` for a
+    retry and `error` for a dead letter; this parser checks that the count and lengths add up.
+    """
+    n_topics = int(call.args[4])
+    count = int(call.args[6 + n_topics])
+    wire = list(call.args[7 + n_topics :])
+    parsed: list[tuple[Arg, ...]] = []
+    for _ in range(count):
+        header, timer_id, token = wire[:3]
+        del wire[:3]
+        assert isinstance(header, str)
+        kind, topic_index = KIND_NAMES[header[0]], int(header[1:])
+        delay_ms: Arg = 0
+        error: Arg = ""
+        if kind == "retry":
+            delay_ms, error = wire[:2]
+            del wire[:2]
+        elif kind == "dead":
+            error = wire.pop(0)
+        parsed.append((kind, topic_index, timer_id, token, delay_ms, error))
+    assert wire == [], "arguments left over after the announced settlements"
+    return parsed
+
+
+def kinds(call: ScriptCall) -> list[Arg]:
+    return [settlement[0] for settlement in settlements(call)]
+
+
+def asked(call: ScriptCall) -> int:
+    return int(call.args[1])
+
+
+class Harness:
+    def __init__(
+        self,
+        *,
+        single_pass: bool = False,
+        concurrency: int | None = None,
+        rng_value: float = 0.0,
+        handler_max_attempts: dict[str, int] | None = None,
+        empty: bool = False,
+        **settings: Any,
+    ) -> None:
+        self.settings = TimersSettings(**settings)
+        self.registry = make_registry(max_attempts=handler_max_attempts, empty=empty)
+        self.engine = WorkerEngine(
+            keyspace=Keyspace("timers"),
+            registry=self.registry,
+            settings=self.settings,
+            rng=FixedRandom(rng_value),
+            single_pass=single_pass,
+            concurrency=concurrency,
+        )
+
+    def step(self, now: float) -> Step:
+        return self.engine.next_step(now)
+
+    def maintain(self, now: float = 0.0, imported: int = 0) -> None:
+        step = self.step(now)
+        assert isinstance(step, Maintain), step
+        # An empty seed timeline: the flow reads once and is done.
+        _, result = run_flow(step.flow, [[]])
+        assert result == 0
+        self.engine.maintenance_done(imported)
+
+    def cycle(self, now: float) -> ScriptCall:
+        step = self.step(now)
+        assert isinstance(step, Cycle), step
+        return step.call
+
+    def reply(
+        self,
+        now: float,
+        *claims: list[Any],
+        next_due: int = -1,
+        stale: int = 0,
+        as_bytes: bool = False,
+        received_at: float | None = None,
+    ) -> list[Run]:
+        flat = [item for claimed in claims for item in claimed]
+        reply = encode([server_ms(now), next_due, stale, *flat], as_bytes)
+        return self.engine.cycle_succeeded(reply, now, now if received_at is None else received_at)
+
+    def start(self, *claims: list[Any], now: float = 0.0, next_due: int = -1, as_bytes: bool = False) -> list[Run]:
+        """Maintenance, then a first cycle whose reply claims `claims`."""
+        self.maintain(now)
+        self.cycle(now)
+        return self.reply(now, *claims, next_due=next_due, as_bytes=as_bytes)

@@ -1,0 +1,216 @@
+"""settings.py: the seed's defaults, TIMERS_* variables read at call time, and refused values."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import pytest
+
+from redis_timers.errors import SettingsError, TimersError
+from redis_timers.settings import ENVIRONMENT_VARIABLES, TimersSettings
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for variable, _ in ENVIRONMENT_VARIABLES.values():
+        monkeypatch.delenv(variable, raising=False)
+    return monkeypatch
+
+
+def test_defaults_match_the_seed() -> None:
+    settings = TimersSettings()
+
+    assert settings.timeline_key == "timers_timeline"
+    assert settings.payloads_key == "timers_payloads"
+    assert settings.handling_sleep == 0.05
+    assert settings.handling_jitter_min_value == 0.5
+    assert settings.handling_jitter_max_value == 2.0
+    assert settings.separator == "--"
+
+
+def test_defaults_of_the_new_knobs() -> None:
+    assert TimersSettings() == TimersSettings(
+        namespace="timers",
+        concurrent_processing_limit=100,
+        lease_seconds=30.0,
+        max_attempts=5,
+        retry_backoff_seconds=1.0,
+        retry_backoff_max_seconds=3600.0,
+        safety_wakeup_seconds=8.0,
+        shutdown_grace_seconds=10.0,
+        legacy_import_interval_seconds=60.0,
+    )
+
+
+def test_from_env_without_variables_gives_the_defaults(clean_env: pytest.MonkeyPatch) -> None:
+    assert TimersSettings.from_env() == TimersSettings()
+    assert TimersSettings.from_env({}) == TimersSettings()
+
+
+def test_from_env_reads_the_environment_when_called(clean_env: pytest.MonkeyPatch) -> None:
+    before = TimersSettings.from_env()
+    clean_env.setenv("TIMERS_TIMELINE_KEY", "legacy:timeline")
+    clean_env.setenv("TIMERS_HANDLING_SLEEP", "0.2")
+
+    after = TimersSettings.from_env()
+
+    assert before.timeline_key == "timers_timeline"
+    assert after.timeline_key == "legacy:timeline"
+    assert after.handling_sleep == 0.2
+
+
+SAMPLES: dict[str, tuple[str, Any]] = {
+    "namespace": ("billing", "billing"),
+    "timeline_key": ("tl", "tl"),
+    "payloads_key": ("pl", "pl"),
+    "separator": ("::", "::"),
+    "handling_sleep": ("0.1", 0.1),
+    "handling_jitter_min_value": ("0.25", 0.25),
+    "handling_jitter_max_value": ("3", 3.0),
+    "concurrent_processing_limit": ("12", 12),
+    "lease_seconds": ("45.5", 45.5),
+    "max_attempts": ("9", 9),
+    "retry_backoff_seconds": ("2", 2.0),
+    "retry_backoff_max_seconds": ("120", 120.0),
+    "safety_wakeup_seconds": ("3", 3.0),
+    "shutdown_grace_seconds": ("0", 0.0),
+    "legacy_import_interval_seconds": ("600", 600.0),
+}
+
+
+def test_every_setting_has_a_variable_and_a_sample() -> None:
+    fields = {field.name for field in dataclasses.fields(TimersSettings)}
+
+    assert set(ENVIRONMENT_VARIABLES) == fields
+    assert set(SAMPLES) == fields
+    assert all(variable == "TIMERS_" + name.upper() for name, (variable, _) in ENVIRONMENT_VARIABLES.items())
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_each_variable_is_parsed(name: str, clean_env: pytest.MonkeyPatch) -> None:
+    variable, _ = ENVIRONMENT_VARIABLES[name]
+    raw, expected = SAMPLES[name]
+    clean_env.setenv(variable, raw)
+
+    value = getattr(TimersSettings.from_env(), name)
+
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+NUMERIC = sorted(name for name, (_, parse) in ENVIRONMENT_VARIABLES.items() if parse is not str)
+
+
+@pytest.mark.parametrize("name", NUMERIC)
+@pytest.mark.parametrize("raw", ["abc", "", "1,5", "0x10"])
+def test_an_unparsable_variable_raises_settings_error_naming_it(name: str, raw: str) -> None:
+    variable, _ = ENVIRONMENT_VARIABLES[name]
+
+    with pytest.raises(SettingsError, match=variable) as caught:
+        TimersSettings.from_env({variable: raw})
+    assert isinstance(caught.value, ValueError)
+    assert isinstance(caught.value, TimersError)
+
+
+@pytest.mark.parametrize("variable", ["TIMERS_CONCURRENT_PROCESSING_LIMIT", "TIMERS_MAX_ATTEMPTS"])
+def test_integer_settings_refuse_fractions(variable: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        TimersSettings.from_env({variable: "2.5"})
+
+
+def test_keyword_overrides_win_over_the_environment() -> None:
+    settings = TimersSettings.from_env(
+        {"TIMERS_LEASE_SECONDS": "10", "TIMERS_MAX_ATTEMPTS": "2"}, lease_seconds=20.0, namespace="x"
+    )
+
+    assert settings.lease_seconds == 20.0
+    assert settings.max_attempts == 2
+    assert settings.namespace == "x"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"namespace": ""},
+        {"namespace": "a{b"},
+        {"namespace": "a}b"},
+        {"separator": ""},
+        {"handling_sleep": 0},
+        {"handling_sleep": -0.1},
+        {"handling_jitter_min_value": 0},
+        {"handling_jitter_min_value": 3.0, "handling_jitter_max_value": 2.0},
+        {"concurrent_processing_limit": 0},
+        {"lease_seconds": 0.999},
+        {"max_attempts": 0},
+        {"max_attempts": -1},
+        {"retry_backoff_seconds": -1},
+        {"retry_backoff_seconds": 10, "retry_backoff_max_seconds": 5},
+        {"safety_wakeup_seconds": 0},
+        {"shutdown_grace_seconds": -1},
+        {"legacy_import_interval_seconds": 0},
+    ],
+    ids=repr,
+)
+def test_invalid_values_are_refused(values: dict[str, Any]) -> None:
+    with pytest.raises(SettingsError):
+        TimersSettings(**values)
+
+
+def test_invalid_values_from_the_environment_are_refused_too() -> None:
+    with pytest.raises(SettingsError, match="lease_seconds"):
+        TimersSettings.from_env({"TIMERS_LEASE_SECONDS": "0.5"})
+    with pytest.raises(SettingsError, match="max_attempts"):
+        TimersSettings.from_env({"TIMERS_MAX_ATTEMPTS": "0"})
+
+
+@pytest.mark.parametrize("name", sorted(n for n in NUMERIC if ENVIRONMENT_VARIABLES[n][1] is float))
+def test_nan_is_refused(name: str) -> None:
+    variable, _ = ENVIRONMENT_VARIABLES[name]
+
+    with pytest.raises(SettingsError):
+        TimersSettings.from_env({variable: "nan"})
+
+
+def test_boundary_values_are_accepted() -> None:
+    settings = TimersSettings(
+        lease_seconds=1,
+        max_attempts=1,
+        concurrent_processing_limit=1,
+        handling_jitter_min_value=1.0,
+        handling_jitter_max_value=1.0,
+        retry_backoff_seconds=0,
+        retry_backoff_max_seconds=0,
+        shutdown_grace_seconds=0,
+    )
+
+    assert settings.lease_seconds == 1
+
+
+def test_settings_are_immutable() -> None:
+    settings = TimersSettings()
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.lease_seconds = 5  # type: ignore[misc]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core bug: TimersSettings accepts an infinite lease_seconds (inf >= 1), e.g. TIMERS_LEASE_SECONDS=inf, "
+    "but WorkerEngine then fails with OverflowError in round(lease_seconds * 1000); it should be a SettingsError",
+)
+def test_an_infinite_lease_is_refused() -> None:
+    with pytest.raises(SettingsError, match="lease_seconds"):
+        TimersSettings.from_env({"TIMERS_LEASE_SECONDS": "inf"})
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core bug: TimersSettings accepts retry_backoff_seconds=inf (with retry_backoff_max_seconds=inf), "
+    "and the first handler failure then raises OverflowError in retry_delay_ms (round(inf)); "
+    "it should be a SettingsError",
+)
+def test_an_infinite_retry_backoff_is_refused() -> None:
+    with pytest.raises(SettingsError, match="retry_backoff_seconds"):
+        TimersSettings(retry_backoff_seconds=math.inf, retry_backoff_max_seconds=math.inf)
