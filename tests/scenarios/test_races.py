@@ -97,3 +97,39 @@ def wait_gone(front: Front, timers: Any, timer_id: str) -> None:
 
     # The ack follows the handler's return by one round trip; there is no event for it outside the library.
     wait_until(lambda: timers.get_timer("jobs", timer_id) is None, timeout=10)
+
+
+def test_a_handler_that_reschedules_its_own_timer_keeps_the_new_schedule(front: Front) -> None:
+    """The recurring-timer pattern: each run schedules the next one for the same id."""
+    runs: Recorder[int] = Recorder()
+    instance: list[Any] = []
+
+    def recurring(payload: Job, context: dict[str, Any]) -> None:
+        runs.record(payload.n)
+        if payload.n < 4:
+            instance[0].set_timer("jobs", "tick", Job(n=payload.n + 1), datetime.timedelta(milliseconds=20))
+
+    timers = front.timers(spec("jobs", Job, recurring, blocking=True))
+    instance.append(timers)
+    timers.set_timer("jobs", "tick", Job(n=0), NOW)
+    with running(timers):
+        assert runs.wait_for(5) == [0, 1, 2, 3, 4]
+        wait_gone(front, timers, "tick")
+    assert runs.items == [0, 1, 2, 3, 4]
+
+
+def test_a_handler_that_removes_its_own_timer(front: Front) -> None:
+    removed: Recorder[bool] = Recorder()
+    instance: list[Any] = []
+
+    def remove_self(payload: Job, context: dict[str, Any]) -> None:
+        removed.record(instance[0].remove_timer("jobs", "self"))
+
+    timers = front.timers(spec("jobs", Job, remove_self, blocking=True))
+    instance.append(timers)
+    timers.set_timer("jobs", "self", Job(n=0), NOW)
+    timers.handle_ready_timers()
+    assert removed.items == [True]  # it was still stored (leased) while running
+    timers.handle_ready_timers()
+    assert removed.items == [True]
+    assert front.timer_data() == []
