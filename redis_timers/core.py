@@ -71,7 +71,7 @@ class TimersCore:
         return flows.dead_letters(self.keyspace)
 
     def _requeue_dead_letter_flow(self, topic: str, timer_id: str) -> Flow[bool]:
-        return flows.requeue_dead_letter(self.keyspace, topic, timer_id)
+        return flows.requeue_dead_letter(self.keyspace, self.settings, topic, timer_id)
 
     def _purge_dead_letters_flow(self) -> Flow[int]:
         return flows.purge_dead_letters(self.keyspace)

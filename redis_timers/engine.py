@@ -17,6 +17,7 @@ from typing import Any
 import pydantic
 
 from redis_timers import codec, flows, scripts
+from redis_timers.errors import SettingsError
 from redis_timers.keys import Keyspace
 from redis_timers.ops import Flow, ScriptCall
 from redis_timers.registry import HandlerRegistry
@@ -122,7 +123,9 @@ class WorkerEngine:
             keyspace.dead_letters,
             *itertools.chain.from_iterable(map(keyspace.topic_keys, self._topics)),
         )
-        self.concurrency = concurrency or settings.concurrent_processing_limit
+        self.concurrency = settings.concurrent_processing_limit if concurrency is None else concurrency
+        if not isinstance(self.concurrency, int) or self.concurrency < 1:
+            raise SettingsError(f"concurrency must be an int >= 1, got {self.concurrency!r}")
         self._lease_ms = round(settings.lease_seconds * 1000)
         self._renew_every_ms = self._lease_ms * RENEW_AFTER_FRACTION
         self._clock = ServerClock()
@@ -195,8 +198,10 @@ class WorkerEngine:
 
     def _wait_seconds(self, now: float) -> float:
         wait = min(self._settings.safety_wakeup_seconds, self._renewal_wait(now))
-        if len(self._in_flight) < self.concurrency and self._next_due is not None and self._next_due != math.inf:
-            wait = min(wait, self._clock.seconds_until(math.ceil(self._next_due), now))
+        next_due = self._next_due
+        claiming = len(self._in_flight) < self.concurrency and not (self._single_pass and self._pass_exhausted)
+        if claiming and next_due is not None and next_due != math.inf:
+            wait = min(wait, self._clock.seconds_until(math.ceil(next_due), now))
         return wait
 
     def _renewal_wait(self, now: float) -> float:
@@ -237,7 +242,7 @@ class WorkerEngine:
 
     def cycle_succeeded(self, reply: list[Any], sent_at: float, received_at: float) -> list[Run]:
         """Record a cycle's reply; returns the runs whose handlers the front end must start now."""
-        now_ms, next_due, stale = int(reply[0]), int(reply[1]), int(reply[2])
+        now_ms, next_due, stale, examined = int(reply[0]), int(reply[1]), int(reply[2]), int(reply[3])
         self._clock.observe(now_ms, sent_at, received_at)
         self._failures = 0
         self._sent = []
@@ -248,7 +253,7 @@ class WorkerEngine:
         self._next_due = math.inf if next_due < 0 else next_due
         if self._single_pass and self._cutoff is None:
             self._cutoff = now_ms
-        claimed = reply[3:]
+        claimed = reply[4:]
         runs: list[Run] = []
         for offset in range(0, len(claimed), 2):
             raw_index, attempts, token, timer_id = codec.text(claimed[offset]).split(":", 3)
@@ -276,7 +281,7 @@ class WorkerEngine:
             )
             self._in_flight[run.run_id] = run
             runs.append(run)
-        if len(claimed) // 2 < self._asked:
+        if examined < self._asked:
             self._pass_exhausted = True
         return runs
 

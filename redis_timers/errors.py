@@ -28,6 +28,10 @@ class InvalidTimerIdError(InvalidTimerError):
     """The timer id is empty, too long or not a string."""
 
 
+class InvalidTopicError(InvalidTimerError):
+    """The topic can never name a handler: empty, not printable, too long, or containing the separator."""
+
+
 class NaiveDatetimeError(InvalidTimerError):
     """A datetime without a timezone was given where an instant is needed."""
 

@@ -12,14 +12,14 @@ from typing import Any
 import pydantic
 
 from redis_timers import codec, scripts
-from redis_timers.errors import ActivationError, PayloadTypeError, StoredPayloadError
+from redis_timers.errors import ActivationError, InvalidTopicError, PayloadTypeError, StoredPayloadError
 from redis_timers.keys import Keyspace, dead_letter_field
 from redis_timers.ops import Command, Flow, ScriptCall
 from redis_timers.records import DeadLetter, TimerInfo
 from redis_timers.registry import HandlerRegistry
 from redis_timers.settings import TimersSettings
 from redis_timers.timing import delay_to_ms, instant_to_ms, ms_to_datetime
-from redis_timers.validation import check_timer_id
+from redis_timers.validation import check_timer_id, check_topic
 
 LEGACY_BATCH = 500
 
@@ -89,7 +89,8 @@ def dead_letters(keyspace: Keyspace) -> Flow[list[DeadLetter]]:
     return sorted(letters, key=lambda letter: (letter.failed_at, letter.topic, letter.timer_id))
 
 
-def requeue_dead_letter(keyspace: Keyspace, topic: str, timer_id: str) -> Flow[bool]:
+def requeue_dead_letter(keyspace: Keyspace, settings: TimersSettings, topic: str, timer_id: str) -> Flow[bool]:
+    check_topic(topic, settings.separator, InvalidTopicError)
     check_timer_id(timer_id)
     requeued = yield ScriptCall(
         scripts.REQUEUE_DEAD_LETTER,

@@ -40,7 +40,7 @@ class HandlerRegistry:
         self._by_topic.update(incoming)
 
     def find(self, topic: str) -> Handler[Any]:
-        handler = self._by_topic.get(topic)
+        handler = self._by_topic.get(topic) if isinstance(topic, str) else None
         if handler is None:
             raise HandlerNotFoundError(topic)
         return handler

@@ -8,6 +8,7 @@ at import, so tests and apps can set variables late; a `TimersSettings` passed t
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -41,6 +42,10 @@ class TimersSettings:
     legacy_import_interval_seconds: float = 60.0
 
     def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SettingsError(f"{field.name} must be a finite number, got {value!r}")
         _require(
             bool(self.namespace) and "{" not in self.namespace and "}" not in self.namespace,
             "namespace must be non-empty and contain no braces",

@@ -9,6 +9,7 @@ from redis_timers.errors import (
     HandlerRegistrationError,
     InvalidTimerIdError,
     NaiveDatetimeError,
+    TimersError,
 )
 
 MAX_TIMER_ID_BYTES = 1024
@@ -22,23 +23,31 @@ def check_timer_id(timer_id: object) -> str:
         raise InvalidTimerIdError(f"timer_id must be a str, got {type(timer_id).__name__}")
     if not timer_id:
         raise InvalidTimerIdError("timer_id must not be empty")
-    size = len(timer_id.encode("utf-8", errors="surrogatepass"))
+    try:
+        size = len(timer_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidTimerIdError("timer_id must be encodable as UTF-8 (it contains a lone surrogate)") from None
     if size > MAX_TIMER_ID_BYTES:
         raise InvalidTimerIdError(f"timer_id is {size} bytes long; the limit is {MAX_TIMER_ID_BYTES}")
     return timer_id
 
 
-def check_topic(topic: object, separator: str) -> str:
+def check_topic(topic: object, separator: str, error: type[TimersError] = HandlerRegistrationError) -> str:
     """Topics name keys and channels, so they are printable, bounded and free of the seed's separator."""
     if not isinstance(topic, str) or not topic:
-        raise HandlerRegistrationError(f"topic must be a non-empty str, got {topic!r}")
-    if len(topic.encode("utf-8", errors="surrogatepass")) > MAX_TOPIC_BYTES:
-        raise HandlerRegistrationError(f"topic {topic[:40]!r}... is longer than {MAX_TOPIC_BYTES} bytes")
+        raise error(f"topic must be a non-empty str, got {topic!r}")
     if not topic.isprintable() or any(char.isspace() for char in topic):
-        raise HandlerRegistrationError(f"topic {topic!r} must be printable and contain no whitespace")
-    if separator in topic:
-        # Seed-era keys are `topic<separator>id`; a topic containing the separator could claim another's timers.
-        raise HandlerRegistrationError(f"topic {topic!r} must not contain the separator {separator!r}")
+        raise error(f"topic {topic!r} must be printable and contain no whitespace")
+    if len(topic.encode("utf-8", errors="replace")) > MAX_TOPIC_BYTES:
+        raise error(f"topic {topic[:40]!r}... is longer than {MAX_TOPIC_BYTES} bytes")
+    try:
+        topic.encode("utf-8")
+    except UnicodeEncodeError:
+        raise error(f"topic {topic!r} must be encodable as UTF-8") from None
+    # Seed-era keys are `topic<separator>id`, split at the first separator: a topic containing it, or ending
+    # with the start of it (`orders-` with `--`), would be split in the wrong place.
+    if separator in topic or any(topic.endswith(separator[:size]) for size in range(1, len(separator))):
+        raise error(f"topic {topic!r} must not contain the separator {separator!r} nor end with part of it")
     return topic
 
 

@@ -118,7 +118,10 @@ class AsyncWorker:
                         await func(run.payload, self._context)
                     else:
                         await anyio.to_thread.run_sync(
-                            functools.partial(func, run.payload, self._context), limiter=self._thread_limiter
+                            functools.partial(func, run.payload, self._context),
+                            limiter=self._thread_limiter,
+                            # Past the grace period the run is handed back; the thread may go on, unawaited.
+                            abandon_on_cancel=True,
                         )
                 except Exception as exc:
                     error = exc

@@ -4,7 +4,8 @@
 --       first topic to claim from (rotates for fairness), n_ops, then the ops, each
 --       '<kind><topic index>', id, token, and for 'r' (retry) delay_ms and error, for 'd' (dead) error.
 --       Kinds: a = ack, r = retry, d = dead letter, l = release the lease, n = renew the lease.
--- Returns {now, next_due (-1 if none), stale ops, then two per claimed timer:
+-- Returns {now, next_due (-1 if none), stale ops, due timers examined (claimed or buried), then two per
+--          claimed timer:
 --          '<topic index>:<attempts>:<token>:<id>', payload}.
 local now = server_now_ms()
 local lease_ms = tonumber(ARGV[1])
@@ -81,7 +82,7 @@ for ti, ids in pairs(acked) do
   redis.call('HDEL', state, unpack(fields))
 end
 
-local reply = {now, -1, stale}
+local reply = {now, -1, stale, 0}
 local remaining = limit
 for step = 0, n - 1 do
   if remaining <= 0 then
@@ -92,6 +93,7 @@ for step = 0, n - 1 do
   local ids = redis.call('ZRANGEBYSCORE', timeline, '-inf', ms(cutoff), 'LIMIT', 0, remaining)
   if #ids > 0 then
     remaining = remaining - #ids
+    reply[4] = reply[4] + #ids
     -- The lease is the score: if this worker dies, the timer is due again when the lease ends.
     local expiry = ms(now + lease_ms)
     local zadd, attempt_fields = {}, {}

@@ -21,6 +21,8 @@ from redis_timers.sync.driver import CONNECTION_ERRORS, SyncDriver
 
 logger = logging.getLogger("redis_timers")
 
+LISTENER_JOIN_SECONDS = 5.0
+
 
 class SyncWorker:
     def __init__(
@@ -85,6 +87,9 @@ class SyncWorker:
                             raise
         finally:
             self._closed.set()
+            if listener.is_alive():
+                # The listener notices within one poll; wait so that no thread reads the client after we return.
+                listener.join(LISTENER_JOIN_SECONDS)
             # Idle runners exit; handlers still running after the grace period were handed back and end on
             # their own (runner threads are daemons, so they never keep the process alive).
             for _ in self._runners:

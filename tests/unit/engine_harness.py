@@ -113,9 +113,12 @@ class Harness:
         stale: int = 0,
         as_bytes: bool = False,
         received_at: float | None = None,
+        examined: int | None = None,
     ) -> list[Run]:
+        """`examined`: due timers the script looked at (claimed or buried); by default, the claims."""
         flat = [item for claimed in claims for item in claimed]
-        reply = encode([server_ms(now), next_due, stale, *flat], as_bytes)
+        looked_at = len(claims) if examined is None else examined
+        reply = encode([server_ms(now), next_due, stale, looked_at, *flat], as_bytes)
         return self.engine.cycle_succeeded(reply, now, now if received_at is None else received_at)
 
     def start(self, *claims: list[Any], now: float = 0.0, next_due: int = -1, as_bytes: bool = False) -> list[Run]:

@@ -161,7 +161,7 @@ def test_wait_follows_next_due_through_the_server_clock_offset() -> None:
     h.maintain(10.0)
     h.cycle(10.0)
     # Sent at 10.0, answered at 10.2: the server's 5_000_000 ms is monotonic 10.1.
-    h.engine.cycle_succeeded([5_000_000, 5_001_000, 0], 10.0, 10.2)
+    h.engine.cycle_succeeded([5_000_000, 5_001_000, 0, 0], 10.0, 10.2)
 
     assert wait_seconds(h, 10.2) == pytest.approx(0.9)
     assert wait_seconds(h, 10.6) == pytest.approx(0.5)
@@ -633,12 +633,6 @@ def test_single_pass_imports_only_once_and_reraises_failures() -> None:
     assert h.engine.step_failed(5.0, OUTAGE) is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: once a single pass is exhausted, _wait_seconds still counts down to next_due, which the "
-    "pass will never claim; after that time it returns Wait(0.0) on every step until the in-flight handlers end "
-    "(a busy loop in handle_ready_timers)",
-)
 def test_single_pass_does_not_spin_while_handlers_run() -> None:
     h = Harness(single_pass=True, concurrency=10)
     h.maintain()
@@ -652,13 +646,6 @@ def test_single_pass_does_not_spin_while_handlers_run() -> None:
 # -- things that must not crash a worker ----------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="core bug: retry.cycle_failure_pause computes handling_sleep * 2.0 ** (failures - 1) before capping, "
-    "so the 1026th consecutive failed step (about 1.5-2 h of Redis outage at the 5 s cap) raises OverflowError "
-    "from step_failed and kills the worker instead of pausing",
-)
 def test_a_long_outage_does_not_crash_the_worker() -> None:
     h = Harness(rng_value=1.0)
     h.start()
@@ -669,12 +656,6 @@ def test_a_long_outage_does_not_crash_the_worker() -> None:
     assert now > 3600
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="core bug: retry.retry_delay_ms computes retry_backoff_seconds * 2.0 ** (attempts - 1) before capping, "
-    "so with max_attempts above 1025 the 1026th failure raises OverflowError from handler_finished",
-)
 def test_a_handler_failing_many_times_is_retried_at_the_capped_delay() -> None:
     h = Harness(max_attempts=5000, retry_backoff_max_seconds=60.0)
     [run] = h.start(claim(ORDERS, "o-1", "1.1", attempts=1100))
@@ -689,12 +670,6 @@ def test_concurrency_defaults_to_the_setting() -> None:
     assert Harness(concurrent_processing_limit=4, concurrency=9).engine.concurrency == 9
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: WorkerEngine does not validate its `concurrency` override (run_forever(concurrency=...)); "
-    "with -1 every `len(in_flight) >= concurrency` check is true, so the worker never claims and idles forever "
-    "instead of refusing the value the way TimersSettings refuses concurrent_processing_limit < 1",
-)
 def test_a_negative_concurrency_is_refused() -> None:
     with pytest.raises(ValueError, match="concurrency"):
         Harness(concurrency=-1)

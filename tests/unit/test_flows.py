@@ -22,6 +22,7 @@ from redis_timers.errors import (
 from redis_timers.keys import Keyspace
 from redis_timers.ops import Command, Flow, ScriptCall
 from redis_timers.records import DeadLetter, TimerInfo
+from redis_timers.settings import TimersSettings
 from tests.unit.support import Order, Reminder, assert_single_slot, encode, make_registry, run_flow
 
 UTC = datetime.timezone.utc
@@ -352,7 +353,7 @@ def test_dead_letters_when_there_are_none() -> None:
 
 @pytest.mark.parametrize(("reply", "expected"), [(1, True), (0, False)])
 def test_requeue_dead_letter(reply: int, expected: bool) -> None:
-    ops, requeued = run_flow(flows.requeue_dead_letter(KEYSPACE, "orders", "o--1"), [reply])
+    ops, requeued = run_flow(flows.requeue_dead_letter(KEYSPACE, TimersSettings(), "orders", "o--1"), [reply])
 
     assert ops == [
         ScriptCall(
@@ -368,7 +369,9 @@ def test_requeue_dead_letter(reply: int, expected: bool) -> None:
 
 @pytest.mark.parametrize("timer_id", ["", "x" * 1025, None])
 def test_requeue_dead_letter_with_a_bad_id_raises(timer_id: Any) -> None:
-    assert_rejected_before_any_op(flows.requeue_dead_letter(KEYSPACE, "orders", timer_id), InvalidTimerIdError)
+    assert_rejected_before_any_op(
+        flows.requeue_dead_letter(KEYSPACE, TimersSettings(), "orders", timer_id), InvalidTimerIdError
+    )
 
 
 @pytest.mark.parametrize("reply", [3, b"3"])
@@ -382,33 +385,17 @@ def test_purge_dead_letters(reply: Any) -> None:
 # -- known bugs -----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: check_timer_id accepts lone surrogates (it measures with errors='surrogatepass'), "
-    "but no Redis client can encode them: the front end then fails with UnicodeEncodeError, not InvalidTimerIdError",
-)
 def test_set_timer_with_an_id_that_is_not_encodable_as_utf8_raises_invalid_timer_id() -> None:
     flow = set_timer(timer_id="order-\ud800", activation_period=datetime.timedelta(seconds=1))
 
     assert_rejected_before_any_op(flow, InvalidTimerIdError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: HandlerRegistry.find does a dict lookup on the raw topic, so an unhashable topic "
-    "raises a bare TypeError('unhashable type') instead of HandlerNotFoundError",
-)
 def test_set_timer_with_an_unhashable_topic_raises_handler_not_found() -> None:
     flow = set_timer(topic=["orders"], activation_period=datetime.timedelta(seconds=1))
 
     assert_rejected_before_any_op(flow, HandlerNotFoundError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: requeue_dead_letter validates only the id, not the topic; a topic containing NUL "
-    "('orders\\0o') builds the field of another dead letter (topic 'orders', id 'o\\0...'), so that letter is "
-    "requeued under keys of a topic no handler can ever have, and removed from the dead letters",
-)
 def test_requeue_dead_letter_refuses_a_topic_no_handler_can_have() -> None:
-    assert_rejected_before_any_op(flows.requeue_dead_letter(KEYSPACE, "orders\0o", "1"), TimersError)
+    assert_rejected_before_any_op(flows.requeue_dead_letter(KEYSPACE, TimersSettings(), "orders\0o", "1"), TimersError)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import strategies as st
 
 from redis_timers import flows, scripts
+from redis_timers.errors import HandlerRegistrationError
 from redis_timers.keys import Keyspace
 from redis_timers.ops import Command, ScriptCall
 from redis_timers.registry import HandlerRegistry
@@ -216,31 +217,12 @@ def test_uses_the_configured_legacy_keys_and_separator() -> None:
     assert imported == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: import_legacy splits `topic--id` at the first separator, but check_topic accepts topics "
-    "ending with part of the separator (e.g. 'orders-'): the seed's 'orders---1' parses as topic 'orders', id '-1', "
-    "so the timers of 'orders-' are never imported (or are taken by 'orders' under the wrong id)",
-)
-def test_a_topic_ending_with_part_of_the_separator_gets_its_legacy_timers() -> None:
+def test_a_topic_ending_with_part_of_the_separator_is_refused() -> None:
+    """`orders-` + `--` + `1` reads as topic `orders`, id `-1`: such topics can't be told apart, so they're refused."""
     router = Router()
     router.handler(topic="orders-", schema=Order)(handle_order)
     registry = HandlerRegistry(separator="--", accepts_async=False, front_end="unit-test")
-    registry.include(router)  # accepted: the topic does not contain "--"
-    body = '{"order_id":1}'
 
-    # The seed wrote topic "orders-" + "--" + id "1" as the member "orders---1".
-    ops, imported = run_flow(
-        flows.import_legacy(KEYSPACE, registry, SETTINGS),
-        [["orders---1", "5"], [body], 1, ["orders---1"], 1],
-    )
-
-    assert (
-        ScriptCall(
-            scripts.IMPORT_LEGACY,
-            ("{timers}:timeline:orders-", "{timers}:payloads:orders-", "{timers}:state:orders-"),
-            ("{timers}:wake:orders-", "1", 5000, body),
-        )
-        in ops
-    )
-    assert imported == 1
+    with pytest.raises(HandlerRegistrationError, match="separator"):
+        registry.include(router)
+    assert len(registry) == 0

@@ -195,22 +195,11 @@ def test_settings_are_immutable() -> None:
         settings.lease_seconds = 5  # type: ignore[misc]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: TimersSettings accepts an infinite lease_seconds (inf >= 1), e.g. TIMERS_LEASE_SECONDS=inf, "
-    "but WorkerEngine then fails with OverflowError in round(lease_seconds * 1000); it should be a SettingsError",
-)
 def test_an_infinite_lease_is_refused() -> None:
     with pytest.raises(SettingsError, match="lease_seconds"):
         TimersSettings.from_env({"TIMERS_LEASE_SECONDS": "inf"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: TimersSettings accepts retry_backoff_seconds=inf (with retry_backoff_max_seconds=inf), "
-    "and the first handler failure then raises OverflowError in retry_delay_ms (round(inf)); "
-    "it should be a SettingsError",
-)
 def test_an_infinite_retry_backoff_is_refused() -> None:
     with pytest.raises(SettingsError, match="retry_backoff_seconds"):
         TimersSettings(retry_backoff_seconds=math.inf, retry_backoff_max_seconds=math.inf)
