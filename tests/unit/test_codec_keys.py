@@ -40,8 +40,13 @@ def test_keyspace_names() -> None:
     assert keyspace.channel("orders") == "{timers}:wake:orders"
 
 
-valid_topics = st.text(min_size=1, max_size=40).filter(
-    lambda topic: topic.isprintable() and not any(char.isspace() for char in topic) and "--" not in topic
+valid_topics = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=40).filter(
+    lambda topic: (
+        topic.isprintable()
+        and not any(char.isspace() for char in topic)
+        and "--" not in topic
+        and not topic.endswith("-")
+    )
 )
 
 
