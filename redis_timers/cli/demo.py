@@ -1,0 +1,316 @@
+"""`redis-timers demo`: schedule a few dozen timers, run a worker, and show how late each one fires.
+
+Lateness is measured on the Redis server's clock, the clock the library schedules by: the demo
+estimates the offset between the server's clock and the local monotonic clock from a few TIME
+round trips, and reports, for each timer, handler start minus due time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import math
+import random
+import secrets
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+import anyio
+import pydantic
+import redis
+import redis.asyncio
+import redis.exceptions
+
+from redis_timers.aio.timers import Timers as AsyncTimers
+from redis_timers.cli.embedded import EmbeddedServer
+from redis_timers.cli.redis_url import redact_url
+from redis_timers.keys import Keyspace
+from redis_timers.router import Router
+from redis_timers.settings import TimersSettings
+from redis_timers.sync.timers import Timers as SyncTimers
+
+NAMESPACE = "redis-timers-demo"
+"""Keys of the demo's own, so that a run against an app's Redis never touches the app's timers."""
+LEAD_SECONDS = 0.5
+"""The first timer is due this long after scheduling starts, so that every timer is stored before it is due."""
+FINISH_MARGIN_SECONDS = 5.0
+"""How long after the last due time the demo waits for missing firings before it gives up on them."""
+CALIBRATION_ROUNDS = 7
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+class Greeting(pydantic.BaseModel):
+    number: int
+    due_ms: int
+    """When the timer is due, in ms since the epoch on the Redis server's clock."""
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerClock:
+    """The Redis server's clock, read locally: our monotonic clock plus a measured offset."""
+
+    offset_ms: float
+    uncertainty_ms: float
+    """Half the shortest round trip: the offset is right to within this."""
+
+    def now_ms(self) -> float:
+        return time.monotonic() * 1000.0 + self.offset_ms
+
+
+def calibrate(client: redis.Redis, rounds: int = CALIBRATION_ROUNDS) -> ServerClock:
+    """Take the offset from the TIME round trip with the shortest RTT (the server read its clock within it)."""
+    best: tuple[float, float] | None = None  # (round trip ms, offset ms)
+    for _ in range(rounds):
+        sent = time.monotonic()
+        seconds, microseconds = client.time()
+        received = time.monotonic()
+        round_trip_ms = (received - sent) * 1000.0
+        offset_ms = seconds * 1000.0 + microseconds / 1000.0 - (sent + received) * 500.0
+        if best is None or round_trip_ms < best[0]:
+            best = (round_trip_ms, offset_ms)
+    assert best is not None
+    return ServerClock(offset_ms=best[1], uncertainty_ms=best[0] / 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedTimer:
+    timer_id: str
+    payload: Greeting
+    activate_at: datetime.datetime
+
+
+def plan_timers(count: int, spread: float, start_ms: float, rng: random.Random) -> list[PlannedTimer]:
+    """`count` timers due at random whole milliseconds (server clock) over `spread` seconds after the lead."""
+    planned = []
+    for number in range(1, count + 1):
+        due_ms = math.ceil(start_ms + (LEAD_SECONDS + rng.uniform(0.0, spread)) * 1000.0)
+        payload = Greeting(number=number, due_ms=due_ms, text=f"hello from timer {number}")
+        activate_at = _EPOCH + datetime.timedelta(milliseconds=due_ms)
+        planned.append(PlannedTimer(f"timer-{number:03d}", payload, activate_at))
+    return planned
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of an ascending, non-empty list."""
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    expected: int
+    lateness_ms: list[float]
+    early: int
+    duplicates: int
+
+    @property
+    def ok(self) -> bool:
+        return len(self.lateness_ms) == self.expected and self.early == 0
+
+    def line(self) -> str:
+        parts = [f"fired {len(self.lateness_ms)}/{self.expected}"]
+        if self.lateness_ms:
+            ordered = sorted(self.lateness_ms)
+            parts.append(
+                f"lateness p50 {percentile(ordered, 0.5):.2f} ms, p99 {percentile(ordered, 0.99):.2f} ms, "
+                f"max {ordered[-1]:.2f} ms"
+            )
+        parts.append(f"early: {self.early}")
+        if self.duplicates:
+            parts.append(f"fired twice: {self.duplicates}")
+        return ", ".join(parts)
+
+
+class Recorder:
+    """Measures each firing as its handler starts; called from the event loop or from handler threads."""
+
+    def __init__(self, clock: ServerClock, start_ms: float, expected: int, out: TextIO) -> None:
+        self._clock = clock
+        self._start_ms = start_ms
+        self._expected = expected
+        self._out = out
+        self._lock = threading.Lock()
+        self._lateness_ms: dict[int, float] = {}
+        self._duplicates = 0
+
+    def fired(self, payload: Greeting) -> bool:
+        """Record one firing; returns whether every timer has now fired."""
+        lateness_ms = self._clock.now_ms() - payload.due_ms
+        with self._lock:
+            again = payload.number in self._lateness_ms
+            if again:
+                self._duplicates += 1
+            else:
+                self._lateness_ms[payload.number] = lateness_ms
+            if lateness_ms < -self._clock.uncertainty_ms:
+                verdict = f"{-lateness_ms:7.2f} ms EARLY"
+            else:
+                verdict = f"{lateness_ms:7.2f} ms late"
+            due_s = (payload.due_ms - self._start_ms) / 1000.0
+            note = "  (again: at-least-once delivery)" if again else ""
+            line = f"  timer {payload.number:3d}  due +{due_s:6.3f} s  fired {verdict}{note}"
+            print(line, file=self._out, flush=True)
+            return len(self._lateness_ms) == self._expected
+
+    def summary(self) -> Summary:
+        with self._lock:
+            lateness = list(self._lateness_ms.values())
+            early = sum(1 for value in lateness if value < -self._clock.uncertainty_ms)
+            return Summary(self._expected, lateness, early, self._duplicates)
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoRun:
+    url: str
+    topic: str
+    settings: TimersSettings
+    planned: list[PlannedTimer]
+    recorder: Recorder
+    deadline: float
+    """Monotonic time after which the demo stops waiting for firings."""
+
+
+async def _run_async(run: DemoRun) -> None:
+    client = redis.asyncio.Redis.from_url(run.url)
+    all_fired = anyio.Event()
+    router = Router()
+
+    @router.handler(topic=run.topic, schema=Greeting)
+    async def greet(payload: Greeting, context: dict[str, Any]) -> None:
+        if run.recorder.fired(payload):
+            all_fired.set()
+
+    timers = AsyncTimers(redis_client=client, routers=[router], settings=run.settings)
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(timers.run_forever)
+            for item in run.planned:
+                await timers.set_timer(run.topic, item.timer_id, item.payload, activate_at=item.activate_at)
+            with anyio.move_on_after(max(0.0, run.deadline - time.monotonic())):
+                await all_fired.wait()
+            timers.stop()  # run_forever returns once in-flight handlers are done; the task group waits for it
+    finally:
+        await client.aclose()
+
+
+def _run_sync(run: DemoRun) -> None:
+    client = redis.Redis.from_url(run.url)
+    all_fired = threading.Event()
+    router = Router()
+
+    @router.handler(topic=run.topic, schema=Greeting)
+    def greet(payload: Greeting, context: dict[str, Any]) -> None:
+        if run.recorder.fired(payload):
+            all_fired.set()
+
+    timers = SyncTimers(redis_client=client, routers=[router], settings=run.settings)
+    failures: list[Exception] = []
+
+    def work() -> None:
+        try:
+            timers.run_forever()
+        except Exception as error:
+            failures.append(error)
+            all_fired.set()
+
+    worker = threading.Thread(target=work, name="redis-timers-demo-worker")
+    worker.start()
+    try:
+        for item in run.planned:
+            timers.set_timer(run.topic, item.timer_id, item.payload, activate_at=item.activate_at)
+        all_fired.wait(max(0.0, run.deadline - time.monotonic()))
+    finally:
+        timers.stop()
+        worker.join()
+        client.close()
+    if failures:
+        raise failures[0]
+
+
+def describe_server(client: redis.Redis) -> str:
+    info = client.info("server")
+    name = str(info.get("server_name") or "redis")
+    version = info.get(f"{name}_version") or info.get("redis_version") or "?"
+    return f"{name} {version}"
+
+
+def run_demo(
+    *,
+    redis_url: str | None,
+    count: int,
+    spread: float,
+    front_end: str,
+    out: TextIO | None = None,
+) -> int:
+    """Returns 0 when every timer fired and none early, 1 otherwise, 2 when there was no Redis to run on."""
+    out = sys.stdout if out is None else out
+    server: EmbeddedServer | None = None
+    if not redis_url:
+        try:
+            server = EmbeddedServer()
+        except (RuntimeError, OSError) as error:
+            print(f"redis-timers demo: cannot start an embedded server: {error}", file=sys.stderr)
+            return 2
+        redis_url = server.url
+    try:
+        return _demo(redis_url, embedded=server is not None, count=count, spread=spread, front_end=front_end, out=out)
+    except KeyboardInterrupt:
+        print("interrupted", file=out, flush=True)
+        return 130
+    finally:
+        if server is not None:
+            server.close()
+            print("embedded server shut down", file=out, flush=True)
+
+
+def _demo(url: str, *, embedded: bool, count: int, spread: float, front_end: str, out: TextIO) -> int:
+    control = redis.Redis.from_url(url)  # server description, clock calibration, clean-up
+    settings = TimersSettings.from_env(namespace=NAMESPACE)
+    topic = f"demo-{secrets.token_hex(4)}"  # one topic per run: demos sharing a server never take each other's timers
+    try:
+        try:
+            server_name = describe_server(control)
+            clock = calibrate(control)
+        except redis.exceptions.ConnectionError as error:
+            print(f"redis-timers demo: cannot reach Redis at {redact_url(url)}: {error}", file=sys.stderr)
+            return 2
+        where = "embedded, started for this demo" if embedded else "from --redis-url / REDIS_URL"
+        print(
+            f"redis-timers demo: {count} timers with pydantic payloads, due at random over {spread:g} s, "
+            f"{front_end} front end",
+            file=out,
+        )
+        print(f"Redis: {server_name} at {redact_url(url)} ({where})", file=out)
+        print(
+            f"lateness = handler start - due time, on the server's clock "
+            f"(offset measured with {CALIBRATION_ROUNDS} TIME round trips, to within {clock.uncertainty_ms:.2f} ms)",
+            file=out,
+            flush=True,
+        )
+        start_ms = clock.now_ms()
+        planned = plan_timers(count, spread, start_ms, random.Random())
+        recorder = Recorder(clock, start_ms, count, out)
+        run = DemoRun(
+            url=url,
+            topic=topic,
+            settings=settings,
+            planned=planned,
+            recorder=recorder,
+            deadline=time.monotonic() + LEAD_SECONDS + spread + FINISH_MARGIN_SECONDS,
+        )
+        if front_end == "async":
+            anyio.run(_run_async, run)
+        else:
+            _run_sync(run)
+        print("worker stopped gracefully", file=out)
+        summary = recorder.summary()
+        print(summary.line(), file=out, flush=True)
+        return 0 if summary.ok else 1
+    finally:
+        with contextlib.suppress(redis.exceptions.RedisError):  # nothing to tidy on a server we cannot reach
+            control.delete(*Keyspace(settings.namespace).topic_keys(topic))
+        control.close()

@@ -1,0 +1,44 @@
+"""Redis locations as they may appear in logs and on screen: never with a password."""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+HIDDEN = "***"
+
+
+def redact_url(url: str) -> str:
+    """`redis://user:secret@host:6379/0` -> `redis://user:***@host:6379/0`; a `password=` query value too."""
+    parts = urllib.parse.urlsplit(url)
+    redacted = url
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        user = userinfo.partition(":")[0]
+        redacted = redacted.replace(f"//{parts.netloc}", f"//{user}:{HIDDEN}@{hostport}", 1)
+    pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    if any(name == "password" for name, _ in pairs):
+        query = "&".join(
+            f"{name}={HIDDEN if name == 'password' else urllib.parse.quote(value, safe='')}" for name, value in pairs
+        )
+        redacted = redacted.replace(f"?{parts.query}", f"?{query}", 1)
+    return redacted
+
+
+def describe_client(client: Any) -> str:
+    """Where a redis-py client connects, as a URL without the password (best effort: any client type)."""
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None)
+    if not isinstance(kwargs, dict):
+        return type(client).__name__
+    db = kwargs.get("db", 0)
+    user = kwargs.get("username") or ""
+    credentials = f"{user}:{HIDDEN}@" if kwargs.get("password") else (f"{user}@" if user else "")
+    if kwargs.get("path"):
+        return f"unix://{credentials}{kwargs['path']}?db={db}"
+    connection_class = getattr(pool, "connection_class", None)
+    scheme = "rediss" if "SSL" in getattr(connection_class, "__name__", "") else "redis"
+    host = kwargs.get("host", "localhost")
+    if ":" in str(host):
+        host = f"[{host}]"
+    return f"{scheme}://{credentials}{host}:{kwargs.get('port', 6379)}/{db}"

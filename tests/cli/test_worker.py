@@ -1,0 +1,103 @@
+"""`redis-timers worker module:attribute` as a subprocess: runs the app's timers, stops gracefully on a signal."""
+
+from __future__ import annotations
+
+import datetime
+import signal
+
+import pytest
+import redis
+
+from redis_timers.sync import Timers as SyncTimers
+from tests.cli.app import DONE_KEY, TOPIC, Job, release_key
+from tests.cli.conftest import Spawn
+
+NOW = datetime.timedelta(0)
+
+
+@pytest.mark.parametrize(
+    ("attribute", "signal_name", "url_from"),
+    [
+        ("async_timers", "SIGTERM", "option"),
+        ("sync_timers", "SIGTERM", "option"),
+        ("make_async_timers", "SIGINT", "environment"),
+        ("make_sync_timers", "SIGINT", "environment"),
+    ],
+)
+def test_worker_handles_due_timer_then_stops_on_signal(
+    spawn: Spawn,
+    scheduler: SyncTimers,
+    client: redis.Redis,
+    redis_url: str,
+    attribute: str,
+    signal_name: str,
+    url_from: str,
+) -> None:
+    stop_signal = signal.Signals[signal_name]
+    target = f"tests.cli.app:{attribute}"
+    if url_from == "option":
+        worker = spawn("worker", target, "--redis-url", redis_url, "--concurrency", "4")
+    else:
+        worker = spawn("worker", target, REDIS_URL=redis_url)
+    startup = worker.wait_for("redis-timers worker starting")
+    front_end = "async" if "async" in attribute else "sync"
+    assert f"{front_end} front end" in startup
+    assert f"topic(s) [{TOPIC}]" in startup
+    assert redis_url in startup
+    assert "lease 30s" in startup
+    assert ("concurrency 4" if url_from == "option" else "concurrency 100") in startup
+
+    scheduler.set_timer(TOPIC, "job-1", Job(name="job-1"), NOW)
+    worker.wait_for("handler finished job-1")
+    worker.process.send_signal(stop_signal)
+
+    assert worker.wait_exit() == 0, worker.output
+    assert f"received {stop_signal.name}: stopping gracefully" in worker.output
+    assert f"redis-timers worker stopped gracefully after {stop_signal.name}" in worker.output
+    assert client.lrange(DONE_KEY, 0, -1) == [b"job-1"]
+    assert scheduler.get_timer(TOPIC, "job-1") is None  # acknowledged before the worker exited
+
+
+@pytest.mark.parametrize("attribute", ["async_timers", "sync_timers"])
+def test_sigterm_lets_in_flight_handler_finish_and_claims_nothing_new(
+    spawn: Spawn, scheduler: SyncTimers, client: redis.Redis, redis_url: str, attribute: str
+) -> None:
+    worker = spawn("worker", f"tests.cli.app:{attribute}", "--redis-url", redis_url)
+    scheduler.set_timer(TOPIC, "slow", Job(name="slow", hold=True), NOW)
+    worker.wait_for("handler started slow")
+
+    worker.process.send_signal(signal.SIGTERM)
+    worker.wait_for("received SIGTERM: stopping gracefully")
+    # Stopping means no new claims: this one is left for another worker.
+    scheduler.set_timer(TOPIC, "after-stop", Job(name="after-stop"), NOW)
+    assert worker.process.poll() is None, "the worker must wait for its in-flight handler"
+    client.rpush(release_key("slow"), "go")
+
+    assert worker.wait_exit() == 0, worker.output
+    assert worker.index("handler finished slow") < worker.index("worker stopped gracefully after SIGTERM")
+    assert client.lrange(DONE_KEY, 0, -1) == [b"slow"]
+    assert scheduler.get_timer(TOPIC, "slow") is None  # the finished run was acknowledged, not handed back
+    left = scheduler.get_timer(TOPIC, "after-stop")
+    assert left is not None
+    assert not left.running
+    assert left.attempts == 0
+
+
+@pytest.mark.parametrize("attribute", ["async_timers", "sync_timers"])
+def test_handler_past_the_grace_period_is_handed_back_and_the_worker_still_exits(
+    spawn: Spawn, scheduler: SyncTimers, client: redis.Redis, redis_url: str, attribute: str
+) -> None:
+    worker = spawn("worker", f"tests.cli.app:{attribute}", REDIS_URL=redis_url, TIMERS_SHUTDOWN_GRACE_SECONDS="0.5")
+    scheduler.set_timer(TOPIC, "stuck", Job(name="stuck", hold=True), NOW)
+    worker.wait_for("handler started stuck")
+
+    worker.process.send_signal(signal.SIGTERM)
+
+    assert worker.wait_exit(timeout=15) == 0, worker.output
+    assert "handed back" in worker.output
+    assert "worker stopped gracefully after SIGTERM" in worker.output
+    assert client.lrange(DONE_KEY, 0, -1) == []
+    handed_back = scheduler.get_timer(TOPIC, "stuck")
+    assert handed_back is not None
+    assert not handed_back.running
+    assert handed_back.attempts == 0  # a handed-back lease is not an attempt
