@@ -312,8 +312,6 @@ class Front:
         try:
             for instance in self._instances:
                 instance.shutdown_worker()
-            if not self.is_async:
-                _wait_for_listener_threads()
             for instance in self._instances:
                 instance.close_client()
         finally:
@@ -525,17 +523,6 @@ LISTENER_THREAD_NAME = "redis-timers-listener"
 
 def listener_threads() -> list[threading.Thread]:
     return [thread for thread in threading.enumerate() if thread.name == LISTENER_THREAD_NAME]
-
-
-def _wait_for_listener_threads(timeout: float = 2.0) -> None:
-    """Let sync listener threads notice their worker stopped before their client is closed.
-
-    They outlive `run_forever` by up to a poll interval (see test_stop.py); closing the client under
-    them would only add noise to unrelated tests.
-    """
-    deadline = time.monotonic() + timeout
-    for thread in listener_threads():
-        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _is_cancellation(error: BaseException) -> bool:

@@ -176,11 +176,6 @@ def test_a_handler_overrunning_the_grace_period_hands_its_timer_back(front: Fron
 
 
 @ASYNC_ONLY
-@pytest.mark.xfail(
-    strict=True,
-    reason="aio worker: a plain def handler runs in anyio.to_thread.run_sync without abandon_on_cancel, "
-    "so run_forever waits for it past shutdown_grace_seconds",
-)
 def test_async_front_plain_def_handler_overrunning_the_grace_period(front: Front) -> None:
     """The async front end runs plain `def` handlers in threads; stop() must still return after the grace period."""
     gate, started = front.gate(), Recorder[str]()
@@ -213,10 +208,6 @@ def worker_returns(timers: TimersHarness, within: float) -> bool:
     return True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sync run_forever returns while its notification listener thread still reads from the client",
-)
 @SYNC_ONLY
 def test_sync_run_forever_leaves_no_thread_behind(front: Front) -> None:
     timers = front.timers(spec("jobs", Job, lambda payload, context: None))
