@@ -41,6 +41,10 @@ def ms_to_datetime(milliseconds: int) -> datetime.datetime:
     return _EPOCH + datetime.timedelta(milliseconds=milliseconds)
 
 
+FLOOR_CORRECTION_MS = 0.5
+"""The server reports `now` rounded down to the millisecond: on average half a millisecond behind."""
+
+
 @dataclasses.dataclass
 class ServerClock:
     """Maps the server's millisecond clock onto the worker's monotonic clock.
@@ -54,7 +58,7 @@ class ServerClock:
 
     def observe(self, server_ms: int, sent_at: float, received_at: float) -> None:
         midpoint_ms = (sent_at + received_at) * 500.0
-        self.offset_ms = server_ms - midpoint_ms
+        self.offset_ms = server_ms + FLOOR_CORRECTION_MS - midpoint_ms
 
     def seconds_until(self, server_ms: int, now: float) -> float:
         if self.offset_ms is None:

@@ -12,6 +12,7 @@ from redis_timers.aio.driver import AsyncDriver
 from redis_timers.aio.worker import AsyncWorker
 from redis_timers.core import TimersCore
 from redis_timers.records import DeadLetter, TimerInfo
+from redis_timers.timing import ms_to_datetime
 
 
 class Timers(TimersCore):
@@ -26,6 +27,11 @@ class Timers(TimersCore):
         self._workers: list[AsyncWorker] = []
         self._stop_requested = False
 
+    def use_client(self, redis_client: redis.asyncio.Redis) -> None:
+        """Use another client from now on (for example one built from a URL by the CLI); call it before running."""
+        self.redis_client = redis_client
+        self._driver = AsyncDriver(redis_client)
+
     async def set_timer(
         self,
         topic: str,
@@ -34,9 +40,15 @@ class Timers(TimersCore):
         activation_period: datetime.timedelta | None = None,
         *,
         activate_at: datetime.datetime | None = None,
-    ) -> None:
-        """Schedule (or replace) a timer, due after `activation_period` or at the aware `activate_at`."""
-        await self._driver.drive(self._set_timer_flow(topic, timer_id, payload, activation_period, activate_at))
+    ) -> datetime.datetime:
+        """Schedule (or replace) a timer, due after `activation_period` or at the aware `activate_at`.
+
+        Returns the due time (UTC, millisecond precision, on the Redis server's clock).
+        """
+        due_ms = await self._driver.drive(
+            self._set_timer_flow(topic, timer_id, payload, activation_period, activate_at)
+        )
+        return ms_to_datetime(due_ms)
 
     async def remove_timer(self, topic: str, timer_id: str) -> bool:
         """Remove a timer; returns whether one was scheduled."""

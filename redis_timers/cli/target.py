@@ -10,9 +10,7 @@ import sys
 import redis
 import redis.asyncio
 
-from redis_timers.aio.driver import AsyncDriver
 from redis_timers.aio.timers import Timers as AsyncTimers
-from redis_timers.sync.driver import SyncDriver
 from redis_timers.sync.timers import Timers as SyncTimers
 
 AnyTimers = AsyncTimers | SyncTimers
@@ -67,14 +65,10 @@ def use_redis_url(timers: AnyTimers, url: str) -> AnyClient:
     The new client belongs to the caller, who closes it: the library never closes a client it was given.
     Must be called before `run_forever`.
     """
-    # `Timers` has no public way to change its client; it keeps it in two places (see the report to the core team).
-    client: AnyClient
     if isinstance(timers, AsyncTimers):
-        client = redis.asyncio.Redis.from_url(url)
-        timers.redis_client = client
-        timers._driver = AsyncDriver(client)
-    else:
-        client = redis.Redis.from_url(url)
-        timers.redis_client = client
-        timers._driver = SyncDriver(client)
-    return client
+        async_client = redis.asyncio.Redis.from_url(url)
+        timers.use_client(async_client)
+        return async_client
+    sync_client = redis.Redis.from_url(url)
+    timers.use_client(sync_client)
+    return sync_client

@@ -13,6 +13,7 @@ from redis_timers.core import TimersCore
 from redis_timers.records import DeadLetter, TimerInfo
 from redis_timers.sync.driver import SyncDriver
 from redis_timers.sync.worker import SyncWorker
+from redis_timers.timing import ms_to_datetime
 
 
 class Timers(TimersCore):
@@ -28,6 +29,11 @@ class Timers(TimersCore):
         self._workers: list[SyncWorker] = []
         self._workers_lock = threading.Lock()
 
+    def use_client(self, redis_client: redis.Redis) -> None:
+        """Use another client from now on (for example one built from a URL by the CLI); call it before running."""
+        self.redis_client = redis_client
+        self._driver = SyncDriver(redis_client)
+
     def set_timer(
         self,
         topic: str,
@@ -36,9 +42,13 @@ class Timers(TimersCore):
         activation_period: datetime.timedelta | None = None,
         *,
         activate_at: datetime.datetime | None = None,
-    ) -> None:
-        """Schedule (or replace) a timer, due after `activation_period` or at the aware `activate_at`."""
-        self._driver.drive(self._set_timer_flow(topic, timer_id, payload, activation_period, activate_at))
+    ) -> datetime.datetime:
+        """Schedule (or replace) a timer, due after `activation_period` or at the aware `activate_at`.
+
+        Returns the due time (UTC, millisecond precision, on the Redis server's clock).
+        """
+        flow = self._set_timer_flow(topic, timer_id, payload, activation_period, activate_at)
+        return ms_to_datetime(self._driver.drive(flow))
 
     def remove_timer(self, topic: str, timer_id: str) -> bool:
         """Remove a timer; returns whether one was scheduled."""

@@ -8,6 +8,7 @@ from redis_timers import scripts
 from redis_timers.engine import MAX_CLAIM_BATCH, STOP_FLUSH_SECONDS, Cycle, Finished, Maintain, Wait
 from redis_timers.errors import TimersConnectionError
 from redis_timers.ops import ScriptCall
+from redis_timers.timing import FLOOR_CORRECTION_MS
 from tests.unit.engine_harness import (
     ORDERS,
     REMINDERS,
@@ -22,6 +23,9 @@ from tests.unit.support import BASE_MS, Order, Reminder, assert_single_slot
 
 BYTES_OR_STR = pytest.mark.parametrize("as_bytes", [False, True], ids=["decoded", "raw-bytes"])
 OUTAGE = TimersConnectionError("Redis is unreachable")
+
+HALF_MS = FLOOR_CORRECTION_MS / 1000
+"""The clock reads the server's rounded-down `now` as half a millisecond later."""
 
 
 def wait_seconds(h: Harness, now: float) -> float:
@@ -163,8 +167,8 @@ def test_wait_follows_next_due_through_the_server_clock_offset() -> None:
     # Sent at 10.0, answered at 10.2: the server's 5_000_000 ms is monotonic 10.1.
     h.engine.cycle_succeeded([5_000_000, 5_001_000, 0, 0], 10.0, 10.2)
 
-    assert wait_seconds(h, 10.2) == pytest.approx(0.9)
-    assert wait_seconds(h, 10.6) == pytest.approx(0.5)
+    assert wait_seconds(h, 10.2) == pytest.approx(0.9 - HALF_MS)
+    assert wait_seconds(h, 10.6) == pytest.approx(0.5 - HALF_MS)
     assert isinstance(h.step(11.1), Cycle)
 
 
@@ -173,8 +177,8 @@ def test_no_claim_before_next_due_by_the_servers_clock() -> None:
     due = server_ms(0.0) + 2500
     h.start(next_due=due)
 
-    assert wait_seconds(h, 0.0) == pytest.approx(2.5)
-    assert wait_seconds(h, 2.499) == pytest.approx(0.001)
+    assert wait_seconds(h, 0.0) == pytest.approx(2.5 - HALF_MS)
+    assert wait_seconds(h, 2.499) == pytest.approx(0.001 - HALF_MS)
     assert isinstance(h.step(2.5), Cycle)
 
 
@@ -192,14 +196,14 @@ def test_idle_wait_is_capped_by_the_safety_wakeup(next_due: int) -> None:
 def test_a_notification_shortens_the_wait() -> None:
     h = Harness()
     h.start(next_due=server_ms(5.0))
-    assert wait_seconds(h, 1.0) == pytest.approx(4.0)
+    assert wait_seconds(h, 1.0) == pytest.approx(4.0 - HALF_MS)
 
     h.engine.notified("orders", server_ms(1.5))
-    assert wait_seconds(h, 1.0) == pytest.approx(0.5)
+    assert wait_seconds(h, 1.0) == pytest.approx(0.5 - HALF_MS)
 
     h.engine.notified("orders", server_ms(3.0))  # later than what we know: changes nothing
     h.engine.notified("invoices", server_ms(1.1))  # not our topic
-    assert wait_seconds(h, 1.0) == pytest.approx(0.5)
+    assert wait_seconds(h, 1.0) == pytest.approx(0.5 - HALF_MS)
     assert isinstance(h.step(1.5), Cycle)
 
 
@@ -217,7 +221,7 @@ def test_notified_on_reads_channel_and_data(as_bytes: bool) -> None:
     assert wait_seconds(h, 0.0) == pytest.approx(8.0)
 
     h.engine.notified_on(raw("{timers}:wake:reminders"), raw(str(server_ms(0.25))))
-    assert wait_seconds(h, 0.0) == pytest.approx(0.25)
+    assert wait_seconds(h, 0.0) == pytest.approx(0.25 - HALF_MS)
 
 
 def test_channels_are_one_per_topic() -> None:
@@ -382,15 +386,15 @@ def test_a_lease_is_renewed_after_a_third_of_it() -> None:
     h = Harness(lease_seconds=3)
     [run] = h.start(claim(ORDERS, "o-1", "5.1"))
 
-    assert wait_seconds(h, 0.0) == pytest.approx(1.0)
-    assert wait_seconds(h, 0.999) == pytest.approx(0.001)
+    assert wait_seconds(h, 0.0) == pytest.approx(1.0 - HALF_MS)
+    assert wait_seconds(h, 0.999) == pytest.approx(0.001 - HALF_MS)
     call = h.cycle(1.0)
     assert call.args[0] == 3000
     assert settlements(call) == [("renew", ORDERS, "o-1", "5.1", 0, "")]
     h.reply(1.0)
 
     # The next renewal is another third later.
-    assert wait_seconds(h, 1.0) == pytest.approx(1.0)
+    assert wait_seconds(h, 1.0) == pytest.approx(1.0 + HALF_MS)
     assert settlements(h.cycle(2.0)) == [("renew", ORDERS, "o-1", "5.1", 0, "")]
     h.reply(2.0)
 
@@ -404,7 +408,7 @@ def test_default_lease_is_renewed_after_ten_seconds() -> None:
     h = Harness(safety_wakeup_seconds=60)
     h.start(claim(ORDERS, "o-1", "5.1"))
 
-    assert wait_seconds(h, 0.0) == pytest.approx(10.0)
+    assert wait_seconds(h, 0.0) == pytest.approx(10.0 - HALF_MS)
     assert kinds(h.cycle(10.0)) == ["renew"]
 
 
@@ -464,7 +468,7 @@ def test_leases_are_still_renewed_while_stopping() -> None:
     h.start(claim(ORDERS, "o-1", "1.1"))
     h.engine.request_stop(0.0, grace=10.0)
 
-    assert wait_seconds(h, 0.0) == pytest.approx(1.0)
+    assert wait_seconds(h, 0.0) == pytest.approx(1.0 - HALF_MS)
     call = h.cycle(1.0)
     assert asked(call) == 0
     assert kinds(call) == ["renew"]

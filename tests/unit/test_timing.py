@@ -10,7 +10,7 @@ import pytest
 from hypothesis import strategies as st
 
 from redis_timers.errors import ActivationError, NaiveDatetimeError
-from redis_timers.timing import ServerClock, delay_to_ms, instant_to_ms, ms_to_datetime
+from redis_timers.timing import FLOOR_CORRECTION_MS, ServerClock, delay_to_ms, instant_to_ms, ms_to_datetime
 from redis_timers.validation import MAX_ACTIVATION_MS
 
 UTC = datetime.timezone.utc
@@ -22,6 +22,9 @@ offsets = st.timedeltas(
     min_value=-datetime.timedelta(hours=23, minutes=59, seconds=59),
     max_value=datetime.timedelta(hours=23, minutes=59, seconds=59),
 ).map(datetime.timezone)
+
+HALF_MS = FLOOR_CORRECTION_MS / 1000
+"""The clock reads the server's rounded-down `now` as half a millisecond later."""
 
 
 @pytest.mark.parametrize(
@@ -139,7 +142,7 @@ def test_clock_maps_server_time_onto_the_round_trip_midpoint() -> None:
 
     assert clock.server_now_ms(100.1) == pytest.approx(1_700_000_000_000)
     assert clock.server_now_ms(101.1) == pytest.approx(1_700_000_001_000)
-    assert clock.seconds_until(1_700_000_000_500, now=100.2) == pytest.approx(0.4)
+    assert clock.seconds_until(1_700_000_000_500, now=100.2) == pytest.approx(0.4 - HALF_MS)
     assert clock.seconds_until(1_700_000_000_500, now=100.6) == 0.0  # already past: never negative
     assert clock.seconds_until(1_699_999_000_000, now=100.2) == 0.0
 
@@ -150,7 +153,7 @@ def test_clock_follows_the_latest_observation() -> None:
     clock.observe(2_000_000, sent_at=20.0, received_at=20.0)  # the server jumped ahead 990 s
 
     assert clock.server_now_ms(20.0) == pytest.approx(2_000_000)
-    assert clock.seconds_until(2_003_000, now=20.0) == pytest.approx(3.0)
+    assert clock.seconds_until(2_003_000, now=20.0) == pytest.approx(3.0 - HALF_MS)
 
 
 @hypothesis.settings(max_examples=100, deadline=None)
