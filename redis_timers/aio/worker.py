@@ -158,7 +158,9 @@ class AsyncWorker:
             except CONNECTION_ERRORS as error:
                 failures += 1
                 pause = cycle_failure_pause(failures, self._settings, self._rng)
-                logger.warning("notification connection lost (%s); reconnecting in %.2fs", error, pause)
+                # The worker loop reports the outage itself; say it here once, not on every retry.
+                log = logger.warning if failures == 1 else logger.debug
+                log("notification connection lost (%s); reconnecting in %.2fs", error, pause)
                 await anyio.sleep(pause)
             finally:
                 with anyio.CancelScope(shield=True):
