@@ -374,11 +374,11 @@ class TimersHarness:
         activation_period: Any = None,
         *,
         activate_at: Any = None,
-    ) -> None:
+    ) -> Any:
+        """Returns what the library's `set_timer` returns."""
         if activate_at is None:
-            self.call("set_timer", topic, timer_id, payload, activation_period)
-        else:
-            self.call("set_timer", topic, timer_id, payload, activation_period, activate_at=activate_at)
+            return self.call("set_timer", topic, timer_id, payload, activation_period)
+        return self.call("set_timer", topic, timer_id, payload, activation_period, activate_at=activate_at)
 
     def remove_timer(self, topic: str, timer_id: Any) -> bool:
         return cast(bool, self.call("remove_timer", topic, timer_id))

@@ -15,6 +15,7 @@ from redis_timers import (
     HandlerNotFoundError,
     HandlerRegistrationError,
     InvalidTimerIdError,
+    InvalidTopicError,
     PayloadTypeError,
     Router,
     TimersError,
@@ -239,6 +240,14 @@ def test_fuzzed_good_topics_work_end_to_end(front: Front) -> None:
         front.raw.flushall()
 
     check()
+
+
+@pytest.mark.parametrize("topic", ["", "a--b", "with space", "ends-", 7], ids=repr)
+def test_requeue_with_a_malformed_topic_is_refused(front: Front, topic: Any) -> None:
+    timers = front.timers(spec("jobs", Job, nothing))
+    with pytest.raises(InvalidTopicError):
+        timers.requeue_dead_letter(topic, "a")
+    assert_nothing_written(front)
 
 
 def test_duplicate_topics_are_refused(front: Front) -> None:
