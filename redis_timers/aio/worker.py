@@ -154,6 +154,7 @@ class AsyncWorker:
             pubsub = client.pubsub()
             try:
                 await pubsub.subscribe(*self._engine.channels)
+                failures = 0  # connected again: the next outage is reported afresh
                 await self._relay(pubsub)
             except CONNECTION_ERRORS as error:
                 failures += 1

@@ -138,6 +138,7 @@ class SyncWorker:
             pubsub = client.pubsub()  # type: ignore[no-untyped-call]
             try:
                 pubsub.subscribe(*self._engine.channels)
+                failures = 0  # connected again: the next outage is reported afresh
                 self._relay(pubsub)
             except CONNECTION_ERRORS as error:
                 failures += 1
