@@ -330,7 +330,7 @@ class TimersHarness:
         self.timers = timers
         self.client = client
         self._owns_client = owns_client
-        self._worker_done: threading.Event | None = None
+        self._worker_done: _DoneEvent | None = None
         self._worker_error: BaseException | None = None
         self._worker_future: concurrent.futures.Future[None] | None = None
 
@@ -437,10 +437,13 @@ class TimersHarness:
     def worker_running(self) -> bool:
         return self._worker_done is not None and not self._worker_done.is_set()
 
-    def start_worker(self, *, concurrency: int | None = None) -> None:
-        """Start `run_forever` (sync: in a thread; async: as a task on the portal's loop)."""
+    def start_worker(self, *, concurrency: int | None = None, on_exit: Callable[[], object] | None = None) -> None:
+        """Start `run_forever` (sync: in a thread; async: as a task on the portal's loop).
+
+        `on_exit` is called (from the worker's thread) once run_forever has returned or raised.
+        """
         assert not self.worker_running, "this instance already runs a worker"
-        done = threading.Event()
+        done = _DoneEvent(on_exit)
         self._worker_done, self._worker_error = done, None
         timers = self.timers
 
@@ -516,6 +519,25 @@ class TimersHarness:
         if self._owns_client:
             with contextlib.suppress(Exception):
                 self.front.close_client(self.client)
+
+
+class _DoneEvent:
+    """A `threading.Event` that also runs a callback when set."""
+
+    def __init__(self, on_set: Callable[[], object] | None) -> None:
+        self._event = threading.Event()
+        self._on_set = on_set
+
+    def set(self) -> None:
+        self._event.set()
+        if self._on_set is not None:
+            self._on_set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._event.wait(timeout)
 
 
 LISTENER_THREAD_NAME = "redis-timers-listener"

@@ -157,3 +157,58 @@ def test_raw_invalid_payload_is_dead_lettered_at_once(front: Front, stored: str)
     assert letter.attempts == 1
     assert letter.payload == stored
     assert timers.get_timer("jobs", "corrupt") is None
+
+
+class HandlerAbort(BaseException):
+    """Not an Exception: like SystemExit from sys.exit(), or a test framework's outcome exceptions."""
+
+
+@pytest.mark.parametrize(
+    "front",
+    [
+        pytest.param(
+            "sync",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="sync worker: a handler raising a BaseException kills its runner thread without reporting; "
+                "the run stays in flight (lease renewed forever) and the concurrency slot is lost",
+            ),
+        ),
+        "async",
+    ],
+    indirect=True,
+)
+def test_a_handler_raising_a_base_exception_never_wedges_the_worker(front: Front) -> None:
+    """Either run_forever ends with the exception, or the run counts as failed; never a silently stuck timer."""
+    events: Recorder[str] = Recorder()
+
+    def handler(payload: Job, context: dict[str, Any]) -> None:
+        events.record(f"run {payload.n}")
+        if payload.n == 0:
+            raise HandlerAbort("abort")
+
+    timers = front.timers(
+        spec("jobs", Job, handler),
+        settings=TimersSettings(max_attempts=1, lease_seconds=1, shutdown_grace_seconds=0.5),
+    )
+    timers.set_timer("jobs", "t0", Job(n=0), NOW)
+    timers.start_worker(concurrency=1, on_exit=lambda: events.record("worker ended"))
+    events.wait_for(1)
+    timers.set_timer("jobs", "t1", Job(n=1), NOW)
+    outcome = events.wait_until(lambda items: "run 1" in items or "worker ended" in items, timeout=5)
+
+    if "worker ended" in outcome:  # the exception surfaced from run_forever
+        with pytest.raises(BaseException) as raised:  # noqa: PT011 - a group or the exception itself
+            timers.wait_worker()
+        assert contains(raised.value, HandlerAbort), repr(raised.value)
+        return
+    timers.stop_worker()
+    info = timers.get_timer("jobs", "t0")
+    assert info is None or info.running is False, "t0 is still leased by a handler that is gone"
+
+
+def contains(error: BaseException, kind: type[BaseException]) -> bool:
+    """Whether `error` is a `kind`, or an exception group holding one (Python 3.10 has no builtin groups)."""
+    if isinstance(error, kind):
+        return True
+    return any(contains(inner, kind) for inner in getattr(error, "exceptions", ()))
