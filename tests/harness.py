@@ -289,7 +289,7 @@ class Front:
         self._instances.append(harness)
         return harness
 
-    def keys(self) -> list[str]:
+    def all_keys(self) -> list[str]:
         return sorted(cast(list[str], self.raw.keys("*")))
 
     def timer_data(self) -> list[str]:
@@ -298,7 +298,7 @@ class Front:
         State hashes keep bookkeeping fields (`#seq`, the claim counter) after their timers are gone.
         """
         leftovers: list[str] = []
-        for key in self.keys():
+        for key in self.all_keys():
             if ":state:" not in key:
                 leftovers.append(key)
                 continue

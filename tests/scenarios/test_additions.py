@@ -52,7 +52,7 @@ def test_naive_datetime_is_refused(front: Front) -> None:
         timers.set_timer("jobs", "a", Job(n=1), activate_at=datetime.datetime.now())
     with pytest.raises(InvalidTimerError):
         timers.set_timer("jobs", "a", Job(n=1), activate_at=datetime.datetime(2100, 1, 1))
-    assert front.keys() == []
+    assert front.all_keys() == []
 
 
 def test_exactly_one_of_activation_period_and_activate_at(front: Front) -> None:
@@ -65,7 +65,7 @@ def test_exactly_one_of_activation_period_and_activate_at(front: Front) -> None:
         timers.set_timer("jobs", "a", Job(n=1), datetime.timedelta(seconds=-1))
     with pytest.raises(ValueError, match="activation_period"):
         timers.set_timer("jobs", "a", Job(n=1), 5)
-    assert front.keys() == []
+    assert front.all_keys() == []
 
 
 @pytest.mark.parametrize("decode_responses", [True, False])

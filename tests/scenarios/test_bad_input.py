@@ -35,7 +35,7 @@ def nothing(payload: Any, context: dict[str, Any]) -> None:
 
 
 def assert_nothing_written(front: Front) -> None:
-    assert front.raw.dbsize() == 0, front.keys()
+    assert front.raw.dbsize() == 0, front.all_keys()
 
 
 # -- payloads ------------------------------------------------------------------------------

@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+import pytest
+
+from redis_timers import TimersSettings
 from tests.harness import Front, Gate, Recorder, running, spec
 from tests.scenarios.models import Job
 
@@ -133,3 +136,79 @@ def test_a_handler_that_removes_its_own_timer(front: Front) -> None:
     timers.handle_ready_timers()
     assert removed.items == [True]
     assert front.timer_data() == []
+
+
+def failing_first_run(gate: Gate, started: Recorder[Job]) -> Any:
+    """Records each run; the first one waits for `gate`, then raises."""
+
+    def handler(payload: Job, context: dict[str, Any]) -> None:
+        if started.record(payload) == 1:
+            assert gate.wait(), "the test never opened the gate"
+            raise RuntimeError("first run fails")
+
+    return handler
+
+
+@pytest.mark.parametrize("max_attempts", [1, 3], ids=["then-dead", "then-retry"])
+def test_reschedule_during_a_failing_handler_is_kept(front: Front, max_attempts: int) -> None:
+    """The failed run's retry or burial must not touch the schedule made while it ran."""
+    gate, started = front.gate(), Recorder[Job]()
+    timers = front.timers(
+        spec("jobs", Job, failing_first_run(gate, started), blocking=True),
+        settings=TimersSettings(max_attempts=max_attempts, retry_backoff_seconds=0.01),
+    )
+    timers.set_timer("jobs", "a", Job(n=1), NOW)
+    single_pass = timers.background("handle_ready_timers")
+    started.wait_for(1)
+    timers.set_timer("jobs", "a", Job(n=2), LATER)
+    gate.open()
+    single_pass.result(timeout=20)
+
+    info = timers.get_timer("jobs", "a")
+    assert info is not None
+    assert info.payload == Job(n=2)
+    assert info.attempts == 0
+    assert info.last_error is None
+    assert info.due_at > datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=50)
+    assert timers.dead_letters() == []
+
+
+def test_remove_during_a_failing_handler_is_kept(front: Front) -> None:
+    gate, started = front.gate(), Recorder[Job]()
+    timers = front.timers(
+        spec("jobs", Job, failing_first_run(gate, started), blocking=True),
+        settings=TimersSettings(max_attempts=1),
+    )
+    timers.set_timer("jobs", "a", Job(n=1), NOW)
+    single_pass = timers.background("handle_ready_timers")
+    started.wait_for(1)
+    assert timers.remove_timer("jobs", "a") is True
+    gate.open()
+    single_pass.result(timeout=20)
+    assert timers.get_timer("jobs", "a") is None
+    assert timers.dead_letters() == []
+    assert front.timer_data() == []
+
+
+def test_lease_renewals_never_move_a_timer_rescheduled_during_its_run(front: Front) -> None:
+    hold, started, finished = front.gate(), Recorder[Job](), Recorder[Job]()
+
+    def slow(payload: Job, context: dict[str, Any]) -> None:
+        started.record(payload)
+        if payload.n == 1:
+            hold.wait(timeout=1.6)  # never opened: several renewals of a 1 s lease happen meanwhile
+        finished.record(payload)
+
+    timers = front.timers(spec("jobs", Job, slow, blocking=True), settings=TimersSettings(lease_seconds=1))
+    timers.set_timer("jobs", "a", Job(n=1), NOW)
+    far = datetime.datetime(2100, 1, 1, tzinfo=datetime.timezone.utc)
+    with running(timers):
+        started.wait_for(1)
+        timers.set_timer("jobs", "a", Job(n=2), activate_at=far)
+        finished.wait_for(1, timeout=20)
+    info = timers.get_timer("jobs", "a")
+    assert info is not None
+    assert info.due_at == far
+    assert info.payload == Job(n=2)
+    assert info.running is False
+    assert started.items == [Job(n=1)]

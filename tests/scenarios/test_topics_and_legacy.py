@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.harness import Front, Recorder, running, server_time_ms, spec
+from redis_timers import TimersSettings
+from tests.harness import Front, Recorder, running, server_time_ms, spec, subscribers, wait_until
 from tests.scenarios.models import Job, Other
 
 NOW = datetime.timedelta(0)
@@ -121,4 +122,64 @@ def test_a_timer_under_the_new_keys_wins_over_its_legacy_copy(front: Front) -> N
     info = timers.get_timer("jobs", "dup")
     assert info is not None
     assert info.payload == Job(n=2, note="new")
+    assert front.raw.exists(LEGACY_TIMELINE, LEGACY_PAYLOADS) == 0
+
+
+def test_namespaces_keep_instances_apart(front: Front) -> None:
+    calls: Recorder[tuple[str, int]] = Recorder()
+
+    def handler(payload: Job, context: dict[str, Any]) -> None:
+        calls.record((context["namespace"], payload.n))
+
+    blue = front.timers(
+        spec("jobs", Job, handler), context={"namespace": "blue"}, settings=TimersSettings(namespace="blue")
+    )
+    green = front.timers(
+        spec("jobs", Job, handler), context={"namespace": "green"}, settings=TimersSettings(namespace="green")
+    )
+    blue.set_timer("jobs", "a", Job(n=1), NOW)
+    assert green.get_timer("jobs", "a") is None
+    assert green.remove_timer("jobs", "a") is False
+    green.handle_ready_timers()
+    assert calls.items == []
+    assert all(key.startswith("{blue}:") for key in front.all_keys())
+    blue.handle_ready_timers()
+    assert calls.items == [("blue", 1)]
+
+
+def test_legacy_keys_and_separator_follow_the_settings(front: Front) -> None:
+    calls: Recorder[Job] = Recorder()
+    settings = TimersSettings(timeline_key="old:timeline", payloads_key="old:payloads", separator="::")
+    timers = front.timers(spec("jobs", Job, lambda payload, context: calls.record(payload)), settings=settings)
+    now_second = int(time.time())
+    front.raw.zadd("old:timeline", {"jobs::a": now_second - 1, "jobs::b::c": now_second - 1})
+    front.raw.hset(
+        "old:payloads", mapping={"jobs::a": Job(n=1).model_dump_json(), "jobs::b::c": Job(n=2).model_dump_json()}
+    )
+    write_legacy(front, "jobs--default-keys", now_second - 1, Job(n=3))  # not this instance's legacy keys
+    timers.handle_ready_timers()
+    assert sorted(calls.items, key=lambda job: job.n) == [Job(n=1), Job(n=2)]
+    assert front.raw.exists("old:timeline", "old:payloads") == 0
+    assert front.raw.zrange(LEGACY_TIMELINE, 0, -1) == ["jobs--default-keys"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine: an idle worker's wait ignores the next legacy import time, so it imports only at its "
+    "safety wake-up (8 s), not every legacy_import_interval_seconds",
+)
+def test_legacy_timers_written_while_a_worker_runs_are_picked_up(front: Front) -> None:
+    calls: Recorder[Job] = Recorder()
+    timers = front.timers(
+        spec("jobs", Job, lambda payload, context: calls.record(payload)),
+        settings=TimersSettings(legacy_import_interval_seconds=0.2),  # safety_wakeup_seconds stays 8
+    )
+    with running(timers):
+        wait_until(lambda: subscribers(front.raw, "{timers}:wake:jobs") >= 1)
+        timers.set_timer("jobs", "new", Job(n=0), NOW)
+        calls.wait_for(1)
+        # Settled: the worker has nothing left to do but sleep (and import every 0.2 s).
+        wait_until(lambda: timers.get_timer("jobs", "new") is None)
+        write_legacy(front, "jobs--late", int(time.time()) - 1, Job(n=1, note="seed process still running"))
+        assert calls.wait_for(2, timeout=3)[-1] == Job(n=1, note="seed process still running")
     assert front.raw.exists(LEGACY_TIMELINE, LEGACY_PAYLOADS) == 0
