@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import collections
 import datetime
+import urllib.parse
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from redis_timers import TimersSettings
 from tests.harness import Front, Recorder, ms_to_datetime, running, server_time_ms, spec, subscribers, wait_until
 from tests.scenarios.models import Job, Stamp
+from tests.scenarios.proxy import ReplyLosingProxy
 
 NOW = datetime.timedelta(0)
 CHANNEL = "{timers}:wake:stamps"
@@ -145,3 +150,43 @@ def test_dead_letter_ids_with_nul_and_separator_characters(front: Front) -> None
     info = timers.get_timer("jobs", "a\x00b")
     assert info is not None
     assert info.payload == Job(n=0)
+
+
+@pytest.fixture
+def proxy(front: Front) -> Iterator[ReplyLosingProxy]:
+    url = urllib.parse.urlsplit(front.url)
+    assert url.hostname is not None
+    assert url.port is not None
+    losing_proxy = ReplyLosingProxy(url.hostname, url.port)
+    try:
+        yield losing_proxy
+    finally:
+        losing_proxy.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cycle.lua claims are not safe to replay: when a claim's reply is lost, the re-sent cycle finds the "
+    "timers leased by the lost claim, and they wait a whole lease before anyone runs them",
+)
+def test_a_lost_claim_reply_does_not_hold_the_timer_for_a_lease(front: Front, proxy: ReplyLosingProxy) -> None:
+    calls: Recorder[tuple[str, int, int]] = Recorder()
+
+    def handler(payload: Stamp, context: dict[str, Any]) -> None:
+        calls.record((payload.key, payload.due_ms, server_time_ms(front.raw)))
+
+    lease_seconds = 3
+    worker = front.timers(
+        spec("stamps", Stamp, handler), url=proxy.url, settings=TimersSettings(lease_seconds=lease_seconds)
+    )
+    scheduler = front.timers(spec("stamps", Stamp, handler))  # straight to Redis
+    marker = "claim-reply-lost-here"
+    proxy.lose_reply_containing(marker.encode())
+    with running(worker):
+        due = server_time_ms(front.raw) + 200
+        scheduler.set_timer("stamps", "x", Stamp(key=marker, due_ms=due), activate_at=ms_to_datetime(due))
+        assert proxy.lost_reply.wait(10), "the claim's reply went through"
+        ((key, fired_due, started),) = calls.wait_for(1, timeout=3 * lease_seconds)
+    assert (key, fired_due) == (marker, due)
+    assert started - due < 1000, f"fired {started - due} ms late: the lost claim held it for a lease"
+    assert len(calls) == 1
