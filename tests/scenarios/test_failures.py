@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+import pydantic
 import pytest
 
-from redis_timers import TimersSettings
+from redis_timers import StoredPayloadError, TimersError, TimersSettings
 from tests.harness import Front, Gate, Recorder, running, server_time_ms, spec
 from tests.scenarios.models import Job, Other
 
@@ -132,6 +133,8 @@ def test_payload_written_with_another_schema_is_dead_lettered_at_once(front: Fro
     writer = front.timers(spec("jobs", Other, lambda payload, context: None))
     writer.set_timer("jobs", "mismatch", Other(text="not a job"), NOW)
     reader.set_timer("jobs", "fine", Job(n=1), NOW)
+    with pytest.raises(StoredPayloadError):
+        reader.get_timer("jobs", "mismatch")
 
     reader.handle_ready_timers()
     assert calls.items == [Job(n=1)]
@@ -212,3 +215,57 @@ def contains(error: BaseException, kind: type[BaseException]) -> bool:
     if isinstance(error, kind):
         return True
     return any(contains(inner, kind) for inner in getattr(error, "exceptions", ()))
+
+
+class AliasedPayload(pydantic.BaseModel):
+    """camelCase on the wire, as FastAPI apps often declare."""
+
+    order_id: int = pydantic.Field(alias="orderId")
+
+
+class ComputedPayload(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    amount: int
+
+    @pydantic.computed_field  # type: ignore[prop-decorator]
+    @property
+    def doubled(self) -> int:
+        return self.amount * 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="flows.set_timer stores payload.model_dump_json(), which model_validate_json() of the same schema "
+    "can refuse (aliases, computed fields with extra='forbid'): a valid payload is accepted, then dead-lettered",
+)
+@pytest.mark.parametrize(
+    "payload",
+    [AliasedPayload(orderId=5), ComputedPayload(amount=2)],
+    ids=["alias", "computed-field"],
+)
+def test_a_payload_accepted_by_set_timer_reaches_its_handler(front: Front, payload: pydantic.BaseModel) -> None:
+    """Either set_timer refuses the payload up front (writing nothing), or the handler gets it back intact."""
+    calls: Recorder[pydantic.BaseModel] = Recorder()
+    timers = front.timers(spec("jobs", type(payload), lambda received, context: calls.record(received)))
+    try:
+        timers.set_timer("jobs", "a", payload, NOW)
+    except TimersError:
+        assert front.all_keys() == []
+        return
+    timers.handle_ready_timers()
+    assert timers.dead_letters() == []
+    assert calls.items == [payload]
+
+
+def test_a_timer_whose_payload_vanished_is_dead_lettered(front: Front) -> None:
+    calls: Recorder[Job] = Recorder()
+    timers = front.timers(spec("jobs", Job, lambda payload, context: calls.record(payload)))
+    timers.set_timer("jobs", "gone", Job(n=1), NOW)
+    timers.set_timer("jobs", "kept", Job(n=2), NOW)
+    front.raw.hdel("{timers}:payloads:jobs", "gone")
+    timers.handle_ready_timers()
+    assert calls.items == [Job(n=2)]
+    (letter,) = timers.dead_letters()
+    assert letter.timer_id == "gone"
+    assert "payload missing" in letter.error
+    assert timers.get_timer("jobs", "gone") is None
