@@ -1,0 +1,113 @@
+"""What every scenario shares: the keyspace, the payload, server probes and small statistics."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import pydantic
+import redis
+
+from redis_timers import TimersSettings
+from redis_timers.keys import Keyspace
+
+Front = Literal["async", "sync"]
+Impl = Literal["library", "raw"]
+FRONTS: tuple[Front, ...] = ("async", "sync")
+KINDS: tuple[tuple[Front, Impl], ...] = (("async", "library"), ("async", "raw"), ("sync", "library"), ("sync", "raw"))
+
+NAMESPACE = "bench"
+"""Every key the benchmark writes is `{bench}:...`, so it never touches an application's `{timers}` keys."""
+KEYSPACE = Keyspace(NAMESPACE)
+SETTINGS = TimersSettings(namespace=NAMESPACE)
+"""The library's defaults (not the environment's `TIMERS_*`), so that runs compare."""
+
+RAW_BATCH = 100
+"""Timers the raw minimum pops per Lua call."""
+RAW_POLL_SLEEP = 0.001
+"""Seconds the raw poller sleeps after a pop that found fewer than RAW_BATCH due timers."""
+
+
+class BenchmarkError(RuntimeError):
+    """A scenario could not produce a trustworthy figure (timed out, lost or duplicated timers)."""
+
+
+class BenchPayload(pydantic.BaseModel):
+    """The small payload of every benchmark timer: its own due time, for the lateness scenario."""
+
+    due_ms: int = 0
+
+
+def body(due_ms: int) -> str:
+    """The JSON the library stores for `BenchPayload(due_ms=due_ms)`, written directly by loaders and raw code."""
+    return f'{{"due_ms":{due_ms}}}'
+
+
+def control_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=60)
+
+
+def server_time_ms(client: redis.Redis) -> int:
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def clock_offset_ms(client: redis.Redis, samples: int = 25) -> tuple[float, float]:
+    """(server ms - local `time.time()` ms, uncertainty in ms) from the TIME round trip with the least delay."""
+    best: tuple[float, float] | None = None
+    for _ in range(samples):
+        before = time.time()
+        seconds, micros = client.time()
+        after = time.time()
+        server_ms = int(seconds) * 1000 + int(micros) / 1000
+        half_rtt_ms = (after - before) * 500
+        offset = server_ms - (before + after) * 500
+        if best is None or half_rtt_ms < best[1]:
+            best = (offset, half_rtt_ms)
+    assert best is not None
+    return best
+
+
+def delete_namespace(client: redis.Redis) -> None:
+    """Remove every `{bench}` key, and wait until the server has really freed them."""
+    pattern = KEYSPACE.tag.replace("{", "\\{").replace("}", "\\}") + ":*"
+    keys = list(client.scan_iter(match=pattern, count=1000))
+    for start in range(0, len(keys), 500):
+        client.unlink(*keys[start : start + 500])
+    wait_lazyfree(client)
+
+
+def delete_topic(client: redis.Redis, topic: str) -> None:
+    client.unlink(*KEYSPACE.topic_keys(topic))
+    wait_lazyfree(client)
+
+
+def wait_lazyfree(client: redis.Redis, timeout: float = 30.0) -> None:
+    """UNLINK (and DEL under lazyfree-lazy-user-del) frees in the background; memory figures need it done."""
+    wait_until(lambda: int(client.info("memory").get("lazyfree_pending_objects", 0)) == 0, timeout, "lazy free")
+
+
+def used_memory(client: redis.Redis) -> int:
+    return int(client.info("memory")["used_memory"])
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.001) -> None:
+    """Poll `condition` (a Redis probe: there is no event to wait on) until true; BenchmarkError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise BenchmarkError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of already sorted values."""
+    rank = max(1, math.ceil(fraction * len(sorted_values)))
+    return float(sorted_values[rank - 1])

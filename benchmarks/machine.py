@@ -1,0 +1,66 @@
+"""The machine and server a run measured, for the report."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import redis
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_count() -> int:
+    """What `nproc` prints: the CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 0
+
+
+def library_revision() -> str:
+    """The commit of the library measured, and whether its files differed from it."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "redis_timers"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return f"{commit} with uncommitted changes" if changed else commit
+
+
+def describe(client: redis.Redis) -> dict[str, Any]:
+    server = client.info("server")
+    name = str(server.get("server_name", "redis"))
+    version = str(server.get(f"{name}_version", server.get("redis_version", "?")))
+    return {
+        "nproc": cpu_count(),
+        "cpu": cpu_model(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "redis_py": redis.__version__,
+        "server": f"{name} {version}",
+        "os": platform.platform(),
+        "library": library_revision(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }

@@ -1,0 +1,182 @@
+"""A benchmark worker process, driven by the parent over stdin and stdout.
+
+    python -m benchmarks.worker_process --url URL
+
+Each round runs one worker of one kind: `library` runs `Timers.run_forever` of the async or
+the sync front end with a no-op handler; `raw` runs the raw minimum's poller
+(benchmarks/raw.py) on the async or the blocking client. Handlers record `time.time()` and
+nothing else; the parent measures from outside, through the keyspace and INFO. Async rounds
+run on an event loop that lives in a thread of its own for the life of the process, with
+one `redis.asyncio` client; sync rounds run in a thread with one `redis.Redis` client. Both
+clients stay connected between rounds, so no measured round pays for connecting.
+
+Protocol, one line each way:
+    child  -> ready                                  connected, scripts loaded
+    parent -> go FRONT IMPL TOPIC RECORDS            start a worker (FRONT async|sync, IMPL library|raw)
+                                                     on TOPIC; RECORDS=1 keeps each handler's start time
+    parent -> stop                                   stop it (run_forever returns / the poller ends)
+    child  -> stopped JSON                           {"handled", "offset_ms", "offset_error_ms", "records"?}
+    parent -> exit, or end of input                  the child exits
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import dataclasses
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from benchmarks import raw
+from benchmarks.common import KEYSPACE, SETTINGS, BenchPayload, clock_offset_ms
+from redis_timers import Router
+from redis_timers import Timers as AsyncTimers
+from redis_timers.sync import Timers as SyncTimers
+
+STOP_TIMEOUT = 60.0
+
+
+@dataclasses.dataclass
+class Round:
+    """What one go..stop round saw: (local start time, due ms or raw payload) per handler call."""
+
+    topic: str
+    keep_records: bool
+    offset_ms: float
+    offset_error_ms: float
+    starts: list[tuple[float, Any]] = dataclasses.field(default_factory=list)
+
+    def library_handler(self, payload: BenchPayload, context: dict[str, Any]) -> None:
+        self.starts.append((time.time(), payload.due_ms))
+
+    async def async_library_handler(self, payload: BenchPayload, context: dict[str, Any]) -> None:
+        self.starts.append((time.time(), payload.due_ms))
+
+    def raw_handler(self, timer_id: bytes, data: bytes) -> None:
+        self.starts.append((time.time(), data))
+
+    def report(self) -> str:
+        result: dict[str, Any] = {
+            "handled": len(self.starts),
+            "offset_ms": self.offset_ms,
+            "offset_error_ms": self.offset_error_ms,
+        }
+        if self.keep_records:
+            result["records"] = [
+                [started * 1000 + self.offset_ms, due if isinstance(due, int) else json.loads(due)["due_ms"]]
+                for started, due in self.starts
+            ]
+        return "stopped " + json.dumps(result)
+
+
+class Host:
+    """The clients, the event loop thread, and the worker of the current round."""
+
+    def __init__(self, url: str) -> None:
+        self.client = redis.Redis.from_url(url)
+        _, self.pop_sha = raw.load_scripts(self.client)
+        self.loop = asyncio.new_event_loop()
+        self.loop_thread = threading.Thread(target=self.loop.run_forever, name="asyncio", daemon=True)
+        self.loop_thread.start()
+        self.async_client = redis.asyncio.Redis.from_url(url)
+        self._stop: Callable[[], None] = lambda: None
+
+    def start(self, front: str, impl: str, current: Round) -> None:
+        timeline, payloads = KEYSPACE.timeline(current.topic), KEYSPACE.payloads(current.topic)
+        if front == "sync":
+            thread: threading.Thread
+            if impl == "library":
+                router = Router()
+                router.handler(topic=current.topic, schema=BenchPayload)(current.library_handler)
+                timers = SyncTimers(redis_client=self.client, routers=[router], settings=SETTINGS)
+                thread = threading.Thread(target=timers.run_forever, daemon=True)
+                request_stop = timers.stop
+            else:
+                stopped = threading.Event()
+                poll_args = (self.client, self.pop_sha, timeline, payloads, stopped, current.raw_handler)
+                thread = threading.Thread(target=raw.poll_sync, args=poll_args, daemon=True)
+                request_stop = stopped.set
+            thread.start()
+            self._stop = lambda: self._join(thread, request_stop)
+            return
+        work: Coroutine[Any, Any, None]
+        if impl == "library":
+            router = Router()
+            router.handler(topic=current.topic, schema=BenchPayload)(current.async_library_handler)
+            async_timers = AsyncTimers(redis_client=self.async_client, routers=[router], settings=SETTINGS)
+            work, request_stop = async_timers.run_forever(), async_timers.stop
+        else:
+            async_stopped = asyncio.Event()
+            work = raw.poll_async(
+                self.async_client, self.pop_sha, timeline, payloads, async_stopped, current.raw_handler
+            )
+            request_stop = async_stopped.set
+        future = asyncio.run_coroutine_threadsafe(work, self.loop)
+        self._stop = lambda: self._settle(future, request_stop)
+
+    def stop(self) -> None:
+        self._stop()
+
+    @staticmethod
+    def _join(thread: threading.Thread, request_stop: Callable[[], None]) -> None:
+        request_stop()
+        thread.join(STOP_TIMEOUT)
+        if thread.is_alive():
+            raise SystemExit("the worker did not stop")
+
+    def _settle(self, future: concurrent.futures.Future[None], request_stop: Callable[[], None]) -> None:
+        self.loop.call_soon_threadsafe(request_stop)  # the async front end's stop() belongs to its loop
+        future.result(STOP_TIMEOUT)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.async_client.aclose(), self.loop).result(STOP_TIMEOUT)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.loop_thread.join(STOP_TIMEOUT)
+        self.client.close()
+
+
+def say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def serve(url: str) -> None:
+    host = Host(url)
+    say("ready")
+    current: Round | None = None
+    for line in sys.stdin:
+        command = line.split()
+        if not command or command[0] == "exit":
+            break
+        if command[0] == "go" and len(command) == 5 and current is None:
+            _, front, impl, topic, keep = command
+            offset_ms, error_ms = clock_offset_ms(host.client)
+            current = Round(topic=topic, keep_records=keep == "1", offset_ms=offset_ms, offset_error_ms=error_ms)
+            host.start(front, impl, current)
+        elif command[0] == "stop" and current is not None:
+            host.stop()
+            say(current.report())
+            current = None
+        else:
+            raise SystemExit(f"unexpected command {line!r}")
+    if current is not None:
+        host.stop()  # The parent went away in the middle of a round.
+    host.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", required=True)
+    serve(parser.parse_args().url)
+
+
+if __name__ == "__main__":
+    main()
