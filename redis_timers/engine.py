@@ -119,10 +119,12 @@ class WorkerEngine:
         self._single_pass = single_pass
         self._topics = registry.topics
         self._handlers = [registry.find(topic) for topic in self._topics]
-        self._keys = (
-            keyspace.dead_letters,
-            *itertools.chain.from_iterable(map(keyspace.topic_keys, self._topics)),
-        )
+        self._topic_keys = tuple(itertools.chain.from_iterable(map(keyspace.topic_keys, self._topics)))
+        # Each round trip records its claims under a key of its own; the id moves on only once a reply
+        # arrives, so a cycle retried after a lost reply gets the same claims back instead of new ones.
+        self._worker_id = f"{rng.getrandbits(64):016x}"
+        self._cycle_number = 0
+        self._previous_record = keyspace.claim_record(f"{self._worker_id}:none")
         self.concurrency = settings.concurrent_processing_limit if concurrency is None else concurrency
         if not isinstance(self.concurrency, int) or self.concurrency < 1:
             raise SettingsError(f"concurrency must be an int >= 1, got {self.concurrency!r}")
@@ -236,7 +238,9 @@ class WorkerEngine:
         for settlement in self._sent:
             args.extend(settlement.args())
         self._rotation = (self._rotation + 1) % max(1, n_topics)
-        return ScriptCall(scripts.CYCLE, self._keys, tuple(args))
+        record = self._keyspace.claim_record(f"{self._worker_id}:{self._cycle_number}")
+        keys = (self._keyspace.dead_letters, record, self._previous_record, *self._topic_keys)
+        return ScriptCall(scripts.CYCLE, keys, tuple(args))
 
     # -- what happened --------------------------------------------------------------------
 
@@ -244,6 +248,8 @@ class WorkerEngine:
         """Record a cycle's reply; returns the runs whose handlers the front end must start now."""
         now_ms, next_due, stale, examined = int(reply[0]), int(reply[1]), int(reply[2]), int(reply[3])
         self._clock.observe(now_ms, sent_at, received_at)
+        self._previous_record = self._keyspace.claim_record(f"{self._worker_id}:{self._cycle_number}")
+        self._cycle_number += 1
         self._failures = 0
         self._sent = []
         if stale:

@@ -32,6 +32,10 @@ class Keyspace:
     def dead_letters(self) -> str:
         return f"{self.tag}:dead"
 
+    def claim_record(self, claim_id: str) -> str:
+        """What one worker round trip claimed, kept until the next one so that a lost reply can be replayed."""
+        return f"{self.tag}:claim:{claim_id}"
+
     @property
     def channel_prefix(self) -> str:
         return f"{self.tag}:wake:"

@@ -52,8 +52,13 @@ def test_first_step_imports_seed_timers_then_a_cycle_claims() -> None:
 
     call = h.cycle(0.0)
     assert call.script is scripts.CYCLE
-    assert call.keys == (
-        "{timers}:dead",
+    dead, record, previous, *topic_keys = call.keys
+    assert dead == "{timers}:dead"
+    assert record.startswith("{timers}:claim:")
+    assert record.endswith(":0")
+    assert previous.startswith("{timers}:claim:")
+    assert previous.endswith(":none")
+    assert tuple(topic_keys) == (
         "{timers}:timeline:orders",
         "{timers}:payloads:orders",
         "{timers}:state:orders",
@@ -89,7 +94,8 @@ def test_a_worker_without_topics_never_imports() -> None:
 
     call = h.cycle(0.0)
 
-    assert call.keys == ("{timers}:dead",)
+    assert call.keys[0] == "{timers}:dead"
+    assert len(call.keys) == 3  # dead letters and the two claim records: no topic keys
     assert call.args == (30_000, 100, "", "{timers}:wake:", 0, 0, 0)
     h.reply(0.0)
     assert isinstance(h.step(1000.0), Wait)
@@ -677,3 +683,19 @@ def test_concurrency_defaults_to_the_setting() -> None:
 def test_a_negative_concurrency_is_refused() -> None:
     with pytest.raises(ValueError, match="concurrency"):
         Harness(concurrency=-1)
+
+
+def test_claim_records_advance_only_when_a_reply_arrives() -> None:
+    """A cycle retried after a lost reply names the same claim record, so the script replays its claims."""
+    h = Harness()
+    h.maintain(0.0)
+    first = h.cycle(0.0)
+    assert h.engine.step_failed(0.0, OUTAGE) is True
+    h.maintain(10.0)  # the import is retried first after an outage
+    retried = h.cycle(10.0)
+    assert retried.keys[1] == first.keys[1]  # same record: the script hands back what the lost reply claimed
+
+    h.reply(10.0, next_due=server_ms(10.0))  # more is due: the worker claims again at once
+    following = h.cycle(10.0)
+    assert following.keys[1] != first.keys[1]
+    assert following.keys[2] == first.keys[1]  # the answered call's record is deleted by the next one
