@@ -164,11 +164,6 @@ def proxy(front: Front) -> Iterator[ReplyLosingProxy]:
         losing_proxy.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cycle.lua claims are not safe to replay: when a claim's reply is lost, the re-sent cycle finds the "
-    "timers leased by the lost claim, and they wait a whole lease before anyone runs them",
-)
 def test_a_lost_claim_reply_does_not_hold_the_timer_for_a_lease(front: Front, proxy: ReplyLosingProxy) -> None:
     calls: Recorder[tuple[str, int, int]] = Recorder()
 
