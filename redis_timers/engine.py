@@ -199,7 +199,7 @@ class WorkerEngine:
         return server_now is not None and self._next_due <= math.floor(server_now)
 
     def _wait_seconds(self, now: float) -> float:
-        wait = min(self._settings.safety_wakeup_seconds, self._renewal_wait(now))
+        wait = min(self._settings.safety_wakeup_seconds, self._renewal_wait(now), self._next_import_at - now)
         next_due = self._next_due
         claiming = len(self._in_flight) < self.concurrency and not (self._single_pass and self._pass_exhausted)
         if claiming and next_due is not None and next_due != math.inf:

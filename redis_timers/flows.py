@@ -45,13 +45,27 @@ def set_timer(
         mode, milliseconds = "in", delay_to_ms(activation_period)
     else:
         mode, milliseconds = "at", instant_to_ms(activate_at)
-    body = payload.model_dump_json()
+    body = payload_json(handler.schema, payload)
     due_ms = yield ScriptCall(
         scripts.SET_TIMER,
         keyspace.topic_keys(topic),
         (timer_id, body, mode, milliseconds, keyspace.channel(topic)),
     )
     return int(due_ms)
+
+
+def payload_json(schema: type[pydantic.BaseModel], payload: pydantic.BaseModel) -> str:
+    """The stored form of `payload`; it must validate back into `schema`, or the timer could never fire."""
+    # By alias, since validation reads aliases; without computed fields, which validation may forbid.
+    body = payload.model_dump_json(by_alias=True, exclude=set(schema.model_computed_fields) or None)
+    try:
+        schema.model_validate_json(body)
+    except pydantic.ValidationError as error:
+        raise PayloadTypeError(
+            f"payload of type {type(payload).__name__} does not survive a JSON round trip through "
+            f"{schema.__name__}, so its handler could never receive it: {error}"
+        ) from error
+    return body
 
 
 def remove_timer(keyspace: Keyspace, registry: HandlerRegistry, topic: str, timer_id: str) -> Flow[bool]:

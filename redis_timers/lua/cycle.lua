@@ -30,24 +30,48 @@ redis.call('DEL', previous_record)
 
 -- Every settlement acts only while its token still matches: a set_timer or remove_timer
 -- made while the handler ran has dropped the lease, and must not be undone.
-local stale = 0
-local acked = {}  -- topic index -> ids, removed in one batch per topic below
+local ops = {}
+local ops_by_topic = {}
 local o = 8 + n
-for _ = 1, n_ops do
-  local header, id, token = ARGV[o], ARGV[o + 1], ARGV[o + 2]
-  local kind, ti = string.sub(header, 1, 1), tonumber(string.sub(header, 2))
+for k = 1, n_ops do
+  local header = ARGV[o]
+  local op = {kind = string.sub(header, 1, 1), ti = tonumber(string.sub(header, 2)), id = ARGV[o + 1],
+              token = ARGV[o + 2]}
   o = o + 3
-  local argument, err = nil, ''
-  if kind == 'r' then
-    argument, err = ARGV[o], ARGV[o + 1]
+  if op.kind == 'r' then
+    op.delay, op.err = tonumber(ARGV[o]), ARGV[o + 1]
     o = o + 2
-  elseif kind == 'd' then
-    err = ARGV[o]
+  elseif op.kind == 'd' then
+    op.err = ARGV[o]
     o = o + 1
   end
+  ops[k] = op
+  local group = ops_by_topic[op.ti]
+  if not group then
+    group = {}
+    ops_by_topic[op.ti] = group
+  end
+  group[#group + 1] = op
+end
+-- One read of the runs per topic, then the checks.
+for ti, group in pairs(ops_by_topic) do
+  local fields = {}
+  for j, op in ipairs(group) do
+    fields[j] = 'r:' .. op.id
+  end
+  local runs = redis.call('HMGET', KEYS[3 * ti + 3], unpack(fields))
+  for j, op in ipairs(group) do
+    op.run = runs[j]
+  end
+end
+
+local stale = 0
+local acked = {}  -- topic index -> ids, removed in one batch per topic below
+for _, op in ipairs(ops) do
+  local kind, ti, id = op.kind, op.ti, op.id
   local timeline, payloads, state = topic_keys(ti)
   local topic = ARGV[5 + ti]
-  if redis.call('HGET', state, 'l:' .. id) ~= token then
+  if token_of(op.run) ~= op.token then
     stale = stale + 1
   elseif kind == 'a' then
     local ids = acked[ti]
@@ -59,27 +83,27 @@ for _ = 1, n_ops do
   elseif kind == 'n' then
     redis.call('ZADD', timeline, 'XX', ms(now + lease_ms), id)
   elseif kind == 'r' then
-    redis.call('HDEL', state, 'l:' .. id)
-    redis.call('HSET', state, 'e:' .. id, err)
-    schedule(timeline, channel_prefix .. topic, id, now + tonumber(argument))
+    redis.call('HSET', state, 'r:' .. id, attempts_of(op.run) .. ':', 'e:' .. id, op.err)
+    schedule(timeline, channel_prefix .. topic, id, now + op.delay)
   elseif kind == 'l' then
     -- A handed-back lease is not an attempt.
-    redis.call('HDEL', state, 'l:' .. id)
-    if redis.call('HINCRBY', state, 'a:' .. id, -1) <= 0 then
-      redis.call('HDEL', state, 'a:' .. id)
+    local attempts = attempts_of(op.run) - 1
+    if attempts > 0 then
+      redis.call('HSET', state, 'r:' .. id, attempts .. ':')
+    else
+      redis.call('HDEL', state, 'r:' .. id)
     end
     schedule(timeline, channel_prefix .. topic, id, now)
   elseif kind == 'd' then
-    bury(timeline, payloads, state, dead, topic, id, err, now)
+    bury(timeline, payloads, state, dead, topic, id, op.err, now)
   end
 end
 for ti, ids in pairs(acked) do
   local timeline, payloads, state = topic_keys(ti)
   local fields = {}
   for j, id in ipairs(ids) do
-    fields[3 * j - 2] = 'l:' .. id
-    fields[3 * j - 1] = 'a:' .. id
-    fields[3 * j] = 'e:' .. id
+    fields[2 * j - 1] = 'r:' .. id
+    fields[2 * j] = 'e:' .. id
   end
   redis.call('ZREM', timeline, unpack(ids))
   redis.call('HDEL', payloads, unpack(ids))
@@ -102,7 +126,7 @@ if #replayed > 0 then
   for _, meta in ipairs(replayed) do
     local ti, token, id = string.match(meta, '^(%d+):%d+:([^:]+):(.*)$')
     local _, payloads, state = topic_keys(tonumber(ti))
-    if redis.call('HGET', state, 'l:' .. id) == token then
+    if token_of(redis.call('HGET', state, 'r:' .. id)) == token then
       local body = redis.call('HGET', payloads, id)
       if body then
         add_claim(meta, body)
@@ -125,25 +149,23 @@ else
       reply[4] = reply[4] + #ids
       -- The lease is the score: if this worker dies, the timer is due again when the lease ends.
       local expiry = ms(now + lease_ms)
-      local zadd, attempt_fields = {}, {}
+      local zadd, run_fields = {}, {}
       for j, id in ipairs(ids) do
         zadd[2 * j - 1] = expiry
         zadd[2 * j] = id
-        attempt_fields[j] = 'a:' .. id
+        run_fields[j] = 'r:' .. id
       end
       redis.call('ZADD', timeline, unpack(zadd))
       local bodies = redis.call('HMGET', payloads, unpack(ids))
-      local counts = redis.call('HMGET', state, unpack(attempt_fields))
+      local runs = redis.call('HMGET', state, unpack(run_fields))
       local seq = redis.call('HINCRBY', state, '#seq', 1)
       local hset = {}
       for j, id in ipairs(ids) do
         if bodies[j] then
           local token = seq .. '.' .. j
-          local attempts = tonumber(counts[j] or '0') + 1
-          hset[#hset + 1] = 'l:' .. id
-          hset[#hset + 1] = token
-          hset[#hset + 1] = 'a:' .. id
-          hset[#hset + 1] = attempts
+          local attempts = attempts_of(runs[j]) + 1
+          hset[#hset + 1] = 'r:' .. id
+          hset[#hset + 1] = attempts .. ':' .. token
           local meta = ti .. ':' .. attempts .. ':' .. token .. ':' .. id
           claimed[#claimed + 1] = meta
           add_claim(meta, bodies[j])

@@ -1,7 +1,8 @@
 -- Shared by every script (prepended by redis_timers/scripts.py).
 -- Per topic there are three keys: a timeline ZSET (id -> due or lease-expiry ms), a payloads
--- HASH (id -> JSON) and a state HASH ('l:'..id -> lease token, 'a:'..id -> attempts,
--- 'e:'..id -> last error, '#seq' -> claim counter).
+-- HASH (id -> JSON) and a state HASH: 'r:'..id -> '<attempts>:<token>' while a handler runs the
+-- timer and '<attempts>:' once that run failed or was handed back; 'e:'..id -> last error;
+-- '#seq' -> claim counter. One field for attempts and lease keeps claims and acks cheap.
 
 -- "Now" always comes from the server, so hosts with skewed clocks agree.
 local function server_now_ms()
@@ -24,7 +25,23 @@ local function schedule(timeline, channel, id, score)
 end
 
 local function forget_state(state, id)
-  redis.call('HDEL', state, 'l:' .. id, 'a:' .. id, 'e:' .. id)
+  redis.call('HDEL', state, 'r:' .. id, 'e:' .. id)
+end
+
+-- Attempts so far, from a 'r:' value (or false when the timer never ran).
+local function attempts_of(run)
+  if not run then
+    return 0
+  end
+  return tonumber(string.match(run, '^(%d+):'))
+end
+
+-- The lease token in a 'r:' value, or '' when no handler holds it.
+local function token_of(run)
+  if not run then
+    return ''
+  end
+  return string.match(run, ':(.*)$')
 end
 
 local function forget(timeline, payloads, state, id)
@@ -37,7 +54,7 @@ end
 -- Park a timer in the dead letters with its payload, attempts and error.
 local function bury(timeline, payloads, state, dead, topic, id, err, now)
   local payload = redis.call('HGET', payloads, id)
-  local attempts = tonumber(redis.call('HGET', state, 'a:' .. id) or '0')
+  local attempts = attempts_of(redis.call('HGET', state, 'r:' .. id))
   local record = cjson.encode({payload = payload or '', attempts = attempts, error = err, failed_at = now})
   redis.call('HSET', dead, topic .. '\0' .. id, record)
   forget(timeline, payloads, state, id)

@@ -46,7 +46,9 @@ class SyncWorker:
         # Handlers run on long-lived runner threads, started on demand up to the concurrency limit: a plain
         # queue hand-off costs far less per timer than an executor's futures.
         self._runs: queue.SimpleQueue[Run | None] = queue.SimpleQueue()
-        self._runners: list[threading.Thread] = []
+        self._runner_lock = threading.Lock()
+        self._runner_count = 0
+        self._idle_runners = 0
         self._rng = random.Random()
 
     def wake(self) -> None:
@@ -77,8 +79,7 @@ class SyncWorker:
                         continue
                     for run in engine.cycle_succeeded(reply, sent_at, time.monotonic()):
                         self._runs.put(run)
-                    while len(self._runners) < engine.in_flight:
-                        self._start_runner()
+                    self._grow_runners()
                 elif isinstance(step, Maintain):
                     try:
                         engine.maintenance_done(self._driver.drive(step.flow))
@@ -92,20 +93,36 @@ class SyncWorker:
                 listener.join(LISTENER_JOIN_SECONDS)
             # Idle runners exit; handlers still running after the grace period were handed back and end on
             # their own (runner threads are daemons, so they never keep the process alive).
-            for _ in self._runners:
-                self._runs.put(None)
+            with self._runner_lock:
+                for _ in range(self._runner_count):
+                    self._runs.put(None)
 
-    def _start_runner(self) -> None:
-        runner = threading.Thread(target=self._run_handlers, name="redis-timers-handler", daemon=True)
-        self._runners.append(runner)
-        runner.start()
+    def _grow_runners(self) -> None:
+        """Start one more runner if runs are waiting and no runner is idle.
+
+        Each runner calls this again when it picks up a run, so the pool grows as fast as work arrives,
+        up to the concurrency limit, without the worker loop paying for every thread start.
+        """
+        with self._runner_lock:
+            if self._runs.qsize() <= self._idle_runners or self._runner_count >= self._engine.concurrency:
+                return
+            self._runner_count += 1
+        threading.Thread(target=self._run_handlers, name="redis-timers-handler", daemon=True).start()
 
     def _run_handlers(self) -> None:
-        while (run := self._runs.get()) is not None:
+        while True:
+            with self._runner_lock:
+                self._idle_runners += 1
+            run = self._runs.get()
+            with self._runner_lock:
+                self._idle_runners -= 1
+            if run is None:
+                return
+            self._grow_runners()
             error: BaseException | None = None
             try:
                 run.handler.handler(run.payload, self._context)
-            except Exception as exc:
+            except BaseException as exc:  # Even SystemExit in a handler thread is that run failing.
                 error = exc
             self._inbox.put(functools.partial(self._handler_finished, run, error))
 
