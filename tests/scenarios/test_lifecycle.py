@@ -223,3 +223,21 @@ def test_sync_run_forever_leaves_no_thread_behind(front: Front) -> None:
 
 def wait_for_listener(front: Front) -> None:
     wait_until(lambda: subscribers(front.raw, "{timers}:wake:jobs") >= 1)
+
+
+def test_a_handler_can_stop_its_own_worker(front: Front) -> None:
+    calls: Recorder[int] = Recorder()
+    instance: list[TimersHarness] = []
+
+    def stopper(payload: Job, context: dict[str, Any]) -> None:
+        calls.record(payload.n)
+        if payload.n == 1:
+            instance[0].request_stop()
+
+    timers = front.timers(spec("jobs", Job, stopper, blocking=True))
+    instance.append(timers)
+    timers.set_timer("jobs", "a", Job(n=1), NOW)
+    timers.start_worker()
+    timers.wait_worker()
+    assert calls.items == [1]
+    assert timers.get_timer("jobs", "a") is None  # the run that asked to stop was still acked
