@@ -166,21 +166,6 @@ class HandlerAbort(BaseException):
     """Not an Exception: like SystemExit from sys.exit(), or a test framework's outcome exceptions."""
 
 
-@pytest.mark.parametrize(
-    "front",
-    [
-        pytest.param(
-            "sync",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="sync worker: a handler raising a BaseException kills its runner thread without reporting; "
-                "the run stays in flight (lease renewed forever) and the concurrency slot is lost",
-            ),
-        ),
-        "async",
-    ],
-    indirect=True,
-)
 def test_a_handler_raising_a_base_exception_never_wedges_the_worker(front: Front) -> None:
     """Either run_forever ends with the exception, or the run counts as failed; never a silently stuck timer."""
     events: Recorder[str] = Recorder()
@@ -233,11 +218,6 @@ class ComputedPayload(pydantic.BaseModel):
         return self.amount * 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flows.set_timer stores payload.model_dump_json(), which model_validate_json() of the same schema "
-    "can refuse (aliases, computed fields with extra='forbid'): a valid payload is accepted, then dead-lettered",
-)
 @pytest.mark.parametrize(
     "payload",
     [AliasedPayload(orderId=5), ComputedPayload(amount=2)],

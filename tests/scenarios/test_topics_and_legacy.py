@@ -163,11 +163,6 @@ def test_legacy_keys_and_separator_follow_the_settings(front: Front) -> None:
     assert front.raw.zrange(LEGACY_TIMELINE, 0, -1) == ["jobs--default-keys"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: an idle worker's wait ignores the next legacy import time, so it imports only at its "
-    "safety wake-up (8 s), not every legacy_import_interval_seconds",
-)
 def test_legacy_timers_written_while_a_worker_runs_are_picked_up(front: Front) -> None:
     calls: Recorder[Job] = Recorder()
     timers = front.timers(
