@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from redis_timers import TimersSettings
 from tests.harness import Front, Recorder, datetime_to_ms, server_time_ms, spec, wait_until
+from tests.scenarios.models import Job
 from tests.scenarios.worker_process import STARTED_KEY, TOPIC, CrashPayload
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -74,3 +77,57 @@ def test_a_killed_worker_loses_nothing(front: Front, worker_process: subprocess.
     assert len(calls) == 1
     assert timers.get_timer(TOPIC, "victim") is None
     assert front.timer_data() == [STARTED_KEY]
+
+
+def _fork(work: Callable[[], None]) -> int:
+    """Run `work` in a forked child that exits right after (status 0 if it returned)."""
+    pid = os.fork()
+    if pid == 0:  # the child
+        status = 1
+        try:
+            work()
+            status = 0
+        finally:
+            os._exit(status)
+    return pid
+
+
+def _exited(pid: int) -> bool:
+    done, _ = os.waitpid(pid, os.WNOHANG)
+    return done == pid
+
+
+@pytest.mark.parametrize("front", ["sync"], indirect=True)  # forking a process that runs an event loop is unsafe
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine.py: the worker id that names claim records comes from the instance's random.Random, whose "
+    "state a fork copies: forked workers get the same id, and one 'replays' the other's claims",
+)
+def test_workers_forked_from_one_instance_never_share_claims(front: Front) -> None:
+    """A `Timers` built before a fork (gunicorn --preload, multiprocessing) runs in several processes at once."""
+    release = "scenario:release"
+    handled = "scenario:handled"
+
+    def handler(payload: Job, context: dict[str, Any]) -> None:
+        front.raw.rpush(handled, f"{os.getpid()}:{payload.n}")
+        front.raw.blpop([release], timeout=30)  # held until the test lets go: the claims stay in flight
+
+    timers = front.timers(spec("jobs", Job, handler))
+    total = 20
+    for n in range(total):
+        timers.set_timer("jobs", f"t{n}", Job(n=n), datetime.timedelta(0))
+
+    children = [_fork(timers.handle_ready_timers)]
+    try:
+        # Polling other processes' observable state: the first child holds every timer.
+        wait_until(lambda: front.raw.llen(handled) >= total)
+        children.append(_fork(timers.handle_ready_timers))
+        # The second child finds nothing due (all leased) and exits, unless it takes the first one's claims.
+        wait_until(lambda: _exited(children[1]) or front.raw.llen(handled) > total)
+        runs = cast(list[str], front.raw.lrange(handled, 0, -1))
+        assert len(runs) == total, f"{len(runs) - total} timer(s) run by both processes at once"
+    finally:
+        front.raw.rpush(release, *["go"] * (2 * total))
+        for pid in children:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
