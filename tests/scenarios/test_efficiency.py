@@ -1,4 +1,5 @@
-"""Contract 6, counted on the server: a backlog drains in batches, and an idle worker sends next to nothing.
+"""Contracts 6 and 7, checked on the server: a backlog drains in batches, an idle worker sends next to nothing,
+and every key shares one hash tag.
 
 Counts come from INFO commandstats (commands inside scripts are counted too, so round trips are
 counted as EVALSHA/EVAL calls); no timing is asserted.
@@ -8,9 +9,11 @@ from __future__ import annotations
 
 import datetime
 import threading
+from typing import Any
 
 import pytest
 
+from redis_timers import TimersSettings
 from tests.harness import Front, Recorder, running, spec, subscribers, wait_until
 from tests.scenarios.models import Job
 
@@ -61,3 +64,32 @@ def test_an_idle_worker_sends_next_to_nothing(front: Front) -> None:
     counts.pop("config|resetstat", None)
     counts.pop("info", None)
     assert sum(counts.values()) <= 2, counts
+
+
+def test_every_key_the_library_writes_shares_the_namespace_hash_tag(front: Front) -> None:
+    """Contract 7: each script touches one hash slot, so the same code runs on Redis Cluster."""
+    gate, started = front.gate(), Recorder[int]()
+
+    def handler(payload: Job, context: dict[str, Any]) -> None:
+        started.record(payload.n)
+        if payload.n == 0:
+            raise RuntimeError("to the dead letters")
+        assert gate.wait()
+
+    timers = front.timers(
+        spec("jobs", Job, handler, blocking=True),
+        spec("other", Job, handler, blocking=True),
+        settings=TimersSettings(namespace="shop", max_attempts=1),
+    )
+    front.raw.zadd("timers_timeline", {"jobs--legacy": 1})
+    front.raw.hset("timers_payloads", "jobs--legacy", Job(n=9).model_dump_json())
+    timers.set_timer("jobs", "dead", Job(n=0), NOW)
+    for n in range(1, 6):
+        timers.set_timer("jobs" if n % 2 else "other", f"t{n}", Job(n=n), NOW)
+    with running(timers):
+        started.wait_for(7)  # every run in flight: leases, claim records and dead letters all exist now
+        seen_in_flight = set(front.all_keys())
+        gate.open()
+    seen = seen_in_flight | set(front.all_keys())
+    assert seen, "nothing was written"
+    assert sorted(key for key in seen if not key.startswith("{shop}:")) == []
