@@ -8,7 +8,8 @@ and a handler registered with `blocking=True` (one that waits on a `Gate` or oth
 blocks) runs through `anyio.to_thread.run_sync` so it never blocks the event loop.
 
 Synchronisation is by events and conditions with timeouts (`Gate`, `Recorder`); the only
-polling helper, `wait_until`, is for state another process owns (Redis keys, a subprocess).
+polling helper, `wait_until`, is for state that has no event to wait on: another process's
+(a subprocess, a Redis subscription) or Redis keys a worker settles after a handler returns.
 """
 
 from __future__ import annotations
