@@ -12,6 +12,7 @@ import itertools
 import logging
 import math
 import random
+import secrets
 from typing import Any
 
 import pydantic
@@ -122,7 +123,8 @@ class WorkerEngine:
         self._topic_keys = tuple(itertools.chain.from_iterable(map(keyspace.topic_keys, self._topics)))
         # Each round trip records its claims under a key of its own; the id moves on only once a reply
         # arrives, so a cycle retried after a lost reply gets the same claims back instead of new ones.
-        self._worker_id = f"{rng.getrandbits(64):016x}"
+        # From the OS, not from `rng`: processes forked from one Timers share its generator's state.
+        self._worker_id = secrets.token_hex(8)
         self._cycle_number = 0
         self._previous_record = keyspace.claim_record(f"{self._worker_id}:none")
         self.concurrency = settings.concurrent_processing_limit if concurrency is None else concurrency

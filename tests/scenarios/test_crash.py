@@ -98,11 +98,6 @@ def _exited(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("front", ["sync"], indirect=True)  # forking a process that runs an event loop is unsafe
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.py: the worker id that names claim records comes from the instance's random.Random, whose "
-    "state a fork copies: forked workers get the same id, and one 'replays' the other's claims",
-)
 def test_workers_forked_from_one_instance_never_share_claims(front: Front) -> None:
     """A `Timers` built before a fork (gunicorn --preload, multiprocessing) runs in several processes at once."""
     release = "scenario:release"
