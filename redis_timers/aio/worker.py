@@ -47,9 +47,12 @@ class AsyncWorker:
         self._thread_limiter = anyio.CapacityLimiter(engine.concurrency)
         # Handlers run on a pool of long-lived runner tasks, grown on demand up to the concurrency limit
         # (starting a task per timer costs more than the timer). Runs wait in a deque; an idle runner parks
-        # on an Event of its own, and each dispatched run wakes at most one parked runner.
+        # on an Event of its own. One parked runner is woken at a time, by whoever takes a run while more
+        # wait: a handler that suspends lets the next runner start at once, and quick handlers are run
+        # back to back by one runner without waking the others.
         self._queue: collections.deque[Run] = collections.deque()
         self._parked: collections.deque[anyio.Event] = collections.deque()
+        self._waking = False
         self._runner_scopes: list[anyio.CancelScope] = []
         self._stop_requested = False
         self._rng = random.Random()
@@ -96,8 +99,7 @@ class AsyncWorker:
                         raise
                     continue
                 self._queue.extend(engine.cycle_succeeded(reply, sent_at, time.monotonic()))
-                for _ in range(min(len(self._queue), len(self._parked))):
-                    self._parked.popleft().set()
+                self._wake_a_runner()
                 while len(self._runner_scopes) < engine.in_flight:
                     self._runner_scopes.append(anyio.CancelScope(shield=True))
                     tasks.start_soon(self._runner, self._runner_scopes[-1])
@@ -116,8 +118,10 @@ class AsyncWorker:
                     parked = anyio.Event()
                     self._parked.append(parked)
                     await parked.wait()
+                    self._waking = False
                     continue
                 run = self._queue.popleft()
+                self._wake_a_runner()
                 error: BaseException | None = None
                 try:
                     func = run.handler.handler
@@ -134,6 +138,11 @@ class AsyncWorker:
                     error = exc
                 self._post(functools.partial(self._handler_finished, run, error))
 
+    def _wake_a_runner(self) -> None:
+        if self._queue and self._parked and not self._waking:
+            self._waking = True
+            self._parked.popleft().set()
+
     def _handler_finished(self, run: Run, error: BaseException | None, now: float) -> None:
         self._engine.handler_finished(run, error)
 
@@ -142,7 +151,8 @@ class AsyncWorker:
 
     def _post(self, event: events.Event) -> None:
         self._events.append(event)
-        self._wakeup.set()
+        if not self._wakeup.is_set():
+            self._wakeup.set()
 
     def _apply_pending_events(self) -> None:
         if self._wakeup.is_set():
