@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import redis.asyncio
 import redis.exceptions
 
@@ -23,6 +24,9 @@ from redis_timers.retry import cycle_failure_pause
 from redis_timers.settings import TimersSettings
 
 logger = logging.getLogger("redis_timers")
+
+EVENT_LOOP_TIMER_SLACK_SECONDS = 0.0015
+"""asyncio rounds a timer's wait up to the next millisecond; a worker wakes this much early, then yields."""
 
 
 class AsyncWorker:
@@ -164,8 +168,12 @@ class AsyncWorker:
 
     async def _wait_for_event(self, seconds: float) -> None:
         if not self._events:
-            with anyio.move_on_after(max(seconds, 0.0)):
+            deadline = time.monotonic() + seconds
+            with anyio.move_on_after(seconds - EVENT_LOOP_TIMER_SLACK_SECONDS):
                 await self._wakeup.wait()
+            # The event loop's timers end on whole milliseconds, late: yield until the exact moment instead.
+            while not self._events and time.monotonic() < deadline:  # noqa: ASYNC110 - a timed spin, not a poll
+                await anyio.lowlevel.checkpoint()
         self._apply_pending_events()
 
     async def _listen_for_notifications(self) -> None:
