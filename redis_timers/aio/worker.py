@@ -172,7 +172,7 @@ class AsyncWorker:
             with anyio.move_on_after(seconds - EVENT_LOOP_TIMER_SLACK_SECONDS):
                 await self._wakeup.wait()
             # The event loop's timers end on whole milliseconds, late: yield until the exact moment instead.
-            while not self._events and time.monotonic() < deadline:  # noqa: ASYNC110 - a timed spin, not a poll
+            while not self._events and time.monotonic() < deadline:
                 await anyio.lowlevel.checkpoint()
         self._apply_pending_events()
 
