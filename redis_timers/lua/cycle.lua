@@ -53,15 +53,15 @@ for k = 1, n_ops do
   end
   group[#group + 1] = op
 end
--- One read of the runs per topic, then the checks.
+-- One read of the stored payloads per topic, then the checks.
 for ti, group in pairs(ops_by_topic) do
-  local fields = {}
+  local ids = {}
   for j, op in ipairs(group) do
-    fields[j] = 'r:' .. op.id
+    ids[j] = op.id
   end
-  local runs = redis.call('HMGET', KEYS[3 * ti + 3], unpack(fields))
+  local stored = redis.call('HMGET', KEYS[3 * ti + 2], unpack(ids))
   for j, op in ipairs(group) do
-    op.run = runs[j]
+    op.attempts, op.held_by, op.json = unpack_stored(stored[j])
   end
 end
 
@@ -71,7 +71,7 @@ for _, op in ipairs(ops) do
   local kind, ti, id = op.kind, op.ti, op.id
   local timeline, payloads, state = topic_keys(ti)
   local topic = ARGV[5 + ti]
-  if token_of(op.run) ~= op.token then
+  if op.held_by ~= op.token then
     stale = stale + 1
   elseif kind == 'a' then
     local ids = acked[ti]
@@ -83,15 +83,16 @@ for _, op in ipairs(ops) do
   elseif kind == 'n' then
     redis.call('ZADD', timeline, 'XX', ms(now + lease_ms), id)
   elseif kind == 'r' then
-    redis.call('HSET', state, 'r:' .. id, attempts_of(op.run) .. ':', 'e:' .. id, op.err)
+    redis.call('HSET', payloads, id, op.attempts .. ':|' .. op.json)
+    redis.call('HSET', state, 'e:' .. id, op.err)
     schedule(timeline, channel_prefix .. topic, id, now + op.delay)
   elseif kind == 'l' then
     -- A handed-back lease is not an attempt.
-    local attempts = attempts_of(op.run) - 1
+    local attempts = op.attempts - 1
     if attempts > 0 then
-      redis.call('HSET', state, 'r:' .. id, attempts .. ':')
+      redis.call('HSET', payloads, id, attempts .. ':|' .. op.json)
     else
-      redis.call('HDEL', state, 'r:' .. id)
+      redis.call('HSET', payloads, id, op.json)
     end
     schedule(timeline, channel_prefix .. topic, id, now)
   elseif kind == 'd' then
@@ -102,8 +103,7 @@ for ti, ids in pairs(acked) do
   local timeline, payloads, state = topic_keys(ti)
   local fields = {}
   for j, id in ipairs(ids) do
-    fields[2 * j - 1] = 'r:' .. id
-    fields[2 * j] = 'e:' .. id
+    fields[j] = 'e:' .. id
   end
   redis.call('ZREM', timeline, unpack(ids))
   redis.call('HDEL', payloads, unpack(ids))
@@ -126,11 +126,9 @@ if #replayed > 0 then
   for _, meta in ipairs(replayed) do
     local ti, token, id = string.match(meta, '^(%d+):%d+:([^:]+):(.*)$')
     local _, payloads, state = topic_keys(tonumber(ti))
-    if token_of(redis.call('HGET', state, 'r:' .. id)) == token then
-      local body = redis.call('HGET', payloads, id)
-      if body then
-        add_claim(meta, body)
-      end
+    local _, held_by, json = unpack_stored(redis.call('HGET', payloads, id))
+    if held_by == token then
+      add_claim(meta, json)
     end
   end
   reply[4] = limit
@@ -149,32 +147,31 @@ else
       reply[4] = reply[4] + #ids
       -- The lease is the score: if this worker dies, the timer is due again when the lease ends.
       local expiry = ms(now + lease_ms)
-      local zadd, run_fields = {}, {}
+      local zadd = {}
       for j, id in ipairs(ids) do
         zadd[2 * j - 1] = expiry
         zadd[2 * j] = id
-        run_fields[j] = 'r:' .. id
       end
       redis.call('ZADD', timeline, unpack(zadd))
       local bodies = redis.call('HMGET', payloads, unpack(ids))
-      local runs = redis.call('HMGET', state, unpack(run_fields))
       local seq = redis.call('HINCRBY', state, '#seq', 1)
       local hset = {}
       for j, id in ipairs(ids) do
         if bodies[j] then
           local token = seq .. '.' .. j
-          local attempts = attempts_of(runs[j]) + 1
-          hset[#hset + 1] = 'r:' .. id
-          hset[#hset + 1] = attempts .. ':' .. token
+          local attempts, _, json = unpack_stored(bodies[j])
+          attempts = attempts + 1
+          hset[#hset + 1] = id
+          hset[#hset + 1] = attempts .. ':' .. token .. '|' .. json
           local meta = ti .. ':' .. attempts .. ':' .. token .. ':' .. id
           claimed[#claimed + 1] = meta
-          add_claim(meta, bodies[j])
+          add_claim(meta, json)
         else
           bury(timeline, payloads, state, dead, ARGV[5 + ti], id, 'payload missing', now)
         end
       end
       if #hset > 0 then
-        redis.call('HSET', state, unpack(hset))
+        redis.call('HSET', payloads, unpack(hset))
       end
     end
   end

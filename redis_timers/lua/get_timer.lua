@@ -4,9 +4,8 @@ local score = redis.call('ZSCORE', KEYS[1], id)
 if not score then
   return false
 end
-local state = redis.call('HMGET', KEYS[3], 'r:' .. id, 'e:' .. id)
-local token = token_of(state[1])
+local attempts, token, payload = unpack_stored(redis.call('HGET', KEYS[2], id))
 if token == '' then
   token = false
 end
-return {score, redis.call('HGET', KEYS[2], id), attempts_of(state[1]), token, state[2]}
+return {score, payload, attempts, token, redis.call('HGET', KEYS[3], 'e:' .. id)}

@@ -1,8 +1,10 @@
 -- Shared by every script (prepended by redis_timers/scripts.py).
 -- Per topic there are three keys: a timeline ZSET (id -> due or lease-expiry ms), a payloads
--- HASH (id -> JSON) and a state HASH: 'r:'..id -> '<attempts>:<token>' while a handler runs the
--- timer and '<attempts>:' once that run failed or was handed back; 'e:'..id -> last error;
--- '#seq' -> claim counter. One field for attempts and lease keeps claims and acks cheap.
+-- HASH (id -> stored payload) and a small state HASH ('e:'..id -> last error, '#seq' -> claim
+-- counter). A stored payload is the payload's JSON, prefixed with '<attempts>:<token>|' while a
+-- handler runs the timer and with '<attempts>:|' after a run failed or was handed back. Keeping
+-- attempts and lease in the payload's own field makes a claim or an ack touch one big hash (O(1)
+-- per field) rather than a small one whose compact encoding costs O(size) per field.
 
 -- "Now" always comes from the server, so hosts with skewed clocks agree.
 local function server_now_ms()
@@ -25,23 +27,21 @@ local function schedule(timeline, channel, id, score)
 end
 
 local function forget_state(state, id)
-  redis.call('HDEL', state, 'r:' .. id, 'e:' .. id)
+  redis.call('HDEL', state, 'e:' .. id)
 end
 
--- Attempts so far, from a 'r:' value (or false when the timer never ran).
-local function attempts_of(run)
-  if not run then
-    return 0
+-- Attempts, lease token ('' when no handler holds the timer) and JSON of a stored payload. JSON never
+-- starts with digits and a colon, so payloads written without the prefix (fresh timers) read as
+-- never run.
+local function unpack_stored(stored)
+  if not stored then
+    return 0, '', false
   end
-  return tonumber(string.match(run, '^(%d+):'))
-end
-
--- The lease token in a 'r:' value, or '' when no handler holds it.
-local function token_of(run)
-  if not run then
-    return ''
+  local attempts, token, json_at = string.match(stored, '^(%d+):([%d%.]*)|()')
+  if not attempts then
+    return 0, '', stored
   end
-  return string.match(run, ':(.*)$')
+  return tonumber(attempts), token, string.sub(stored, json_at)
 end
 
 local function forget(timeline, payloads, state, id)
@@ -53,8 +53,7 @@ end
 
 -- Park a timer in the dead letters with its payload, attempts and error.
 local function bury(timeline, payloads, state, dead, topic, id, err, now)
-  local payload = redis.call('HGET', payloads, id)
-  local attempts = attempts_of(redis.call('HGET', state, 'r:' .. id))
+  local attempts, _, payload = unpack_stored(redis.call('HGET', payloads, id))
   local record = cjson.encode({payload = payload or '', attempts = attempts, error = err, failed_at = now})
   redis.call('HSET', dead, topic .. '\0' .. id, record)
   forget(timeline, payloads, state, id)
