@@ -32,6 +32,8 @@ logger = logging.getLogger("redis_timers")
 MAX_CLAIM_BATCH = 1000
 STOP_FLUSH_SECONDS = 5.0
 """After the grace period, how long a stopping worker keeps trying to hand leases back to an unreachable Redis."""
+GATHER_SECONDS = 0.001
+"""Longest a busy worker waits for more handlers to finish before a round trip (see `_gather_until`)."""
 RENEW_AFTER_FRACTION = 1 / 3
 """A lease is renewed once a third of it has passed, so two renewals can fail before it runs out."""
 
@@ -147,6 +149,7 @@ class WorkerEngine:
         self._stop_deadline: float | None = None
         self._finished = False
         self._cutoff: int | None = None
+        self._gathering_since: float | None = None
         self._pass_exhausted = False
         self.stale_settlements = 0
 
@@ -166,6 +169,9 @@ class WorkerEngine:
             return Maintain(flows.import_legacy(self._keyspace, self._registry, self._settings))
         self._plan_renewals(now)
         if self._pending or self._wants_claim(now):
+            gather_until = self._gather_until(now)
+            if now < gather_until:
+                return Wait(gather_until - now)
             return Cycle(self._cycle_call(claim=True))
         if self._single_pass and self._pass_exhausted and not self._in_flight:
             self._finished = True
@@ -191,6 +197,20 @@ class WorkerEngine:
             self._finished = True
             return Finished()
         return Wait(min(self._stop_deadline - now, self._renewal_wait(now)))
+
+    def _gather_until(self, now: float) -> float:
+        """While most slots are busy, wait a moment for more handlers to finish, then settle and claim at once.
+
+        A round trip per finished handler would cap a busy worker at the round-trip rate; a short window
+        (GATHER_SECONDS) lets one round trip settle and refill a quarter of the slots or more.
+        """
+        free = self.concurrency - len(self._in_flight)
+        if not self._in_flight or free >= max(1, self.concurrency // 4):
+            self._gathering_since = None
+            return now
+        if self._gathering_since is None:
+            self._gathering_since = now
+        return self._gathering_since + GATHER_SECONDS
 
     def _wants_claim(self, now: float) -> bool:
         if len(self._in_flight) >= self.concurrency or (self._single_pass and self._pass_exhausted):
@@ -250,6 +270,7 @@ class WorkerEngine:
         """Record a cycle's reply; returns the runs whose handlers the front end must start now."""
         now_ms, next_due, stale, examined = int(reply[0]), int(reply[1]), int(reply[2]), int(reply[3])
         self._clock.observe(now_ms, sent_at, received_at)
+        self._gathering_since = None
         self._previous_record = self._keyspace.claim_record(f"{self._worker_id}:{self._cycle_number}")
         self._cycle_number += 1
         self._failures = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from redis_timers import scripts
-from redis_timers.engine import MAX_CLAIM_BATCH, STOP_FLUSH_SECONDS, Cycle, Finished, Maintain, Wait
+from redis_timers.engine import GATHER_SECONDS, MAX_CLAIM_BATCH, STOP_FLUSH_SECONDS, Cycle, Finished, Maintain, Wait
 from redis_timers.errors import TimersConnectionError
 from redis_timers.ops import ScriptCall
 from redis_timers.timing import FLOOR_CORRECTION_MS
@@ -699,3 +699,27 @@ def test_claim_records_advance_only_when_a_reply_arrives() -> None:
     following = h.cycle(10.0)
     assert following.keys[1] != first.keys[1]
     assert following.keys[2] == first.keys[1]  # the answered call's record is deleted by the next one
+
+
+def test_a_busy_worker_gathers_finished_runs_briefly_before_a_round_trip() -> None:
+    """With fewer than a quarter of the slots free, settle and refill together after at most GATHER_SECONDS."""
+    h = Harness(concurrency=8)
+    runs = h.start(*(claim(ORDERS, f"o-{n}", f"1.{n}") for n in range(8)), next_due=server_ms(0.0))
+
+    h.engine.handler_finished(runs[0], None)
+    step = h.step(0.0)
+    assert isinstance(step, Wait)
+    assert step.seconds == pytest.approx(GATHER_SECONDS)
+    assert kinds(h.cycle(GATHER_SECONDS)) == ["ack"]  # the window is over: one round trip for what finished
+    h.reply(GATHER_SECONDS, next_due=server_ms(0.0))
+
+    h.engine.handler_finished(runs[1], None)
+    h.engine.handler_finished(runs[2], None)
+    assert kinds(h.cycle(0.01)) == ["ack", "ack"]  # a quarter of the slots free: no waiting
+
+
+def test_a_worker_with_nothing_in_flight_never_gathers() -> None:
+    h = Harness(concurrency=8)
+    [run] = h.start(claim(ORDERS, "o-1", "1.1"))
+    h.engine.handler_finished(run, None)
+    assert kinds(h.cycle(0.0)) == ["ack"]
