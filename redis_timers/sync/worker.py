@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 import queue
@@ -43,12 +44,16 @@ class SyncWorker:
         self._listen = listen
         self._inbox: queue.SimpleQueue[events.Event] = queue.SimpleQueue()
         self._closed = threading.Event()
-        # Handlers run on long-lived runner threads, started on demand up to the concurrency limit: a plain
-        # queue hand-off costs far less per timer than an executor's futures.
-        self._runs: queue.SimpleQueue[Run | None] = queue.SimpleQueue()
+        # Handlers run on long-lived runner threads, started on demand up to the concurrency limit. Runs wait
+        # in a deque; an idle runner parks on an Event of its own. One runner is woken (or started) at a time,
+        # by whoever takes a run while more wait: a slow handler lets the next runner start at once, and quick
+        # handlers are run back to back by one thread instead of bouncing the GIL between many.
         self._runner_lock = threading.Lock()
+        self._queue: collections.deque[Run] = collections.deque()
+        self._parked: list[threading.Event] = []
+        self._waking = False
         self._runner_count = 0
-        self._idle_runners = 0
+        self._runners_closed = False
         self._rng = random.Random()
 
     def wake(self) -> None:
@@ -77,9 +82,10 @@ class SyncWorker:
                         if not engine.step_failed(time.monotonic(), error):
                             raise
                         continue
-                    for run in engine.cycle_succeeded(reply, sent_at, time.monotonic()):
-                        self._runs.put(run)
-                    self._grow_runners()
+                    runs = engine.cycle_succeeded(reply, sent_at, time.monotonic())
+                    with self._runner_lock:
+                        self._queue.extend(runs)
+                        self._wake_a_runner()
                 elif isinstance(step, Maintain):
                     try:
                         engine.maintenance_done(self._driver.drive(step.flow))
@@ -93,32 +99,45 @@ class SyncWorker:
                 listener.join(LISTENER_JOIN_SECONDS)
             # Idle runners exit; handlers still running after the grace period were handed back and end on
             # their own (runner threads are daemons, so they never keep the process alive).
+            # Idle runners exit; handlers still running after the grace period were handed back and end on
+            # their own (runner threads are daemons, so they never keep the process alive).
             with self._runner_lock:
-                for _ in range(self._runner_count):
-                    self._runs.put(None)
+                self._runners_closed = True
+                for parked in self._parked:
+                    parked.set()
 
-    def _grow_runners(self) -> None:
-        """Start one more runner if runs are waiting and no runner is idle.
-
-        Each runner calls this again when it picks up a run, so the pool grows as fast as work arrives,
-        up to the concurrency limit, without the worker loop paying for every thread start.
-        """
-        with self._runner_lock:
-            if self._runs.qsize() <= self._idle_runners or self._runner_count >= self._engine.concurrency:
-                return
+    def _wake_a_runner(self) -> None:
+        """With the runner lock held: get one more runner going if runs wait and none is on its way."""
+        if not self._queue or self._waking or self._runners_closed:
+            return
+        if self._parked:
+            self._waking = True
+            self._parked.pop().set()
+        elif self._runner_count < self._engine.concurrency:
+            self._waking = True
             self._runner_count += 1
-        threading.Thread(target=self._run_handlers, name="redis-timers-handler", daemon=True).start()
+            threading.Thread(target=self._run_handlers, name="redis-timers-handler", daemon=True).start()
 
     def _run_handlers(self) -> None:
+        woken = True  # a new runner starts as the one on its way
         while True:
+            run: Run | None = None
             with self._runner_lock:
-                self._idle_runners += 1
-            run = self._runs.get()
-            with self._runner_lock:
-                self._idle_runners -= 1
+                if woken:
+                    self._waking = False
+                    woken = False
+                if self._runners_closed:
+                    return
+                if self._queue:
+                    run = self._queue.popleft()
+                    self._wake_a_runner()
+                else:
+                    parked = threading.Event()
+                    self._parked.append(parked)
             if run is None:
-                return
-            self._grow_runners()
+                parked.wait()
+                woken = True
+                continue
             error: BaseException | None = None
             try:
                 run.handler.handler(run.payload, self._context)
