@@ -108,3 +108,15 @@ ENVIRONMENT_VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "legacy_import_interval_seconds": ("TIMERS_LEGACY_IMPORT_INTERVAL_SECONDS", float),
 }
 """Setting name -> (environment variable, parser). The README's configuration table mirrors this."""
+
+
+def __getattr__(name: str) -> Any:
+    """The seed's module constants (`settings.TIMERS_TIMELINE_KEY`, ...), read from the environment now.
+
+    Kept so that code written against the original library keeps working; new code should use
+    `TimersSettings.from_env()`, which `Timers` calls when it is built.
+    """
+    for field_name, (variable, _) in ENVIRONMENT_VARIABLES.items():
+        if variable == name:
+            return getattr(TimersSettings.from_env(), field_name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

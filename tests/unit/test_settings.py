@@ -203,3 +203,15 @@ def test_an_infinite_lease_is_refused() -> None:
 def test_an_infinite_retry_backoff_is_refused() -> None:
     with pytest.raises(SettingsError, match="retry_backoff_seconds"):
         TimersSettings(retry_backoff_seconds=math.inf, retry_backoff_max_seconds=math.inf)
+
+
+def test_the_seeds_module_constants_read_the_environment_when_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    from redis_timers import settings as settings_module
+
+    monkeypatch.delenv("TIMERS_TIMELINE_KEY", raising=False)
+    assert settings_module.TIMERS_TIMELINE_KEY == "timers_timeline"
+    assert settings_module.TIMERS_SEPARATOR == "--"
+    monkeypatch.setenv("TIMERS_TIMELINE_KEY", "my_timeline")
+    assert settings_module.TIMERS_TIMELINE_KEY == "my_timeline"
+    with pytest.raises(AttributeError):
+        _ = settings_module.TIMERS_NOT_A_SETTING
