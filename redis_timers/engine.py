@@ -13,7 +13,7 @@ import logging
 import math
 import random
 import secrets
-from typing import Any
+from typing import Any, NamedTuple
 
 import pydantic
 
@@ -67,7 +67,7 @@ class Finished:
 Step = Cycle | Maintain | Wait | Finished
 
 
-@dataclasses.dataclass(eq=False)
+@dataclasses.dataclass(eq=False, slots=True)
 class Run:
     """One claimed timer whose handler the front end must call as `handler(payload, context)`."""
 
@@ -86,8 +86,9 @@ ACK, RETRY, DEAD, RELEASE, RENEW = "a", "r", "d", "l", "n"
 """Settlement kinds, as `cycle.lua` spells them."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Settlement:
+class Settlement(NamedTuple):
+    """What to tell Redis about one run; a tuple because a busy worker makes one per timer."""
+
     kind: str
     topic_index: int
     timer_id: str
