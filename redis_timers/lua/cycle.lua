@@ -61,7 +61,8 @@ for ti, group in pairs(ops_by_topic) do
   end
   local stored = redis.call('HMGET', KEYS[3 * ti + 2], unpack(ids))
   for j, op in ipairs(group) do
-    op.attempts, op.held_by, op.json = unpack_stored(stored[j])
+    op.stored = stored[j]
+    op.attempts, op.held_by = run_of(stored[j])
   end
 end
 
@@ -74,40 +75,44 @@ for _, op in ipairs(ops) do
   if op.held_by ~= op.token then
     stale = stale + 1
   elseif kind == 'a' then
-    local ids = acked[ti]
-    if not ids then
-      ids = {}
-      acked[ti] = ids
+    local batch = acked[ti]
+    if not batch then
+      batch = {ids = {}, errors = {}}
+      acked[ti] = batch
     end
-    ids[#ids + 1] = id
+    batch.ids[#batch.ids + 1] = id
+    if op.attempts > 1 then
+      -- Only a timer that ran before can have an error on record.
+      batch.errors[#batch.errors + 1] = 'e:' .. id
+    end
   elseif kind == 'n' then
     redis.call('ZADD', timeline, 'XX', ms(now + lease_ms), id)
   elseif kind == 'r' then
-    redis.call('HSET', payloads, id, op.attempts .. ':|' .. op.json)
+    local _, _, json = unpack_stored(op.stored)
+    redis.call('HSET', payloads, id, op.attempts .. ':|' .. json)
     redis.call('HSET', state, 'e:' .. id, op.err)
     schedule(timeline, channel_prefix .. topic, id, now + op.delay)
   elseif kind == 'l' then
     -- A handed-back lease is not an attempt.
     local attempts = op.attempts - 1
+    local _, _, json = unpack_stored(op.stored)
     if attempts > 0 then
-      redis.call('HSET', payloads, id, attempts .. ':|' .. op.json)
+      redis.call('HSET', payloads, id, attempts .. ':|' .. json)
     else
-      redis.call('HSET', payloads, id, op.json)
+      redis.call('HSET', payloads, id, json)
     end
     schedule(timeline, channel_prefix .. topic, id, now)
   elseif kind == 'd' then
     bury(timeline, payloads, state, dead, topic, id, op.err, now)
   end
 end
-for ti, ids in pairs(acked) do
+for ti, batch in pairs(acked) do
   local timeline, payloads, state = topic_keys(ti)
-  local fields = {}
-  for j, id in ipairs(ids) do
-    fields[j] = 'e:' .. id
+  redis.call('ZREM', timeline, unpack(batch.ids))
+  redis.call('HDEL', payloads, unpack(batch.ids))
+  if #batch.errors > 0 then
+    redis.call('HDEL', state, unpack(batch.errors))
   end
-  redis.call('ZREM', timeline, unpack(ids))
-  redis.call('HDEL', payloads, unpack(ids))
-  redis.call('HDEL', state, unpack(fields))
 end
 
 local reply = {now, -1, stale, 0}

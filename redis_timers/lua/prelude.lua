@@ -30,6 +30,19 @@ local function forget_state(state, id)
   redis.call('HDEL', state, 'e:' .. id)
 end
 
+-- Attempts and lease token ('' when no handler holds the timer) of a stored payload, without
+-- copying its JSON.
+local function run_of(stored)
+  if not stored then
+    return 0, ''
+  end
+  local attempts, token = string.match(stored, '^(%d+):([%d%.]*)|')
+  if not attempts then
+    return 0, ''
+  end
+  return tonumber(attempts), token
+end
+
 -- Attempts, lease token ('' when no handler holds the timer) and JSON of a stored payload. JSON never
 -- starts with digits and a colon, so payloads written without the prefix (fresh timers) read as
 -- never run.
