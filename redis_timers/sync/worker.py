@@ -42,7 +42,13 @@ class SyncWorker:
         self._settings = settings
         self._stop_requested = stop_requested
         self._listen = listen
+        # Events for the loop, and one Event that wakes it. Runners wake the loop for finished runs once the
+        # queue is empty or a quarter of the slots finished unreported; waking it for every quick handler
+        # would hand the GIL back and forth once per timer.
         self._inbox: queue.SimpleQueue[events.Event] = queue.SimpleQueue()
+        self._wakeup = threading.Event()
+        self._unreported = 0
+        self._report_every = max(1, engine.concurrency // 4)
         self._closed = threading.Event()
         # Handlers run on long-lived runner threads, started on demand up to the concurrency limit. Runs wait
         # in a deque; an idle runner parks on an Event of its own. One runner is woken (or started) at a time,
@@ -57,7 +63,11 @@ class SyncWorker:
         self._rng = random.Random()
 
     def wake(self) -> None:
-        self._inbox.put(lambda now: None)
+        self._post(lambda now: None)
+
+    def _post(self, event: events.Event) -> None:
+        self._inbox.put(event)
+        self._wakeup.set()
 
     def run(self) -> None:
         engine = self._engine
@@ -120,9 +130,14 @@ class SyncWorker:
 
     def _run_handlers(self) -> None:
         woken = True  # a new runner starts as the one on its way
+        finished = False
         while True:
             run: Run | None = None
+            report = False
             with self._runner_lock:
+                if finished:
+                    self._unreported += 1
+                    finished = False
                 if woken:
                     self._waking = False
                     woken = False
@@ -134,6 +149,11 @@ class SyncWorker:
                 else:
                     parked = threading.Event()
                     self._parked.append(parked)
+                # Once the queue is empty, whatever runs now may take long: report what finished.
+                if self._unreported and (not self._queue or self._unreported >= self._report_every):
+                    report, self._unreported = True, 0
+            if report:
+                self._wakeup.set()
             if run is None:
                 parked.wait()
                 woken = True
@@ -144,6 +164,7 @@ class SyncWorker:
             except BaseException as exc:  # Even SystemExit in a handler thread is that run failing.
                 error = exc
             self._inbox.put(functools.partial(self._handler_finished, run, error))
+            finished = True
 
     def _handler_finished(self, run: Run, error: BaseException | None, now: float) -> None:
         self._engine.handler_finished(run, error)
@@ -152,6 +173,7 @@ class SyncWorker:
         self._engine.notified_on(channel, data)
 
     def _apply_pending_events(self) -> None:
+        self._wakeup.clear()  # before draining, so that an event posted meanwhile wakes the next wait
         while True:
             try:
                 event = self._inbox.get_nowait()
@@ -160,11 +182,7 @@ class SyncWorker:
             event(time.monotonic())
 
     def _wait_for_event(self, seconds: float) -> None:
-        try:
-            event = self._inbox.get(timeout=max(seconds, 0.0))
-        except queue.Empty:
-            return
-        event(time.monotonic())
+        self._wakeup.wait(max(seconds, 0.0))
 
     def _listen_for_notifications(self) -> None:
         """Forward wake-ups to the loop; on any connection trouble, reconnect and make the loop re-claim."""
@@ -204,7 +222,7 @@ class SyncWorker:
             last_heard_at, ping_sent_at = now, None
             kind = codec.text(message["type"])
             if kind == "message":
-                self._inbox.put(functools.partial(self._notified, message["channel"], message["data"]))
+                self._post(functools.partial(self._notified, message["channel"], message["data"]))
             elif kind == "subscribe" and message["data"] == len(self._engine.channels):
                 # Subscribed to every topic: from now on nothing is missed; claim once for what came before.
-                self._inbox.put(lambda now: self._engine.rearm())
+                self._post(lambda now: self._engine.rearm())
