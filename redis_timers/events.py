@@ -1,12 +1,27 @@
 """Messages from handler threads/tasks and the notification listener to the worker loop.
 
 Each is a closure over the engine, queued by whoever observed the event and applied by
-the worker loop alone, so the engine is only ever touched from one thread or task.
+the worker loop alone, so the engine is only ever touched from one thread or task. The
+listener's decisions (what a pub/sub message means, when a quiet connection needs a PING,
+when it counts as dead, how long to pause before reconnecting) live here, so that both
+front ends only do the I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import random
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from redis_timers import codec
+from redis_timers.retry import cycle_failure_pause
+from redis_timers.settings import TimersSettings
+
+if TYPE_CHECKING:
+    from redis_timers.engine import WorkerEngine
+
+logger = logging.getLogger("redis_timers")
 
 Event = Callable[[float], None]
 """Called by the worker loop with its monotonic `now`."""
@@ -15,9 +30,50 @@ LISTEN_POLL_SECONDS = 0.25
 """How often a blocked listener looks up to see whether it should stop (no Redis traffic)."""
 
 
-def pong_overdue(ping_sent_at: float | None, now: float, limit: float) -> bool:
-    return ping_sent_at is not None and now - ping_sent_at >= limit
+def event_for_message(engine: WorkerEngine, message: Mapping[str, Any]) -> Event | None:
+    """The loop event a pub/sub message calls for, if any."""
+    kind = codec.text(message["type"])
+    if kind == "message":
+        channel, data = message["channel"], message["data"]
+        return lambda now: engine.notified_on(channel, data)
+    if kind == "subscribe" and message["data"] == len(engine.channels):
+        # Subscribed to every topic: from now on nothing is missed; claim once for what came before.
+        return lambda now: engine.rearm()
+    return None
 
 
-def ping_due(last_heard_at: float, ping_sent_at: float | None, now: float, interval: float) -> bool:
-    return ping_sent_at is None and now - last_heard_at >= interval
+class ConnectionWatch:
+    """Tells when a quiet notification connection needs a PING, and when a missing reply means it is dead.
+
+    One PING per `interval` of silence is the only traffic of an idle worker.
+    """
+
+    def __init__(self, interval: float, now: float) -> None:
+        self._interval = interval
+        self._last_heard_at = now
+        self._ping_sent_at: float | None = None
+
+    def heard(self, now: float) -> None:
+        self._last_heard_at, self._ping_sent_at = now, None
+
+    def pinged(self, now: float) -> None:
+        self._ping_sent_at = now
+
+    def ping_due(self, now: float) -> bool:
+        return self._ping_sent_at is None and now - self._last_heard_at >= self._interval
+
+    def dead(self, now: float) -> bool:
+        return self._ping_sent_at is not None and now - self._ping_sent_at >= self._interval
+
+    def seconds_to_next_check(self, now: float) -> float:
+        since = self._last_heard_at if self._ping_sent_at is None else self._ping_sent_at
+        return max(0.0, since + self._interval - now)
+
+
+def reconnect_pause(failures: int, error: BaseException, settings: TimersSettings, rng: random.Random) -> float:
+    """How long a listener waits before reconnecting after its `failures`-th consecutive failure."""
+    pause = cycle_failure_pause(failures, settings, rng)
+    # The worker loop reports the outage itself; say it here once, not on every retry.
+    log = logger.warning if failures == 1 else logger.debug
+    log("notification connection lost (%s); reconnecting in %.2fs", error, pause)
+    return pause

@@ -15,12 +15,11 @@ import anyio.lowlevel
 import redis.asyncio
 import redis.exceptions
 
-from redis_timers import codec, events
+from redis_timers import events
 from redis_timers.aio.driver import CONNECTION_ERRORS, AsyncDriver
 from redis_timers.engine import Cycle, Finished, Maintain, Run, Wait, WorkerEngine
 from redis_timers.errors import TimersConnectionError
 from redis_timers.registry import is_async_callable
-from redis_timers.retry import cycle_failure_pause
 from redis_timers.settings import TimersSettings
 
 logger = logging.getLogger("redis_timers")
@@ -150,9 +149,6 @@ class AsyncWorker:
     def _handler_finished(self, run: Run, error: BaseException | None, now: float) -> None:
         self._engine.handler_finished(run, error)
 
-    def _notified(self, channel: str | bytes, data: str | bytes, now: float) -> None:
-        self._engine.notified_on(channel, data)
-
     def _post(self, event: events.Event) -> None:
         self._events.append(event)
         if not self._wakeup.is_set():
@@ -188,33 +184,23 @@ class AsyncWorker:
                 await self._relay(pubsub)
             except CONNECTION_ERRORS as error:
                 failures += 1
-                pause = cycle_failure_pause(failures, self._settings, self._rng)
-                # The worker loop reports the outage itself; say it here once, not on every retry.
-                log = logger.warning if failures == 1 else logger.debug
-                log("notification connection lost (%s); reconnecting in %.2fs", error, pause)
-                await anyio.sleep(pause)
+                await anyio.sleep(events.reconnect_pause(failures, error, self._settings, self._rng))
             finally:
                 with anyio.CancelScope(shield=True):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _relay(self, pubsub: Any) -> None:
-        interval = self._settings.safety_wakeup_seconds
-        ping_sent_at: float | None = None
+        watch = events.ConnectionWatch(self._settings.safety_wakeup_seconds, time.monotonic())
         while True:
-            timeout = interval if ping_sent_at is None else max(0.0, interval - (time.monotonic() - ping_sent_at))
-            message = await pubsub.get_message(timeout=timeout)
+            message = await pubsub.get_message(timeout=watch.seconds_to_next_check(time.monotonic()))
             now = time.monotonic()
-            if message is None:
-                if events.pong_overdue(ping_sent_at, now, interval):
-                    raise redis.exceptions.ConnectionError("no reply to PING on the notification connection")
-                if ping_sent_at is None:
-                    await pubsub.ping()
-                    ping_sent_at = now
-                continue
-            ping_sent_at = None
-            kind = codec.text(message["type"])
-            if kind == "message":
-                self._post(functools.partial(self._notified, message["channel"], message["data"]))
-            elif kind == "subscribe" and message["data"] == len(self._engine.channels):
-                # Subscribed to every topic: from now on nothing is missed; claim once for what came before.
-                self._post(lambda now: self._engine.rearm())
+            if message is not None:
+                watch.heard(now)
+                event = events.event_for_message(self._engine, message)
+                if event is not None:
+                    self._post(event)
+            elif watch.dead(now):
+                raise redis.exceptions.ConnectionError("no reply to PING on the notification connection")
+            elif watch.ping_due(now):
+                await pubsub.ping()
+                watch.pinged(now)

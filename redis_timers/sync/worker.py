@@ -13,10 +13,9 @@ from typing import Any
 
 import redis
 
-from redis_timers import codec, events
+from redis_timers import events
 from redis_timers.engine import Cycle, Finished, Maintain, Run, Wait, WorkerEngine
 from redis_timers.errors import TimersConnectionError
-from redis_timers.retry import cycle_failure_pause
 from redis_timers.settings import TimersSettings
 from redis_timers.sync.driver import CONNECTION_ERRORS, SyncDriver
 
@@ -169,9 +168,6 @@ class SyncWorker:
     def _handler_finished(self, run: Run, error: BaseException | None, now: float) -> None:
         self._engine.handler_finished(run, error)
 
-    def _notified(self, channel: str | bytes, data: str | bytes, now: float) -> None:
-        self._engine.notified_on(channel, data)
-
     def _apply_pending_events(self) -> None:
         self._wakeup.clear()  # before draining, so that an event posted meanwhile wakes the next wait
         while True:
@@ -196,33 +192,24 @@ class SyncWorker:
                 self._relay(pubsub)
             except CONNECTION_ERRORS as error:
                 failures += 1
-                pause = cycle_failure_pause(failures, self._settings, self._rng)
-                # The worker loop reports the outage itself; say it here once, not on every retry.
-                log = logger.warning if failures == 1 else logger.debug
-                log("notification connection lost (%s); reconnecting in %.2fs", error, pause)
-                self._closed.wait(pause)
+                self._closed.wait(events.reconnect_pause(failures, error, self._settings, self._rng))
             else:
                 failures = 0
             finally:
                 pubsub.close()
 
     def _relay(self, pubsub: Any) -> None:
-        interval = self._settings.safety_wakeup_seconds
-        last_heard_at, ping_sent_at = time.monotonic(), None
+        watch = events.ConnectionWatch(self._settings.safety_wakeup_seconds, time.monotonic())
         while not self._closed.is_set():
             message = pubsub.get_message(timeout=events.LISTEN_POLL_SECONDS)
             now = time.monotonic()
-            if message is None:
-                if events.pong_overdue(ping_sent_at, now, interval):
-                    raise redis.exceptions.ConnectionError("no reply to PING on the notification connection")
-                if events.ping_due(last_heard_at, ping_sent_at, now, interval):
-                    pubsub.ping()
-                    ping_sent_at = now
-                continue
-            last_heard_at, ping_sent_at = now, None
-            kind = codec.text(message["type"])
-            if kind == "message":
-                self._post(functools.partial(self._notified, message["channel"], message["data"]))
-            elif kind == "subscribe" and message["data"] == len(self._engine.channels):
-                # Subscribed to every topic: from now on nothing is missed; claim once for what came before.
-                self._post(lambda now: self._engine.rearm())
+            if message is not None:
+                watch.heard(now)
+                event = events.event_for_message(self._engine, message)
+                if event is not None:
+                    self._post(event)
+            elif watch.dead(now):
+                raise redis.exceptions.ConnectionError("no reply to PING on the notification connection")
+            elif watch.ping_due(now):
+                pubsub.ping()
+                watch.pinged(now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis_timers.engine import Cycle, Maintain, Run, Step, WorkerEngine
+from redis_timers.engine import Cycle, Maintain, Run, Step, Wait, WorkerEngine
 from redis_timers.keys import Keyspace
 from redis_timers.ops import Arg, ScriptCall
 from redis_timers.settings import TimersSettings
@@ -126,3 +126,9 @@ class Harness:
         self.maintain(now)
         self.cycle(now)
         return self.reply(now, *claims, next_due=next_due, as_bytes=as_bytes)
+
+
+def wait_seconds(h: Harness, now: float) -> float:
+    step = h.step(now)
+    assert isinstance(step, Wait), step
+    return step.seconds

@@ -18,6 +18,7 @@ from tests.unit.engine_harness import (
     kinds,
     server_ms,
     settlements,
+    wait_seconds,
 )
 from tests.unit.support import BASE_MS, Order, Reminder, assert_single_slot
 
@@ -26,12 +27,6 @@ OUTAGE = TimersConnectionError("Redis is unreachable")
 
 HALF_MS = FLOOR_CORRECTION_MS / 1000
 """The clock reads the server's rounded-down `now` as half a millisecond later."""
-
-
-def wait_seconds(h: Harness, now: float) -> float:
-    step = h.step(now)
-    assert isinstance(step, Wait), step
-    return step.seconds
 
 
 # -- start-up -------------------------------------------------------------------------------
