@@ -152,6 +152,7 @@ class WorkerEngine:
         self._cutoff: int | None = None
         self._gathering_since: float | None = None
         self._pass_exhausted = False
+        self.stale_settlements = 0
 
     # -- what to do next ------------------------------------------------------------------
 
@@ -278,6 +279,7 @@ class WorkerEngine:
         if stale:
             # Expected when a timer was rescheduled or removed while its handler ran, or its lease ran out.
             logger.debug("%d settlement(s) no longer held their lease and were dropped", stale)
+            self.stale_settlements += stale
         self._next_due = math.inf if next_due < 0 else next_due
         if self._single_pass and self._cutoff is None:
             self._cutoff = now_ms
