@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import pydantic
 
-from redis_timers import codec, flows, scripts
+from redis_timers import codec, flows, scripts, wire
 from redis_timers.errors import SettingsError
 from redis_timers.keys import Keyspace
 from redis_timers.ops import Flow, ScriptCall
@@ -80,29 +80,21 @@ class Run:
     payload: pydantic.BaseModel
     topic_index: int
     renew_at_ms: float
-
-
-ACK, RETRY, DEAD, RELEASE, RENEW = "a", "r", "d", "l", "n"
-"""Settlement kinds, as `cycle.lua` spells them."""
+    key: bytes
+    """How settlements name this run on the wire (see `wire.py`)."""
 
 
 class Settlement(NamedTuple):
     """What to tell Redis about one run; a tuple because a busy worker makes one per timer."""
 
-    kind: str
-    topic_index: int
-    timer_id: str
-    token: str
-    delay_ms: int = 0
-    error: str = ""
+    kind: bytes
+    """One of `wire.ACK`, `RETRY`, `DEAD`, `RELEASE`, `RENEW`."""
+    encoded: bytes
+    """The whole settlement as `cycle.lua` reads it."""
 
-    def args(self) -> tuple[str | int, ...]:
-        common = (f"{self.kind}{self.topic_index}", self.timer_id, self.token)
-        if self.kind == RETRY:
-            return (*common, self.delay_ms, self.error)
-        if self.kind == DEAD:
-            return (*common, self.error)
-        return common
+
+def settle(kind: bytes, key: bytes, tail: bytes = b"") -> Settlement:
+    return Settlement(kind, kind + key + tail)
 
 
 class WorkerEngine:
@@ -188,7 +180,7 @@ class WorkerEngine:
         if now >= self._stop_deadline and self._in_flight:
             # Grace is over: hand the leases back so other workers can take these timers at once.
             for run in self._in_flight.values():
-                self._pending.append(Settlement(RELEASE, run.topic_index, run.timer_id, run.token))
+                self._pending.append(settle(wire.RELEASE, run.key))
             logger.warning("stopping with %d handler(s) unfinished; their timers are handed back", len(self._in_flight))
             self._in_flight.clear()
         self._plan_renewals(now)
@@ -241,7 +233,7 @@ class WorkerEngine:
             return
         for run in self._in_flight.values():
             if run.renew_at_ms <= server_now:
-                self._pending.append(Settlement(RENEW, run.topic_index, run.timer_id, run.token))
+                self._pending.append(settle(wire.RENEW, run.key))
                 run.renew_at_ms = server_now + self._renew_every_ms
 
     def _cycle_call(self, *, claim: bool) -> ScriptCall:
@@ -256,14 +248,12 @@ class WorkerEngine:
             n_topics,
             *self._topics,
             self._rotation,
-            len(self._sent),
+            b"".join([settlement.encoded for settlement in self._sent]),
         ]
-        for settlement in self._sent:
-            args.extend(settlement.args())
         self._rotation = (self._rotation + 1) % max(1, n_topics)
         record = self._keyspace.claim_record(f"{self._worker_id}:{self._cycle_number}")
         keys = (self._keyspace.dead_letters, record, self._previous_record, *self._topic_keys)
-        return ScriptCall(scripts.CYCLE, keys, tuple(args))
+        return ScriptCall(scripts.CYCLE, keys, tuple(args), raw_reply=True)
 
     # -- what happened --------------------------------------------------------------------
 
@@ -283,31 +273,29 @@ class WorkerEngine:
         self._next_due = math.inf if next_due < 0 else next_due
         if self._single_pass and self._cutoff is None:
             self._cutoff = now_ms
-        claimed = reply[4:]
         runs: list[Run] = []
-        for offset in range(0, len(claimed), 2):
-            raw_index, attempts, token, timer_id = codec.text(claimed[offset]).split(":", 3)
-            body = claimed[offset + 1]
-            topic_index = int(raw_index)
-            handler = self._handlers[topic_index - 1]
+        for claim in wire.claims(reply[4]):
+            handler = self._handlers[claim.topic_index - 1]
+            timer_id = codec.text(claim.timer_id)
             try:
-                payload = handler.schema.model_validate_json(body)
+                payload = handler.schema.model_validate_json(claim.body)
             except pydantic.ValidationError as error:
                 # Retrying cannot help a payload that no longer fits its schema.
                 logger.error("timer %r/%r has an invalid payload; moved to dead letters", handler.topic, timer_id)
                 reason = f"payload does not validate against {handler.schema.__name__}: {error}"
-                self._pending.append(Settlement(DEAD, topic_index, timer_id, token, error=reason))
+                self._pending.append(settle(wire.DEAD, claim.key, wire.with_error(reason)))
                 continue
             run = Run(
                 run_id=next(self._run_ids),
                 topic=handler.topic,
                 timer_id=timer_id,
-                token=token,
-                attempts=int(attempts),
+                token=claim.token.decode("ascii"),
+                attempts=claim.attempts,
                 handler=handler,
                 payload=payload,
-                topic_index=topic_index,
+                topic_index=claim.topic_index,
                 renew_at_ms=now_ms + self._renew_every_ms,
+                key=claim.key,
             )
             self._in_flight[run.run_id] = run
             runs.append(run)
@@ -322,7 +310,7 @@ class WorkerEngine:
 
     def step_failed(self, now: float, error: BaseException) -> bool:
         """A cycle or maintenance step could not reach Redis. Returns False when the caller should re-raise."""
-        self._pending = [s for s in self._sent if s.kind != RENEW] + self._pending
+        self._pending = [s for s in self._sent if s.kind != wire.RENEW] + self._pending
         self._sent = []
         self._next_due = None
         if self._single_pass:
@@ -340,7 +328,7 @@ class WorkerEngine:
         if self._in_flight.pop(run.run_id, None) is None:
             return  # Already handed back at shutdown; its outcome no longer counts.
         if error is None:
-            self._pending.append(Settlement(ACK, run.topic_index, run.timer_id, run.token))
+            self._pending.append(settle(wire.ACK, run.key))
             return
         description = codec.describe_error(error)
         limit = run.handler.max_attempts or self._settings.max_attempts
@@ -353,7 +341,7 @@ class WorkerEngine:
                 description,
                 exc_info=error,
             )
-            self._pending.append(Settlement(DEAD, run.topic_index, run.timer_id, run.token, error=description))
+            self._pending.append(settle(wire.DEAD, run.key, wire.with_error(description)))
             return
         delay_ms = retry_delay_ms(run.attempts, self._settings, self._rng)
         logger.warning(
@@ -366,7 +354,7 @@ class WorkerEngine:
             description,
             exc_info=error,
         )
-        self._pending.append(Settlement(RETRY, run.topic_index, run.timer_id, run.token, delay_ms, description))
+        self._pending.append(settle(wire.RETRY, run.key, wire.with_error(description, delay_ms)))
 
     def notified(self, topic: str, due_ms: int) -> None:
         """Another process scheduled a timer of `topic` earlier than the head we knew."""

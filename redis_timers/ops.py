@@ -20,6 +20,8 @@ class ScriptCall:
     script: LuaScript
     keys: tuple[str, ...]
     args: tuple[Arg, ...]
+    raw_reply: bool = False
+    """Reply strings as bytes, whatever the client's `decode_responses` (the reply holds byte lengths)."""
 
 
 @dataclasses.dataclass(frozen=True)

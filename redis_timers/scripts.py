@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 from importlib import resources
 
 
@@ -10,6 +12,11 @@ from importlib import resources
 class LuaScript:
     name: str
     source: str
+
+    @functools.cached_property
+    def sha(self) -> str:
+        """The SHA1 that EVALSHA names the script by."""
+        return hashlib.sha1(self.source.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
 def _load(name: str, *, with_prelude: bool = True) -> LuaScript:

@@ -2,12 +2,16 @@
 -- KEYS: dead, this call's claim record, the previous call's claim record, then per topic: timeline,
 --       payloads, state.
 -- ARGV: lease_ms, claim_limit, cutoff ('' = now), channel_prefix, n_topics, topics...,
---       first topic to claim from (rotates for fairness), n_ops, then the ops, each
---       '<kind><topic index>', id, token, and for 'r' (retry) delay_ms and error, for 'd' (dead) error.
+--       first topic to claim from (rotates for fairness), then every settlement in one string.
+--       A settlement is '<kind><topic index>:<token>:<id length>:<id>', followed for 'r' (retry) by
+--       '<delay_ms>:<error length>:<error>' and for 'd' (dead letter) by '<error length>:<error>'.
 --       Kinds: a = ack, r = retry, d = dead letter, l = release the lease, n = renew the lease.
--- Returns {now, next_due (-1 if none), stale ops, due timers examined (claimed or buried), then two per
---          claimed timer:
---          '<topic index>:<attempts>:<token>:<id>', payload}.
+--       Lengths are in bytes. One string rather than three or more arguments per settlement: a busy
+--       worker settles hundreds per call, and every argument costs the client more than the bytes.
+-- Returns {now, next_due (-1 if none), stale ops, due timers examined (claimed or buried), claims}, where
+--          claims is one string: per claimed timer
+--          '<attempts>:<payload length>:<topic index>:<token>:<id length>:<id><payload>', whose middle
+--          ('<topic index>:<token>:<id length>:<id>') is what the settlement of that run repeats.
 local now = server_now_ms()
 local lease_ms = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
@@ -18,7 +22,7 @@ end
 local channel_prefix = ARGV[4]
 local n = tonumber(ARGV[5])
 local start = tonumber(ARGV[6 + n])
-local n_ops = tonumber(ARGV[7 + n])
+local wire = ARGV[7 + n]
 local dead = KEYS[1]
 
 local function topic_keys(i)
@@ -32,20 +36,21 @@ redis.call('DEL', previous_record)
 -- made while the handler ran has dropped the lease, and must not be undone.
 local ops = {}
 local ops_by_topic = {}
-local o = 8 + n
-for k = 1, n_ops do
-  local header = ARGV[o]
-  local op = {kind = string.sub(header, 1, 1), ti = tonumber(string.sub(header, 2)), id = ARGV[o + 1],
-              token = ARGV[o + 2]}
-  o = o + 3
-  if op.kind == 'r' then
-    op.delay, op.err = tonumber(ARGV[o]), ARGV[o + 1]
-    o = o + 2
-  elseif op.kind == 'd' then
-    op.err = ARGV[o]
-    o = o + 1
+local at = 1
+while at <= #wire do
+  local kind, ti, token, id_length, id_at = string.match(wire, '^(%a)(%d+):([%d%.]*):(%d+):()', at)
+  at = id_at + tonumber(id_length)
+  local op = {kind = kind, ti = tonumber(ti), token = token, id = string.sub(wire, id_at, at - 1)}
+  if kind == 'r' then
+    local delay, err_length, err_at = string.match(wire, '^(%d+):(%d+):()', at)
+    at = err_at + tonumber(err_length)
+    op.delay, op.err = tonumber(delay), string.sub(wire, err_at, at - 1)
+  elseif kind == 'd' then
+    local err_length, err_at = string.match(wire, '^(%d+):()', at)
+    at = err_at + tonumber(err_length)
+    op.err = string.sub(wire, err_at, at - 1)
   end
-  ops[k] = op
+  ops[#ops + 1] = op
   local group = ops_by_topic[op.ti]
   if not group then
     group = {}
@@ -116,29 +121,34 @@ for ti, batch in pairs(acked) do
 end
 
 local reply = {now, -1, stale, 0}
+local claims = {}
 
--- Two ids of one claim: meta ('<topic index>:<attempts>:<token>:<id>') and payload.
-local function add_claim(meta, body)
-  reply[#reply + 1] = meta
-  reply[#reply + 1] = body
+local function add_claim(ti, attempts, token, id, body)
+  claims[#claims + 1] = attempts .. ':' .. #body .. ':' .. ti .. ':' .. token .. ':' .. #id .. ':'
+  claims[#claims + 1] = id
+  claims[#claims + 1] = body
 end
 
-local replayed = redis.call('LRANGE', record, 0, -1)
-if #replayed > 0 then
+local recorded = redis.call('GET', record)
+if recorded then
   -- This call ran before and its reply never arrived (redis-py re-sends after a connection error, and the
   -- worker retries with the same record): hand back the same claims, where their leases still hold,
   -- rather than claim others and leave these leased to nobody until the lease ends.
-  for _, meta in ipairs(replayed) do
-    local ti, token, id = string.match(meta, '^(%d+):%d+:([^:]+):(.*)$')
+  local at = 1
+  while at <= #recorded do
+    local attempts, body_length, ti, token, id_length, id_at =
+      string.match(recorded, '^(%d+):(%d+):(%d+):([%d%.]*):(%d+):()', at)
+    local body_at = id_at + tonumber(id_length)
+    local id = string.sub(recorded, id_at, body_at - 1)
+    at = body_at + tonumber(body_length)
     local _, payloads, state = topic_keys(tonumber(ti))
     local _, held_by, json = unpack_stored(redis.call('HGET', payloads, id))
     if held_by == token then
-      add_claim(meta, json)
+      add_claim(ti, attempts, token, id, json)
     end
   end
   reply[4] = limit
 else
-  local claimed = {}
   local remaining = limit
   for step = 0, n - 1 do
     if remaining <= 0 then
@@ -168,9 +178,7 @@ else
           attempts = attempts + 1
           hset[#hset + 1] = id
           hset[#hset + 1] = attempts .. ':' .. token .. '|' .. json
-          local meta = ti .. ':' .. attempts .. ':' .. token .. ':' .. id
-          claimed[#claimed + 1] = meta
-          add_claim(meta, json)
+          add_claim(ti, attempts, token, id, json)
         else
           bury(timeline, payloads, state, dead, ARGV[5 + ti], id, 'payload missing', now)
         end
@@ -180,11 +188,13 @@ else
       end
     end
   end
-  if #claimed > 0 then
-    redis.call('RPUSH', record, unpack(claimed))
-    redis.call('PEXPIRE', record, lease_ms)
+  if #claims > 0 then
+    -- The record is the reply's claims; it outlives no lease.
+    reply[5] = table.concat(claims)
+    redis.call('SET', record, reply[5], 'PX', lease_ms)
   end
 end
+reply[5] = reply[5] or table.concat(claims)
 
 local next_due = -1
 for i = 1, n do

@@ -6,32 +6,39 @@ from typing import Any, TypeVar
 
 import redis
 import redis.exceptions
+from redis.client import NEVER_DECODE
 
 from redis_timers.errors import TimersConnectionError
 from redis_timers.ops import Command, Flow, Op, ScriptCall
 
 T = TypeVar("T")
 
+RAW_REPLY = {NEVER_DECODE: True}
 CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
 class SyncDriver:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self._scripts: dict[str, Any] = {}
 
     def execute(self, op: Op) -> Any:
         try:
             if isinstance(op, ScriptCall):
-                script = self._scripts.get(op.script.name)
-                if script is None:
-                    # redis-py's Script sends EVALSHA and loads the source once per server on NOSCRIPT.
-                    script = self._scripts[op.script.name] = self.client.register_script(op.script.source)
-                return script(keys=op.keys, args=op.args)
+                return self._evalsha(op)
             assert isinstance(op, Command)
             return self.client.execute_command(*op.args)  # type: ignore[no-untyped-call]
         except CONNECTION_ERRORS as error:
             raise TimersConnectionError(f"Redis is unreachable: {error}") from error
+
+    def _evalsha(self, op: ScriptCall) -> Any:
+        command = ("EVALSHA", op.script.sha, len(op.keys), *op.keys, *op.args)
+        options = RAW_REPLY if op.raw_reply else {}
+        try:
+            return self.client.execute_command(*command, **options)  # type: ignore[no-untyped-call]
+        except redis.exceptions.NoScriptError:
+            # First use on this server (or it restarted, or its script cache was flushed).
+            self.client.script_load(op.script.source)
+            return self.client.execute_command(*command, **options)  # type: ignore[no-untyped-call]
 
     def drive(self, flow: Flow[T]) -> T:
         reply: Any = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import functools
 import logging
 import queue
 import random
@@ -46,7 +45,6 @@ class SyncWorker:
         # would hand the GIL back and forth once per timer.
         self._inbox: queue.SimpleQueue[events.Event] = queue.SimpleQueue()
         self._wakeup = threading.Event()
-        self._unreported = 0
         self._report_every = max(1, engine.concurrency // 4)
         self._closed = threading.Event()
         # Handlers run on long-lived runner threads, started on demand up to the concurrency limit. Runs wait
@@ -55,6 +53,8 @@ class SyncWorker:
         # handlers are run back to back by one thread instead of bouncing the GIL between many.
         self._runner_lock = threading.Lock()
         self._queue: collections.deque[Run] = collections.deque()
+        self._finished: list[tuple[Run, BaseException | None]] = []  # not yet told to the engine
+        self._unreported = 0  # finished since the loop was last woken for them
         self._parked: list[threading.Event] = []
         self._waking = False
         self._runner_count = 0
@@ -129,14 +129,16 @@ class SyncWorker:
 
     def _run_handlers(self) -> None:
         woken = True  # a new runner starts as the one on its way
-        finished = False
+        finished: tuple[Run, BaseException | None] | None = None
         while True:
             run: Run | None = None
             report = False
             with self._runner_lock:
-                if finished:
+                if finished is not None:
+                    # Under the lock this runner takes anyway: cheaper than a queue per finished run.
+                    self._finished.append(finished)
                     self._unreported += 1
-                    finished = False
+                    finished = None
                 if woken:
                     self._waking = False
                     woken = False
@@ -162,14 +164,14 @@ class SyncWorker:
                 run.handler.handler(run.payload, self._context)
             except BaseException as exc:  # Even SystemExit in a handler thread is that run failing.
                 error = exc
-            self._inbox.put(functools.partial(self._handler_finished, run, error))
-            finished = True
-
-    def _handler_finished(self, run: Run, error: BaseException | None, now: float) -> None:
-        self._engine.handler_finished(run, error)
+            finished = (run, error)
 
     def _apply_pending_events(self) -> None:
         self._wakeup.clear()  # before draining, so that an event posted meanwhile wakes the next wait
+        with self._runner_lock:
+            finished, self._finished = self._finished, []
+        for run, error in finished:
+            self._engine.handler_finished(run, error)
         while True:
             try:
                 event = self._inbox.get_nowait()

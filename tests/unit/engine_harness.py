@@ -22,11 +22,13 @@ def server_ms(now: float) -> int:
     return BASE_MS + round(now * 1000)
 
 
-def claim(topic_index: int, timer_id: str, token: str, attempts: int = 1, body: str | None = None) -> list[Any]:
-    """One claimed timer as `cycle.lua` replies it: `'<topic index>:<attempts>:<token>:<id>'`, payload."""
+def claim(topic_index: int, timer_id: str, token: str, attempts: int = 1, body: str | None = None) -> bytes:
+    """One claimed timer as `cycle.lua` replies it:
+    `'<attempts>:<payload length>:<topic index>:<token>:<id length>:<id><payload>'`, lengths in bytes."""
     if body is None:
         body = ORDER_BODY if topic_index == ORDERS else REMINDER_BODY
-    return [f"{topic_index}:{attempts}:{token}:{timer_id}", body]
+    raw_id, raw_body = timer_id.encode(), body.encode()
+    return f"{attempts}:{len(raw_body)}:{topic_index}:{token}:{len(raw_id)}:".encode() + raw_id + raw_body
 
 
 KIND_NAMES = {"a": "ack", "r": "retry", "d": "dead", "l": "release", "n": "renew"}
@@ -35,27 +37,43 @@ KIND_NAMES = {"a": "ack", "r": "retry", "d": "dead", "l": "release", "n": "renew
 def settlements(call: ScriptCall) -> list[tuple[Arg, ...]]:
     """The settlements a cycle call carries, as (kind, topic index, id, token, delay ms, error).
 
-    On the wire each is `'<kind letter><topic index>', id, token`, plus `delay_ms, error` for a
-    retry and `error` for a dead letter; this parser checks that the count and lengths add up.
+    On the wire they are one string: each `'<kind><topic index>:<token>:<id length>:<id>'`, plus
+    `'<delay_ms>:<error length>:<error>'` for a retry and `'<error length>:<error>'` for a dead
+    letter; this parser checks that the lengths add up and nothing is left over.
     """
     n_topics = int(call.args[4])
-    count = int(call.args[6 + n_topics])
-    wire = list(call.args[7 + n_topics :])
+    assert len(call.args) == 7 + n_topics, "settlements travel as one argument after the rotation"
+    wire = call.args[6 + n_topics]
+    assert isinstance(wire, bytes)
+    blob: bytes = wire
     parsed: list[tuple[Arg, ...]] = []
-    for _ in range(count):
-        header, timer_id, token = wire[:3]
-        del wire[:3]
-        assert isinstance(header, str)
-        kind, topic_index = KIND_NAMES[header[0]], int(header[1:])
+
+    def number(end: bytes = b":") -> int:
+        nonlocal blob
+        digits, blob = blob.split(end, 1)
+        return int(digits)
+
+    def field() -> str:
+        nonlocal blob
+        length = number()
+        value, blob = blob[:length], blob[length:]
+        assert len(value) == length, "a length runs past the end"
+        return value.decode()
+
+    while blob:
+        kind = KIND_NAMES[chr(blob[0])]
+        blob = blob[1:]
+        topic_index = number()
+        token_bytes, blob = blob.split(b":", 1)
+        timer_id = field()
         delay_ms: Arg = 0
         error: Arg = ""
         if kind == "retry":
-            delay_ms, error = wire[:2]
-            del wire[:2]
+            delay_ms = number()
+            error = field()
         elif kind == "dead":
-            error = wire.pop(0)
-        parsed.append((kind, topic_index, timer_id, token, delay_ms, error))
-    assert wire == [], "arguments left over after the announced settlements"
+            error = field()
+        parsed.append((kind, topic_index, timer_id, token_bytes.decode(), delay_ms, error))
     return parsed
 
 
@@ -108,7 +126,7 @@ class Harness:
     def reply(
         self,
         now: float,
-        *claims: list[Any],
+        *claims: bytes,
         next_due: int = -1,
         stale: int = 0,
         as_bytes: bool = False,
@@ -116,12 +134,12 @@ class Harness:
         examined: int | None = None,
     ) -> list[Run]:
         """`examined`: due timers the script looked at (claimed or buried); by default, the claims."""
-        flat = [item for claimed in claims for item in claimed]
         looked_at = len(claims) if examined is None else examined
-        reply = encode([server_ms(now), next_due, stale, looked_at, *flat], as_bytes)
+        # The claims are bytes whatever the client's decode_responses: the driver asks for them raw.
+        reply = [*encode([server_ms(now), next_due, stale, looked_at], as_bytes), b"".join(claims)]
         return self.engine.cycle_succeeded(reply, now, now if received_at is None else received_at)
 
-    def start(self, *claims: list[Any], now: float = 0.0, next_due: int = -1, as_bytes: bool = False) -> list[Run]:
+    def start(self, *claims: bytes, now: float = 0.0, next_due: int = -1, as_bytes: bool = False) -> list[Run]:
         """Maintenance, then a first cycle whose reply claims `claims`."""
         self.maintain(now)
         self.cycle(now)

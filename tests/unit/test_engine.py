@@ -63,7 +63,7 @@ def test_first_step_imports_seed_timers_then_a_cycle_claims() -> None:
     )
     assert_single_slot(call.keys, "timers")
     # lease ms, claim limit, cutoff ('' = now), channel prefix, topics, rotation, no settlements.
-    assert call.args == (30_000, 100, "", "{timers}:wake:", 2, "orders", "reminders", 0, 0)
+    assert call.args == (30_000, 100, "", "{timers}:wake:", 2, "orders", "reminders", 0, b"")
 
 
 def test_maintenance_runs_again_after_the_import_interval() -> None:
@@ -91,7 +91,7 @@ def test_a_worker_without_topics_never_imports() -> None:
 
     assert call.keys[0] == "{timers}:dead"
     assert len(call.keys) == 3  # dead letters and the two claim records: no topic keys
-    assert call.args == (30_000, 100, "", "{timers}:wake:", 0, 0, 0)
+    assert call.args == (30_000, 100, "", "{timers}:wake:", 0, 0, b"")
     h.reply(0.0)
     assert isinstance(h.step(1000.0), Wait)
 
@@ -166,7 +166,7 @@ def test_wait_follows_next_due_through_the_server_clock_offset() -> None:
     h.maintain(10.0)
     h.cycle(10.0)
     # Sent at 10.0, answered at 10.2: the server's 5_000_000 ms is monotonic 10.1.
-    h.engine.cycle_succeeded([5_000_000, 5_001_000, 0, 0], 10.0, 10.2)
+    h.engine.cycle_succeeded([5_000_000, 5_001_000, 0, 0, b""], 10.0, 10.2)
 
     assert wait_seconds(h, 10.2) == pytest.approx(0.9 - HALF_MS)
     assert wait_seconds(h, 10.6) == pytest.approx(0.5 - HALF_MS)
@@ -258,7 +258,8 @@ def test_success_is_acked_in_the_next_cycle(as_bytes: bool) -> None:
 
 
 def test_settlements_on_the_wire() -> None:
-    """`'<kind><topic index>', id, token`, plus `delay_ms, error` for a retry and `error` for a dead letter."""
+    """One string: `'<kind><topic index>:<token>:<id length>:<id>'`, then `'<delay_ms>:<error length>:<error>'`
+    for a retry and `'<error length>:<error>'` for a dead letter."""
     h = Harness(max_attempts=2, rng_value=0.0)
     ok, flaky, doomed = h.start(
         claim(ORDERS, "o-1", "1.1"), claim(ORDERS, "o-2", "1.2"), claim(REMINDERS, "r-1", "1.3", attempts=2)
@@ -269,12 +270,7 @@ def test_settlements_on_the_wire() -> None:
 
     call = h.cycle(0.1)
 
-    assert call.args[8:] == (
-        3,
-        *("a1", "o-1", "1.1"),
-        *("r1", "o-2", "1.2", 1000, "RuntimeError: x"),
-        *("d2", "r-1", "1.3", "RuntimeError: y"),
-    )
+    assert call.args[8:] == (b"a1:1.1:3:o-1r1:1.2:3:o-21000:15:RuntimeError: xd2:1.3:3:r-115:RuntimeError: y",)
 
 
 def test_ids_with_colons_survive_the_claim_reply() -> None:

@@ -7,7 +7,6 @@ cutoff, and hands out tokens; the front end runs handlers that end when the test
 from __future__ import annotations
 
 import itertools
-from typing import Any
 
 import hypothesis
 from hypothesis import strategies as st
@@ -139,7 +138,7 @@ class EngineModel(RuleBasedStateMachine):
         self.backlog.sort()
         due = [item for item in self.backlog if item[0] <= cutoff][:limit]
         self.backlog = [item for item in self.backlog if item not in due]
-        claims: list[list[Any]] = []
+        claims: list[bytes] = []
         for _due, topic_index, timer_id in due:
             claims.append(claim(topic_index, timer_id, f"{next(self.tokens)}.1"))
         next_due = min((item[0] for item in self.backlog), default=-1)
