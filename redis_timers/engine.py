@@ -274,7 +274,7 @@ class WorkerEngine:
         if self._single_pass and self._cutoff is None:
             self._cutoff = now_ms
         runs: list[Run] = []
-        for claim in wire.claims(reply[4]):
+        for claim in list(wire.claims(reply[4])):  # all parsed before any is taken on
             handler = self._handlers[claim.topic_index - 1]
             timer_id = codec.text(claim.timer_id)
             try:

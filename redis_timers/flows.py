@@ -6,6 +6,7 @@ anything reaches Redis.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -54,10 +55,16 @@ def set_timer(
     return int(due_ms)
 
 
+@functools.cache
+def computed_fields(schema: type[pydantic.BaseModel]) -> set[str] | None:
+    """Per registered schema, once: `set_timer` asks on every call."""
+    return set(schema.model_computed_fields) or None
+
+
 def payload_json(schema: type[pydantic.BaseModel], payload: pydantic.BaseModel) -> str:
     """The stored form of `payload`; it must validate back into `schema`, or the timer could never fire."""
     # By alias, since validation reads aliases; without computed fields, which validation may forbid.
-    body = payload.model_dump_json(by_alias=True, exclude=set(schema.model_computed_fields) or None)
+    body = payload.model_dump_json(by_alias=True, exclude=computed_fields(schema))
     try:
         schema.model_validate_json(body)
     except pydantic.ValidationError as error:

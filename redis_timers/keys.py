@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
+MAX_REMEMBERED_TOPICS = 1024
 DEAD_LETTER_FIELD_SEPARATOR = "\0"
 """Dead letters live in one hash keyed by `topic NUL id`; topics never contain NUL, so the split is exact."""
 
@@ -12,7 +14,7 @@ DEAD_LETTER_FIELD_SEPARATOR = "\0"
 class Keyspace:
     namespace: str
 
-    @property
+    @functools.cached_property
     def tag(self) -> str:
         return "{" + self.namespace + "}"
 
@@ -26,7 +28,17 @@ class Keyspace:
         return f"{self.tag}:state:{topic}"
 
     def topic_keys(self, topic: str) -> tuple[str, str, str]:
-        return self.timeline(topic), self.payloads(topic), self.state(topic)
+        keys = self._keys_by_topic.get(topic)
+        if keys is None:
+            keys = (self.timeline(topic), self.payloads(topic), self.state(topic))
+            if len(self._keys_by_topic) < MAX_REMEMBERED_TOPICS:
+                self._keys_by_topic[topic] = keys
+        return keys
+
+    @functools.cached_property
+    def _keys_by_topic(self) -> dict[str, tuple[str, str, str]]:
+        """Each `set_timer` names its topic's keys: built once per topic."""
+        return {}
 
     @property
     def dead_letters(self) -> str:
@@ -36,7 +48,7 @@ class Keyspace:
         """What one worker round trip claimed, kept until the next one so that a lost reply can be replayed."""
         return f"{self.tag}:claim:{claim_id}"
 
-    @property
+    @functools.cached_property
     def channel_prefix(self) -> str:
         return f"{self.tag}:wake:"
 

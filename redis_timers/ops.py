@@ -6,17 +6,17 @@ sequencing is written once and driven by both the blocking and the asyncio front
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Generator
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from redis_timers.scripts import LuaScript
 
 Arg = str | int | float | bytes
 
 
-@dataclasses.dataclass(frozen=True)
-class ScriptCall:
+class ScriptCall(NamedTuple):
+    """Run `script` with these keys and arguments (EVALSHA). A tuple: `set_timer` makes one per call."""
+
     script: LuaScript
     keys: tuple[str, ...]
     args: tuple[Arg, ...]
@@ -24,8 +24,7 @@ class ScriptCall:
     """Reply strings as bytes, whatever the client's `decode_responses` (the reply holds byte lengths)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Command:
+class Command(NamedTuple):
     """A plain command for the few reads whose reply is the same under RESP2 and RESP3."""
 
     args: tuple[Arg, ...]

@@ -1,0 +1,50 @@
+"""RESP framing of script calls, for the front ends' lanes (see `sync/lane.py`).
+
+Framing a command costs redis-py an encode and a few joins per argument, every call. A
+script call repeats its leading arguments (EVALSHA, the script's SHA1, the key count and
+the keys) from one call to the next, so their frames are kept and only the remaining
+arguments are framed per call. Values are encoded as redis-py's encoder does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from redis_timers.ops import Arg
+
+MAX_CACHED_PREFIXES = 256
+"""Distinct leading-argument tuples kept; a worker's round trips name a new claim record each time."""
+
+
+class InvalidArgumentError(TypeError):
+    """An argument that Redis commands cannot carry (as redis-py, we refuse bools and other types)."""
+
+
+class CommandFramer:
+    def __init__(self, encoding: str = "utf-8", errors: str = "strict") -> None:
+        self._encoding = encoding
+        self._errors = errors
+        self._prefixes: dict[tuple[Arg, ...], bytes] = {}
+
+    def encode(self, value: Arg) -> bytes:
+        if isinstance(value, bytes):
+            return value
+        if isinstance(value, str):
+            return value.encode(self._encoding, self._errors)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidArgumentError(f"cannot send a {type(value).__name__} to Redis: {value!r}")
+        return repr(value).encode()
+
+    def bulk(self, value: Arg) -> bytes:
+        encoded = self.encode(value)
+        return b"$%d\r\n%s\r\n" % (len(encoded), encoded)
+
+    def frame(self, prefix: tuple[Arg, ...], rest: Sequence[Arg]) -> bytes:
+        """The RESP array of `*prefix, *rest`; the frames of `prefix` are computed once."""
+        framed_prefix = self._prefixes.get(prefix)
+        if framed_prefix is None:
+            if len(self._prefixes) >= MAX_CACHED_PREFIXES:
+                self._prefixes.clear()
+            framed_prefix = self._prefixes[prefix] = b"".join(map(self.bulk, prefix))
+        bulk = self.bulk
+        return b"".join((b"*%d\r\n" % (len(prefix) + len(rest)), framed_prefix, *[bulk(value) for value in rest]))
