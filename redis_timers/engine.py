@@ -278,7 +278,7 @@ class WorkerEngine:
             handler = self._handlers[claim.topic_index - 1]
             timer_id = codec.text(claim.timer_id)
             try:
-                payload = handler.schema.model_validate_json(claim.body)
+                payload = handler.schema.__pydantic_validator__.validate_json(claim.body)
             except pydantic.ValidationError as error:
                 # Retrying cannot help a payload that no longer fits its schema.
                 logger.error("timer %r/%r has an invalid payload; moved to dead letters", handler.topic, timer_id)

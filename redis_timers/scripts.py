@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import re
 from importlib import resources
 
 
@@ -19,11 +20,42 @@ class LuaScript:
         return hashlib.sha1(self.source.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
+PRELUDE_FUNCTION = re.compile(r"^local function (\w+)\(", re.MULTILINE)
+
+
+def _prelude_functions(prelude: str) -> dict[str, str]:
+    """The prelude's blank-line separated blocks that define a `local function`, by its name, in order."""
+    functions: dict[str, str] = {}
+    for block in prelude.split("\n\n"):
+        defined = PRELUDE_FUNCTION.search(block)
+        if defined is not None:
+            functions[defined.group(1)] = block.strip("\n") + "\n"
+    return functions
+
+
+def _with_prelude(body: str, prelude: str) -> str:
+    """`body` after the prelude functions it calls, directly or through others.
+
+    A script defines its prelude functions on every call, so it carries only those it uses.
+    """
+    functions = _prelude_functions(prelude)
+    needed: set[str] = set()
+    pending = [body]
+    while pending:
+        text = pending.pop()
+        for name, source in functions.items():
+            if name not in needed and re.search(rf"\b{name}\(", text):
+                needed.add(name)
+                pending.append(source)
+    return "".join(source for name, source in functions.items() if name in needed) + "\n" + body
+
+
 def _load(name: str, *, with_prelude: bool = True) -> LuaScript:
     lua = resources.files("redis_timers") / "lua"
     body = (lua / f"{name}.lua").read_text(encoding="utf-8")
-    prelude = (lua / "prelude.lua").read_text(encoding="utf-8") if with_prelude else ""
-    return LuaScript(name=name, source=prelude + "\n" + body)
+    if with_prelude:
+        body = _with_prelude(body, (lua / "prelude.lua").read_text(encoding="utf-8"))
+    return LuaScript(name=name, source=body)
 
 
 SET_TIMER = _load("set_timer")

@@ -8,37 +8,41 @@ import redis.asyncio
 import redis.exceptions
 from redis.client import NEVER_DECODE
 
+from redis_timers.aio.lane import CONNECTION_ERRORS, Lane
 from redis_timers.errors import TimersConnectionError
-from redis_timers.ops import Command, Flow, Op, ScriptCall
+from redis_timers.ops import Arg, Flow, Op, ScriptCall
 
 T = TypeVar("T")
 
 RAW_REPLY = {NEVER_DECODE: True}
-CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
 class AsyncDriver:
     def __init__(self, client: redis.asyncio.Redis) -> None:
         self.client = client
+        self._lane = Lane.for_client(client)
 
     async def execute(self, op: Op) -> Any:
         try:
-            if isinstance(op, ScriptCall):
-                return await self._evalsha(op)
-            assert isinstance(op, Command)
-            return await self.client.execute_command(*op.args)  # type: ignore[no-untyped-call]
+            if not isinstance(op, ScriptCall):
+                return await self.client.execute_command(*op.args)  # type: ignore[no-untyped-call]
+            prefix: tuple[Arg, ...] = ("EVALSHA", op.script.sha, len(op.keys), *op.keys)
+            for attempt in range(2):
+                try:
+                    if self._lane is not None:
+                        taken, reply = await self._lane.try_execute(prefix, op.args, raw_reply=op.raw_reply)
+                        if taken:
+                            return reply
+                    options = RAW_REPLY if op.raw_reply else {}
+                    return await self.client.execute_command(*prefix, *op.args, **options)  # type: ignore[no-untyped-call]
+                except redis.exceptions.NoScriptError:
+                    if attempt:
+                        raise
+                    # First use on this server (or it restarted, or its script cache was flushed).
+                    await self.client.script_load(op.script.source)
         except CONNECTION_ERRORS as error:
             raise TimersConnectionError(f"Redis is unreachable: {error}") from error
-
-    async def _evalsha(self, op: ScriptCall) -> Any:
-        command = ("EVALSHA", op.script.sha, len(op.keys), *op.keys, *op.args)
-        options = RAW_REPLY if op.raw_reply else {}
-        try:
-            return await self.client.execute_command(*command, **options)  # type: ignore[no-untyped-call]
-        except redis.exceptions.NoScriptError:
-            # First use on this server (or it restarted, or its script cache was flushed).
-            await self.client.script_load(op.script.source)
-            return await self.client.execute_command(*command, **options)  # type: ignore[no-untyped-call]
+        raise AssertionError("unreachable")
 
     async def drive(self, flow: Flow[T]) -> T:
         reply: Any = None

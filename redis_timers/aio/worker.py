@@ -16,7 +16,8 @@ import redis.asyncio
 import redis.exceptions
 
 from redis_timers import events
-from redis_timers.aio.driver import CONNECTION_ERRORS, AsyncDriver
+from redis_timers.aio.driver import AsyncDriver
+from redis_timers.aio.lane import CONNECTION_ERRORS
 from redis_timers.engine import Cycle, Finished, Maintain, Run, Wait, WorkerEngine
 from redis_timers.errors import TimersConnectionError
 from redis_timers.registry import is_async_callable

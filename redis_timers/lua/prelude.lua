@@ -1,4 +1,5 @@
--- Shared by every script (prepended by redis_timers/scripts.py).
+-- Shared by the scripts: redis_timers/scripts.py puts before each script the functions below that it calls
+-- (directly or through one another), each function being one blank-line separated block.
 -- Per topic there are three keys: a timeline ZSET (id -> due or lease-expiry ms), a payloads
 -- HASH (id -> stored payload) and a small state HASH ('e:'..id -> last error, '#seq' -> claim
 -- counter). A stored payload is the payload's JSON, prefixed with '<attempts>:<token>|' while a

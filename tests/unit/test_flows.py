@@ -60,7 +60,7 @@ def test_set_timer_with_a_delay_yields_one_script_call_and_returns_the_due_ms(re
     ops, due_ms = run_flow(set_timer(activation_period=datetime.timedelta(seconds=5)), [reply])
 
     assert ops == [
-        ScriptCall(scripts.SET_TIMER, ORDER_KEYS, ("o-1", ORDER_JSON, "in", 5000, "{timers}:wake:orders")),
+        ScriptCall(scripts.SET_TIMER, ORDER_KEYS, ("o-1", ORDER_JSON.encode(), "in", 5000, "{timers}:wake:orders")),
     ]
     assert due_ms == 5042
     assert_single_slot(ORDER_KEYS, "timers")
@@ -72,7 +72,9 @@ def test_set_timer_at_an_instant_sends_epoch_milliseconds() -> None:
     ops, due_ms = run_flow(set_timer(activate_at=moment), [1_700_000_000_123])
 
     assert ops == [
-        ScriptCall(scripts.SET_TIMER, ORDER_KEYS, ("o-1", ORDER_JSON, "at", 1_700_000_000_123, "{timers}:wake:orders")),
+        ScriptCall(
+            scripts.SET_TIMER, ORDER_KEYS, ("o-1", ORDER_JSON.encode(), "at", 1_700_000_000_123, "{timers}:wake:orders")
+        ),
     ]
     assert due_ms == 1_700_000_000_123
 
@@ -127,7 +129,9 @@ def test_set_timer_accepts_an_instance_of_a_schema_subclass() -> None:
     ops, _ = run_flow(set_timer(payload=SpecialOrder(order_id=1), activation_period=datetime.timedelta(0)), [0])
 
     assert isinstance(ops[0], ScriptCall)
-    assert json.loads(str(ops[0].args[1])) == {"order_id": 1, "note": "", "rush": True}
+    body = ops[0].args[1]
+    assert isinstance(body, bytes)
+    assert json.loads(body) == {"order_id": 1, "note": "", "rush": True}
 
 
 def test_set_timer_for_an_unknown_topic_raises_the_seeds_runtime_error() -> None:

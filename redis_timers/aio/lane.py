@@ -1,0 +1,109 @@
+"""One connection of the client's pool, kept for this `Timers`' script calls (asyncio).
+
+The asyncio twin of `redis_timers/sync/lane.py`, whose docstring says why. A call takes
+the lane when no other task has it and otherwise goes through the pool as usual, so
+tasks never wait on each other. A call cancelled or failed mid-reply disconnects the
+connection, so nothing unread can answer the next call; after a connection error the
+call is made again through the pool, under the client's own retry policy.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import redis.asyncio
+import redis.exceptions
+
+from redis_timers.ops import Arg
+from redis_timers.resp import CommandFramer
+
+SMALL_WRITE_BYTES = 16 * 1024
+"""Below asyncio's default high-water mark (64 KiB): a write this small never waits for the socket."""
+CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+class Lane:
+    def __init__(self, pool: redis.asyncio.ConnectionPool) -> None:
+        self._pool = pool
+        self._busy = False  # one event loop: checked and set with no await in between
+        self._connection: Any = None
+        self._framer = CommandFramer()
+        self._should_reconnect: Callable[[], bool] = bool
+        self._pid = os.getpid()
+
+    @classmethod
+    def for_client(cls, client: redis.asyncio.Redis) -> Lane | None:
+        pool = getattr(client, "connection_pool", None)
+        if (
+            pool is None
+            or getattr(client, "connection", None) is not None
+            or getattr(client, "single_connection_client", False)
+            or isinstance(pool, redis.asyncio.BlockingConnectionPool)
+            or getattr(pool, "cache", None) is not None
+        ):
+            return None
+        return cls(pool)
+
+    async def try_execute(self, prefix: tuple[Arg, ...], rest: tuple[Arg, ...], *, raw_reply: bool) -> tuple[bool, Any]:
+        """(True, reply to `*prefix, *rest`), or (False, None): another task holds the lane, or the connection
+        failed (it is dropped; the caller then goes through the pool, whose retry policy takes over).
+
+        `prefix` is what repeats from call to call (see `resp.CommandFramer`).
+        """
+        if self._busy:
+            return False, None
+        self._busy = True
+        connection = None
+        try:
+            connection = self._connection
+            if connection is None or self._pid != os.getpid():
+                connection = await self._connect()
+            await self._write(connection, self._framer.frame(prefix, rest))
+            reply = await connection.read_response(disable_decoding=raw_reply)
+        except redis.exceptions.ResponseError:
+            raise  # an error reply was read in full: the connection is fine
+        except CONNECTION_ERRORS:
+            await self._drop(connection)
+            return False, None
+        except BaseException:
+            # Cancelled or interrupted mid-reply: what was left unread would answer the next call.
+            await self._drop(connection)
+            raise
+        else:
+            # As redis-py does after every command: the server may have announced maintenance (a move).
+            if self._should_reconnect():
+                await self._drop(connection)
+            return True, reply
+        finally:
+            self._busy = False
+
+    @staticmethod
+    async def _write(connection: Any, data: bytes) -> None:
+        writer = getattr(connection, "_writer", None)
+        if writer is None or len(data) >= SMALL_WRITE_BYTES:
+            await connection.send_packed_command([data])
+            return
+        # redis-py wraps each write in asyncio.wait_for when the client has a socket timeout, which before
+        # Python 3.12 runs the write as a task of its own: two more turns of the event loop per call. A write
+        # below the transport's high-water mark never waits, so it is handed to the transport directly.
+        await connection.check_health()
+        writer.write(data)
+
+    async def _connect(self) -> Any:
+        # Forked: the connection's socket is the parent's; leave it to the parent.
+        self._connection, self._pid = None, os.getpid()
+        connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        encoder = connection.encoder
+        self._framer = CommandFramer(encoder.encoding, encoder.encoding_errors)
+        self._should_reconnect = getattr(connection, "should_reconnect", bool)
+        self._connection = connection
+        return connection
+
+    async def _drop(self, connection: Any) -> None:
+        if connection is None:
+            return
+        with anyio.CancelScope(shield=True):
+            await connection.disconnect(nowait=True)
