@@ -61,7 +61,15 @@ class Lane:
             connection = self._connection
             if connection is None or self._pid != os.getpid():
                 connection = await self._connect()
-            await self._write(connection, self._framer.frame(prefix, rest))
+            data = self._framer.frame(prefix, rest)
+            writer = getattr(connection, "_writer", None)
+            if writer is None or len(data) >= SMALL_WRITE_BYTES or connection.health_check_interval:
+                await connection.send_packed_command([data])
+            else:
+                # redis-py wraps each write in asyncio.wait_for when the client has a socket timeout, which
+                # before Python 3.12 runs the write as a task of its own: two more turns of the event loop per
+                # call. A write below the transport's high-water mark never waits, so it goes to the transport.
+                writer.write(data)
             reply = await connection.read_response(disable_decoding=raw_reply)
         except redis.exceptions.ResponseError:
             raise  # an error reply was read in full: the connection is fine
@@ -79,18 +87,6 @@ class Lane:
             return True, reply
         finally:
             self._busy = False
-
-    @staticmethod
-    async def _write(connection: Any, data: bytes) -> None:
-        writer = getattr(connection, "_writer", None)
-        if writer is None or len(data) >= SMALL_WRITE_BYTES:
-            await connection.send_packed_command([data])
-            return
-        # redis-py wraps each write in asyncio.wait_for when the client has a socket timeout, which before
-        # Python 3.12 runs the write as a task of its own: two more turns of the event loop per call. A write
-        # below the transport's high-water mark never waits, so it is handed to the transport directly.
-        await connection.check_health()
-        writer.write(data)
 
     async def _connect(self) -> Any:
         # Forked: the connection's socket is the parent's; leave it to the parent.

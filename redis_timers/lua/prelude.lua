@@ -18,13 +18,15 @@ local function ms(value)
 end
 
 -- Put id on the timeline at score; wake the topic's workers only when this makes the head
--- earlier, because a worker already sleeps until the current head.
+-- earlier, because a worker already sleeps until the current head. Returns 1 if id was not on the
+-- timeline (so it has no lease and no error on record), else 0.
 local function schedule(timeline, channel, id, score)
   local head = redis.call('ZRANGE', timeline, 0, 0, 'WITHSCORES')
-  redis.call('ZADD', timeline, ms(score), id)
+  local added = redis.call('ZADD', timeline, ms(score), id)
   if head[1] == nil or score < tonumber(head[2]) then
     redis.call('PUBLISH', channel, ms(score))
   end
+  return added
 end
 
 local function forget_state(state, id)

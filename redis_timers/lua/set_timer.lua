@@ -6,7 +6,10 @@ local score = tonumber(ARGV[4])
 if ARGV[3] == 'in' then
   score = server_now_ms() + score
 end
-schedule(KEYS[1], ARGV[5], id, score)
+local added = schedule(KEYS[1], ARGV[5], id, score)
 redis.call('HSET', KEYS[2], id, ARGV[2])
-forget_state(KEYS[3], id)
+if added == 0 then
+  -- Only a timer that was scheduled can have an error on record (acks and removals delete it).
+  forget_state(KEYS[3], id)
+end
 return score
