@@ -253,7 +253,7 @@ class WorkerEngine:
         self._rotation = (self._rotation + 1) % max(1, n_topics)
         record = self._keyspace.claim_record(f"{self._worker_id}:{self._cycle_number}")
         keys = (self._keyspace.dead_letters, record, self._previous_record, *self._topic_keys)
-        return ScriptCall(scripts.CYCLE, keys, tuple(args), raw_reply=True)
+        return ScriptCall(scripts.CYCLE, keys, tuple(args))
 
     # -- what happened --------------------------------------------------------------------
 

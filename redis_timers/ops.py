@@ -20,8 +20,6 @@ class ScriptCall(NamedTuple):
     script: LuaScript
     keys: tuple[str, ...]
     args: tuple[Arg, ...]
-    raw_reply: bool = False
-    """Reply strings as bytes, whatever the client's `decode_responses` (the reply holds byte lengths)."""
 
 
 class Command(NamedTuple):

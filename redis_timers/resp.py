@@ -3,7 +3,9 @@
 Framing a command costs redis-py an encode and a few joins per argument, every call. A
 script call repeats its leading arguments (EVALSHA, the script's SHA1, the key count and
 the keys) from one call to the next, so their frames are kept and only the remaining
-arguments are framed per call. Values are encoded as redis-py's encoder does.
+arguments are framed per call. Values are encoded as redis-py's encoder does, except that
+the library's strings are always UTF-8 (its keys, ids and payloads are the same bytes for
+every client, whatever that client's `encoding`).
 """
 
 from __future__ import annotations
@@ -20,11 +22,16 @@ class InvalidArgumentError(TypeError):
     """An argument that Redis commands cannot carry (as redis-py, we refuse bools and other types)."""
 
 
+def utf8(args: Sequence[Arg]) -> tuple[Arg, ...]:
+    """`args` with strings as UTF-8 bytes: what the lane sends too, whatever a client's own encoding."""
+    return tuple(arg.encode("utf-8") if isinstance(arg, str) else arg for arg in args)
+
+
 class CommandFramer:
     def __init__(self, encoding: str = "utf-8", errors: str = "strict") -> None:
         self._encoding = encoding
         self._errors = errors
-        self._prefixes: dict[tuple[Arg, ...], bytes] = {}
+        self._prefixes: dict[tuple[str, ...], bytes] = {}
 
     def encode(self, value: Arg) -> bytes:
         if isinstance(value, bytes):
@@ -39,10 +46,18 @@ class CommandFramer:
         encoded = self.encode(value)
         return b"$%d\r\n%s\r\n" % (len(encoded), encoded)
 
-    def frame(self, prefix: tuple[Arg, ...], rest: Sequence[Arg]) -> bytes:
-        """The RESP array of `*prefix, *rest`; the frames of `prefix` are computed once."""
-        framed_prefix = self._prefixes.get(prefix)
+    def frame(self, prefix: tuple[str, ...], rest: Sequence[Arg]) -> bytes:
+        """The RESP array of `*prefix, *rest`; the frames of `prefix` (strings only) are computed once.
+
+        Strings only, because the cache is a dict: `1`, `1.0` and `True` are one key, `"1"` is another.
+        """
+        try:
+            framed_prefix = self._prefixes.get(prefix) if type(prefix) is tuple else None
+        except TypeError:  # unhashable: refused just below
+            framed_prefix = None
         if framed_prefix is None:
+            if type(prefix) is not tuple or not all(type(value) is str for value in prefix):
+                raise InvalidArgumentError(f"a command's cached leading arguments must be strings, got {prefix!r}")
             if len(self._prefixes) >= MAX_CACHED_PREFIXES:
                 self._prefixes.clear()
             framed_prefix = self._prefixes[prefix] = b"".join(map(self.bulk, prefix))

@@ -8,9 +8,10 @@ import redis.asyncio
 import redis.exceptions
 from redis.client import NEVER_DECODE
 
+from redis_timers import resp
 from redis_timers.aio.lane import CONNECTION_ERRORS, Lane
 from redis_timers.errors import TimersConnectionError
-from redis_timers.ops import Arg, Flow, Op, ScriptCall
+from redis_timers.ops import Arg, Command, Flow, Op
 
 T = TypeVar("T")
 
@@ -24,25 +25,28 @@ class AsyncDriver:
 
     async def execute(self, op: Op) -> Any:
         try:
-            if not isinstance(op, ScriptCall):
-                return await self.client.execute_command(*op.args)  # type: ignore[no-untyped-call]
-            prefix: tuple[Arg, ...] = ("EVALSHA", op.script.sha, len(op.keys), *op.keys)
-            for attempt in range(2):
-                try:
-                    if self._lane is not None:
-                        taken, reply = await self._lane.try_execute(prefix, op.args, raw_reply=op.raw_reply)
-                        if taken:
-                            return reply
-                    options = RAW_REPLY if op.raw_reply else {}
-                    return await self.client.execute_command(*prefix, *op.args, **options)  # type: ignore[no-untyped-call]
-                except redis.exceptions.NoScriptError:
-                    if attempt:
-                        raise
-                    # First use on this server (or it restarted, or its script cache was flushed).
-                    await self.client.script_load(op.script.source)
+            if isinstance(op, Command):
+                return await self._via_pool(op.args)
+            prefix = ("EVALSHA", op.script.sha, str(len(op.keys)), *op.keys)
+            try:
+                return await self._evalsha(prefix, op.args)
+            except redis.exceptions.NoScriptError:
+                # First use on this server (or it restarted, or its script cache was flushed).
+                await self.client.script_load(op.script.source)
+                return await self._evalsha(prefix, op.args)
         except CONNECTION_ERRORS as error:
             raise TimersConnectionError(f"Redis is unreachable: {error}") from error
-        raise AssertionError("unreachable")
+
+    async def _evalsha(self, prefix: tuple[str, ...], args: tuple[Arg, ...]) -> Any:
+        if self._lane is not None:
+            taken, reply = await self._lane.try_execute(prefix, args)
+            if taken:
+                return reply
+        return await self._via_pool((*prefix, *args))
+
+    async def _via_pool(self, args: tuple[Arg, ...]) -> Any:
+        # As on the lane: UTF-8 whatever the client's encoding, and replies as bytes whatever its decode_responses.
+        return await self.client.execute_command(*resp.utf8(args), **RAW_REPLY)  # type: ignore[no-untyped-call]
 
     async def drive(self, flow: Flow[T]) -> T:
         reply: Any = None

@@ -47,7 +47,7 @@ class Lane:
             return None
         return cls(pool)
 
-    async def try_execute(self, prefix: tuple[Arg, ...], rest: tuple[Arg, ...], *, raw_reply: bool) -> tuple[bool, Any]:
+    async def try_execute(self, prefix: tuple[str, ...], rest: tuple[Arg, ...]) -> tuple[bool, Any]:
         """(True, reply to `*prefix, *rest`), or (False, None): another task holds the lane, or the connection
         failed (it is dropped; the caller then goes through the pool, whose retry policy takes over).
 
@@ -70,7 +70,7 @@ class Lane:
                 # before Python 3.12 runs the write as a task of its own: two more turns of the event loop per
                 # call. A write below the transport's high-water mark never waits, so it goes to the transport.
                 writer.write(data)
-            reply = await connection.read_response(disable_decoding=raw_reply)
+            reply = await connection.read_response(disable_decoding=True)
         except redis.exceptions.ResponseError:
             raise  # an error reply was read in full: the connection is fine
         except CONNECTION_ERRORS:
@@ -92,8 +92,6 @@ class Lane:
         # Forked: the connection's socket is the parent's; leave it to the parent.
         self._connection, self._pid = None, os.getpid()
         connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
-        encoder = connection.encoder
-        self._framer = CommandFramer(encoder.encoding, encoder.encoding_errors)
         self._should_reconnect = getattr(connection, "should_reconnect", bool)
         self._connection = connection
         return connection

@@ -8,14 +8,14 @@ import redis
 import redis.exceptions
 from redis.client import NEVER_DECODE
 
+from redis_timers import resp
 from redis_timers.errors import TimersConnectionError
-from redis_timers.ops import Arg, Command, Flow, Op, ScriptCall
-from redis_timers.sync.lane import Lane
+from redis_timers.ops import Arg, Command, Flow, Op
+from redis_timers.sync.lane import CONNECTION_ERRORS, Lane
 
 T = TypeVar("T")
 
 RAW_REPLY = {NEVER_DECODE: True}
-CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
 class SyncDriver:
@@ -25,29 +25,28 @@ class SyncDriver:
 
     def execute(self, op: Op) -> Any:
         try:
-            if isinstance(op, ScriptCall):
-                return self._evalsha(op)
-            assert isinstance(op, Command)
-            return self.client.execute_command(*op.args)  # type: ignore[no-untyped-call]
+            if isinstance(op, Command):
+                return self._via_pool(op.args)
+            prefix = ("EVALSHA", op.script.sha, str(len(op.keys)), *op.keys)
+            try:
+                return self._evalsha(prefix, op.args)
+            except redis.exceptions.NoScriptError:
+                # First use on this server (or it restarted, or its script cache was flushed).
+                self.client.script_load(op.script.source)
+                return self._evalsha(prefix, op.args)
         except CONNECTION_ERRORS as error:
             raise TimersConnectionError(f"Redis is unreachable: {error}") from error
 
-    def _evalsha(self, op: ScriptCall) -> Any:
-        prefix: tuple[Arg, ...] = ("EVALSHA", op.script.sha, len(op.keys), *op.keys)
-        try:
-            return self._send(prefix, op.args, op.raw_reply)
-        except redis.exceptions.NoScriptError:
-            # First use on this server (or it restarted, or its script cache was flushed).
-            self.client.script_load(op.script.source)
-            return self._send(prefix, op.args, op.raw_reply)
-
-    def _send(self, prefix: tuple[Arg, ...], rest: tuple[Arg, ...], raw_reply: bool) -> Any:
+    def _evalsha(self, prefix: tuple[str, ...], args: tuple[Arg, ...]) -> Any:
         if self._lane is not None:
-            taken, reply = self._lane.try_execute(prefix, rest, raw_reply=raw_reply)
+            taken, reply = self._lane.try_execute(prefix, args)
             if taken:
                 return reply
-        options = RAW_REPLY if raw_reply else {}
-        return self.client.execute_command(*prefix, *rest, **options)  # type: ignore[no-untyped-call]
+        return self._via_pool((*prefix, *args))
+
+    def _via_pool(self, args: tuple[Arg, ...]) -> Any:
+        # As on the lane: UTF-8 whatever the client's encoding, and replies as bytes whatever its decode_responses.
+        return self.client.execute_command(*resp.utf8(args), **RAW_REPLY)  # type: ignore[no-untyped-call]
 
     def drive(self, flow: Flow[T]) -> T:
         reply: Any = None

@@ -6,7 +6,10 @@ as small as `set_timer` that costs about as much client time as sending the comm
 reading its reply. The lane checks one connection out once and keeps it; a call takes it
 when no other thread has it, and otherwise goes through the pool as usual, so threads
 never wait on each other. The connection stays clean because any failure mid-call
-disconnects it (the next call reconnects), exactly as redis-py does.
+disconnects it, as redis-py does; after a connection error (say the server closed the idle
+connection) the call is made again through the pool, which checks the connection it hands
+out, under the client's own retry policy. Every script is safe to send twice (see
+docs/protocol.md, "Replays").
 
 Pools that must not lose a connection for good (a `BlockingConnectionPool` may be small),
 client-side caching, single-connection clients and cluster clients are not laned.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -24,6 +28,8 @@ import redis.exceptions
 from redis_timers.ops import Arg
 from redis_timers.resp import CommandFramer
 
+CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
 
 class Lane:
     def __init__(self, pool: redis.ConnectionPool) -> None:
@@ -31,6 +37,7 @@ class Lane:
         self._lock = threading.Lock()
         self._connection: Any = None
         self._framer = CommandFramer()
+        self._should_reconnect: Callable[[], bool] = bool
         self._pid = os.getpid()
 
     @classmethod
@@ -45,25 +52,35 @@ class Lane:
             return None
         return cls(pool)
 
-    def try_execute(self, prefix: tuple[Arg, ...], rest: tuple[Arg, ...], *, raw_reply: bool) -> tuple[bool, Any]:
-        """(True, reply to `*prefix, *rest`), or (False, None) when another thread holds the lane: use the pool then.
+    def try_execute(self, prefix: tuple[str, ...], rest: tuple[Arg, ...]) -> tuple[bool, Any]:
+        """(True, reply to `*prefix, *rest`), or (False, None): another thread holds the lane, or the connection
+        failed (it is dropped; the caller then goes through the pool, whose retry policy takes over).
 
         `prefix` is what repeats from call to call (see `resp.CommandFramer`).
         """
         if not self._lock.acquire(blocking=False):
             return False, None
+        connection = None
         try:
             connection = self._take_connection()
-            packed = [self._framer.frame(prefix, rest)]
-            try:
-                return True, connection.retry.call_with_retry(
-                    lambda: self._send(connection, packed, raw_reply),
-                    lambda error: connection.disconnect(),
-                )
-            finally:
-                # As redis-py does after every command: the server may have announced maintenance (a move).
-                if getattr(connection, "should_reconnect", bool)():
-                    connection.disconnect()
+            connection.send_packed_command([self._framer.frame(prefix, rest)])
+            reply = connection.read_response(disable_decoding=True)
+        except redis.exceptions.ResponseError:
+            raise  # an error reply was read in full: the connection is fine
+        except CONNECTION_ERRORS:
+            # Closed while idle (a server timeout, a restart) or failed mid-call: the pool checks the connection
+            # it hands out, so the call is made again there.
+            self._drop(connection)
+            return False, None
+        except BaseException:
+            # Interrupted mid-reply: what was left unread would answer the next call.
+            self._drop(connection)
+            raise
+        else:
+            # As redis-py does after every command: the server may have announced maintenance (a move).
+            if self._should_reconnect():
+                self._drop(connection)
+            return True, reply
         finally:
             self._lock.release()
 
@@ -74,18 +91,10 @@ class Lane:
             self._connection, self._pid = None, os.getpid()
         if self._connection is None:
             self._connection = self._pool.get_connection()
-            encoder = self._connection.encoder
-            self._framer = CommandFramer(encoder.encoding, encoder.encoding_errors)
+            self._should_reconnect = getattr(self._connection, "should_reconnect", bool)
         return self._connection
 
     @staticmethod
-    def _send(connection: Any, packed: list[bytes], raw_reply: bool) -> Any:
-        try:
-            connection.send_packed_command(packed)
-            return connection.read_response(disable_decoding=raw_reply)
-        except redis.exceptions.ResponseError:
-            raise  # an error reply was read in full: the connection is fine
-        except BaseException:
-            # Failed or interrupted mid-reply: what was left unread would answer the next call.
+    def _drop(connection: Any) -> None:
+        if connection is not None:
             connection.disconnect()
-            raise

@@ -16,7 +16,8 @@ from redis_timers import events
 from redis_timers.engine import Cycle, Finished, Maintain, Run, Wait, WorkerEngine
 from redis_timers.errors import TimersConnectionError
 from redis_timers.settings import TimersSettings
-from redis_timers.sync.driver import CONNECTION_ERRORS, SyncDriver
+from redis_timers.sync.driver import SyncDriver
+from redis_timers.sync.lane import CONNECTION_ERRORS
 
 logger = logging.getLogger("redis_timers")
 
