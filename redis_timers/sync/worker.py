@@ -156,10 +156,6 @@ class SyncWorker:
                     report, self._unreported = True, 0
             if report:
                 self._wakeup.set()
-                if run is not None:
-                    # Quick handlers would keep the GIL for a whole switch interval (5 ms): hand it to the loop
-                    # now, so its next round trip runs on the server while this thread carries on.
-                    time.sleep(0)
             if run is None:
                 parked.wait()
                 woken = True
