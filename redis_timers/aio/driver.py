@@ -29,20 +29,17 @@ class AsyncDriver:
                 return await self._via_pool(op.args)
             prefix = ("EVALSHA", op.script.sha, str(len(op.keys)), *op.keys)
             try:
-                return await self._evalsha(prefix, op.args)
+                if self._lane is not None:
+                    taken, reply = await self._lane.try_execute(prefix, op.args)
+                    if taken:
+                        return reply
+                return await self._via_pool((*prefix, *op.args))
             except redis.exceptions.NoScriptError:
                 # First use on this server (or it restarted, or its script cache was flushed).
                 await self.client.script_load(op.script.source)
-                return await self._evalsha(prefix, op.args)
+                return await self._via_pool((*prefix, *op.args))
         except CONNECTION_ERRORS as error:
             raise TimersConnectionError(f"Redis is unreachable: {error}") from error
-
-    async def _evalsha(self, prefix: tuple[str, ...], args: tuple[Arg, ...]) -> Any:
-        if self._lane is not None:
-            taken, reply = await self._lane.try_execute(prefix, args)
-            if taken:
-                return reply
-        return await self._via_pool((*prefix, *args))
 
     async def _via_pool(self, args: tuple[Arg, ...]) -> Any:
         # As on the lane: UTF-8 whatever the client's encoding, and replies as bytes whatever its decode_responses.

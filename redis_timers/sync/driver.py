@@ -29,20 +29,17 @@ class SyncDriver:
                 return self._via_pool(op.args)
             prefix = ("EVALSHA", op.script.sha, str(len(op.keys)), *op.keys)
             try:
-                return self._evalsha(prefix, op.args)
+                if self._lane is not None:
+                    taken, reply = self._lane.try_execute(prefix, op.args)
+                    if taken:
+                        return reply
+                return self._via_pool((*prefix, *op.args))
             except redis.exceptions.NoScriptError:
                 # First use on this server (or it restarted, or its script cache was flushed).
                 self.client.script_load(op.script.source)
-                return self._evalsha(prefix, op.args)
+                return self._via_pool((*prefix, *op.args))
         except CONNECTION_ERRORS as error:
             raise TimersConnectionError(f"Redis is unreachable: {error}") from error
-
-    def _evalsha(self, prefix: tuple[str, ...], args: tuple[Arg, ...]) -> Any:
-        if self._lane is not None:
-            taken, reply = self._lane.try_execute(prefix, args)
-            if taken:
-                return reply
-        return self._via_pool((*prefix, *args))
 
     def _via_pool(self, args: tuple[Arg, ...]) -> Any:
         # As on the lane: UTF-8 whatever the client's encoding, and replies as bytes whatever its decode_responses.
