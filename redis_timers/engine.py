@@ -115,6 +115,7 @@ class WorkerEngine:
         self._single_pass = single_pass
         self._topics = registry.topics
         self._handlers = [registry.find(topic) for topic in self._topics]
+        self._validators = [handler.schema.__pydantic_validator__.validate_json for handler in self._handlers]
         self._topic_keys = tuple(itertools.chain.from_iterable(map(keyspace.topic_keys, self._topics)))
         # Each round trip records its claims under a key of its own; the id moves on only once a reply
         # arrives, so a cycle retried after a lost reply gets the same claims back instead of new ones.
@@ -274,30 +275,34 @@ class WorkerEngine:
         if self._single_pass and self._cutoff is None:
             self._cutoff = now_ms
         runs: list[Run] = []
-        for claim in list(wire.claims(reply[4])):  # all parsed before any is taken on
-            handler = self._handlers[claim.topic_index - 1]
-            timer_id = codec.text(claim.timer_id)
+        renew_at_ms = now_ms + self._renew_every_ms
+        handlers, validators, in_flight, run_ids = self._handlers, self._validators, self._in_flight, self._run_ids
+        for attempts, topic_index, token, raw_id, body, key in wire.claims(reply[4]):
+            handler = handlers[topic_index - 1]
+            timer_id = raw_id.decode("utf-8", "surrogateescape")
             try:
-                payload = handler.schema.__pydantic_validator__.validate_json(claim.body)
+                payload = validators[topic_index - 1](body)
             except pydantic.ValidationError as error:
                 # Retrying cannot help a payload that no longer fits its schema.
                 logger.error("timer %r/%r has an invalid payload; moved to dead letters", handler.topic, timer_id)
                 reason = f"payload does not validate against {handler.schema.__name__}: {error}"
-                self._pending.append(settle(wire.DEAD, claim.key, wire.with_error(reason)))
+                self._pending.append(settle(wire.DEAD, key, wire.with_error(reason)))
                 continue
+            # Positional: a busy worker makes one per timer (fields in declaration order).
+            run_id = next(run_ids)
             run = Run(
-                run_id=next(self._run_ids),
-                topic=handler.topic,
-                timer_id=timer_id,
-                token=claim.token.decode("ascii"),
-                attempts=claim.attempts,
-                handler=handler,
-                payload=payload,
-                topic_index=claim.topic_index,
-                renew_at_ms=now_ms + self._renew_every_ms,
-                key=claim.key,
+                run_id,
+                handler.topic,
+                timer_id,
+                token.decode(),
+                attempts,
+                handler,
+                payload,
+                topic_index,
+                renew_at_ms,
+                key,
             )
-            self._in_flight[run.run_id] = run
+            in_flight[run_id] = run
             runs.append(run)
         if examined < self._asked:
             self._pass_exhausted = True

@@ -16,7 +16,6 @@ retry and `'<error length>:<error>'` for a dead letter.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import NamedTuple
 
 CLAIM_HEADER = re.compile(rb"(\d+):(\d+):(\d+):([\d.]*):(\d+):")
@@ -35,7 +34,9 @@ class Claim(NamedTuple):
     """`'<topic index>:<token>:<id length>:<id>'`: names the run in its settlement."""
 
 
-def claims(blob: bytes) -> Iterator[Claim]:
+def claims(blob: bytes) -> list[Claim]:
+    """Every claim of a reply, all parsed before any is acted on (a list, not a generator)."""
+    parsed: list[Claim] = []
     at, end = 0, len(blob)
     match = CLAIM_HEADER.match
     while at < end:
@@ -49,7 +50,8 @@ def claims(blob: bytes) -> Iterator[Claim]:
         if at > end:
             raise ValueError("a worker round trip's reply ends inside a claim")
         key = blob[header.start(3) : body_at]
-        yield Claim(int(attempts), int(topic_index), token, blob[id_at:body_at], blob[body_at:at], key)
+        parsed.append(Claim(int(attempts), int(topic_index), token, blob[id_at:body_at], blob[body_at:at], key))
+    return parsed
 
 
 def run_key(topic_index: int, token: bytes, timer_id: bytes) -> bytes:
