@@ -9,6 +9,7 @@ call is made again through the pool, under the client's own retry policy.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from typing import Any
@@ -17,11 +18,14 @@ import anyio
 import redis.asyncio
 import redis.exceptions
 
+from redis_timers.handback import HandBack
 from redis_timers.ops import Arg
 from redis_timers.resp import CommandFramer
 
 SMALL_WRITE_BYTES = 16 * 1024
 """Below asyncio's default high-water mark (64 KiB): a write this small never waits for the socket."""
+HANDBACK = HandBack()
+"""Connections of this front end's collected lanes, given back to their pools by the next lane call."""
 CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
@@ -29,7 +33,7 @@ class Lane:
     def __init__(self, pool: redis.asyncio.ConnectionPool) -> None:
         self._pool = pool
         self._busy = False  # one event loop: checked and set with no await in between
-        self._connection: Any = None
+        self._held = HANDBACK.watch(self, pool)
         self._framer = CommandFramer()
         self._should_reconnect: Callable[[], bool] = bool
         self._pid = os.getpid()
@@ -58,7 +62,7 @@ class Lane:
         self._busy = True
         connection = None
         try:
-            connection = self._connection
+            connection = self._held.connection
             if connection is None or self._pid != os.getpid():
                 connection = await self._connect()
             data = self._framer.frame(prefix, rest)
@@ -90,10 +94,14 @@ class Lane:
 
     async def _connect(self) -> Any:
         # Forked: the connection's socket is the parent's; leave it to the parent.
-        self._connection, self._pid = None, os.getpid()
+        self._held.connection, self._pid = None, os.getpid()
+        for pool, orphan in HANDBACK.take():
+            released = pool.release(orphan)
+            if inspect.isawaitable(released):  # a coroutine in recent redis-py, a plain call before
+                await released
         connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
         self._should_reconnect = getattr(connection, "should_reconnect", bool)
-        self._connection = connection
+        self._held.connection = connection
         return connection
 
     async def _drop(self, connection: Any) -> None:

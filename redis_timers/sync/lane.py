@@ -25,9 +25,12 @@ from typing import Any
 import redis
 import redis.exceptions
 
+from redis_timers.handback import HandBack
 from redis_timers.ops import Arg
 from redis_timers.resp import CommandFramer
 
+HANDBACK = HandBack()
+"""Connections of this front end's collected lanes, given back to their pools by the next lane call."""
 CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
@@ -35,7 +38,7 @@ class Lane:
     def __init__(self, pool: redis.ConnectionPool) -> None:
         self._pool = pool
         self._lock = threading.Lock()
-        self._connection: Any = None
+        self._held = HANDBACK.watch(self, pool)
         self._framer = CommandFramer()
         self._should_reconnect: Callable[[], bool] = bool
         self._pid = os.getpid()
@@ -85,14 +88,17 @@ class Lane:
             self._lock.release()
 
     def _take_connection(self) -> Any:
+        if HANDBACK.queue:
+            for pool, orphan in HANDBACK.take():
+                pool.release(orphan)
         if self._pid != os.getpid():
             # Forked: the connection's socket is the parent's; leave it to the parent. (A lane that another
             # thread held at the fork stays locked in the child, whose calls then all use the pool.)
-            self._connection, self._pid = None, os.getpid()
-        if self._connection is None:
-            self._connection = self._pool.get_connection()
-            self._should_reconnect = getattr(self._connection, "should_reconnect", bool)
-        return self._connection
+            self._held.connection, self._pid = None, os.getpid()
+        if self._held.connection is None:
+            self._held.connection = self._pool.get_connection()
+            self._should_reconnect = getattr(self._held.connection, "should_reconnect", bool)
+        return self._held.connection
 
     @staticmethod
     def _drop(connection: Any) -> None:

@@ -12,6 +12,7 @@ import concurrent.futures
 import contextlib
 import datetime
 import functools
+import gc
 import multiprocessing
 import threading
 import time
@@ -26,6 +27,8 @@ import redis.asyncio.retry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+import redis_timers
+import redis_timers.sync
 from redis_timers import TimersConnectionError, TimersSettings
 from tests.harness import Front, Recorder, TimersHarness, ms_to_datetime, server_time_ms, spec
 from tests.scenarios.models import Job, Other
@@ -468,5 +471,30 @@ def test_a_blocking_pool_is_not_laned(front: Front, max_connections: int) -> Non
         made, in_use = pool_usage(client)
         assert 1 <= made <= max_connections
         assert in_use == 0, "a connection was kept out of the pool"
+    finally:
+        front.close_client(client)
+
+
+# -- a Timers dropped while its client lives on ------------------------------------------------
+
+
+def test_dropped_timers_give_their_lane_connection_back(front: Front) -> None:
+    """An application may make a `Timers` per request over one shared client: the pool must not run dry."""
+    client = front.client()
+    router = front.router(spec("jobs", Job, ignore))
+    base = far_future(front)
+    try:
+        for n in range(20):
+            kwargs: dict[str, Any] = {"redis_client": client, "routers": [router], "settings": TimersSettings()}
+            timers = redis_timers.Timers(**kwargs) if front.is_async else redis_timers.sync.Timers(**kwargs)
+            call = set_at("jobs", f"t{n}", Job(n=n), base + n)
+            due = front.portal.call(call, timers) if front.is_async else call(timers)
+            assert due == ms_to_datetime(base + n)
+            del timers
+            gc.collect()  # the next Timers' first call gives the collected one's connection back
+        made, in_use = pool_usage(client)
+        assert made <= 2, f"{made} connections for 20 short-lived Timers"
+        assert in_use <= 1
+        assert int(front.raw.zcard(TIMELINE)) == 20
     finally:
         front.close_client(client)
