@@ -12,7 +12,7 @@ import pydantic
 from redis_timers import flows
 from redis_timers.engine import WorkerEngine
 from redis_timers.keys import Keyspace
-from redis_timers.ops import Flow
+from redis_timers.ops import Flow, ScriptCall
 from redis_timers.records import DeadLetter, TimerInfo
 from redis_timers.registry import HandlerRegistry
 from redis_timers.router import Router
@@ -51,15 +51,17 @@ class TimersCore:
         for router in routers:
             self.include_router(router)
 
-    def _set_timer_flow(
+    def _set_timer_call(
         self,
         topic: str,
         timer_id: str,
         payload: pydantic.BaseModel,
         activation_period: datetime.timedelta | None,
         activate_at: datetime.datetime | None,
-    ) -> Flow[int]:
-        return flows.set_timer(self.keyspace, self.registry, topic, timer_id, payload, activation_period, activate_at)
+    ) -> ScriptCall:
+        return flows.set_timer_call(
+            self.keyspace, self.registry, topic, timer_id, payload, activation_period, activate_at
+        )
 
     def _remove_timer_flow(self, topic: str, timer_id: str) -> Flow[bool]:
         return flows.remove_timer(self.keyspace, self.registry, topic, timer_id)

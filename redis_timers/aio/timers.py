@@ -45,10 +45,8 @@ class Timers(TimersCore):
 
         Returns the due time (UTC, millisecond precision, on the Redis server's clock).
         """
-        due_ms = await self._driver.drive(
-            self._set_timer_flow(topic, timer_id, payload, activation_period, activate_at)
-        )
-        return ms_to_datetime(due_ms)
+        call = self._set_timer_call(topic, timer_id, payload, activation_period, activate_at)
+        return ms_to_datetime(int(await self._driver.execute(call)))
 
     async def remove_timer(self, topic: str, timer_id: str) -> bool:
         """Remove a timer; returns whether one was scheduled."""

@@ -47,8 +47,8 @@ class Timers(TimersCore):
 
         Returns the due time (UTC, millisecond precision, on the Redis server's clock).
         """
-        flow = self._set_timer_flow(topic, timer_id, payload, activation_period, activate_at)
-        return ms_to_datetime(self._driver.drive(flow))
+        call = self._set_timer_call(topic, timer_id, payload, activation_period, activate_at)
+        return ms_to_datetime(int(self._driver.execute(call)))
 
     def remove_timer(self, topic: str, timer_id: str) -> bool:
         """Remove a timer; returns whether one was scheduled."""
