@@ -21,6 +21,11 @@ class ScriptCall(NamedTuple):
     keys: tuple[str, ...]
     args: tuple[Arg, ...]
 
+    @property
+    def evalsha_prefix(self) -> tuple[str, ...]:
+        """`EVALSHA <sha> <key count> <keys...>`: the leading arguments; `args` follow them."""
+        return ("EVALSHA", self.script.sha, str(len(self.keys)), *self.keys)
+
 
 class Command(NamedTuple):
     """A plain command for the few reads whose reply is the same under RESP2 and RESP3."""

@@ -54,11 +54,6 @@ def claims(blob: bytes) -> list[Claim]:
     return parsed
 
 
-def run_key(topic_index: int, token: bytes, timer_id: bytes) -> bytes:
-    """The key `claims` finds for this run (for tests and tools that build replies)."""
-    return b"%d:%s:%d:%s" % (topic_index, token, len(timer_id), timer_id)
-
-
 def with_error(error: str, delay_ms: int | None = None) -> bytes:
     """The tail of a dead-letter settlement, or of a retry when `delay_ms` is given."""
     # An error message may hold a lone surrogate; it must not stop the settlement.

@@ -27,7 +27,7 @@ class AsyncDriver:
         try:
             if isinstance(op, Command):
                 return await self._via_pool(op.args)
-            prefix = ("EVALSHA", op.script.sha, str(len(op.keys)), *op.keys)
+            prefix = op.evalsha_prefix
             try:
                 if self._lane is not None:
                     taken, reply = await self._lane.try_execute(prefix, op.args)

@@ -18,7 +18,7 @@ import anyio
 import redis.asyncio
 import redis.exceptions
 
-from redis_timers.handback import HandBack
+from redis_timers.lanes import HandBack, lane_pool
 from redis_timers.ops import Arg
 from redis_timers.resp import CommandFramer
 
@@ -40,16 +40,8 @@ class Lane:
 
     @classmethod
     def for_client(cls, client: redis.asyncio.Redis) -> Lane | None:
-        pool = getattr(client, "connection_pool", None)
-        if (
-            pool is None
-            or getattr(client, "connection", None) is not None
-            or getattr(client, "single_connection_client", False)
-            or isinstance(pool, redis.asyncio.BlockingConnectionPool)
-            or getattr(pool, "cache", None) is not None
-        ):
-            return None
-        return cls(pool)
+        pool = lane_pool(client, redis.asyncio.BlockingConnectionPool)
+        return None if pool is None else cls(pool)
 
     async def try_execute(self, prefix: tuple[str, ...], rest: tuple[Arg, ...]) -> tuple[bool, Any]:
         """(True, reply to `*prefix, *rest`), or (False, None): another task holds the lane, or the connection
@@ -93,7 +85,7 @@ class Lane:
             self._busy = False
 
     async def _connect(self) -> Any:
-        # Forked: the connection's socket is the parent's; leave it to the parent.
+        # First call, a dropped connection, or a fork (the parent's socket is left to the parent).
         self._held.connection, self._pid = None, os.getpid()
         for pool, orphan in HANDBACK.take():
             released = pool.release(orphan)

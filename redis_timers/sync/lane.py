@@ -25,7 +25,7 @@ from typing import Any
 import redis
 import redis.exceptions
 
-from redis_timers.handback import HandBack
+from redis_timers.lanes import HandBack, lane_pool
 from redis_timers.ops import Arg
 from redis_timers.resp import CommandFramer
 
@@ -45,15 +45,8 @@ class Lane:
 
     @classmethod
     def for_client(cls, client: redis.Redis) -> Lane | None:
-        pool = getattr(client, "connection_pool", None)
-        if (
-            pool is None
-            or getattr(client, "connection", None) is not None
-            or isinstance(pool, redis.BlockingConnectionPool)
-            or getattr(pool, "cache", None) is not None
-        ):
-            return None
-        return cls(pool)
+        pool = lane_pool(client, redis.BlockingConnectionPool)
+        return None if pool is None else cls(pool)
 
     def try_execute(self, prefix: tuple[str, ...], rest: tuple[Arg, ...]) -> tuple[bool, Any]:
         """(True, reply to `*prefix, *rest`), or (False, None): another thread holds the lane, or the connection

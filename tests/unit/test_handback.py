@@ -1,10 +1,10 @@
-"""`handback.HandBack`: a collected lane's connection is queued for its pool, never released from the collector."""
+"""`lanes.HandBack`: a collected lane's connection is queued for its pool, never released from the collector."""
 
 from __future__ import annotations
 
 import gc
 
-from redis_timers.handback import HandBack
+from redis_timers.lanes import HandBack
 
 
 class FakeLane:

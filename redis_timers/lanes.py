@@ -1,6 +1,7 @@
-"""Giving a dropped lane's connection back to its pool, outside the garbage collector.
+"""What the two front ends' lanes (`sync/lane.py`, `aio/lane.py`) share: which clients get one,
+and giving a dropped lane's connection back to its pool, outside the garbage collector.
 
-A lane (see `sync/lane.py`) keeps one connection checked out of its client's pool. When
+A lane keeps one connection checked out of its client's pool. When
 its `Timers` is garbage collected, that connection must go back to the pool, or an
 application that makes a `Timers` per request would drain the pool one connection at a
 time. The collector may run while the pool's own (non-reentrant) lock is held, so the
@@ -13,6 +14,24 @@ from __future__ import annotations
 import collections
 import weakref
 from typing import Any
+
+
+def lane_pool(client: Any, blocking_pool_type: type) -> Any:
+    """The pool a lane of `client` may keep a connection of, or None when it must not.
+
+    Not a pool that may be small and must not lose a connection for good (`blocking_pool_type`), nor one
+    with client-side caching, nor a single-connection client, nor a client without a pool (a cluster).
+    """
+    pool = getattr(client, "connection_pool", None)
+    if (
+        pool is None
+        or getattr(client, "connection", None) is not None
+        or getattr(client, "single_connection_client", False)
+        or isinstance(pool, blocking_pool_type)
+        or getattr(pool, "cache", None) is not None
+    ):
+        return None
+    return pool
 
 
 class Holder:
