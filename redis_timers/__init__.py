@@ -18,6 +18,7 @@ from redis_timers.errors import (
     StoredPayloadError,
     TimersConnectionError,
     TimersError,
+    UnstorablePayloadError,
 )
 from redis_timers.records import DeadLetter, TimerInfo
 from redis_timers.router import Handler, Router
@@ -42,4 +43,5 @@ __all__ = [
     "TimersConnectionError",
     "TimersError",
     "TimersSettings",
+    "UnstorablePayloadError",
 ]

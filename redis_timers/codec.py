@@ -21,7 +21,21 @@ def optional_text(value: str | bytes | None) -> str | None:
 
 
 def describe_error(error: BaseException) -> str:
-    description = f"{type(error).__name__}: {error}"
+    """`Type: message` for logs and dead letters, whatever the exception's own methods do.
+
+    A handler's exception is user code: its `__str__` may raise, return a non-str or a huge
+    string. Describing it must never fail, or the worker would die recording the failure.
+    """
+    kind = type(error).__name__
+    try:
+        # `str.__str__` turns a str subclass into a plain str, whose slicing and joining user code can't override.
+        message = str.__str__(str(error))
+    except Exception:
+        try:
+            message = str.__str__(repr(error))
+        except Exception:
+            return kind
+    description = f"{kind}: {message}"
     return description if len(description) <= MAX_ERROR_CHARS else description[:MAX_ERROR_CHARS] + "..."
 
 

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import pydantic
 
 from redis_timers import codec, flows, scripts, wire
-from redis_timers.errors import SettingsError
+from redis_timers.errors import STOP_REQUESTS, SettingsError
 from redis_timers.keys import Keyspace
 from redis_timers.ops import Flow, ScriptCall
 from redis_timers.registry import HandlerRegistry
@@ -36,6 +36,13 @@ GATHER_SECONDS = 0.001
 """Longest a busy worker waits for more handlers to finish before a round trip (see `_gather_until`)."""
 RENEW_AFTER_FRACTION = 1 / 3
 """A lease is renewed once a third of it has passed, so two renewals can fail before it runs out."""
+
+
+def invalid_payload(error: BaseException) -> str:
+    """Why a stored payload was refused: pydantic's report, or what the schema's own code raised."""
+    if isinstance(error, pydantic.ValidationError):
+        return str(error)
+    return f"its validation raised {codec.describe_error(error)}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +123,7 @@ class WorkerEngine:
         self._topics = registry.topics
         self._handlers = [registry.find(topic) for topic in self._topics]
         self._validators = [handler.schema.__pydantic_validator__.validate_json for handler in self._handlers]
+        self._attempt_limits = [handler.max_attempts or settings.max_attempts for handler in self._handlers]
         self._topic_keys = tuple(itertools.chain.from_iterable(map(keyspace.topic_keys, self._topics)))
         # Each round trip records its claims under a key of its own; the id moves on only once a reply
         # arrives, so a cycle retried after a lost reply gets the same claims back instead of new ones.
@@ -280,12 +288,25 @@ class WorkerEngine:
         for attempts, topic_index, token, raw_id, body, key in wire.claims(reply[4]):
             handler = handlers[topic_index - 1]
             timer_id = raw_id.decode("utf-8", "surrogateescape")
+            limit = self._attempt_limits[topic_index - 1]
+            if attempts > limit:
+                # Attempts are counted at claim time, so its last run neither succeeded nor failed: its worker
+                # died (or its lease ran out) every time. Running it again could crash the next worker too.
+                reason = (
+                    f"claimed {attempts} times without finishing (worker died or lease ran out); "
+                    f"the limit is {limit} attempt(s)"
+                )
+                logger.error("timer %r/%r %s; moved to dead letters", handler.topic, timer_id, reason)
+                self._pending.append(settle(wire.DEAD, key, wire.with_error(reason)))
+                continue
             try:
                 payload = validators[topic_index - 1](body)
-            except pydantic.ValidationError as error:
-                # Retrying cannot help a payload that no longer fits its schema.
+            except STOP_REQUESTS:
+                raise
+            except BaseException as error:  # anything else a validator raises is this payload's fault
+                # Retrying cannot help a payload that no longer fits its schema: dead-letter it, run the others.
                 logger.error("timer %r/%r has an invalid payload; moved to dead letters", handler.topic, timer_id)
-                reason = f"payload does not validate against {handler.schema.__name__}: {error}"
+                reason = f"payload does not validate against {handler.schema.__name__}: {invalid_payload(error)}"
                 self._pending.append(settle(wire.DEAD, key, wire.with_error(reason)))
                 continue
             # Positional: a busy worker makes one per timer (fields in declaration order).
@@ -336,7 +357,7 @@ class WorkerEngine:
             self._pending.append(settle(wire.ACK, run.key))
             return
         description = codec.describe_error(error)
-        limit = run.handler.max_attempts or self._settings.max_attempts
+        limit = self._attempt_limits[run.topic_index - 1]
         if run.attempts >= limit:
             logger.error(
                 "timer %r/%r failed %d time(s); moved to dead letters: %s",

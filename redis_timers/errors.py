@@ -44,6 +44,14 @@ class PayloadTypeError(TimersError, TypeError):
     """The payload is not an instance of the topic's schema."""
 
 
+class UnstorablePayloadError(PayloadTypeError):
+    """The payload is of the topic's schema, but its handler could never receive it.
+
+    Its JSON could not be made (a field holding an object pydantic can't serialize, a serializer
+    that raises), or does not validate back into the schema (a validator refuses it or raises).
+    """
+
+
 class HandlerRegistrationError(TimersError, ValueError):
     """A handler cannot be registered: bad topic, duplicate topic, or a function this front end can't run."""
 
@@ -58,3 +66,12 @@ class StoredPayloadError(TimersError, ValueError):
 
 class TimersConnectionError(TimersError, ConnectionError):
     """Redis could not be reached; the operation may not have been applied."""
+
+
+STOP_REQUESTS = (KeyboardInterrupt, SystemExit)
+"""What a signal handler raises (Ctrl-C, or `sys.exit` in a SIGTERM handler) in whatever code the thread runs.
+
+Never blamed on the payload being validated at that moment, so never turned into a library error or a dead
+letter: they propagate. A validator that raises one itself stops its worker; the timer is claimed again once
+its lease ends, and dead-lettered once claimed more often than its attempts.
+"""

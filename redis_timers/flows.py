@@ -13,7 +13,14 @@ from typing import Any
 import pydantic
 
 from redis_timers import codec, scripts
-from redis_timers.errors import ActivationError, InvalidTopicError, PayloadTypeError, StoredPayloadError
+from redis_timers.errors import (
+    STOP_REQUESTS,
+    ActivationError,
+    InvalidTopicError,
+    PayloadTypeError,
+    StoredPayloadError,
+    UnstorablePayloadError,
+)
 from redis_timers.keys import Keyspace, dead_letter_field
 from redis_timers.ops import Command, Flow, ScriptCall
 from redis_timers.records import DeadLetter, TimerInfo
@@ -83,13 +90,24 @@ def payload_json(schema: type[pydantic.BaseModel], payload: pydantic.BaseModel) 
     # By alias, since validation reads aliases; without computed fields, which validation may forbid. The
     # serializer and validator are called directly: `model_dump_json` and `model_validate_json` wrap them
     # in as much Python again, on every `set_timer`.
-    body: bytes = payload.__pydantic_serializer__.to_json(payload, by_alias=True, exclude=computed_fields(schema))
+    # Serializers and validators are the schema's own code and may raise anything (pydantic wraps only
+    # ValueError and AssertionError); the caller gets one library error either way, before anything is written.
+    try:
+        body: bytes = payload.__pydantic_serializer__.to_json(payload, by_alias=True, exclude=computed_fields(schema))
+    except STOP_REQUESTS:
+        raise
+    except BaseException as error:
+        raise UnstorablePayloadError(
+            f"payload of type {type(payload).__name__} cannot be serialized to JSON: {codec.describe_error(error)}"
+        ) from error
     try:
         schema.__pydantic_validator__.validate_json(body)
-    except pydantic.ValidationError as error:
-        raise PayloadTypeError(
+    except STOP_REQUESTS:
+        raise
+    except BaseException as error:
+        raise UnstorablePayloadError(
             f"payload of type {type(payload).__name__} does not survive a JSON round trip through "
-            f"{schema.__name__}, so its handler could never receive it: {error}"
+            f"{schema.__name__}, so its handler could never receive it: {codec.describe_error(error)}"
         ) from error
     return body
 
@@ -110,8 +128,12 @@ def get_timer(keyspace: Keyspace, registry: HandlerRegistry, topic: str, timer_i
     score, body, attempts, lease, last_error = reply
     try:
         payload = handler.schema.model_validate_json(body or b"")
-    except pydantic.ValidationError as error:
-        raise StoredPayloadError(f"stored payload of {topic!r}/{timer_id!r} no longer validates: {error}") from error
+    except STOP_REQUESTS:
+        raise
+    except BaseException as error:  # a validator may raise anything, not only what pydantic reports
+        raise StoredPayloadError(
+            f"stored payload of {topic!r}/{timer_id!r} no longer validates: {codec.describe_error(error)}"
+        ) from error
     return TimerInfo(
         topic=topic,
         timer_id=timer_id,

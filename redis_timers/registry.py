@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from typing import Any
 
@@ -15,6 +16,25 @@ def is_async_callable(func: object) -> bool:
         return True
     call = getattr(func, "__call__", None)  # noqa: B004 - async callable objects count too
     return inspect.iscoroutinefunction(call)
+
+
+def awaitable_result_error(topic: str, result: object) -> TypeError | None:
+    """For a front end that can't await: the failure of a plain `def` that returned an awaitable.
+
+    A decorator's plain wrapper around an `async def` looks like a plain handler until it is called;
+    its work is in the awaitable, undone. That run failed (acking it would drop the timer). The
+    coroutine is closed, so that Python does not warn it was never awaited.
+    """
+    if not inspect.isawaitable(result):
+        return None
+    close = getattr(result, "close", None)
+    if callable(close):
+        with contextlib.suppress(Exception):
+            close()
+    return TypeError(
+        f"handler for topic {topic!r} returned {type(result).__name__} (an awaitable) instead of doing its work; "
+        "this front end does not await: use redis_timers.aio.Timers for async handlers"
+    )
 
 
 class HandlerRegistry:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import functools
+import inspect
 import logging
 import random
 import time
@@ -18,7 +20,7 @@ import redis.exceptions
 from redis_timers import events
 from redis_timers.aio.driver import AsyncDriver
 from redis_timers.aio.lane import CONNECTION_ERRORS
-from redis_timers.engine import Cycle, Finished, Maintain, Run, Wait, WorkerEngine
+from redis_timers.engine import STOP_REQUESTS, Cycle, Finished, Maintain, Run, Wait, WorkerEngine
 from redis_timers.errors import TimersConnectionError
 from redis_timers.registry import is_async_callable
 from redis_timers.settings import TimersSettings
@@ -27,6 +29,18 @@ logger = logging.getLogger("redis_timers")
 
 EVENT_LOOP_TIMER_SLACK_SECONDS = 0.0015
 """asyncio rounds a timer's wait up to the next millisecond; a worker wakes this much early, then yields."""
+
+
+def _cancelling(scope: anyio.CancelScope) -> bool:
+    """Whether this runner is really being cancelled, rather than its handler raising a CancelledError of its own.
+
+    Runners are shielded: only the hand-back after the grace period cancels their scope. Python 3.11+ also
+    counts cancellation requests made on the task directly (asyncio.run cancelling what is left at exit).
+    """
+    if scope.cancel_called:
+        return True
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)
+    return cancelling is not None and cancelling() > 0
 
 
 class AsyncWorker:
@@ -128,19 +142,35 @@ class AsyncWorker:
                 self._wake_a_runner()
                 error: BaseException | None = None
                 try:
-                    func = run.handler.handler
-                    if is_async_callable(func):
-                        await func(run.payload, self._context)
-                    else:
-                        await anyio.to_thread.run_sync(
-                            functools.partial(func, run.payload, self._context),
-                            limiter=self._thread_limiter,
-                            # Past the grace period the run is handed back; the thread may go on, unawaited.
-                            abandon_on_cancel=True,
-                        )
-                except Exception as exc:
+                    await self._call_handler(run)
+                except anyio.get_cancelled_exc_class() as exc:
+                    if _cancelling(scope):
+                        raise  # handed back after the grace period: its outcome no longer counts
+                    error = exc  # the handler's own, say from awaiting a future that something else cancelled
+                except BaseException as exc:
                     error = exc
+                    if isinstance(exc, STOP_REQUESTS):
+                        # A signal may raise these in whatever the event loop runs: record the attempt (a
+                        # hand-back would give it back), then let them end run_forever, as asyncio does.
+                        self._engine.handler_finished(run, exc)
+                        raise
                 self._post(functools.partial(self._handler_finished, run, error))
+
+    async def _call_handler(self, run: Run) -> None:
+        func = run.handler.handler
+        if is_async_callable(func):
+            await func(run.payload, self._context)
+            return
+        result = await anyio.to_thread.run_sync(
+            functools.partial(func, run.payload, self._context),
+            limiter=self._thread_limiter,
+            # Past the grace period the run is handed back; the thread may go on, unawaited.
+            abandon_on_cancel=True,
+        )
+        if inspect.isawaitable(result):
+            # A plain `def` that returned an awaitable (a decorator's plain wrapper around an `async def`):
+            # its work is in the awaitable.
+            await result
 
     def _wake_a_runner(self) -> None:
         if self._queue and self._parked and not self._waking:

@@ -15,6 +15,7 @@ import redis
 from redis_timers import events
 from redis_timers.engine import Cycle, Finished, Maintain, Run, Wait, WorkerEngine
 from redis_timers.errors import TimersConnectionError
+from redis_timers.registry import awaitable_result_error
 from redis_timers.settings import TimersSettings
 from redis_timers.sync.driver import SyncDriver
 from redis_timers.sync.lane import CONNECTION_ERRORS
@@ -162,7 +163,9 @@ class SyncWorker:
                 continue
             error: BaseException | None = None
             try:
-                run.handler.handler(run.payload, self._context)
+                result = run.handler.handler(run.payload, self._context)
+                if result is not None:  # handlers' return values are ignored, but an awaitable is work undone
+                    error = awaitable_result_error(run.topic, result)
             except BaseException as exc:  # Even SystemExit in a handler thread is that run failing.
                 error = exc
             finished = (run, error)

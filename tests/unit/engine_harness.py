@@ -7,6 +7,7 @@ from typing import Any
 from redis_timers.engine import Cycle, Maintain, Run, Step, Wait, WorkerEngine
 from redis_timers.keys import Keyspace
 from redis_timers.ops import Arg, ScriptCall
+from redis_timers.registry import HandlerRegistry
 from redis_timers.settings import TimersSettings
 from tests.unit.support import BASE_MS, FixedRandom, encode, make_registry, run_flow
 
@@ -94,10 +95,11 @@ class Harness:
         rng_value: float = 0.0,
         handler_max_attempts: dict[str, int] | None = None,
         empty: bool = False,
+        registry: HandlerRegistry | None = None,
         **settings: Any,
     ) -> None:
         self.settings = TimersSettings(**settings)
-        self.registry = make_registry(max_attempts=handler_max_attempts, empty=empty)
+        self.registry = registry or make_registry(max_attempts=handler_max_attempts, empty=empty)
         self.engine = WorkerEngine(
             keyspace=Keyspace("timers"),
             registry=self.registry,
