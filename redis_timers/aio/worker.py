@@ -20,8 +20,8 @@ import redis.exceptions
 from redis_timers import events
 from redis_timers.aio.driver import AsyncDriver
 from redis_timers.aio.lane import CONNECTION_ERRORS
-from redis_timers.engine import STOP_REQUESTS, Cycle, Finished, Maintain, Run, Wait, WorkerEngine
-from redis_timers.errors import TimersConnectionError
+from redis_timers.engine import Cycle, Finished, Maintain, Run, Wait, WorkerEngine
+from redis_timers.errors import STOP_REQUESTS, TimersConnectionError
 from redis_timers.registry import is_async_callable
 from redis_timers.settings import TimersSettings
 
