@@ -21,7 +21,7 @@ from redis_timers import events
 from redis_timers.aio.driver import AsyncDriver
 from redis_timers.aio.lane import CONNECTION_ERRORS
 from redis_timers.engine import Cycle, Finished, Maintain, Run, Wait, WorkerEngine
-from redis_timers.errors import STOP_REQUESTS, TimersConnectionError
+from redis_timers.errors import TimersConnectionError
 from redis_timers.registry import is_async_callable
 from redis_timers.settings import TimersSettings
 
@@ -147,13 +147,8 @@ class AsyncWorker:
                     if _cancelling(scope):
                         raise  # handed back after the grace period: its outcome no longer counts
                     error = exc  # the handler's own, say from awaiting a future that something else cancelled
-                except BaseException as exc:
+                except BaseException as exc:  # SystemExit too: no handler ends the worker (asyncio would stop)
                     error = exc
-                    if isinstance(exc, STOP_REQUESTS):
-                        # A signal may raise these in whatever the event loop runs: record the attempt (a
-                        # hand-back would give it back), then let them end run_forever, as asyncio does.
-                        self._engine.handler_finished(run, exc)
-                        raise
                 self._post(functools.partial(self._handler_finished, run, error))
 
     async def _call_handler(self, run: Run) -> None:

@@ -439,3 +439,28 @@ def test_an_async_handler_that_swallows_its_cancellation_is_still_handed_back(fr
     assert info is not None
     assert (info.running, info.attempts) == (False, 0)  # handed back: not acked, attempt given back
     assert timers.dead_letters() == []
+
+
+@pytest.mark.parametrize("kind", [Abort, SystemExit, KeyboardInterrupt, GeneratorExit])
+def test_a_handler_raising_a_base_exception_is_a_failed_attempt_and_the_worker_goes_on(
+    front: Front, kind: type[BaseException]
+) -> None:
+    good: Recorder[int] = Recorder()
+
+    def raises(payload: Job, context: dict[str, Any]) -> None:
+        raise kind("from the handler")
+
+    timers = front.timers(
+        spec("bad", Job, raises),
+        spec("good", Job, lambda payload, context: good.record(payload.n)),
+        settings=FAST_RETRIES,
+    )
+    timers.set_timer("bad", "a", Job(n=1), NOW)
+    with running(timers):
+        wait_until(lambda: front.raw.hlen("{timers}:dead") == 1)
+        timers.set_timer("good", "b", Job(n=2), NOW)
+        assert good.wait_for(1) == [2]
+        assert timers.worker_running
+    (letter,) = timers.dead_letters()
+    assert (letter.timer_id, letter.attempts) == ("a", 2)
+    assert letter.error == f"{kind.__name__}: from the handler"
