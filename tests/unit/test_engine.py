@@ -312,7 +312,8 @@ def test_retry_jitter_only_adds_and_the_delay_is_capped() -> None:
     assert delays == [round(500 * (1 + 0.25 * 0.999)), round(3000 * (1 + 0.25 * 0.999))]
 
 
-@pytest.mark.parametrize(("attempts", "kind"), [(2, "retry"), (3, "dead"), (4, "dead")])
+# A claim past the limit never runs (see test_handler_quirks.py), so 3 is the last attempt a handler can fail.
+@pytest.mark.parametrize(("attempts", "kind"), [(2, "retry"), (3, "dead")])
 def test_failure_at_max_attempts_goes_to_dead_letters_with_its_error(attempts: int, kind: str) -> None:
     h = Harness(max_attempts=3)
     [run] = h.start(claim(ORDERS, "o-1", "3.1", attempts=attempts))
