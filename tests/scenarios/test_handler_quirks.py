@@ -32,7 +32,7 @@ class Abort(BaseException):
 RAISED: dict[str, Callable[[str], BaseException]] = {
     "runtime": RuntimeError,
     "key": KeyError,
-    "assertion-like": LookupError,
+    "lookup": LookupError,
     "cancelled": asyncio.CancelledError,
     "base": Abort,
 }
