@@ -20,7 +20,7 @@ from tests.unit.support import run_flow
 
 CONCURRENCY = 3
 GRACE = 4.0
-MAX_PAUSE = 2.0 * MAX_CYCLE_FAILURE_PAUSE_SECONDS  # the cap times the largest jitter factor
+MAX_PAUSE = MAX_CYCLE_FAILURE_PAUSE_SECONDS  # jitter included
 FINAL_KINDS = {"ack", "retry", "dead", "release"}
 
 

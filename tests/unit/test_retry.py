@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import hypothesis
@@ -27,7 +28,15 @@ def test_retry_jitter_only_adds_up_to_a_quarter() -> None:
     assert RETRY_JITTER == 0.25
     assert retry_delay_ms(1, SETTINGS, FixedRandom(0.5)) == 1125
     assert retry_delay_ms(1, SETTINGS, FixedRandom(0.999999)) == 1250
-    assert retry_delay_ms(9, SETTINGS, FixedRandom(0.5)) == 67500
+
+
+def test_retry_jitter_stays_inside_the_cap() -> None:
+    # 2 ** 8 s is past the 60 s cap: the cap is the delay, jitter or not.
+    assert retry_delay_ms(9, SETTINGS, FixedRandom(0.5)) == 60_000
+    assert retry_delay_ms(9, SETTINGS, FixedRandom(0.999999)) == 60_000
+    # 32 s is under the cap, 32 s + 25% is over it: the jitter is cut at the cap.
+    assert retry_delay_ms(6, SETTINGS, FixedRandom(0.999999)) == 40_000
+    assert retry_delay_ms(6, TimersSettings(retry_backoff_max_seconds=35.0), FixedRandom(0.999999)) == 35_000
 
 
 def test_a_zero_backoff_retries_at_once() -> None:
@@ -43,16 +52,23 @@ def test_a_zero_backoff_retries_at_once() -> None:
     cap_factor=st.floats(min_value=1, max_value=1000),
     seed=st.integers(min_value=0, max_value=2**32),
 )
-def test_retry_delay_is_never_shorter_than_the_capped_exponential(
+def test_retry_delay_is_within_the_exponential_and_the_cap(
     attempts: int, backoff: float, cap_factor: float, seed: int
 ) -> None:
-    settings = TimersSettings(retry_backoff_seconds=backoff, retry_backoff_max_seconds=backoff * cap_factor)
-    base_ms = min(backoff * 2.0 ** (attempts - 1), backoff * cap_factor) * 1000
+    cap = backoff * cap_factor
+    settings = TimersSettings(retry_backoff_seconds=backoff, retry_backoff_max_seconds=cap)
+    exponential_ms = backoff * 2.0 ** (attempts - 1) * 1000
 
     delay = retry_delay_ms(attempts, settings, random.Random(seed))
 
     assert isinstance(delay, int)
-    assert base_ms - 0.5 <= delay <= base_ms * (1 + RETRY_JITTER) + 0.5
+    # TIMERS_RETRY_BACKOFF_MAX_SECONDS is a true maximum (in whole milliseconds, rounded down)...
+    assert delay <= math.floor(cap * 1000)
+    # ... and below it a retry never comes sooner than the exponential delay, nor more than 25% later.
+    if delay < math.floor(cap * 1000):
+        assert exponential_ms - 0.5 <= delay <= exponential_ms * (1 + RETRY_JITTER) + 0.5
+    else:
+        assert exponential_ms * (1 + RETRY_JITTER) + 0.5 >= math.floor(cap * 1000)
 
 
 @pytest.mark.parametrize(
@@ -79,11 +95,26 @@ def test_cycle_failure_pause_stays_within_the_seeds_jitter_range(
 ) -> None:
     low, high = jitter
     settings = TimersSettings(handling_sleep=sleep, handling_jitter_min_value=low, handling_jitter_max_value=high)
-    base = min(sleep * 2.0 ** (failures - 1), MAX_CYCLE_FAILURE_PAUSE_SECONDS)
+    exponential = sleep * 2.0 ** (failures - 1)
 
     pause = cycle_failure_pause(failures, settings, random.Random(seed))
 
-    assert base * low * (1 - 1e-9) <= pause <= base * high * (1 + 1e-9)
+    # The 5 s cap is a true maximum, jitter included; under it the pause is the jittered exponential.
+    assert pause <= MAX_CYCLE_FAILURE_PAUSE_SECONDS
+    if pause < MAX_CYCLE_FAILURE_PAUSE_SECONDS:
+        assert exponential * low * (1 - 1e-9) <= pause <= exponential * high * (1 + 1e-9)
+    else:
+        assert exponential * high * (1 + 1e-9) >= MAX_CYCLE_FAILURE_PAUSE_SECONDS
+
+
+def test_cycle_failure_pause_jitter_stays_inside_the_cap() -> None:
+    # The default jitter range reaches 2.0: 5 s times 2.0 would be a 10 s pause.
+    settings = TimersSettings()
+
+    assert cycle_failure_pause(100, settings, FixedRandom(0.999999)) == MAX_CYCLE_FAILURE_PAUSE_SECONDS
+    # 3.2 s after 7 failures: 6.4 s at the top of the range is cut to 5 s, the bottom of it is 1.6 s.
+    assert cycle_failure_pause(7, settings, FixedRandom(1.0)) == MAX_CYCLE_FAILURE_PAUSE_SECONDS
+    assert cycle_failure_pause(7, settings, FixedRandom(0.0)) == pytest.approx(1.6)
 
 
 def test_cycle_failure_pause_after_very_many_failures_is_the_cap() -> None:
