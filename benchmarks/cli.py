@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmarks import drain, idle, lateness, machine, report, scale, schedule
-from benchmarks.common import BenchmarkError, delete_namespace
+from benchmarks.common import LEGACY_IMPORT_OFF, BenchmarkError, delete_namespace
 from benchmarks.context import SCENARIOS, Config, Context
 from benchmarks.workers import WorkerPool
 
@@ -44,15 +44,35 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, Config]:
     parser.add_argument("--window-repeat", type=int, help="repetitions of the lateness and idle windows (default 1)")
     parser.add_argument("--lateness-timers", type=int, help="timers in the lateness window (default 500)")
     parser.add_argument("--lateness-seconds", type=float, help="length of the lateness window (default 10)")
-    parser.add_argument("--idle-seconds", type=float, help="length of the idle window (default 10)")
+    parser.add_argument("--idle-seconds", type=float, help="length of each idle window (default 10)")
+    parser.add_argument(
+        "--idle-interval",
+        dest="idle_interval_seconds",
+        type=float,
+        help="the shortened safety and legacy-import intervals of the idle windows (default 1)",
+    )
     parser.add_argument("--scale-levels", type=_ints, help="pending-timer counts, e.g. 1e4,1e5,1e6 (the default)")
     parser.add_argument("--fanout", type=_ints, help="worker process counts for the drain (default 1,2,4)")
     parser.add_argument("--only", help=f"comma-separated scenarios among {','.join(SCENARIOS)}")
     parser.add_argument("--seed", type=int, help="seed of the lateness scenario's due times (default 1)")
+    parser.add_argument(
+        "--no-legacy-import",
+        dest="legacy_import",
+        action="store_false",
+        help="library workers look for the original library's timers only when they start, not every 60 s",
+    )
     args = parser.parse_args(argv)
     config = Config.quick() if args.quick else Config()
-    changes: dict[str, object] = {}
-    for name in ("repeat", "window_repeat", "lateness_timers", "lateness_seconds", "idle_seconds", "seed"):
+    changes: dict[str, object] = {"legacy_import": args.legacy_import}
+    for name in (
+        "repeat",
+        "window_repeat",
+        "lateness_timers",
+        "lateness_seconds",
+        "idle_seconds",
+        "idle_interval_seconds",
+        "seed",
+    ):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     if args.timers is not None:
@@ -71,17 +91,21 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, Config]:
     config = dataclasses.replace(config, **changes)  # type: ignore[arg-type]
     if min(config.repeat, config.window_repeat, config.timers, config.lateness_timers, *config.fanout) < 1:
         parser.error("counts and repetitions must be at least 1")
+    if not 0 < config.idle_interval_seconds <= config.idle_seconds:
+        parser.error("--idle-interval must be above 0 and at most --idle-seconds")
     return args, config
 
 
 def run(url: str, config: Config, json_path: Path, command: str) -> int:
     started = time.monotonic()
-    pool = WorkerPool(url, max(config.fanout))
+    pool = WorkerPool(url, max(config.fanout), None if config.legacy_import else LEGACY_IMPORT_OFF)
     ctx = Context(url, config, pool)
     try:
         delete_namespace(ctx.control)
         described = machine.describe(ctx.control)
         ctx.progress(f"{described['server']}, {described['nproc']} CPUs, worker processes ready")
+        if "DIRTY" in described["library"]:
+            ctx.progress(f"warning: redis-timers at {described['library']}")
         drain.warm_up(ctx)
         for name in SCENARIOS:
             if name in config.scenarios:

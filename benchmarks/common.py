@@ -28,7 +28,23 @@ SETTINGS = TimersSettings(namespace=NAMESPACE)
 RAW_BATCH = 100
 """Timers the raw minimum pops per Lua call."""
 RAW_POLL_SLEEP = 0.001
-"""Seconds the raw poller sleeps after a pop that found fewer than RAW_BATCH due timers."""
+"""Seconds the raw poller sleeps after a pop that found fewer than RAW_BATCH due timers (drain, scale)."""
+RAW_POLL_SLEEPS_MS: tuple[int, ...] = (1, 10)
+"""The sleeps (ms) of the raw pollers beside the library in the lateness and idle scenarios: the sleep sets
+both the poller's lateness and its idle cost, so the table shows more than one."""
+
+LEGACY_IMPORT_OFF: dict[str, float] = {"legacy_import_interval_seconds": 1e6}
+"""Settings of a library worker that looks for the original library's timers once when it starts, and then
+not again for 11 days: never within a run (`--no-legacy-import`)."""
+
+
+def poller(sleep_ms: int) -> str:
+    """The implementation name of the raw poller sleeping `sleep_ms` (`raw-1ms`), as results and rows use it."""
+    return f"raw-{sleep_ms}ms"
+
+
+def poller_label(sleep_ms: int) -> str:
+    return f"a poller sleeping {sleep_ms} ms"
 
 
 class BenchmarkError(RuntimeError):
@@ -39,6 +55,17 @@ class BenchPayload(pydantic.BaseModel):
     """The small payload of every benchmark timer: its own due time, for the lateness scenario."""
 
     due_ms: int = 0
+
+
+class LatenessPayload(pydantic.BaseModel):
+    """A lateness timer: its due time in server ms, and whether it was set with a relative delay.
+
+    A relative timer's due time is the caller's clock when it sent `set_timer` (mapped onto the
+    server's clock) plus the delay: what the caller asked for, which the library must not beat.
+    """
+
+    due_ms: float
+    relative: bool = False
 
 
 def body(due_ms: int) -> str:

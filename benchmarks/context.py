@@ -7,9 +7,10 @@ import random
 import sys
 import time
 
+import pydantic
 import redis
 
-from benchmarks.common import KEYSPACE, SETTINGS, BenchPayload, wait_until
+from benchmarks.common import KEYSPACE, SETTINGS, BenchPayload, LatenessPayload, wait_until
 from benchmarks.results import Results
 from benchmarks.workers import WorkerPool
 from redis_timers import Router
@@ -30,6 +31,9 @@ class Config:
     lateness_timers: int = 500
     lateness_seconds: float = 10.0
     idle_seconds: float = 10.0
+    idle_interval_seconds: float = 1.0
+    """The shortened interval of each periodic job while its idle window is measured (a whole number of them
+    fits the window); a multiple of the sync listener's 0.25 s poll, below which its PINGs cannot come."""
     settle_seconds: float = 1.0
     """How long a started worker runs before an idle window opens (start-up claims are not idleness)."""
     scale_levels: tuple[int, ...] = (10**4, 10**5, 10**6)
@@ -38,6 +42,8 @@ class Config:
     fanout: tuple[int, ...] = (1, 2, 4)
     scenarios: tuple[str, ...] = SCENARIOS
     seed: int = 1
+    legacy_import: bool = True
+    """False (`--no-legacy-import`): library workers run with LEGACY_IMPORT_OFF."""
 
     @classmethod
     def quick(cls) -> Config:
@@ -47,6 +53,7 @@ class Config:
             lateness_timers=50,
             lateness_seconds=1.0,
             idle_seconds=1.0,
+            idle_interval_seconds=0.25,
             settle_seconds=0.3,
             scale_levels=(10**3, 10**4),
             scale_ops=40,
@@ -63,7 +70,10 @@ class Context:
         self.rng = random.Random(config.seed)
         router = Router()
         for topic in TOPICS:
-            router.handler(topic=topic, schema=BenchPayload)(_never_called)
+            if topic == "lateness":
+                router.handler(topic=topic, schema=LatenessPayload)(_never_called)
+            else:
+                router.handler(topic=topic, schema=BenchPayload)(_never_called)
         self.timers = SyncTimers(redis_client=self.control, routers=[router], settings=SETTINGS)
         """The parent's own blocking `Timers`, to schedule timers that must wake a sleeping worker."""
         self._started = time.monotonic()
@@ -88,5 +98,5 @@ def _subscribers(client: redis.Redis, channel: str) -> int:
     return int(reply[0][1]) if reply else 0
 
 
-def _never_called(payload: BenchPayload, context: dict[str, object]) -> None:
+def _never_called(payload: pydantic.BaseModel, context: dict[str, object]) -> None:
     raise AssertionError("the benchmark's own Timers only schedules")

@@ -30,24 +30,28 @@ def cpu_count() -> int:
         return os.cpu_count() or 0
 
 
-def library_revision() -> str:
-    """The commit of the library measured, and whether its files differed from it."""
-    root = Path(__file__).resolve().parent.parent
+MEASURED_PATHS = ("redis_timers", "benchmarks")
+"""The code a run measures: the library and the benchmark itself."""
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=10
+    ).stdout.strip()
+
+
+def library_revision(root: Path = ROOT) -> str:
+    """The commit measured, marked DIRTY when the measured paths differ from it (edited, staged or new files)."""
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "status", "--porcelain", "--", "redis_timers"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
+        commit = _git(root, "rev-parse", "--short", "HEAD")
+        changed = _git(root, "status", "--porcelain", "--untracked-files=all", "--", *MEASURED_PATHS)
     except (OSError, subprocess.SubprocessError):
         return "unknown (not a git checkout)"
-    return f"{commit} with uncommitted changes" if changed else commit
+    if changed:
+        paths = "/ or ".join(MEASURED_PATHS)
+        return f"{commit} DIRTY (uncommitted changes to {paths}/: these figures are not that commit's)"
+    return commit
 
 
 def describe(client: redis.Redis) -> dict[str, Any]:

@@ -3,11 +3,13 @@
 Same keys as the library (a timeline ZSET of id -> due ms, a payloads HASH of id -> JSON),
 no validation, no lease, no retries, no notifications:
 
-- schedule: one MULTI of ZADD + HSET per timer, or one EVALSHA doing the same;
+- schedule: one MULTI of ZADD + HSET per timer, or one EVALSHA doing the same, through the
+  client (a pooled connection per call) or written and read on one connection held throughout;
 - pop: one EVALSHA per up to RAW_BATCH due timers that reads "now" with TIME, takes the due
   ids (ZRANGEBYSCORE ... LIMIT), removes them (ZREM) and returns them with their payloads
   (HMGET, then HDEL);
-- poll: that pop in a loop, sleeping RAW_POLL_SLEEP whenever it found less than a full batch.
+- poll: that pop in a loop, sleeping a fixed time (RAW_POLL_SLEEP unless told) whenever it found
+  less than a full batch.
 """
 
 from __future__ import annotations
@@ -73,6 +75,14 @@ def schedule_evalsha_sync(
     client.evalsha(sha, 2, timeline, payloads, score, timer_id, data)
 
 
+def schedule_evalsha_held_sync(
+    connection: redis.Connection, sha: str, timeline: str, payloads: str, timer_id: str, score: int, data: str
+) -> None:
+    """The EVALSHA on a connection the caller holds: no pool checkout, no per-command bookkeeping."""
+    connection.send_command("EVALSHA", sha, 2, timeline, payloads, score, timer_id, data)  # type: ignore[no-untyped-call]
+    connection.read_response()
+
+
 async def schedule_multi_async(
     client: redis.asyncio.Redis, timeline: str, payloads: str, timer_id: str, score: int, data: str
 ) -> None:
@@ -88,6 +98,19 @@ async def schedule_evalsha_async(
     await client.evalsha(sha, 2, timeline, payloads, score, timer_id, data)
 
 
+async def schedule_evalsha_held_async(
+    connection: redis.asyncio.Connection,
+    sha: str,
+    timeline: str,
+    payloads: str,
+    timer_id: str,
+    score: int,
+    data: str,
+) -> None:
+    await connection.send_command("EVALSHA", sha, 2, timeline, payloads, score, timer_id, data)
+    await connection.read_response()
+
+
 # -- pop and poll -----------------------------------------------------------------------
 
 
@@ -98,18 +121,30 @@ def _dispatch(reply: list[Any], handle: RawHandler) -> int:
 
 
 def poll_sync(
-    client: redis.Redis, sha: str, timeline: str, payloads: str, stop: threading.Event, handle: RawHandler
+    client: redis.Redis,
+    sha: str,
+    timeline: str,
+    payloads: str,
+    stop: threading.Event,
+    handle: RawHandler,
+    sleep: float = RAW_POLL_SLEEP,
 ) -> None:
     while not stop.is_set():
         reply: Any = client.evalsha(sha, 2, timeline, payloads, RAW_BATCH)
         if _dispatch(reply, handle) < RAW_BATCH:
-            stop.wait(RAW_POLL_SLEEP)
+            stop.wait(sleep)
 
 
 async def poll_async(
-    client: redis.asyncio.Redis, sha: str, timeline: str, payloads: str, stop: asyncio.Event, handle: RawHandler
+    client: redis.asyncio.Redis,
+    sha: str,
+    timeline: str,
+    payloads: str,
+    stop: asyncio.Event,
+    handle: RawHandler,
+    sleep: float = RAW_POLL_SLEEP,
 ) -> None:
     while not stop.is_set():
         reply: Any = await client.evalsha(sha, 2, timeline, payloads, RAW_BATCH)
         if _dispatch(reply, handle) < RAW_BATCH:
-            await asyncio.sleep(RAW_POLL_SLEEP)
+            await asyncio.sleep(sleep)

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.common import FRONTS
+from benchmarks.common import FRONTS, RAW_POLL_SLEEP, RAW_POLL_SLEEPS_MS, poller, poller_label
 from benchmarks.context import Config
 from benchmarks.results import Results
 
@@ -46,9 +46,11 @@ class Row:
     figure: str
     key: str
     raw: str
-    """The implementation of the minimum beside it: raw, raw-multi or raw-evalsha."""
+    """The implementation of the minimum beside it: raw (the 1 ms poller), raw-multi, raw-evalsha... or raw-1ms."""
     fmt: Callable[[float], str]
     with_ratio: bool = True
+    breakdown: str | None = None
+    """A per-command breakdown figure to show in a row of its own below this one."""
 
 
 def _power(level: int) -> str:
@@ -57,22 +59,38 @@ def _power(level: int) -> str:
 
 
 def rows(config: Config) -> list[Row]:
+    drain_poller = poller_label(round(RAW_POLL_SLEEP * 1000))
     table = [
         Row("schedule", "set_timer/s (raw: MULTI)", "schedule.rate", "raw-multi", rate),
         Row("schedule", "set_timer/s (raw: EVALSHA)", "schedule.rate", "raw-evalsha", rate),
+        Row("schedule", "set_timer/s (raw: EVALSHA on a held connection)", "schedule.rate", "raw-evalsha-held", rate),
         Row("schedule", "MEMORY USAGE, B/timer (raw: MULTI)", "schedule.memory_bytes", "raw-multi", count),
     ]
     for processes in config.fanout:
         scenario = "drain" if processes == 1 else "fan-out"
-        figure = f"timers/s, {processes} worker process{'es' if processes > 1 else ''}"
+        figure = f"timers/s, {processes} worker process{'es' if processes > 1 else ''} (raw: {drain_poller})"
         table.append(Row(scenario, figure, f"drain.rate.{processes}", "raw", rate))
-    table += [
-        Row("lateness", "p50 ms", "lateness.p50_ms", "raw", ms),
-        Row("lateness", "p99 ms", "lateness.p99_ms", "raw", ms),
-        Row("lateness", "max ms", "lateness.max_ms", "raw", ms),
-        Row("lateness", "early (must be 0)", "lateness.early", "raw", count, with_ratio=False),
-        Row("idle", "Redis commands/s (INFO, incl. inside scripts)", "idle.commands_per_s", "raw", per_second),
-    ]
+    for sleep in RAW_POLL_SLEEPS_MS:
+        for name, key in (("p50", "p50_ms"), ("p99", "p99_ms"), ("max", "max_ms")):
+            table.append(
+                Row("lateness", f"{name} ms (raw: {poller_label(sleep)})", f"lateness.{key}", poller(sleep), ms)
+            )
+    for sleep in RAW_POLL_SLEEPS_MS:
+        for half in ("activate_at", "activation_period"):
+            figure = f"early, `{half}` half (must be 0; raw: {poller_label(sleep)})"
+            table.append(Row("lateness", figure, f"lateness.early.{half}", poller(sleep), count, with_ratio=False))
+    for suffix, what in (("", "at the default intervals"), (".no_import", "legacy import off")):
+        for index, sleep in enumerate(RAW_POLL_SLEEPS_MS):
+            table.append(
+                Row(
+                    "idle",
+                    f"Redis commands/s, {what} (raw: {poller_label(sleep)})",
+                    f"idle.commands_per_s{suffix}",
+                    poller(sleep),
+                    per_second,
+                    breakdown=f"idle.by_command{suffix}" if index == len(RAW_POLL_SLEEPS_MS) - 1 else None,
+                )
+            )
     for level in sorted(config.scale_levels):
         table.append(
             Row(
@@ -88,14 +106,24 @@ def rows(config: Config) -> list[Row]:
     return table
 
 
-def _idle_breakdown(results: Results) -> str:
-    cells = ["idle", "by command, per second"]
+def _breakdown(results: Results, row: Row) -> str:
+    assert row.breakdown is not None
+    cells = [row.scenario, "by command, per second," + row.figure.split(",", 1)[1]]
     for front in FRONTS:
-        for impl in ("library", "raw"):
-            parts = results.median_breakdown("idle.by_command", front, impl) or {}
-            cells.append(", ".join(f"{name} {value:.2f}" for name, value in parts.items() if value > 0) or "none")
+        for impl in ("library", row.raw):
+            parts = results.median_breakdown(row.breakdown, front, impl) or {}
+            cells.append(
+                ", ".join(f"{name} {per_second(value)}" for name, value in parts.items() if value > 0) or "none"
+            )
         cells.append("-")
     return "| " + " | ".join(cells) + " |"
+
+
+def _window_description(config: Config) -> str:
+    return (
+        f"lateness: {config.window_repeat} window(s) of {config.lateness_seconds:g} s; idle: "
+        f"{config.window_repeat} window(s) of {config.idle_seconds:g} s per periodic job and poller"
+    )
 
 
 def markdown(results: Results, config: Config, machine: dict[str, Any], elapsed: float, command: str) -> str:
@@ -104,14 +132,13 @@ def markdown(results: Results, config: Config, machine: dict[str, Any], elapsed:
         f"server {machine['server']} on loopback; {machine['os']}; {machine['date']}; "
         f"redis-timers at {machine['library']}.",
         f"Command: `{command}` ({elapsed:.0f} s). Medians of {config.repeat} repetition(s) "
-        f"(lateness and idle: {config.window_repeat} window(s) of {config.lateness_seconds:g} s and "
-        f"{config.idle_seconds:g} s). ratio = library / raw minimum of the same client (async or blocking).",
+        f"({_window_description(config)}). ratio = library / raw minimum of the same client (async or blocking).",
         "",
         "| scenario | figure | async library | async raw | ratio | sync library | sync raw | ratio |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows(config):
-        if row.key not in results.values:
+        if all(results.median(row.key, front, "library") is None for front in FRONTS):
             continue
         cells = [row.scenario, row.figure]
         for front in FRONTS:
@@ -123,8 +150,8 @@ def markdown(results: Results, config: Config, machine: dict[str, Any], elapsed:
                 ratio(library, raw) if row.with_ratio else "-",
             ]
         lines.append("| " + " | ".join(cells) + " |")
-        if row.key == "idle.commands_per_s" and "idle.by_command" in results.breakdowns:
-            lines.append(_idle_breakdown(results))
+        if row.breakdown is not None and row.breakdown in results.breakdowns:
+            lines.append(_breakdown(results, row))
     memory = [
         (level, results.median(f"scale.memory_bytes.{level}", "any", "fill")) for level in sorted(config.scale_levels)
     ]

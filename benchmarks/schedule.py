@@ -1,10 +1,13 @@
 """schedule: `set_timer` one call at a time (what a web view does), beside the raw MULTI and the raw EVALSHA.
 
-The three are measured in one loop, interleaved in slices (library, MULTI, EVALSHA, then the
-next slice), on one client per front end, so that a burst of load elsewhere on the machine
-hits all three alike. Each first makes WARMUP untimed calls (script loads, first-use costs).
-Timers are due in an hour. Memory per scheduled timer is the MEMORY USAGE of the topic's keys
-over the number of timers, each implementation writing to a topic of its own.
+The raw EVALSHA is measured twice: through the client, which checks a connection out of its
+pool for every call, and on one connection of the same pool held for the whole run (written
+and read directly), as the library's lane does. The four are measured in one loop,
+interleaved in slices (library, MULTI, EVALSHA, held EVALSHA, then the next slice), on one
+client per front end, so that a burst of load elsewhere on the machine hits them all alike.
+Each first makes WARMUP untimed calls (script loads, first-use costs). Timers are due in an hour.
+Memory per scheduled timer is the MEMORY USAGE of the topic's keys over the number of timers,
+each implementation writing to a topic of its own.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from redis_timers import Router
 from redis_timers import Timers as AsyncTimers
 from redis_timers.sync import Timers as SyncTimers
 
-ScheduleImpl = Literal["library", "raw-multi", "raw-evalsha"]
-SCHEDULE_IMPLS: tuple[ScheduleImpl, ...] = ("library", "raw-multi", "raw-evalsha")
-ID_LETTER: dict[ScheduleImpl, str] = {"library": "L", "raw-multi": "M", "raw-evalsha": "E"}
+ScheduleImpl = Literal["library", "raw-multi", "raw-evalsha", "raw-evalsha-held"]
+SCHEDULE_IMPLS: tuple[ScheduleImpl, ...] = ("library", "raw-multi", "raw-evalsha", "raw-evalsha-held")
+ID_LETTER: dict[ScheduleImpl, str] = {"library": "L", "raw-multi": "M", "raw-evalsha": "E", "raw-evalsha-held": "H"}
 WARMUP = 50
 SLICES = 10
 DELAY = datetime.timedelta(hours=1)
@@ -68,6 +71,7 @@ def time_schedule(
 def _time_sync(url: str, topics: Mapping[ScheduleImpl, str], prefix: str, count: int) -> dict[ScheduleImpl, float]:
     client = redis.Redis.from_url(url)
     sha, _ = raw.load_scripts(client)
+    held = client.connection_pool.get_connection()
 
     def operation(impl: ScheduleImpl, topic: str) -> SyncOp:
         timeline, payloads = KEYSPACE.timeline(topic), KEYSPACE.payloads(topic)
@@ -79,6 +83,10 @@ def _time_sync(url: str, topics: Mapping[ScheduleImpl, str], prefix: str, count:
         if impl == "raw-multi":
             return lambda timer_id, i: raw.schedule_multi_sync(
                 client, timeline, payloads, timer_id, int(time.time() * 1000) + DELAY_MS, body(i)
+            )
+        if impl == "raw-evalsha-held":
+            return lambda timer_id, i: raw.schedule_evalsha_held_sync(
+                held, sha, timeline, payloads, timer_id, int(time.time() * 1000) + DELAY_MS, body(i)
             )
         return lambda timer_id, i: raw.schedule_evalsha_sync(
             client, sha, timeline, payloads, timer_id, int(time.time() * 1000) + DELAY_MS, body(i)
@@ -99,6 +107,7 @@ def _time_sync(url: str, topics: Mapping[ScheduleImpl, str], prefix: str, count:
                 totals[impl] += time.perf_counter() - started
         return totals
     finally:
+        client.connection_pool.release(held)
         client.close()
 
 
@@ -107,6 +116,7 @@ async def _time_async(
 ) -> dict[ScheduleImpl, float]:
     client = redis.asyncio.Redis.from_url(url)
     sha = str(await client.script_load(raw.SCHEDULE_LUA))
+    held = await client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
 
     def operation(impl: ScheduleImpl, topic: str) -> AsyncOp:
         timeline, payloads = KEYSPACE.timeline(topic), KEYSPACE.payloads(topic)
@@ -118,6 +128,10 @@ async def _time_async(
         if impl == "raw-multi":
             return lambda timer_id, i: raw.schedule_multi_async(
                 client, timeline, payloads, timer_id, int(time.time() * 1000) + DELAY_MS, body(i)
+            )
+        if impl == "raw-evalsha-held":
+            return lambda timer_id, i: raw.schedule_evalsha_held_async(
+                held, sha, timeline, payloads, timer_id, int(time.time() * 1000) + DELAY_MS, body(i)
             )
         return lambda timer_id, i: raw.schedule_evalsha_async(
             client, sha, timeline, payloads, timer_id, int(time.time() * 1000) + DELAY_MS, body(i)
@@ -138,6 +152,7 @@ async def _time_async(
                 totals[impl] += time.perf_counter() - started
         return totals
     finally:
+        await client.connection_pool.release(held)
         await client.aclose()
 
 

@@ -12,8 +12,10 @@ clients stay connected between rounds, so no measured round pays for connecting.
 
 Protocol, one line each way:
     child  -> ready                                  connected, scripts loaded
-    parent -> go FRONT IMPL TOPIC RECORDS            start a worker (FRONT async|sync, IMPL library|raw)
+    parent -> go FRONT IMPL TOPIC RECORDS [N=V...]   start a worker (FRONT async|sync, IMPL library|raw)
                                                      on TOPIC; RECORDS=1 keeps each handler's start time
+                                                     and its timer's LatenessPayload; N=V: a number, for
+                                                     library a TimersSettings field, for raw `poll_sleep`
     parent -> stop                                   stop it (run_forever returns / the poller ends)
     child  -> stopped JSON                           {"handled", "offset_ms", "offset_error_ms", "records"?}
     parent -> exit, or end of input                  the child exits
@@ -36,7 +38,7 @@ import redis
 import redis.asyncio
 
 from benchmarks import raw
-from benchmarks.common import KEYSPACE, SETTINGS, BenchPayload, clock_offset_ms
+from benchmarks.common import KEYSPACE, RAW_POLL_SLEEP, SETTINGS, BenchPayload, LatenessPayload, clock_offset_ms
 from redis_timers import Router
 from redis_timers import Timers as AsyncTimers
 from redis_timers.sync import Timers as SyncTimers
@@ -46,19 +48,25 @@ STOP_TIMEOUT = 60.0
 
 @dataclasses.dataclass
 class Round:
-    """What one go..stop round saw: (local start time, due ms or raw payload) per handler call."""
+    """What one go..stop round saw: (local start time, payload, or raw payload JSON) per handler call."""
 
     topic: str
     keep_records: bool
     offset_ms: float
     offset_error_ms: float
+    options: dict[str, float] = dataclasses.field(default_factory=dict)
     starts: list[tuple[float, Any]] = dataclasses.field(default_factory=list)
 
-    def library_handler(self, payload: BenchPayload, context: dict[str, Any]) -> None:
-        self.starts.append((time.time(), payload.due_ms))
+    @property
+    def schema(self) -> type[BenchPayload] | type[LatenessPayload]:
+        """Rounds that keep records handle the lateness scenario's timers, which carry their due time."""
+        return LatenessPayload if self.keep_records else BenchPayload
 
-    async def async_library_handler(self, payload: BenchPayload, context: dict[str, Any]) -> None:
-        self.starts.append((time.time(), payload.due_ms))
+    def library_handler(self, payload: BenchPayload | LatenessPayload, context: dict[str, Any]) -> None:
+        self.starts.append((time.time(), payload))
+
+    async def async_library_handler(self, payload: BenchPayload | LatenessPayload, context: dict[str, Any]) -> None:
+        self.starts.append((time.time(), payload))
 
     def raw_handler(self, timer_id: bytes, data: bytes) -> None:
         self.starts.append((time.time(), data))
@@ -70,10 +78,13 @@ class Round:
             "offset_error_ms": self.offset_error_ms,
         }
         if self.keep_records:
-            result["records"] = [
-                [started * 1000 + self.offset_ms, due if isinstance(due, int) else json.loads(due)["due_ms"]]
-                for started, due in self.starts
-            ]
+            records = []
+            for started, payload in self.starts:
+                timer = (
+                    payload if isinstance(payload, LatenessPayload) else LatenessPayload.model_validate_json(payload)
+                )
+                records.append([started * 1000 + self.offset_ms, timer.due_ms, timer.relative])
+            result["records"] = records
         return "stopped " + json.dumps(result)
 
 
@@ -91,17 +102,20 @@ class Host:
 
     def start(self, front: str, impl: str, current: Round) -> None:
         timeline, payloads = KEYSPACE.timeline(current.topic), KEYSPACE.payloads(current.topic)
+        overrides: dict[str, Any] = dict(current.options)
+        settings = dataclasses.replace(SETTINGS, **overrides) if impl == "library" else SETTINGS
+        sleep = current.options.get("poll_sleep", RAW_POLL_SLEEP)
         if front == "sync":
             thread: threading.Thread
             if impl == "library":
                 router = Router()
-                router.handler(topic=current.topic, schema=BenchPayload)(current.library_handler)
-                timers = SyncTimers(redis_client=self.client, routers=[router], settings=SETTINGS)
+                router.handler(topic=current.topic, schema=current.schema)(current.library_handler)
+                timers = SyncTimers(redis_client=self.client, routers=[router], settings=settings)
                 thread = threading.Thread(target=timers.run_forever, daemon=True)
                 request_stop = timers.stop
             else:
                 stopped = threading.Event()
-                poll_args = (self.client, self.pop_sha, timeline, payloads, stopped, current.raw_handler)
+                poll_args = (self.client, self.pop_sha, timeline, payloads, stopped, current.raw_handler, sleep)
                 thread = threading.Thread(target=raw.poll_sync, args=poll_args, daemon=True)
                 request_stop = stopped.set
             thread.start()
@@ -110,13 +124,13 @@ class Host:
         work: Coroutine[Any, Any, None]
         if impl == "library":
             router = Router()
-            router.handler(topic=current.topic, schema=BenchPayload)(current.async_library_handler)
-            async_timers = AsyncTimers(redis_client=self.async_client, routers=[router], settings=SETTINGS)
+            router.handler(topic=current.topic, schema=current.schema)(current.async_library_handler)
+            async_timers = AsyncTimers(redis_client=self.async_client, routers=[router], settings=settings)
             work, request_stop = async_timers.run_forever(), async_timers.stop
         else:
             async_stopped = asyncio.Event()
             work = raw.poll_async(
-                self.async_client, self.pop_sha, timeline, payloads, async_stopped, current.raw_handler
+                self.async_client, self.pop_sha, timeline, payloads, async_stopped, current.raw_handler, sleep
             )
             request_stop = async_stopped.set
         future = asyncio.run_coroutine_threadsafe(work, self.loop)
@@ -156,10 +170,11 @@ def serve(url: str) -> None:
         command = line.split()
         if not command or command[0] == "exit":
             break
-        if command[0] == "go" and len(command) == 5 and current is None:
-            _, front, impl, topic, keep = command
+        if command[0] == "go" and len(command) >= 5 and current is None:
+            _, front, impl, topic, keep, *assignments = command
             offset_ms, error_ms = clock_offset_ms(host.client)
-            current = Round(topic=topic, keep_records=keep == "1", offset_ms=offset_ms, offset_error_ms=error_ms)
+            options = {name: float(value) for name, _, value in (item.partition("=") for item in assignments)}
+            current = Round(topic, keep == "1", offset_ms, error_ms, options)
             host.start(front, impl, current)
         elif command[0] == "stop" and current is not None:
             host.stop()

@@ -7,6 +7,7 @@ import queue
 import subprocess
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,7 +21,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class WorkerProcess:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, library_options: Mapping[str, float] | None = None) -> None:
+        self.library_options = dict(library_options or {})
+        """Settings every library round runs with (e.g. LEGACY_IMPORT_OFF), under a round's own options."""
         self._process = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.worker_process", "--url", url],
             stdin=subprocess.PIPE,
@@ -56,9 +59,14 @@ class WorkerProcess:
     def wait_ready(self) -> None:
         self._expect("ready", READY_TIMEOUT)
 
-    def go(self, front: str, impl: str, topic: str, *, records: bool = False) -> None:
-        self.kind = f"{front} {impl}"
-        self._send(f"go {front} {impl} {topic} {int(records)}")
+    def go(
+        self, front: str, impl: str, topic: str, *, records: bool = False, options: Mapping[str, float] | None = None
+    ) -> None:
+        """Start a round; `options`: TimersSettings fields for the library, `poll_sleep` (s) for the raw poller."""
+        chosen = {**self.library_options, **(options or {})} if impl == "library" else dict(options or {})
+        assignments = "".join(f" {name}={value!r}" for name, value in chosen.items())
+        self.kind = f"{front} {impl}{assignments}"
+        self._send(f"go {front} {impl} {topic} {int(records)}{assignments}")
 
     def stop(self) -> dict[str, Any]:
         self._send("stop")
@@ -81,10 +89,10 @@ class WorkerProcess:
 class WorkerPool:
     """`size` worker processes, started together and reused by every scenario and every kind of worker."""
 
-    def __init__(self, url: str, size: int) -> None:
+    def __init__(self, url: str, size: int, library_options: Mapping[str, float] | None = None) -> None:
         self.workers: list[WorkerProcess] = []
         try:
-            self.workers = [WorkerProcess(url) for _ in range(size)]
+            self.workers = [WorkerProcess(url, library_options) for _ in range(size)]
             for worker in self.workers:
                 worker.wait_ready()
         except BaseException:
