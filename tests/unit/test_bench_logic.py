@@ -1,0 +1,236 @@
+"""The benchmark's own logic, without a server: idle steady rates, lateness halves, the revision mark, the table."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from benchmarks import cli, lateness, machine, report
+from benchmarks.common import LEGACY_IMPORT_OFF
+from benchmarks.idle import LEGACY_IMPORT, SAFETY, IntervalCounts, steady_rates
+from benchmarks.results import Results
+from redis_timers import TimersSettings
+
+# -- idle --------------------------------------------------------------------------------
+
+
+def test_the_steady_idle_rate_adds_each_jobs_commands_at_its_default_interval() -> None:
+    # Ten 1 s safety intervals with a PING each, ten 1 s import intervals with one script call each.
+    safety = IntervalCounts(SAFETY, 1.0, 10.0, {"ping": 10})
+    legacy = IntervalCounts(LEGACY_IMPORT, 1.0, 10.0, {"evalsha": 10, "zrange": 10})
+
+    rates = steady_rates([safety, legacy])
+
+    # A PING every 8 s and an import (EVALSHA running ZRANGE) every 60 s: about 0.16 commands/s in all.
+    assert rates == pytest.approx({"evalsha": 1 / 60, "ping": 1 / 8, "zrange": 1 / 60})
+    assert sum(rates.values()) == pytest.approx(0.158, abs=0.001)
+    assert steady_rates([safety]) == pytest.approx({"ping": 1 / 8})
+
+
+def test_the_steady_idle_rate_counts_every_command_of_an_interval_by_name() -> None:
+    # Should a safety wake-up also claim once, its EVALSHA is counted with the PING, per safety interval.
+    safety = IntervalCounts(SAFETY, 0.5, 5.0, {"ping": 10, "evalsha": 10, "zrangebyscore": 10})
+
+    assert steady_rates([safety]) == pytest.approx({"evalsha": 1 / 8, "ping": 1 / 8, "zrangebyscore": 1 / 8})
+
+
+def test_per_interval_counts_use_the_measured_length_of_the_window() -> None:
+    counts = IntervalCounts(SAFETY, 0.25, 1.01, {"ping": 4})
+
+    assert counts.per_interval() == pytest.approx({"ping": 4 / (1.01 / 0.25)})
+
+
+def test_the_periodic_jobs_default_to_the_librarys_intervals() -> None:
+    defaults = TimersSettings()
+
+    assert SAFETY.default_seconds == defaults.safety_wakeup_seconds == 8.0
+    assert LEGACY_IMPORT.default_seconds == defaults.legacy_import_interval_seconds == 60.0
+    assert SAFETY.setting == "safety_wakeup_seconds"
+    assert LEGACY_IMPORT.setting == "legacy_import_interval_seconds"
+    off = TimersSettings(legacy_import_interval_seconds=LEGACY_IMPORT_OFF[LEGACY_IMPORT.setting])
+    assert off.legacy_import_interval_seconds > 24 * 3600  # no run lasts that long
+
+
+# -- lateness ----------------------------------------------------------------------------
+
+
+def test_lateness_counts_early_timers_per_half_beyond_the_clock_uncertainty() -> None:
+    records = [
+        [1000.0, 1000.0, False],
+        [1001.0, 1000.0, False],
+        [999.95, 1000.0, True],  # within the 0.1 ms uncertainty: not early
+        [999.5, 1000.0, True],  # half a millisecond early: the rounding a relative delay can cause
+        [999.0, 1000.0, True],
+    ]
+
+    summary = lateness.summarize(records, tolerance_ms=0.1)
+
+    assert summary.early == {"activate_at": 0, "activation_period": 2}
+    assert summary.min_ms == pytest.approx(-1.0)
+    assert summary.max_ms == pytest.approx(1.0)
+    assert summary.p50_ms == pytest.approx(-0.05)
+
+
+def test_an_early_activate_at_timer_is_counted_in_its_own_half() -> None:
+    summary = lateness.summarize([[990.0, 1000.0, False], [1002.0, 1000.0, True]], tolerance_ms=0.5)
+
+    assert summary.early == {"activate_at": 1, "activation_period": 0}
+
+
+# -- the revision a run measured ---------------------------------------------------------
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("config", "user.email", "bench@example.invalid")
+    git("config", "user.name", "bench")
+    for folder in ("redis_timers", "benchmarks"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "code.py").write_text("x = 1\n")
+    (tmp_path / "README.md").write_text("readme\n")
+    git("add", "-A")
+    git("commit", "-qm", "initial")
+    return tmp_path
+
+
+def test_a_clean_tree_is_named_by_its_commit(checkout: Path) -> None:
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=checkout, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+    assert machine.library_revision(checkout) == commit
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "redis_timers/code.py",  # an edit of the library
+        "benchmarks/code.py",  # an edit of the benchmark itself
+        "benchmarks/new_module.py",  # a new file, not yet added
+        "redis_timers/lua/new.lua",  # a new file in a new folder
+    ],
+)
+def test_uncommitted_library_or_benchmark_code_marks_the_revision_dirty(checkout: Path, change: str) -> None:
+    path = checkout / change
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("x = 2\n")
+
+    revision = machine.library_revision(checkout)
+
+    assert "DIRTY" in revision
+    assert "not that commit's" in revision
+
+
+def test_changes_outside_the_measured_code_leave_the_revision_clean(checkout: Path) -> None:
+    (checkout / "README.md").write_text("a pasted table\n")
+
+    assert "DIRTY" not in machine.library_revision(checkout)
+
+
+def test_a_dirty_revision_is_in_the_tables_header() -> None:
+    described = {
+        "nproc": 2,
+        "cpu": "cpu",
+        "python": "CPython",
+        "redis_py": "8",
+        "server": "valkey 8",
+        "os": "linux",
+        "date": "today",
+        "library": "abc1234 DIRTY (uncommitted changes)",
+    }
+
+    table = report.markdown(Results(), cli.parse([])[1], described, 1.0, "uv run python -m benchmarks")
+
+    assert "redis-timers at abc1234 DIRTY" in table.splitlines()[0]
+
+
+# -- the table ---------------------------------------------------------------------------
+
+
+def _results() -> Results:
+    results = Results()
+    for front in ("async", "sync"):
+        for impl, value in (("library", 6000.0), ("raw-evalsha", 6000.0), ("raw-evalsha-held", 8000.0)):
+            results.add("schedule.rate", front, impl, value)
+        for impl, value in (("library", 1.0), ("raw-1ms", 1.0), ("raw-10ms", 5.0)):
+            results.add("lateness.p50_ms", front, impl, value)
+        for half in ("activate_at", "activation_period"):
+            for impl in ("library", "raw-1ms", "raw-10ms"):
+                results.add(f"lateness.early.{half}", front, impl, 3.0 if half == "activation_period" else 0.0)
+        results.add("idle.commands_per_s", front, "library", 0.158)
+        results.add_breakdown("idle.by_command", front, "library", {"ping": 0.125, "evalsha": 0.017})
+        results.add("idle.commands_per_s.no_import", front, "library", 0.125)
+        for impl, value in (("raw-1ms", 2000.0), ("raw-10ms", 250.0)):
+            for suffix in ("", ".no_import"):
+                results.add(f"idle.commands_per_s{suffix}", front, impl, value)
+                results.add_breakdown(f"idle.by_command{suffix}", front, impl, {"evalsha": value / 3})
+    return results
+
+
+def test_the_table_names_each_raw_poller_by_its_sleep_and_the_held_evalsha() -> None:
+    _, config = cli.parse([])
+    table = report.markdown(_results(), config, _described(), 1.0, "cmd")
+
+    assert "| schedule | set_timer/s (raw: EVALSHA on a held connection) | 6,000 | 8,000 | 0.75 |" in table
+    assert "| lateness | p50 ms (raw: a poller sleeping 1 ms) | 1.00 | 1.00 | 1.00 |" in table
+    assert "| lateness | p50 ms (raw: a poller sleeping 10 ms) | 1.00 | 5.00 | 0.20 |" in table
+    early = "early, `activation_period` half (must be 0; raw: a poller sleeping 1 ms)"
+    assert f"| lateness | {early} | 3 | 3 | - |" in table
+    assert "| lateness | early, `activate_at` half (must be 0; raw: a poller sleeping 1 ms) | 0 | 0 | - |" in table
+    idle = "Redis commands/s, at the default intervals (raw: a poller sleeping 1 ms)"
+    assert f"| idle | {idle} | 0.16 | 2,000.0 |" in table
+    assert "| idle | Redis commands/s, legacy import off (raw: a poller sleeping 10 ms) | 0.12 | 250.0 |" in table
+    assert "| idle | by command, per second, at the default intervals (raw: a poller sleeping 10 ms) |" in table
+    assert "ping 0.12" in table
+    assert "raw: a poller sleeping" not in table.split("| schedule |")[0]
+
+
+def test_rows_without_a_library_figure_are_left_out() -> None:
+    # --no-legacy-import: the library measures no "default intervals" idle row; the pollers' figures stay unpaired.
+    results = Results()
+    for front in ("async", "sync"):
+        results.add("idle.commands_per_s", front, "raw-1ms", 2000.0)
+        results.add("idle.commands_per_s.no_import", front, "raw-1ms", 2000.0)
+        results.add("idle.commands_per_s.no_import", front, "library", 0.125)
+
+    table = report.markdown(results, cli.parse(["--no-legacy-import"])[1], _described(), 1.0, "cmd")
+
+    assert "at the default intervals" not in table
+    assert "legacy import off (raw: a poller sleeping 1 ms) | 0.12 |" in table
+
+
+def _described() -> dict[str, object]:
+    return {
+        "nproc": 2,
+        "cpu": "cpu",
+        "python": "CPython",
+        "redis_py": "8",
+        "server": "valkey 8",
+        "os": "linux",
+        "date": "today",
+        "library": "abc1234",
+    }
+
+
+# -- the command line --------------------------------------------------------------------
+
+
+def test_no_legacy_import_is_a_setting_of_the_library_workers() -> None:
+    _, default = cli.parse([])
+    _, off = cli.parse(["--no-legacy-import"])
+
+    assert default.legacy_import is True
+    assert off.legacy_import is False
+
+
+def test_the_idle_interval_must_fit_the_window(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.parse(["--quick"])[1].idle_interval_seconds == 0.25
+    with pytest.raises(SystemExit):
+        cli.parse(["--idle-seconds", "1", "--idle-interval", "2"])
+    assert "--idle-interval" in capsys.readouterr().err
