@@ -25,7 +25,7 @@ class TimersSettings:
     payloads_key: str = "timers_payloads"
     """The seed's payloads key, read together with `timeline_key` when importing."""
     separator: str = "--"
-    """The seed's separator between topic and id; topics may not contain it."""
+    """The seed's separator between topic and id; topics may neither contain it nor end with part of it."""
     handling_sleep: float = 0.05
     """First pause, in seconds, after a failed worker cycle (grows exponentially up to a cap)."""
     handling_jitter_min_value: float = 0.5
