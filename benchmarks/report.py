@@ -102,7 +102,8 @@ def rows(config: Config) -> list[Row]:
             )
         )
     for level in sorted(config.scale_levels):
-        table.append(Row("scale", f"fire µs/timer, {_power(level)} pending", f"scale.fire_us.{level}", "raw", micros))
+        figure = f"fire µs/timer, {_power(level)} pending (raw: {drain_poller})"
+        table.append(Row("scale", figure, f"scale.fire_us.{level}", "raw", micros))
     return table
 
 
