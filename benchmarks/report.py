@@ -28,7 +28,10 @@ def count(value: float) -> str:
 
 
 def per_second(value: float) -> str:
-    return f"{value:,.1f}" if value >= 10 else f"{value:.2f}"
+    """Rates from a few thousand down to an idle worker's tenths: three digits where they matter."""
+    if value >= 10:
+        return f"{value:,.1f}"
+    return f"{value:.2f}" if value >= 1 else f"{value:.3f}"
 
 
 def ratio(library: float | None, raw: float | None) -> str:
