@@ -281,7 +281,10 @@ class WorkerEngine:
             self.stale_settlements += stale
         self._next_due = math.inf if next_due < 0 else next_due
         if self._single_pass and self._cutoff is None:
-            self._cutoff = now_ms
+            # The pass handles what is due by the end of the millisecond it started in: a timer set with no delay
+            # just before it is due at the next whole millisecond (scores from now round up), so the pass waits
+            # that long for it rather than miss it. Claims never take a timer before its due time.
+            self._cutoff = now_ms + 1
         runs: list[Run] = []
         renew_at_ms = now_ms + self._renew_every_ms
         handlers, validators, in_flight, run_ids = self._handlers, self._validators, self._in_flight, self._run_ids
@@ -325,7 +328,7 @@ class WorkerEngine:
             )
             in_flight[run_id] = run
             runs.append(run)
-        if examined < self._asked:
+        if examined < self._asked and not (self._cutoff is not None and self._next_due <= self._cutoff):
             self._pass_exhausted = True
         return runs
 

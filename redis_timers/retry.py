@@ -21,7 +21,8 @@ def retry_delay_ms(attempts: int, settings: TimersSettings, rng: random.Random) 
     (in whole milliseconds, rounded down), and a delay below it is never shorter than the exponential one.
     """
     exponential = settings.retry_backoff_seconds * 2.0 ** min(max(0, attempts - 1), MAX_DOUBLINGS)
-    jittered_ms = round(float(exponential) * (1 + RETRY_JITTER * rng.random()) * 1000)
+    # Rounded up: a retry due before its delay has passed would fire early.
+    jittered_ms = math.ceil(float(exponential) * (1 + RETRY_JITTER * rng.random()) * 1000)
     return min(jittered_ms, math.floor(settings.retry_backoff_max_seconds * 1000))
 
 

@@ -12,7 +12,8 @@
 --          claims is one string: per claimed timer
 --          '<attempts>:<payload length>:<topic index>:<token>:<id length>:<id><payload>', whose middle
 --          ('<topic index>:<token>:<id length>:<id>') is what the settlement of that run repeats.
-local now = server_now_ms()
+-- now (rounded down) decides what is due; now_up (rounded up) is the base of every score computed here.
+local now, now_up = server_now_ms()
 local lease_ms = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local cutoff = now
@@ -91,12 +92,12 @@ for _, op in ipairs(ops) do
       batch.errors[#batch.errors + 1] = 'e:' .. id
     end
   elseif kind == 'n' then
-    redis.call('ZADD', timeline, 'XX', ms(now + lease_ms), id)
+    redis.call('ZADD', timeline, 'XX', ms(now_up + lease_ms), id)
   elseif kind == 'r' then
     local _, _, json = unpack_stored(op.stored)
     redis.call('HSET', payloads, id, op.attempts .. ':|' .. json)
     redis.call('HSET', state, 'e:' .. id, op.err)
-    schedule(timeline, channel_prefix .. topic, id, now + op.delay)
+    schedule(timeline, channel_prefix .. topic, id, now_up + op.delay)
   elseif kind == 'l' then
     -- A handed-back lease is not an attempt.
     local attempts = op.attempts - 1
@@ -106,7 +107,7 @@ for _, op in ipairs(ops) do
     else
       redis.call('HSET', payloads, id, json)
     end
-    schedule(timeline, channel_prefix .. topic, id, now)
+    schedule(timeline, channel_prefix .. topic, id, now_up)
   elseif kind == 'd' then
     bury(timeline, payloads, state, dead, topic, id, op.err, now)
   end
@@ -161,7 +162,7 @@ else
       remaining = remaining - #ids
       reply[4] = reply[4] + #ids
       -- The lease is the score: if this worker dies, the timer is due again when the lease ends.
-      local expiry = ms(now + lease_ms)
+      local expiry = ms(now_up + lease_ms)
       local zadd = {}
       for j, id in ipairs(ids) do
         zadd[2 * j - 1] = expiry

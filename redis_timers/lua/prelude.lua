@@ -7,10 +7,14 @@
 -- attempts and lease in the payload's own field makes a claim or an ack touch one big hash (O(1)
 -- per field) rather than a small one whose compact encoding costs O(size) per field.
 
--- "Now" always comes from the server, so hosts with skewed clocks agree.
+-- "Now" always comes from the server, so hosts with skewed clocks agree: its clock in whole milliseconds,
+-- rounded down, then rounded up. A score D is due once the rounded-down now reaches it (never before D);
+-- a score computed from now (now + delay, now + lease, due now) starts from the rounded-up now, so that it
+-- never ends before the instant the script ran plus the delay.
 local function server_now_ms()
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local whole_ms, micros = tonumber(t[1]) * 1000, tonumber(t[2])
+  return whole_ms + math.floor(micros / 1000), whole_ms + math.ceil(micros / 1000)
 end
 
 local function ms(value)

@@ -5,7 +5,8 @@ if not record then
   return 0
 end
 local parked = cjson.decode(record)
-schedule(KEYS[2], ARGV[3], ARGV[2], server_now_ms())
+local _, now_up = server_now_ms()
+schedule(KEYS[2], ARGV[3], ARGV[2], now_up)
 redis.call('HSET', KEYS[3], ARGV[2], parked.payload)
 forget_state(KEYS[4], ARGV[2])
 redis.call('HDEL', KEYS[1], ARGV[1])

@@ -4,7 +4,8 @@
 local id = ARGV[1]
 local score = tonumber(ARGV[4])
 if ARGV[3] == 'in' then
-  score = server_now_ms() + score
+  local _, now_up = server_now_ms()
+  score = now_up + score
 end
 local added = schedule(KEYS[1], ARGV[5], id, score)
 redis.call('HSET', KEYS[2], id, ARGV[2])

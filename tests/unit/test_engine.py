@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from redis_timers import scripts
@@ -310,7 +312,7 @@ def test_retry_jitter_only_adds_and_stays_inside_the_cap() -> None:
         h.engine.handler_finished(run, ValueError("x"))
     delays = [settlement[4] for settlement in settlements(h.cycle(0.1))]
 
-    assert delays == [round(500 * (1 + 0.25 * 0.999)), 3000]
+    assert delays == [math.ceil(500 * (1 + 0.25 * 0.999)), 3000]
 
 
 # A claim past the limit never runs (see test_handler_quirks.py), so 3 is the last attempt a handler can fail.
@@ -580,8 +582,27 @@ def test_single_pass_claims_up_to_the_first_replys_server_time() -> None:
     h.engine.handler_finished(runs[0], None)
     later = h.cycle(3.0)
 
-    assert later.args[2] == server_ms(0.0)
+    assert later.args[2] == server_ms(0.0) + 1
     assert asked(later) == 1
+
+
+def test_single_pass_waits_for_a_timer_due_within_its_first_millisecond() -> None:
+    # set_timer with no delay just before the pass: due at the next whole millisecond, not claimable yet.
+    h = Harness(single_pass=True, concurrency=2)
+    h.maintain()
+    h.cycle(0.0)
+    h.reply(0.0, next_due=server_ms(0.0) + 1)
+
+    wait = h.step(0.0)
+    assert isinstance(wait, Wait)
+    assert 0 < wait.seconds <= 0.002
+    h.cycle(0.002)
+    [run] = h.reply(0.002, claim(ORDERS, "a", "1.1"))
+    h.engine.handler_finished(run, None)
+    h.cycle(0.003)
+    h.reply(0.003, next_due=server_ms(0.0) + 2)  # due after the pass's first millisecond: left for later
+
+    assert isinstance(h.step(0.003), Finished)
 
 
 def test_single_pass_finishes_once_a_claim_comes_back_short_and_nothing_runs() -> None:

@@ -39,6 +39,14 @@ def test_retry_jitter_stays_inside_the_cap() -> None:
     assert retry_delay_ms(6, TimersSettings(retry_backoff_max_seconds=35.0), FixedRandom(0.999999)) == 35_000
 
 
+def test_a_fraction_of_a_millisecond_rounds_up_never_down() -> None:
+    settings = TimersSettings(retry_backoff_seconds=0.0004, retry_backoff_max_seconds=1)
+
+    assert retry_delay_ms(1, settings, FixedRandom(0.0)) == 1
+    assert retry_delay_ms(2, settings, FixedRandom(0.0)) == 1  # 0.8 ms
+    assert retry_delay_ms(3, settings, FixedRandom(0.0)) == 2  # 1.6 ms
+
+
 def test_a_zero_backoff_retries_at_once() -> None:
     settings = TimersSettings(retry_backoff_seconds=0, retry_backoff_max_seconds=0)
 
@@ -66,9 +74,9 @@ def test_retry_delay_is_within_the_exponential_and_the_cap(
     assert delay <= math.floor(cap * 1000)
     # ... and below it a retry never comes sooner than the exponential delay, nor more than 25% later.
     if delay < math.floor(cap * 1000):
-        assert exponential_ms - 0.5 <= delay <= exponential_ms * (1 + RETRY_JITTER) + 0.5
+        assert exponential_ms <= delay <= exponential_ms * (1 + RETRY_JITTER) + 1
     else:
-        assert exponential_ms * (1 + RETRY_JITTER) + 0.5 >= math.floor(cap * 1000)
+        assert exponential_ms * (1 + RETRY_JITTER) + 1 >= math.floor(cap * 1000)
 
 
 @pytest.mark.parametrize(
