@@ -170,11 +170,20 @@ else
       end
       redis.call('ZADD', timeline, unpack(zadd))
       local bodies = redis.call('HMGET', payloads, unpack(ids))
+      -- Tokens never repeat, even if the state hash is deleted by hand (a restarted counter would hand out
+      -- old tokens again, and a stale worker's ack could then delete a live run): the counter never falls
+      -- behind the server's clock in ms * 1000, and a claim call takes far longer than a microsecond, so a
+      -- counter that restarts from the clock starts above every token it gave before.
       local seq = redis.call('HINCRBY', state, '#seq', 1)
+      if seq < now_up * 1000 then
+        seq = now_up * 1000
+        redis.call('HSET', state, '#seq', ms(seq))
+      end
+      local token_prefix = ms(seq) .. '.'
       local hset = {}
       for j, id in ipairs(ids) do
         if bodies[j] then
-          local token = seq .. '.' .. j
+          local token = token_prefix .. j
           local attempts, _, json = unpack_stored(bodies[j])
           attempts = attempts + 1
           hset[#hset + 1] = id
