@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime
 
-from tests.harness import Front, Gate, Recorder, spec
+from tests.harness import Front, Gate, HandlerFunc, Recorder, spec
 from tests.scenarios.models import Job
 
 NOW = datetime.timedelta(0)
 
 
-def held_until_opened(gate: Gate, started: Recorder[Job]) -> object:
+def held_until_opened(gate: Gate, started: Recorder[Job]) -> HandlerFunc:
     def handler(payload: Job, context: dict[str, object]) -> None:
         started.record(payload)
         assert gate.wait(), "the test never opened the gate"
