@@ -147,7 +147,8 @@ class WorkerEngine:
         self._next_due: float | None = None
         self._failures = 0
         self._paused_until = 0.0
-        self._next_import_at = 0.0 if self._topics else math.inf
+        self._imports = bool(self._topics) and settings.legacy_import
+        self._next_import_at = 0.0 if self._imports else math.inf
         self._stop_deadline: float | None = None
         self._finished = False
         self._cutoff: int | None = None
@@ -347,7 +348,7 @@ class WorkerEngine:
         self._failures += 1
         pause = cycle_failure_pause(self._failures, self._settings, self._rng)
         self._paused_until = now + pause
-        if self._topics:
+        if self._imports:
             # The import may be what failed; try it again as soon as Redis answers.
             self._next_import_at = min(self._next_import_at, self._paused_until)
         logger.warning("Redis unavailable (%s); retrying in %.2fs", codec.describe_error(error), pause)

@@ -40,6 +40,10 @@ class Keyspace:
         """Each `set_timer` names its topic's keys: built once per topic."""
         return {}
 
+    def legacy_receipts(self, topic: str) -> str:
+        """The import's receipts: timers of `topic` imported from the original library's keys, not yet done."""
+        return f"{self.tag}:legacy:{topic}"
+
     @property
     def dead_letters(self) -> str:
         return f"{self.tag}:dead"

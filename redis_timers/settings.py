@@ -40,6 +40,8 @@ class TimersSettings:
     """Longest an idle worker waits before checking that its notification connection is alive."""
     shutdown_grace_seconds: float = 10.0
     legacy_import_interval_seconds: float = 60.0
+    legacy_import: bool = True
+    """Whether workers import timers written by the original library (off: its keys are never read)."""
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -67,6 +69,7 @@ class TimersSettings:
         _require(self.safety_wakeup_seconds > 0, "safety_wakeup_seconds must be > 0")
         _require(self.shutdown_grace_seconds >= 0, "shutdown_grace_seconds must be >= 0")
         _require(self.legacy_import_interval_seconds > 0, "legacy_import_interval_seconds must be > 0")
+        _require(isinstance(self.legacy_import, bool), "legacy_import must be True or False")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> TimersSettings:
@@ -83,6 +86,16 @@ class TimersSettings:
                 raise SettingsError(f"{variable}={raw!r} is not a valid {parse.__name__}") from None
         values.update(overrides)
         return cls(**values)
+
+
+def flag(raw: str) -> bool:
+    """`1`/`0` (or true/false, yes/no, on/off, any case) as a bool."""
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
 
 
 def _require(condition: bool, message: str) -> None:
@@ -106,6 +119,7 @@ ENVIRONMENT_VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "safety_wakeup_seconds": ("TIMERS_SAFETY_WAKEUP_SECONDS", float),
     "shutdown_grace_seconds": ("TIMERS_SHUTDOWN_GRACE_SECONDS", float),
     "legacy_import_interval_seconds": ("TIMERS_LEGACY_IMPORT_INTERVAL_SECONDS", float),
+    "legacy_import": ("TIMERS_LEGACY_IMPORT", flag),
 }
 """Setting name -> (environment variable, parser). The README's configuration table mirrors this."""
 

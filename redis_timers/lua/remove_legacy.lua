@@ -1,6 +1,6 @@
--- KEYS: the seed's timeline. ARGV: (member, score) pairs.
--- Removes each member only if its score is unchanged since it was read, so a seed process
--- that rescheduled it in the meantime is not undone. Returns the removed members.
+-- KEYS: the original timeline. ARGV: (member, score) pairs.
+-- Removes each member only if its score is unchanged since it was read, so a process of the original
+-- library that rescheduled it in the meantime is not undone. Returns the removed members.
 local removed = {}
 for o = 1, #ARGV, 2 do
   local score = redis.call('ZSCORE', KEYS[1], ARGV[o])

@@ -92,6 +92,7 @@ def test_every_key_the_library_writes_shares_the_namespace_hash_tag(front: Front
         started.wait_for(7)  # every run in flight: leases, claim records and dead letters all exist now
         seen_in_flight = set(front.all_keys())
         gate.open()
-    seen = seen_in_flight | set(front.all_keys())
+    # The original library's keys are only read and deleted from (the import keeps their payloads until done).
+    seen = (seen_in_flight | set(front.all_keys())) - {"timers_timeline", "timers_payloads"}
     assert seen, "nothing was written"
     assert sorted(key for key in seen if not key.startswith("{shop}:")) == []

@@ -79,15 +79,26 @@ def test_legacy_timers_are_handled_by_handle_ready_timers(front: Front, decode_r
     assert future is not None
     assert future.payload == Job(n=3, note="future")
     assert future.due_at == datetime.datetime.fromtimestamp(now_second + 3600, tz=datetime.timezone.utc)
-    # Moved out of the seed's keys; only the topic nobody here handles stays there.
+    # Moved off the seed's timeline; only the topic nobody here handles stays there. The payloads stay until
+    # their timers are done (so that a cancel by a seed process would be seen), and the next pass deletes them.
     assert front.raw.zrange(LEGACY_TIMELINE, 0, -1) == ["ghost--x"]
-    assert front.raw.hkeys(LEGACY_PAYLOADS) == ["ghost--x"]
+    assert sorted(front.raw.hkeys(LEGACY_PAYLOADS)) == sorted(
+        ["ghost--x", "jobs--past", "jobs--current", "jobs--future", "jobs--id--with--separators"]
+    )
+    timers.handle_ready_timers()
+    assert sorted(front.raw.hkeys(LEGACY_PAYLOADS)) == ["ghost--x", "jobs--future"]
 
     ghosts: Recorder[Other] = Recorder()
     ghost_handler = front.timers(spec("ghost", Other, lambda payload, context: ghosts.record(payload)))
     ghost_handler.handle_ready_timers()
+    ghost_handler.handle_ready_timers()
     assert ghosts.items == [Other(text="unknown topic")]
+    assert front.raw.exists(LEGACY_TIMELINE) == 0
+    assert front.raw.hkeys(LEGACY_PAYLOADS) == ["jobs--future"]
+    assert timers.remove_timer("jobs", "future") is True
+    timers.handle_ready_timers()
     assert front.raw.exists(LEGACY_TIMELINE, LEGACY_PAYLOADS) == 0
+    assert front.timer_data() == []
 
 
 def test_legacy_timers_fire_with_run_forever_not_before_their_second(front: Front) -> None:
@@ -107,6 +118,7 @@ def test_legacy_timers_fire_with_run_forever_not_before_their_second(front: Fron
     assert sorted(name for name, _ in handled) == sorted(due)
     for name, started_ms in handled:
         assert started_ms >= due[name] * 1000, f"{name} fired {due[name] * 1000 - started_ms} ms early"
+    timers.handle_ready_timers()  # the next pass deletes the payloads' copies of the timers that are done
     assert front.raw.exists(LEGACY_TIMELINE, LEGACY_PAYLOADS) == 0
     assert front.timer_data() == []
 
@@ -122,7 +134,7 @@ def test_a_timer_under_the_new_keys_wins_over_its_legacy_copy(front: Front) -> N
     info = timers.get_timer("jobs", "dup")
     assert info is not None
     assert info.payload == Job(n=2, note="new")
-    assert front.raw.exists(LEGACY_TIMELINE, LEGACY_PAYLOADS) == 0
+    assert front.raw.exists(LEGACY_TIMELINE) == 0
 
 
 def test_namespaces_keep_instances_apart(front: Front) -> None:
@@ -159,6 +171,7 @@ def test_legacy_keys_and_separator_follow_the_settings(front: Front) -> None:
     write_legacy(front, "jobs--default-keys", now_second - 1, Job(n=3))  # not this instance's legacy keys
     timers.handle_ready_timers()
     assert sorted(calls.items, key=lambda job: job.n) == [Job(n=1), Job(n=2)]
+    timers.handle_ready_timers()
     assert front.raw.exists("old:timeline", "old:payloads") == 0
     assert front.raw.zrange(LEGACY_TIMELINE, 0, -1) == ["jobs--default-keys"]
 
@@ -177,4 +190,4 @@ def test_legacy_timers_written_while_a_worker_runs_are_picked_up(front: Front) -
         wait_until(lambda: timers.get_timer("jobs", "new") is None)
         write_legacy(front, "jobs--late", int(time.time()) - 1, Job(n=1, note="seed process still running"))
         assert calls.wait_for(2, timeout=3)[-1] == Job(n=1, note="seed process still running")
-    assert front.raw.exists(LEGACY_TIMELINE, LEGACY_PAYLOADS) == 0
+        wait_until(lambda: front.raw.exists(LEGACY_TIMELINE, LEGACY_PAYLOADS) == 0)

@@ -85,6 +85,11 @@ def run_flow(flow: Flow[T], replies: Iterable[Any]) -> tuple[list[Op], T]:
         return ops, result
 
 
+def nothing_to_import(registry: HandlerRegistry) -> list[Any]:
+    """Replies to `flows.import_legacy` when the original library left nothing: an empty timeline, no receipts."""
+    return [[]] + [[b"0"] for _ in registry.topics]
+
+
 class FixedRandom(random.Random):
     """A Random whose `random()` (and so `uniform`) always returns the same fraction."""
 

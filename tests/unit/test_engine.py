@@ -23,7 +23,7 @@ from tests.unit.engine_harness import (
     settlements,
     wait_seconds,
 )
-from tests.unit.support import BASE_MS, Order, Reminder, assert_single_slot
+from tests.unit.support import BASE_MS, Order, Reminder, assert_single_slot, nothing_to_import, run_flow
 
 BYTES_OR_STR = pytest.mark.parametrize("as_bytes", [False, True], ids=["decoded", "raw-bytes"])
 OUTAGE = TimersConnectionError("Redis is unreachable")
@@ -40,13 +40,12 @@ def test_first_step_imports_seed_timers_then_a_cycle_claims() -> None:
 
     first = h.step(0.0)
     assert isinstance(first, Maintain)
-    read = next(first.flow)
+    ops, imported = run_flow(first.flow, nothing_to_import(h.registry))
+    read = ops[0]
     assert isinstance(read, ScriptCall)
     assert read.script is scripts.READ_LEGACY
     assert read.keys == ("timers_timeline",)
-    with pytest.raises(StopIteration):
-        first.flow.send([])
-    h.engine.maintenance_done(0)
+    h.engine.maintenance_done(imported)
 
     call = h.cycle(0.0)
     assert call.script is scripts.CYCLE
@@ -570,6 +569,17 @@ def test_a_failed_import_is_retried_as_soon_as_the_pause_ends() -> None:
 
 
 # -- single pass (handle_ready_timers) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("single_pass", [False, True])
+def test_with_the_legacy_import_off_nothing_is_imported_even_after_a_failure(single_pass: bool) -> None:
+    h = Harness(single_pass=single_pass, legacy_import=False, legacy_import_interval_seconds=1)
+
+    assert isinstance(h.step(0.0), Cycle)
+    if not single_pass:
+        assert h.engine.step_failed(0.0, OUTAGE) is True
+        for now in (10.0, 100.0):
+            assert not isinstance(h.step(now), Maintain)
 
 
 def test_single_pass_claims_up_to_the_first_replys_server_time() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from typing import Any
 
 import hypothesis
@@ -24,6 +26,11 @@ ORDER_KEYS = ("{timers}:timeline:orders", "{timers}:payloads:orders", "{timers}:
 REMINDER_KEYS = ("{timers}:timeline:reminders", "{timers}:payloads:reminders", "{timers}:state:reminders")
 BATCH = flows.LEGACY_BATCH
 
+ORDER_IMPORT_KEYS = (*ORDER_KEYS, "{timers}:legacy:orders")
+REMINDER_IMPORT_KEYS = (*REMINDER_KEYS, "{timers}:legacy:reminders")
+NO_RECEIPTS: list[Any] = [[b"0"], [b"0"]]
+"""Replies to the receipts pages of the two topics (orders, reminders) when nothing was imported before."""
+
 BYTES_OR_STR = pytest.mark.parametrize("as_bytes", [False, True], ids=["decoded", "raw-bytes"])
 
 
@@ -31,14 +38,20 @@ def read(offset: int) -> ScriptCall:
     return ScriptCall(scripts.READ_LEGACY, ("timers_timeline",), (offset, offset + BATCH - 1))
 
 
+def receipts(topic: str, cursor: str = "0") -> ScriptCall:
+    return ScriptCall(
+        scripts.LEGACY_RECEIPTS, (f"{{timers}}:timeline:{topic}", f"{{timers}}:legacy:{topic}"), (cursor,)
+    )
+
+
 def flat(pairs: list[tuple[str, str]]) -> list[str]:
     return [item for pair in pairs for item in pair]
 
 
 def test_nothing_to_import() -> None:
-    ops, imported = run_flow(flows.import_legacy(KEYSPACE, REGISTRY, SETTINGS), [[]])
+    ops, imported = run_flow(flows.import_legacy(KEYSPACE, REGISTRY, SETTINGS), [[], *NO_RECEIPTS])
 
-    assert ops == [read(0)]
+    assert ops == [read(0), receipts("orders"), receipts("reminders")]
     assert imported == 0
 
 
@@ -60,7 +73,7 @@ def test_imports_handled_topics_and_leaves_the_rest(as_bytes: bool) -> None:
         2,  # orders imported
         1,  # reminders imported
         encode(["orders--1", "reminders--r--with--separators", "orders--2"], as_bytes),
-        3,  # HDEL
+        *NO_RECEIPTS,
     ]
 
     ops, imported = run_flow(flows.import_legacy(KEYSPACE, REGISTRY, SETTINGS), replies)
@@ -68,10 +81,10 @@ def test_imports_handled_topics_and_leaves_the_rest(as_bytes: bool) -> None:
     body = {text: encode(text, as_bytes) for text in bodies if text is not None}
     assert ops == [
         read(0),
-        Command(("HMGET", "timers_payloads", *[member for member, _ in members])),
+        Command(("HMGET", "timers_payloads", *encode([member for member, _ in members], as_bytes))),
         ScriptCall(
             scripts.IMPORT_LEGACY,
-            ORDER_KEYS,
+            ORDER_IMPORT_KEYS,
             (
                 "{timers}:wake:orders",
                 "1",
@@ -84,7 +97,7 @@ def test_imports_handled_topics_and_leaves_the_rest(as_bytes: bool) -> None:
         ),
         ScriptCall(
             scripts.IMPORT_LEGACY,
-            REMINDER_KEYS,
+            REMINDER_IMPORT_KEYS,
             ("{timers}:wake:reminders", "r--with--separators", 1_700_000_001_000, body['{"text":"r"}']),
         ),
         ScriptCall(
@@ -92,9 +105,9 @@ def test_imports_handled_topics_and_leaves_the_rest(as_bytes: bool) -> None:
             ("timers_timeline",),
             ("orders--1", "1700000000", "reminders--r--with--separators", "1700000001", "orders--2", "1700000003.5"),
         ),
-        Command(
-            ("HDEL", "timers_payloads", *encode(["orders--1", "reminders--r--with--separators", "orders--2"], as_bytes))
-        ),
+        # The payloads stay in the original hash until their timers are done (see the receipts tests).
+        receipts("orders"),
+        receipts("reminders"),
     ]
     assert imported == 3
     for op in ops:
@@ -150,9 +163,9 @@ def test_nothing_handled_in_a_full_batch_moves_the_offset_past_it() -> None:
     members = [(f"invoices--{n}", str(n)) for n in range(BATCH)]
     flow = flows.import_legacy(KEYSPACE, REGISTRY, SETTINGS)
 
-    ops, imported = run_flow(flow, [flat(members), ["{}"] * BATCH, []])
+    ops, imported = run_flow(flow, [flat(members), ["{}"] * BATCH, [], *NO_RECEIPTS])
 
-    assert ops == [read(0), Command(("HMGET", "timers_payloads", *[m for m, _ in members])), read(BATCH)]
+    assert ops[:3] == [read(0), Command(("HMGET", "timers_payloads", *[m for m, _ in members])), read(BATCH)]
     assert imported == 0
 
 
@@ -165,7 +178,7 @@ def test_members_changed_since_the_read_stay_behind_and_are_stepped_over() -> No
 
     ops, imported = run_flow(
         flow,
-        [flat(members), ['{"order_id":1}'] * BATCH, len(moved), removed, len(removed), []],
+        [flat(members), ['{"order_id":1}'] * BATCH, len(moved), removed, [], *NO_RECEIPTS],
     )
 
     assert [type(op).__name__ for op in ops] == [
@@ -173,27 +186,27 @@ def test_members_changed_since_the_read_stay_behind_and_are_stepped_over() -> No
         "Command",  # HMGET
         "ScriptCall",  # import orders
         "ScriptCall",  # remove unchanged
-        "Command",  # HDEL removed
         "ScriptCall",  # read the next batch
+        "ScriptCall",  # receipts of orders
+        "ScriptCall",  # receipts of reminders
     ]
     remove = ops[3]
     assert isinstance(remove, ScriptCall)
     assert remove.script is scripts.REMOVE_LEGACY
     assert len(remove.args) == 2 * len(moved)
-    assert ops[4] == Command(("HDEL", "timers_payloads", *removed))
     # The unknown member and the changed one are still in front: the next read skips both.
-    assert ops[5] == read(2)
+    assert ops[4] == read(2)
     assert imported == len(moved)
 
 
-def test_when_nothing_was_removed_no_hdel_is_sent() -> None:
+def test_the_original_payloads_are_never_deleted_by_the_import_itself() -> None:
     ops, imported = run_flow(
         flows.import_legacy(KEYSPACE, REGISTRY, SETTINGS),
-        [["orders--1", "5"], ['{"order_id":1}'], 0, []],
+        [["orders--1", "5"], ['{"order_id":1}'], 1, ["orders--1"], *NO_RECEIPTS],
     )
 
     assert [op for op in ops if isinstance(op, Command) and op.args[0] == "HDEL"] == []
-    assert imported == 0
+    assert imported == 1
 
 
 def test_uses_the_configured_legacy_keys_and_separator() -> None:
@@ -202,18 +215,17 @@ def test_uses_the_configured_legacy_keys_and_separator() -> None:
 
     ops, imported = run_flow(
         flows.import_legacy(Keyspace("ns"), registry, settings),
-        [["orders::1", "2", "orders--2", "3"], ['{"order_id":1}', '{"order_id":2}'], 1, ["orders::1"], 1],
+        [["orders::1", "2", "orders--2", "3"], ['{"order_id":1}', '{"order_id":2}'], 1, ["orders::1"], *NO_RECEIPTS],
     )
 
     assert ops[0] == ScriptCall(scripts.READ_LEGACY, ("old:tl",), (0, BATCH - 1))
     assert ops[1] == Command(("HMGET", "old:pl", "orders::1", "orders--2"))
     assert ops[2] == ScriptCall(
         scripts.IMPORT_LEGACY,
-        ("{ns}:timeline:orders", "{ns}:payloads:orders", "{ns}:state:orders"),
+        ("{ns}:timeline:orders", "{ns}:payloads:orders", "{ns}:state:orders", "{ns}:legacy:orders"),
         ("{ns}:wake:orders", "1", 2000, '{"order_id":1}'),
     )
     assert ops[3] == ScriptCall(scripts.REMOVE_LEGACY, ("old:tl",), ("orders::1", "2"))
-    assert ops[4] == Command(("HDEL", "old:pl", "orders::1"))
     assert imported == 1
 
 
@@ -226,3 +238,111 @@ def test_a_topic_ending_with_part_of_the_separator_is_refused() -> None:
     with pytest.raises(HandlerRegistrationError, match="separator"):
         registry.include(router)
     assert len(registry) == 0
+
+
+def sha1(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def test_entries_that_cannot_be_imported_are_skipped_with_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    long_id = "x" * 1025
+    members: list[Any] = [
+        b"orders--\xff\xfe",  # an id that is not UTF-8
+        b"orders--" + long_id.encode(),  # over the 1,024-byte limit
+        b"orders--inf",
+        b"orders---inf",
+        b"orders--nan",
+        b"orders--far",
+        b"\xff--1",  # a topic that is not text: nobody's, left alone without a word
+        b"orders--good",
+    ]
+    scores: list[Any] = [b"1", b"2", b"inf", b"-inf", b"1e300", b"nan", b"3", b"4"]
+    replies: list[Any] = [
+        [item for pair in zip(members, scores) for item in pair],
+        [b'{"order_id":1}'] * len(members),
+        1,
+        [b"orders--good"],
+        *NO_RECEIPTS,
+    ]
+
+    with caplog.at_level(logging.WARNING, logger="redis_timers"):
+        ops, imported = run_flow(flows.import_legacy(KEYSPACE, REGISTRY, SETTINGS), replies)
+
+    assert imported == 1
+    assert ops[1] == Command(("HMGET", "timers_payloads", *members))
+    assert ops[2] == ScriptCall(
+        scripts.IMPORT_LEGACY, ORDER_IMPORT_KEYS, ("{timers}:wake:orders", "good", 4000, b'{"order_id":1}')
+    )
+    assert ops[3] == ScriptCall(scripts.REMOVE_LEGACY, ("timers_timeline",), ("orders--good", "4"))
+    [record] = caplog.records
+    message = record.getMessage()
+    assert record.levelno == logging.WARNING
+    assert message.startswith("6 timer(s) in 'timers_timeline' of topics this worker handles cannot be imported")
+    for reason in ("not UTF-8", "1024", "not a finite number", "beyond the year 9999"):
+        assert reason in message
+    assert message.endswith("; ...")  # five examples, then the rest is counted only
+
+
+@pytest.mark.parametrize("score", ["inf", "-inf", "nan", "+inf", "1e309", "", "abc"])
+def test_a_score_that_is_no_time_is_refused(score: str) -> None:
+    assert isinstance(flows.legacy_entry("orders--1", score, REGISTRY, "--"), str)
+
+
+def test_legacy_entries_of_handled_topics_parse_and_others_are_none() -> None:
+    assert flows.legacy_entry("orders--a--b", "1.0005", REGISTRY, "--") == ("orders", "a--b", 1001)
+    assert flows.legacy_entry(b"orders--\xc3\xa9", b"-1", REGISTRY, "--") == ("orders", "é", -1000)
+    assert flows.legacy_entry("invoices--1", "1", REGISTRY, "--") is None
+    assert flows.legacy_entry("orders", "1", REGISTRY, "--") is None
+    assert flows.legacy_entry(b"\xff--1", "1", REGISTRY, "--") is None
+
+
+def test_receipts_say_what_the_original_library_did_since_the_import(caplog: pytest.LogCaptureFixture) -> None:
+    bodies = {name: f'{{"order_id":{n}}}' for n, name in enumerate("abcde")}
+    page: list[Any] = [b"0"]
+    for n, (name, alive) in enumerate(zip("abcde", (1, 0, 1, 1, 1))):
+        page += [name.encode(), f"{n}000:{sha1(bodies[name])}".encode(), alive]
+    members = [f"orders--{name}" for name in "abcde"]
+    copies = [
+        bodies["a"],  # a: back on the original timeline (rescheduled): the timeline's pass imports it
+        bodies["b"],  # b: unchanged and done under the new keys: receipt and copy go
+        None,  # c: both entries gone: cancelled by a process of the original library
+        '{"order_id":99}',  # d: rewritten while it was imported: imported again
+        bodies["e"],  # e: unchanged, still scheduled: nothing
+    ]
+    replies: list[Any] = [
+        [],
+        page,
+        [1, 0, 0, 0, 0],
+        encode(copies, True),
+        1,
+        [b"b", b"c"],
+        1,
+        [b"0"],
+    ]
+
+    with caplog.at_level(logging.INFO, logger="redis_timers"):
+        ops, imported = run_flow(flows.import_legacy(KEYSPACE, REGISTRY, SETTINGS), replies)
+
+    assert ops[1:] == [
+        receipts("orders"),
+        ScriptCall(scripts.ON_LEGACY_TIMELINE, ("timers_timeline",), tuple(members)),
+        Command(("HMGET", "timers_payloads", *members)),
+        ScriptCall(scripts.IMPORT_LEGACY, ORDER_IMPORT_KEYS, ("{timers}:wake:orders", "d", 3000, b'{"order_id":99}')),
+        ScriptCall(
+            scripts.SETTLE_LEGACY,
+            ORDER_IMPORT_KEYS,
+            ("d", "b", f"1000:{sha1(bodies['b'])}", "c", "c", f"2000:{sha1(bodies['c'])}"),
+        ),
+        ScriptCall(scripts.REMOVE_LEGACY_PAYLOADS, ("timers_payloads",), ("orders--b", sha1(bodies["b"]))),
+        receipts("reminders"),
+    ]
+    assert imported == 1
+    assert any("removed 1 timer(s) of 'orders' cancelled" in record.getMessage() for record in caplog.records)
+
+
+def test_receipts_are_read_page_by_page() -> None:
+    replies: list[Any] = [[], [b"17"], [b"0"], [b"0"]]
+
+    ops, _ = run_flow(flows.import_legacy(KEYSPACE, REGISTRY, SETTINGS), replies)
+
+    assert ops[1:] == [receipts("orders"), receipts("orders", "17"), receipts("reminders")]

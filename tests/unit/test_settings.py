@@ -77,6 +77,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "safety_wakeup_seconds": ("3", 3.0),
     "shutdown_grace_seconds": ("0", 0.0),
     "legacy_import_interval_seconds": ("600", 600.0),
+    "legacy_import": ("0", False),
 }
 
 
@@ -112,6 +113,26 @@ def test_an_unparsable_variable_raises_settings_error_naming_it(name: str, raw: 
         TimersSettings.from_env({variable: raw})
     assert isinstance(caught.value, ValueError)
     assert isinstance(caught.value, TimersError)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("1", True), ("0", False), ("true", True), ("False", False), (" yes ", True), ("no", False), ("ON", True)],
+)
+def test_the_legacy_import_switch_reads_one_or_zero(raw: str, expected: bool) -> None:
+    assert TimersSettings.from_env({"TIMERS_LEGACY_IMPORT": raw}).legacy_import is expected
+    assert TimersSettings.from_env({}).legacy_import is True
+
+
+@pytest.mark.parametrize("raw", ["2", "-1", "maybe"])
+def test_the_legacy_import_switch_refuses_anything_else(raw: str) -> None:
+    with pytest.raises(SettingsError, match="TIMERS_LEGACY_IMPORT"):
+        TimersSettings.from_env({"TIMERS_LEGACY_IMPORT": raw})
+
+
+def test_legacy_import_must_be_a_bool() -> None:
+    with pytest.raises(SettingsError, match="legacy_import"):
+        TimersSettings(legacy_import="no")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("variable", ["TIMERS_CONCURRENT_PROCESSING_LIMIT", "TIMERS_MAX_ATTEMPTS"])
