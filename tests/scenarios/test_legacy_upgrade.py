@@ -1,0 +1,276 @@
+"""Rolling upgrades from the original library: what its processes write, change and cancel.
+
+A process of the original library (the seed) keeps timers in `timers_timeline` (ZSET of
+`topic--id` -> whole-second due time) and `timers_payloads` (HASH of the same members -> JSON);
+its `set_timer` writes both, its `remove_timer` deletes both. The tests write exactly that by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from redis_timers import TimersSettings, flows, scripts
+from redis_timers.keys import Keyspace
+from redis_timers.ops import Command, ScriptCall
+from redis_timers.registry import HandlerRegistry
+from redis_timers.router import Router
+from redis_timers.scripts import LuaScript
+from tests.harness import Front, Recorder, running, spec
+from tests.scenarios.models import Job
+
+TIMELINE = "timers_timeline"
+PAYLOADS = "timers_payloads"
+HOUR = 3600
+
+
+def seed_set_timer(front: Front, member: str | bytes, due_second: float, payload: Job) -> None:
+    """What the seed's `set_timer` writes."""
+    mapping: dict[Any, float] = {member: due_second}
+    front.raw.zadd(TIMELINE, mapping)
+    front.raw.hset(PAYLOADS, member, payload.model_dump_json())
+
+
+def seed_remove_timer(front: Front, member: str) -> None:
+    """What the seed's `remove_timer` deletes."""
+    front.raw.zrem(TIMELINE, member)
+    front.raw.hdel(PAYLOADS, member)
+
+
+def recording(front: Front, **kwargs: Any) -> tuple[Any, Recorder[Job]]:
+    calls: Recorder[Job] = Recorder()
+    return front.timers(spec("jobs", Job, lambda payload, context: calls.record(payload)), **kwargs), calls
+
+
+# -- entries that cannot be imported ------------------------------------------------------------
+
+
+def test_entries_that_cannot_be_imported_are_skipped_with_one_log_line(
+    front: Front, caplog: pytest.LogCaptureFixture
+) -> None:
+    timers, calls = recording(front)
+    now = int(time.time())
+    seed_set_timer(front, b"jobs--\xff\xfe", now - 1, Job(n=1))  # an id that is not UTF-8
+    seed_set_timer(front, "jobs--" + "x" * 1025, now - 1, Job(n=2))  # over the 1,024-byte limit
+    seed_set_timer(front, "jobs--forever", float("inf"), Job(n=3))
+    seed_set_timer(front, "jobs--never", float("-inf"), Job(n=4))
+    seed_set_timer(front, "jobs--good", now - 1, Job(n=5))
+
+    with caplog.at_level(logging.WARNING, logger="redis_timers"):
+        timers.handle_ready_timers()
+
+    assert calls.items == [Job(n=5)]
+    refusals = [record for record in caplog.records if "cannot be imported" in record.getMessage()]
+    assert len(refusals) == 1
+    message = refusals[0].getMessage()
+    assert message.startswith("4 timer(s) in 'timers_timeline'")
+    assert "not UTF-8" in message
+    assert "1024" in message
+    assert "not a finite number" in message
+    # Left where they are, for someone to look at; the worker carries on.
+    assert front.raw.zcard(TIMELINE) == 4
+    with running(timers):
+        timers.set_timer("jobs", "after", Job(n=6), datetime.timedelta(0))
+        assert calls.wait_for(2)[-1] == Job(n=6)
+
+
+# -- rolling upgrades: the newest write wins, whichever side made it ----------------------------
+
+
+def test_a_seed_reschedule_after_the_import_wins(front: Front) -> None:
+    timers, calls = recording(front)
+    now = int(time.time())
+    seed_set_timer(front, "jobs--a", now + HOUR, Job(n=1, note="first"))
+    timers.handle_ready_timers()
+    info = timers.get_timer("jobs", "a")
+    assert info is not None
+    assert info.payload == Job(n=1, note="first")
+    assert front.raw.zcard(TIMELINE) == 0
+
+    seed_set_timer(front, "jobs--a", now - 1, Job(n=2, note="rescheduled by a seed process"))
+    timers.handle_ready_timers()
+
+    assert calls.items == [Job(n=2, note="rescheduled by a seed process")]
+    timers.handle_ready_timers()
+    assert calls.items == [Job(n=2, note="rescheduled by a seed process")]
+    assert front.raw.exists(TIMELINE, PAYLOADS) == 0
+    assert front.timer_data() == []
+
+
+def test_a_seed_cancel_after_the_import_is_honoured(front: Front) -> None:
+    timers, calls = recording(front)
+    seed_set_timer(front, "jobs--a", int(time.time()) + HOUR, Job(n=1))
+    seed_set_timer(front, "jobs--b", int(time.time()) + HOUR, Job(n=2))
+    timers.handle_ready_timers()
+    assert timers.get_timer("jobs", "a") is not None
+
+    seed_remove_timer(front, "jobs--a")
+    timers.handle_ready_timers()
+
+    assert timers.get_timer("jobs", "a") is None
+    assert timers.get_timer("jobs", "b") is not None
+    assert calls.items == []
+    assert timers.remove_timer("jobs", "b") is True
+    timers.handle_ready_timers()
+    assert front.raw.exists(TIMELINE, PAYLOADS) == 0
+    assert front.timer_data() == []
+
+
+def test_a_new_library_reschedule_after_the_import_wins(front: Front) -> None:
+    timers, calls = recording(front)
+    seed_set_timer(front, "jobs--a", int(time.time()) + HOUR, Job(n=1, note="seed"))
+    timers.handle_ready_timers()
+    timers.set_timer("jobs", "a", Job(n=2, note="new"), datetime.timedelta(0))
+
+    timers.handle_ready_timers()
+
+    assert calls.items == [Job(n=2, note="new")]
+    timers.handle_ready_timers()
+    assert calls.items == [Job(n=2, note="new")]
+    assert front.raw.exists(TIMELINE, PAYLOADS) == 0
+
+
+def test_a_seed_cancel_of_a_running_imported_timer_removes_it(front: Front) -> None:
+    """The cancel drops the lease, as `remove_timer` does: the run's end cannot bring the timer back."""
+    gate, started = front.gate(), Recorder[Job]()
+
+    def held(payload: Job, context: dict[str, Any]) -> None:
+        started.record(payload)
+        assert gate.wait()
+
+    worker = front.timers(spec("jobs", Job, held, blocking=True))
+    importer = front.timers(spec("jobs", Job, lambda payload, context: None))
+    seed_set_timer(front, "jobs--a", int(time.time()) - 1, Job(n=1))
+    single_pass = worker.background("handle_ready_timers")
+    started.wait_for(1)
+    seed_remove_timer(front, "jobs--a")  # the copy the import kept is gone too
+
+    importer.handle_ready_timers()
+    assert importer.get_timer("jobs", "a") is None
+    gate.open()
+    single_pass.result(timeout=20)
+    assert importer.get_timer("jobs", "a") is None
+    assert front.timer_data() == []
+
+
+# -- a worker that dies between two steps of a pass -----------------------------------------------
+
+
+def jobs_registry() -> HandlerRegistry:
+    router = Router()
+    router.handler(topic="jobs", schema=Job)(lambda payload, context: None)
+    registry = HandlerRegistry(separator="--", accepts_async=False, front_end="test")
+    registry.include(router)
+    return registry
+
+
+def pass_until(url: str, last: LuaScript) -> None:
+    """Run an import pass by hand and stop right after its first call of `last`, as a worker dying there would."""
+    client = redis.Redis.from_url(url)
+    flow = flows.import_legacy(Keyspace("timers"), jobs_registry(), TimersSettings())
+    try:
+        op = next(flow)
+        while True:
+            if isinstance(op, Command):
+                reply = client.execute_command(*op.args)  # type: ignore[no-untyped-call]
+            else:
+                assert isinstance(op, ScriptCall)
+                reply = client.eval(op.script.source, len(op.keys), *op.keys, *op.args)
+                if op.script is last:
+                    return
+            op = flow.send(reply)
+    except StopIteration:
+        raise AssertionError(f"the pass never called {last.name}") from None
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def without_import(front: Front) -> Iterator[tuple[Any, Recorder[Job]]]:
+    yield recording(front, settings=TimersSettings(legacy_import=False))
+
+
+@pytest.mark.parametrize("last", [scripts.IMPORT_LEGACY, scripts.REMOVE_LEGACY], ids=["imported", "moved"])
+def test_a_pass_that_dies_after_a_step_neither_loses_nor_repeats_a_timer(front: Front, last: LuaScript) -> None:
+    seed_set_timer(front, "jobs--a", int(time.time()) - 1, Job(n=1))
+    pass_until(front.url, last)
+    # Another worker (not importing) runs the imported timer before any import pass comes again.
+    with without_import(front) as (other, other_calls):
+        other.handle_ready_timers()
+        assert other_calls.items == [Job(n=1)]
+
+    timers, calls = recording(front)
+    timers.handle_ready_timers()
+    timers.handle_ready_timers()
+
+    assert calls.items == [], "the timer was imported again after it had run"
+    assert front.raw.exists(TIMELINE, PAYLOADS) == 0
+    assert front.timer_data() == []
+
+
+def test_a_pass_that_dies_while_following_an_imported_timer_loses_nothing(front: Front) -> None:
+    seed_set_timer(front, "jobs--a", int(time.time()) - 1, Job(n=1))
+    timers, calls = recording(front)
+    timers.handle_ready_timers()
+    assert calls.items == [Job(n=1)]
+    pass_until(front.url, scripts.SETTLE_LEGACY)  # the receipt is gone, the payload's copy not yet
+
+    # The copy is left behind (never run: it is on no timeline); a seed process can still reuse the id.
+    assert front.raw.hkeys(PAYLOADS) == ["jobs--a"]
+    seed_set_timer(front, "jobs--a", int(time.time()) - 1, Job(n=2))
+    timers.handle_ready_timers()
+    assert calls.items == [Job(n=1), Job(n=2)]
+
+
+# -- switched off ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def namespace_only_url(front: Front) -> Iterator[str]:
+    """A user that may touch the library's keys and channels only: any read of the seed's keys is refused."""
+    front.raw.acl_setuser(
+        "namespace-only",
+        enabled=True,
+        passwords=["+secret"],
+        keys=["{timers}:*"],
+        channels=["{timers}:*"],
+        commands=["+@all"],
+    )
+    front.raw.acl_log_reset()
+    host, port = front.url.removeprefix("redis://").split("/")[0].split(":")
+    try:
+        yield f"redis://namespace-only:secret@{host}:{port}"
+    finally:
+        front.raw.acl_deluser("namespace-only")
+
+
+def test_with_the_legacy_import_off_nothing_seed_era_is_read(front: Front, namespace_only_url: str) -> None:
+    seed_set_timer(front, "jobs--old", int(time.time()) - 1, Job(n=0))
+    timers, calls = recording(front, url=namespace_only_url, settings=TimersSettings(legacy_import=False))
+
+    timers.set_timer("jobs", "new", Job(n=1), datetime.timedelta(0))
+    timers.handle_ready_timers()
+    with running(timers):
+        timers.set_timer("jobs", "newer", Job(n=2), datetime.timedelta(0))
+        calls.wait_for(2)
+
+    assert calls.items == [Job(n=1), Job(n=2)]
+    assert front.raw.acl_log() == []
+    assert front.raw.zrange(TIMELINE, 0, -1) == ["jobs--old"]
+
+    # The same user with the import on does reach for the seed's keys, and is refused.
+    importing, _ = recording(front, url=namespace_only_url)
+    refused: BaseException | None = None
+    try:
+        importing.handle_ready_timers()
+    except Exception as error:  # whichever error the front end makes of NOPERM
+        refused = error
+    assert refused is not None
+    assert [entry["object"] for entry in front.raw.acl_log()] == [TIMELINE]
