@@ -274,3 +274,15 @@ def test_with_the_legacy_import_off_nothing_seed_era_is_read(front: Front, names
         refused = error
     assert refused is not None
     assert [entry["object"] for entry in front.raw.acl_log()] == [TIMELINE]
+
+
+def test_between_two_passes_a_seed_write_counts_as_newer_than_a_new_library_write(front: Front) -> None:
+    timers, calls = recording(front)
+    seed_set_timer(front, "jobs--a", int(time.time()) + HOUR, Job(n=1, note="seed, imported"))
+    timers.handle_ready_timers()
+    timers.set_timer("jobs", "a", Job(n=2, note="new library"), datetime.timedelta(hours=1))
+    seed_set_timer(front, "jobs--a", int(time.time()) - 1, Job(n=3, note="seed, again"))
+
+    timers.handle_ready_timers()
+
+    assert calls.items == [Job(n=3, note="seed, again")]
