@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import pydantic
 
-from redis_timers import codec, flows, scripts, wire
+from redis_timers import codec, legacy, scripts, wire
 from redis_timers.errors import STOP_REQUESTS, SettingsError
 from redis_timers.keys import Keyspace
 from redis_timers.ops import Flow, ScriptCall
@@ -169,7 +169,7 @@ class WorkerEngine:
             self._next_import_at = (
                 math.inf if self._single_pass else now + self._settings.legacy_import_interval_seconds
             )
-            return Maintain(flows.import_legacy(self._keyspace, self._registry, self._settings))
+            return Maintain(legacy.import_legacy(self._keyspace, self._registry, self._settings))
         self._plan_renewals(now)
         if self._pending or self._wants_claim(now):
             gather_until = self._gather_until(now)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import redis
 
-from redis_timers import TimersSettings, flows, scripts
+from redis_timers import TimersSettings, legacy, scripts
 from redis_timers.keys import Keyspace
 from redis_timers.ops import Command, ScriptCall
 from redis_timers.registry import HandlerRegistry
@@ -174,7 +174,7 @@ def jobs_registry() -> HandlerRegistry:
 def pass_until(url: str, last: LuaScript) -> None:
     """Run an import pass by hand and stop right after its first call of `last`, as a worker dying there would."""
     client = redis.Redis.from_url(url)
-    flow = flows.import_legacy(Keyspace("timers"), jobs_registry(), TimersSettings())
+    flow = legacy.import_legacy(Keyspace("timers"), jobs_registry(), TimersSettings())
     try:
         op = next(flow)
         while True:

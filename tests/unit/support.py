@@ -86,7 +86,7 @@ def run_flow(flow: Flow[T], replies: Iterable[Any]) -> tuple[list[Op], T]:
 
 
 def nothing_to_import(registry: HandlerRegistry) -> list[Any]:
-    """Replies to `flows.import_legacy` when the original library left nothing: an empty timeline, no receipts."""
+    """Replies to `legacy.import_legacy` when the original library left nothing: an empty timeline, no receipts."""
     return [[]] + [[b"0"] for _ in registry.topics]
 
 

@@ -1,4 +1,4 @@
-"""import_legacy: moving the seed's `topic--id` timers (whole-second scores) to the hash-tagged keys."""
+"""legacy.import_legacy: moving the seed's `topic--id` timers (whole-second scores) to the hash-tagged keys."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import hypothesis
 import pytest
 from hypothesis import strategies as st
 
-from redis_timers import flows, scripts
+from redis_timers import legacy, scripts
 from redis_timers.errors import HandlerRegistrationError
 from redis_timers.keys import Keyspace
 from redis_timers.ops import Command, ScriptCall
@@ -24,7 +24,7 @@ REGISTRY = make_registry()
 SETTINGS = TimersSettings()
 ORDER_KEYS = ("{timers}:timeline:orders", "{timers}:payloads:orders", "{timers}:state:orders")
 REMINDER_KEYS = ("{timers}:timeline:reminders", "{timers}:payloads:reminders", "{timers}:state:reminders")
-BATCH = flows.LEGACY_BATCH
+BATCH = legacy.LEGACY_BATCH
 
 ORDER_IMPORT_KEYS = (*ORDER_KEYS, "{timers}:legacy:orders")
 REMINDER_IMPORT_KEYS = (*REMINDER_KEYS, "{timers}:legacy:reminders")
@@ -49,7 +49,7 @@ def flat(pairs: list[tuple[str, str]]) -> list[str]:
 
 
 def test_nothing_to_import() -> None:
-    ops, imported = run_flow(flows.import_legacy(KEYSPACE, REGISTRY, SETTINGS), [[], *NO_RECEIPTS])
+    ops, imported = run_flow(legacy.import_legacy(KEYSPACE, REGISTRY, SETTINGS), [[], *NO_RECEIPTS])
 
     assert ops == [read(0), receipts("orders"), receipts("reminders")]
     assert imported == 0
@@ -76,7 +76,7 @@ def test_imports_handled_topics_and_leaves_the_rest(as_bytes: bool) -> None:
         *NO_RECEIPTS,
     ]
 
-    ops, imported = run_flow(flows.import_legacy(KEYSPACE, REGISTRY, SETTINGS), replies)
+    ops, imported = run_flow(legacy.import_legacy(KEYSPACE, REGISTRY, SETTINGS), replies)
 
     body = {text: encode(text, as_bytes) for text in bodies if text is not None}
     assert ops == [
@@ -128,7 +128,7 @@ def test_imports_handled_topics_and_leaves_the_rest(as_bytes: bool) -> None:
     ],
 )
 def test_seconds_become_milliseconds_rounded_up(score: str, expected_ms: int) -> None:
-    flow = flows.import_legacy(KEYSPACE, REGISTRY, SETTINGS)
+    flow = legacy.import_legacy(KEYSPACE, REGISTRY, SETTINGS)
     next(flow)
     flow.send(["orders--1", score])
 
@@ -146,7 +146,7 @@ def test_seconds_become_milliseconds_rounded_up(score: str, expected_ms: int) ->
 )
 def test_imported_due_times_are_never_early(seconds: int, fraction: int) -> None:
     score = f"{seconds}.{fraction:06d}"
-    flow = flows.import_legacy(KEYSPACE, REGISTRY, SETTINGS)
+    flow = legacy.import_legacy(KEYSPACE, REGISTRY, SETTINGS)
     next(flow)
     flow.send(["orders--1", score])
 
@@ -161,7 +161,7 @@ def test_imported_due_times_are_never_early(seconds: int, fraction: int) -> None
 
 def test_nothing_handled_in_a_full_batch_moves_the_offset_past_it() -> None:
     members = [(f"invoices--{n}", str(n)) for n in range(BATCH)]
-    flow = flows.import_legacy(KEYSPACE, REGISTRY, SETTINGS)
+    flow = legacy.import_legacy(KEYSPACE, REGISTRY, SETTINGS)
 
     ops, imported = run_flow(flow, [flat(members), ["{}"] * BATCH, [], *NO_RECEIPTS])
 
@@ -174,7 +174,7 @@ def test_members_changed_since_the_read_stay_behind_and_are_stepped_over() -> No
     members = [("invoices--0", "1")] + [(f"orders--{n}", str(n)) for n in range(1, BATCH)]
     moved = [m for m, _ in members[1:]]
     removed = [m for m in moved if m != "orders--7"]
-    flow = flows.import_legacy(KEYSPACE, REGISTRY, SETTINGS)
+    flow = legacy.import_legacy(KEYSPACE, REGISTRY, SETTINGS)
 
     ops, imported = run_flow(
         flow,
@@ -201,7 +201,7 @@ def test_members_changed_since_the_read_stay_behind_and_are_stepped_over() -> No
 
 def test_the_original_payloads_are_never_deleted_by_the_import_itself() -> None:
     ops, imported = run_flow(
-        flows.import_legacy(KEYSPACE, REGISTRY, SETTINGS),
+        legacy.import_legacy(KEYSPACE, REGISTRY, SETTINGS),
         [["orders--1", "5"], ['{"order_id":1}'], 1, ["orders--1"], *NO_RECEIPTS],
     )
 
@@ -214,7 +214,7 @@ def test_uses_the_configured_legacy_keys_and_separator() -> None:
     registry = make_registry(separator="::")
 
     ops, imported = run_flow(
-        flows.import_legacy(Keyspace("ns"), registry, settings),
+        legacy.import_legacy(Keyspace("ns"), registry, settings),
         [["orders::1", "2", "orders--2", "3"], ['{"order_id":1}', '{"order_id":2}'], 1, ["orders::1"], *NO_RECEIPTS],
     )
 
@@ -266,7 +266,7 @@ def test_entries_that_cannot_be_imported_are_skipped_with_one_log_line(caplog: p
     ]
 
     with caplog.at_level(logging.WARNING, logger="redis_timers"):
-        ops, imported = run_flow(flows.import_legacy(KEYSPACE, REGISTRY, SETTINGS), replies)
+        ops, imported = run_flow(legacy.import_legacy(KEYSPACE, REGISTRY, SETTINGS), replies)
 
     assert imported == 1
     assert ops[1] == Command(("HMGET", "timers_payloads", *members))
@@ -285,15 +285,15 @@ def test_entries_that_cannot_be_imported_are_skipped_with_one_log_line(caplog: p
 
 @pytest.mark.parametrize("score", ["inf", "-inf", "nan", "+inf", "1e309", "", "abc"])
 def test_a_score_that_is_no_time_is_refused(score: str) -> None:
-    assert isinstance(flows.legacy_entry("orders--1", score, REGISTRY, "--"), str)
+    assert isinstance(legacy.legacy_entry("orders--1", score, REGISTRY, "--"), str)
 
 
 def test_legacy_entries_of_handled_topics_parse_and_others_are_none() -> None:
-    assert flows.legacy_entry("orders--a--b", "1.0005", REGISTRY, "--") == ("orders", "a--b", 1001)
-    assert flows.legacy_entry(b"orders--\xc3\xa9", b"-1", REGISTRY, "--") == ("orders", "é", -1000)
-    assert flows.legacy_entry("invoices--1", "1", REGISTRY, "--") is None
-    assert flows.legacy_entry("orders", "1", REGISTRY, "--") is None
-    assert flows.legacy_entry(b"\xff--1", "1", REGISTRY, "--") is None
+    assert legacy.legacy_entry("orders--a--b", "1.0005", REGISTRY, "--") == ("orders", "a--b", 1001)
+    assert legacy.legacy_entry(b"orders--\xc3\xa9", b"-1", REGISTRY, "--") == ("orders", "é", -1000)
+    assert legacy.legacy_entry("invoices--1", "1", REGISTRY, "--") is None
+    assert legacy.legacy_entry("orders", "1", REGISTRY, "--") is None
+    assert legacy.legacy_entry(b"\xff--1", "1", REGISTRY, "--") is None
 
 
 def test_receipts_say_what_the_original_library_did_since_the_import(caplog: pytest.LogCaptureFixture) -> None:
@@ -321,7 +321,7 @@ def test_receipts_say_what_the_original_library_did_since_the_import(caplog: pyt
     ]
 
     with caplog.at_level(logging.INFO, logger="redis_timers"):
-        ops, imported = run_flow(flows.import_legacy(KEYSPACE, REGISTRY, SETTINGS), replies)
+        ops, imported = run_flow(legacy.import_legacy(KEYSPACE, REGISTRY, SETTINGS), replies)
 
     assert ops[1:] == [
         receipts("orders"),
@@ -343,6 +343,6 @@ def test_receipts_say_what_the_original_library_did_since_the_import(caplog: pyt
 def test_receipts_are_read_page_by_page() -> None:
     replies: list[Any] = [[], [b"17"], [b"0"], [b"0"]]
 
-    ops, _ = run_flow(flows.import_legacy(KEYSPACE, REGISTRY, SETTINGS), replies)
+    ops, _ = run_flow(legacy.import_legacy(KEYSPACE, REGISTRY, SETTINGS), replies)
 
     assert ops[1:] == [receipts("orders"), receipts("orders", "17"), receipts("reminders")]
