@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pathlib
+import re
 from typing import Any
 
 import pytest
@@ -236,3 +238,13 @@ def test_the_seeds_module_constants_read_the_environment_when_used(monkeypatch: 
     assert settings_module.TIMERS_TIMELINE_KEY == "my_timeline"
     with pytest.raises(AttributeError):
         _ = settings_module.TIMERS_NOT_A_SETTING
+
+
+def test_the_readme_configuration_table_lists_every_variable_with_its_default() -> None:
+    readme = (pathlib.Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `(TIMERS_\w+)` \| `([^`]*)` \|", readme, re.MULTILINE))
+    defaults = TimersSettings()
+
+    assert set(rows) == {variable for variable, _ in ENVIRONMENT_VARIABLES.values()}
+    for name, (variable, parse) in ENVIRONMENT_VARIABLES.items():
+        assert parse(rows[variable]) == getattr(defaults, name), variable
