@@ -33,9 +33,9 @@ RAW_POLL_SLEEPS_MS: tuple[int, ...] = (1, 10)
 """The sleeps (ms) of the raw pollers beside the library in the lateness and idle scenarios: the sleep sets
 both the poller's lateness and its idle cost, so the table shows more than one."""
 
-LEGACY_IMPORT_OFF: dict[str, float] = {"legacy_import_interval_seconds": 1e6}
-"""Settings of a library worker that looks for the original library's timers once when it starts, and then
-not again for 11 days: never within a run (`--no-legacy-import`)."""
+LEGACY_IMPORT_OFF: dict[str, float] = {"legacy_import": False}
+"""Settings of a library worker that never looks for the original library's timers (`--no-legacy-import`,
+`TIMERS_LEGACY_IMPORT=0`)."""
 
 
 def poller(sleep_ms: int) -> str:
