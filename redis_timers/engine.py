@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import pydantic
 
-from redis_timers import codec, legacy, scripts, wire
+from redis_timers import codec, legacy, scripts, server_errors, wire
 from redis_timers.errors import STOP_REQUESTS, SettingsError
 from redis_timers.keys import Keyspace
 from redis_timers.ops import Flow, ScriptCall
@@ -339,11 +339,23 @@ class WorkerEngine:
             self._next_due = None
 
     def step_failed(self, now: float, error: BaseException) -> bool:
-        """A cycle or maintenance step could not reach Redis. Returns False when the caller should re-raise."""
+        """A cycle or maintenance step failed: Redis was unreachable or answered with an error.
+
+        Returns False when the caller should re-raise: in a single pass, and for an error that will not pass
+        on its own (a wrong password, an ACL that forbids the worker's keys, a key of the wrong type), which
+        someone must fix; waiting for it would only hide it.
+        """
         self._pending = [s for s in self._sent if s.kind != wire.RENEW] + self._pending
         self._sent = []
         self._next_due = None
         if self._single_pass:
+            return False
+        if not server_errors.is_outage(error):
+            logger.error(
+                "the worker stops: Redis refused its call and will until the cause is fixed (%s). No timer is lost:"
+                " they stay in Redis, and those it was running are due again when their leases end",
+                codec.describe_error(error),
+            )
             return False
         self._failures += 1
         pause = cycle_failure_pause(self._failures, self._settings, self._rng)

@@ -7,6 +7,8 @@ code written against either keeps catching what it caught before.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class TimersError(Exception):
     """Base class of every error raised by redis-timers."""
@@ -75,3 +77,49 @@ Never blamed on the payload being validated at that moment, so never turned into
 letter: they propagate. A validator that raises one itself stops its worker; the timer is claimed again once
 its lease ends, and dead-lettered once claimed more often than its attempts.
 """
+
+
+class TimersServerError(TimersError):
+    """Redis answered the call with an error reply.
+
+    `code` is the reply's first word (`WRONGTYPE`, `ERR`, ...), `reply` the whole of it. This
+    base class is for the permanent ones: retrying cannot help until someone fixes the server,
+    its data or its configuration.
+    """
+
+    transient: ClassVar[bool] = False
+    """Whether the state passes on its own, so that a worker backs off and tries again."""
+    summary: ClassVar[str] = "Redis answered with an error"
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(f"{self.summary}: {reply}")
+        self.reply = reply
+        self.code = reply.split(" ", 1)[0]
+
+
+class TimersUnavailableError(TimersServerError):
+    """Redis cannot serve the call for now: a failover demoted it (READONLY), another client's script runs
+    (BUSY), it is loading its data (LOADING), its primary is gone (MASTERDOWN), the cluster is down or
+    resharding (CLUSTERDOWN, TRYAGAIN), or too few replicas are up (NOREPLICAS). Try again later."""
+
+    transient = True
+
+
+class TimersOutOfMemoryError(TimersServerError):
+    """Redis reached `maxmemory` and refuses writes (OOM) until memory is freed or the limit raised."""
+
+    transient = True
+
+
+class TimersPermissionError(TimersServerError):
+    """The Redis ACL user may not run a command or touch a key or channel the library needs (NOPERM)."""
+
+
+class TimersAuthenticationError(TimersServerError):
+    """Redis rejected the client's credentials (WRONGPASS, NOAUTH): a wrong password or user, or none."""
+
+    summary = "Redis authentication failed"
+
+
+REDIS_FAILURES = (TimersConnectionError, TimersServerError)
+"""What a call to Redis raises when Redis, not the caller's input, is the trouble."""

@@ -14,7 +14,8 @@ import random
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from redis_timers import codec
+from redis_timers import codec, server_errors
+from redis_timers.errors import TimersServerError
 from redis_timers.retry import cycle_failure_pause
 from redis_timers.settings import TimersSettings
 
@@ -73,6 +74,14 @@ class ConnectionWatch:
 def reconnect_pause(failures: int, error: BaseException, settings: TimersSettings, rng: random.Random) -> float:
     """How long a listener waits before reconnecting after its `failures`-th consecutive failure."""
     pause = cycle_failure_pause(failures, settings, rng)
+    if failures == 1 and not server_errors.is_outage(error) and isinstance(error, TimersServerError):
+        # Refused for good (an ACL without the wake-up channels): the worker still claims, but misses wake-ups.
+        logger.error(
+            "notification connection refused (%s): wake-ups are missed until this is fixed; retrying in %.2fs",
+            error,
+            pause,
+        )
+        return pause
     # The worker loop reports the outage itself; say it here once, not on every retry.
     log = logger.warning if failures == 1 else logger.debug
     log("notification connection lost (%s); reconnecting in %.2fs", error, pause)

@@ -8,8 +8,8 @@ import redis.asyncio
 import redis.exceptions
 from redis.client import NEVER_DECODE
 
-from redis_timers import resp
-from redis_timers.aio.lane import CONNECTION_ERRORS, Lane
+from redis_timers import resp, server_errors
+from redis_timers.aio.lane import CONNECTION_ERRORS, SERVER_REPLY_ERRORS, Lane
 from redis_timers.errors import TimersConnectionError
 from redis_timers.ops import Arg, Command, Flow, Op
 
@@ -38,6 +38,8 @@ class AsyncDriver:
                 # First use on this server (or it restarted, or its script cache was flushed).
                 await self.client.script_load(op.script.source)
                 return await self._via_pool((*prefix, *op.args))
+        except SERVER_REPLY_ERRORS as error:
+            raise server_errors.server_error(error) from error
         except CONNECTION_ERRORS as error:
             raise TimersConnectionError(f"Redis is unreachable: {error}") from error
 

@@ -18,6 +18,7 @@ import anyio
 import redis.asyncio
 import redis.exceptions
 
+from redis_timers import server_errors
 from redis_timers.lanes import HandBack, lane_pool
 from redis_timers.ops import Arg
 from redis_timers.resp import CommandFramer
@@ -27,6 +28,13 @@ SMALL_WRITE_BYTES = 16 * 1024
 HANDBACK = HandBack()
 """Connections of this front end's collected lanes, given back to their pools by the next lane call."""
 CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+SERVER_REPLY_ERRORS = (
+    redis.exceptions.ResponseError,
+    # Error replies too, although redis-py files them under connection errors:
+    redis.exceptions.AuthenticationError,
+    redis.exceptions.BusyLoadingError,
+)
+"""An error reply of the server: it was read in full, and `server_errors` says what it means."""
 
 
 class Lane:
@@ -67,8 +75,12 @@ class Lane:
                 # call. A write below the transport's high-water mark never waits, so it goes to the transport.
                 writer.write(data)
             reply = await connection.read_response(disable_decoding=True)
-        except redis.exceptions.ResponseError:
-            raise  # an error reply was read in full: the connection is fine
+        except redis.exceptions.ResponseError as error:
+            # An error reply was read in full: the connection is sound, but during an outage (READONLY after a
+            # failover) the server it leads to may no longer be the one to talk to; the pool's next one asks again.
+            if server_errors.drops_connection(error):
+                await self._drop(connection)
+            raise
         except CONNECTION_ERRORS:
             await self._drop(connection)
             return False, None

@@ -17,11 +17,11 @@ import anyio.lowlevel
 import redis.asyncio
 import redis.exceptions
 
-from redis_timers import events
+from redis_timers import events, server_errors
 from redis_timers.aio.driver import AsyncDriver
-from redis_timers.aio.lane import CONNECTION_ERRORS
+from redis_timers.aio.lane import CONNECTION_ERRORS, SERVER_REPLY_ERRORS
 from redis_timers.engine import Cycle, Finished, Maintain, Run, Wait, WorkerEngine
-from redis_timers.errors import TimersConnectionError
+from redis_timers.errors import REDIS_FAILURES
 from redis_timers.registry import is_async_callable
 from redis_timers.settings import TimersSettings
 
@@ -112,7 +112,7 @@ class AsyncWorker:
                 sent_at = time.monotonic()
                 try:
                     reply = await self._driver.execute(step.call)
-                except TimersConnectionError as error:
+                except REDIS_FAILURES as error:
                     if not engine.step_failed(time.monotonic(), error):
                         raise
                     continue
@@ -124,7 +124,7 @@ class AsyncWorker:
             elif isinstance(step, Maintain):
                 try:
                     engine.maintenance_done(await self._driver.drive(step.flow))
-                except TimersConnectionError as error:
+                except REDIS_FAILURES as error:
                     if not engine.step_failed(time.monotonic(), error):
                         raise
 
@@ -208,9 +208,11 @@ class AsyncWorker:
                 await pubsub.subscribe(*self._engine.channels)
                 failures = 0  # connected again: the next outage is reported afresh
                 await self._relay(pubsub)
-            except CONNECTION_ERRORS as error:
+            except SERVER_REPLY_ERRORS + CONNECTION_ERRORS as error:
+                # Unreachable, or an error reply to SUBSCRIBE or PING (LOADING, BUSY, NOPERM...): wait, then retry.
                 failures += 1
-                await anyio.sleep(events.reconnect_pause(failures, error, self._settings, self._rng))
+                reported = server_errors.server_error(error) if isinstance(error, SERVER_REPLY_ERRORS) else error
+                await anyio.sleep(events.reconnect_pause(failures, reported, self._settings, self._rng))
             finally:
                 with anyio.CancelScope(shield=True):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]

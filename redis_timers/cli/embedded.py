@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -41,8 +42,10 @@ def free_port() -> int:
 class EmbeddedServer:
     """One server process; `restart()` keeps its port so clients can reconnect."""
 
-    def __init__(self, binary: str | None = None, port: int | None = None) -> None:
+    def __init__(self, binary: str | None = None, port: int | None = None, extra_args: Sequence[str] = ()) -> None:
+        """`extra_args` are more server options (`"--requirepass", "secret"`), given at every start."""
         self.binary = binary or server_binary()
+        self.extra_args = tuple(extra_args)
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self._dir = Path(tempfile.mkdtemp(prefix="redis-timers-server-"))
@@ -70,6 +73,7 @@ class EmbeddedServer:
                 str(self._dir),
                 "--protected-mode",
                 "no",
+                *self.extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -81,6 +85,8 @@ class EmbeddedServer:
                 try:
                     if client.ping():
                         return
+                except redis.exceptions.AuthenticationError:
+                    return  # it answers: a server started with a password
                 except redis.exceptions.ConnectionError:
                     if self._process.poll() is not None or time.monotonic() > deadline:
                         raise RuntimeError(f"{self.binary} did not start on port {self.port}") from None

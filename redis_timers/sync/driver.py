@@ -8,10 +8,10 @@ import redis
 import redis.exceptions
 from redis.client import NEVER_DECODE
 
-from redis_timers import resp
+from redis_timers import resp, server_errors
 from redis_timers.errors import TimersConnectionError
 from redis_timers.ops import Arg, Command, Flow, Op
-from redis_timers.sync.lane import CONNECTION_ERRORS, Lane
+from redis_timers.sync.lane import CONNECTION_ERRORS, SERVER_REPLY_ERRORS, Lane
 
 T = TypeVar("T")
 
@@ -38,6 +38,8 @@ class SyncDriver:
                 # First use on this server (or it restarted, or its script cache was flushed).
                 self.client.script_load(op.script.source)
                 return self._via_pool((*prefix, *op.args))
+        except SERVER_REPLY_ERRORS as error:
+            raise server_errors.server_error(error) from error
         except CONNECTION_ERRORS as error:
             raise TimersConnectionError(f"Redis is unreachable: {error}") from error
 

@@ -25,6 +25,7 @@ from typing import Any
 import redis
 import redis.exceptions
 
+from redis_timers import server_errors
 from redis_timers.lanes import HandBack, lane_pool
 from redis_timers.ops import Arg
 from redis_timers.resp import CommandFramer
@@ -32,6 +33,13 @@ from redis_timers.resp import CommandFramer
 HANDBACK = HandBack()
 """Connections of this front end's collected lanes, given back to their pools by the next lane call."""
 CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+SERVER_REPLY_ERRORS = (
+    redis.exceptions.ResponseError,
+    # Error replies too, although redis-py files them under connection errors:
+    redis.exceptions.AuthenticationError,
+    redis.exceptions.BusyLoadingError,
+)
+"""An error reply of the server: it was read in full, and `server_errors` says what it means."""
 
 
 class Lane:
@@ -61,8 +69,12 @@ class Lane:
             connection = self._take_connection()
             connection.send_packed_command([self._framer.frame(prefix, rest)])
             reply = connection.read_response(disable_decoding=True)
-        except redis.exceptions.ResponseError:
-            raise  # an error reply was read in full: the connection is fine
+        except redis.exceptions.ResponseError as error:
+            # An error reply was read in full: the connection is sound, but during an outage (READONLY after a
+            # failover) the server it leads to may no longer be the one to talk to; the pool's next one asks again.
+            if server_errors.drops_connection(error):
+                self._drop(connection)
+            raise
         except CONNECTION_ERRORS:
             # Closed while idle (a server timeout, a restart) or failed mid-call: the pool checks the connection
             # it hands out, so the call is made again there.

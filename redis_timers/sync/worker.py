@@ -12,13 +12,13 @@ from typing import Any
 
 import redis
 
-from redis_timers import events
+from redis_timers import events, server_errors
 from redis_timers.engine import Cycle, Finished, Maintain, Run, Wait, WorkerEngine
-from redis_timers.errors import TimersConnectionError
+from redis_timers.errors import REDIS_FAILURES
 from redis_timers.registry import awaitable_result_error
 from redis_timers.settings import TimersSettings
 from redis_timers.sync.driver import SyncDriver
-from redis_timers.sync.lane import CONNECTION_ERRORS
+from redis_timers.sync.lane import CONNECTION_ERRORS, SERVER_REPLY_ERRORS
 
 logger = logging.getLogger("redis_timers")
 
@@ -89,7 +89,7 @@ class SyncWorker:
                     sent_at = time.monotonic()
                     try:
                         reply = self._driver.execute(step.call)
-                    except TimersConnectionError as error:
+                    except REDIS_FAILURES as error:
                         if not engine.step_failed(time.monotonic(), error):
                             raise
                         continue
@@ -100,7 +100,7 @@ class SyncWorker:
                 elif isinstance(step, Maintain):
                     try:
                         engine.maintenance_done(self._driver.drive(step.flow))
-                    except TimersConnectionError as error:
+                    except REDIS_FAILURES as error:
                         if not engine.step_failed(time.monotonic(), error):
                             raise
         finally:
@@ -196,9 +196,11 @@ class SyncWorker:
                 pubsub.subscribe(*self._engine.channels)
                 failures = 0  # connected again: the next outage is reported afresh
                 self._relay(pubsub)
-            except CONNECTION_ERRORS as error:
+            except SERVER_REPLY_ERRORS + CONNECTION_ERRORS as error:
+                # Unreachable, or an error reply to SUBSCRIBE or PING (LOADING, BUSY, NOPERM...): wait, then retry.
                 failures += 1
-                self._closed.wait(events.reconnect_pause(failures, error, self._settings, self._rng))
+                reported = server_errors.server_error(error) if isinstance(error, SERVER_REPLY_ERRORS) else error
+                self._closed.wait(events.reconnect_pause(failures, reported, self._settings, self._rng))
             else:
                 failures = 0
             finally:
