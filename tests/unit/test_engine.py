@@ -8,7 +8,14 @@ import pytest
 
 from redis_timers import scripts
 from redis_timers.engine import GATHER_SECONDS, MAX_CLAIM_BATCH, STOP_FLUSH_SECONDS, Cycle, Finished, Maintain, Wait
-from redis_timers.errors import TimersConnectionError
+from redis_timers.errors import (
+    TimersAuthenticationError,
+    TimersConnectionError,
+    TimersOutOfMemoryError,
+    TimersPermissionError,
+    TimersServerError,
+    TimersUnavailableError,
+)
 from redis_timers.ops import ScriptCall
 from redis_timers.retry import MAX_CYCLE_FAILURE_PAUSE_SECONDS
 from redis_timers.timing import FLOOR_CORRECTION_MS
@@ -747,3 +754,53 @@ def test_a_worker_with_nothing_in_flight_never_gathers() -> None:
     [run] = h.start(claim(ORDERS, "o-1", "1.1"))
     h.engine.handler_finished(run, None)
     assert kinds(h.cycle(0.0)) == ["ack"]
+
+
+@pytest.mark.parametrize(
+    "outage",
+    [
+        TimersUnavailableError("READONLY You can't write against a read only replica."),
+        TimersUnavailableError("BUSY Redis is busy running a script."),
+        TimersUnavailableError("LOADING Redis is loading the dataset in memory"),
+        TimersOutOfMemoryError("OOM command not allowed when used memory > 'maxmemory'."),
+    ],
+    ids=lambda error: error.code,
+)
+def test_a_server_outage_is_waited_out_like_unreachability(outage: TimersServerError) -> None:
+    h = Harness(rng_value=0.0)
+    [run] = h.start(claim(ORDERS, "o-1", "1.1"))
+    h.engine.handler_finished(run, None)
+    assert kinds(h.cycle(1.0)) == ["ack"]
+
+    assert h.engine.step_failed(1.0, outage) is True
+
+    pause = wait_seconds(h, 1.0)
+    assert pause > 0  # backs off: no hot loop
+    h.maintain(1.0 + pause)
+    assert settlements(h.cycle(1.0 + pause)) == [("ack", ORDERS, "o-1", "1.1", 0, "")]  # replayed, not lost
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        TimersPermissionError("NOPERM User app has no permissions to access the '{timers}:dead' key"),
+        TimersAuthenticationError("WRONGPASS invalid username-password pair or user is disabled."),
+        TimersServerError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+    ],
+    ids=lambda error: error.code,
+)
+def test_a_permanent_refusal_stops_the_worker_with_a_clear_log(
+    refusal: TimersServerError, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = Harness()
+    [run] = h.start(claim(ORDERS, "o-1", "1.1"))
+    h.engine.handler_finished(run, None)
+    h.cycle(1.0)
+
+    with caplog.at_level("ERROR", logger="redis_timers"):
+        assert h.engine.step_failed(1.0, refusal) is False
+
+    [record] = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert refusal.code in record.getMessage()
+    assert "the worker stops" in record.getMessage()
+    assert "No timer is lost" in record.getMessage()
