@@ -16,8 +16,13 @@ from redis_timers.errors import (
     PayloadTypeError,
     SettingsError,
     StoredPayloadError,
+    TimersAuthenticationError,
     TimersConnectionError,
     TimersError,
+    TimersOutOfMemoryError,
+    TimersPermissionError,
+    TimersServerError,
+    TimersUnavailableError,
     UnstorablePayloadError,
 )
 from redis_timers.records import DeadLetter, TimerInfo
@@ -40,8 +45,13 @@ __all__ = [
     "StoredPayloadError",
     "TimerInfo",
     "Timers",
+    "TimersAuthenticationError",
     "TimersConnectionError",
     "TimersError",
+    "TimersOutOfMemoryError",
+    "TimersPermissionError",
+    "TimersServerError",
     "TimersSettings",
+    "TimersUnavailableError",
     "UnstorablePayloadError",
 ]

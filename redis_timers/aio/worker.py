@@ -80,11 +80,14 @@ class AsyncWorker:
         self._post(lambda now: None)
 
     async def run(self) -> None:
+        failure: BaseException | None = None
         async with anyio.create_task_group() as tasks:
             if self._listen and self._engine.channels:
                 tasks.start_soon(self._listen_for_notifications)
             try:
                 await self._loop(tasks)
+            except REDIS_FAILURES as error:
+                failure = error  # raised below as itself, not inside the task group's exception group
             except anyio.get_cancelled_exc_class():
                 # Cancelled from outside: still stop gracefully, shielded, within the grace period.
                 with anyio.CancelScope(shield=True):
@@ -96,6 +99,8 @@ class AsyncWorker:
                 for scope in self._runner_scopes:
                     scope.cancel()
                 tasks.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
 
     async def _loop(self, tasks: anyio.abc.TaskGroup) -> None:
         engine = self._engine

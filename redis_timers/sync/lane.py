@@ -69,7 +69,7 @@ class Lane:
             connection = self._take_connection()
             connection.send_packed_command([self._framer.frame(prefix, rest)])
             reply = connection.read_response(disable_decoding=True)
-        except redis.exceptions.ResponseError as error:
+        except SERVER_REPLY_ERRORS as error:
             # An error reply was read in full: the connection is sound, but during an outage (READONLY after a
             # failover) the server it leads to may no longer be the one to talk to; the pool's next one asks again.
             if server_errors.drops_connection(error):
