@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 
 def server_binary() -> str:
@@ -79,7 +81,8 @@ class EmbeddedServer:
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
-        client = redis.Redis(host=self.host, port=self.port, socket_connect_timeout=0.5)
+        # No retries: redis-py would retry a refusal (NOAUTH from a server with a password) for seconds.
+        client = redis.Redis(host=self.host, port=self.port, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
         try:
             while True:
                 try:

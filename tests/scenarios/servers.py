@@ -44,7 +44,7 @@ def answers(client: redis.Redis, code: str) -> Callable[[], bool]:
 
     def check() -> bool:
         try:
-            client.execute_command("SET", "{state-probe}", "1")
+            client.set("{state-probe}", "1")
         except redis.exceptions.RedisError as error:
             return server_errors.server_reply(error).startswith(code + " ")
         return False
@@ -55,10 +55,10 @@ def answers(client: redis.Redis, code: str) -> Callable[[], bool]:
 def serves_writes(client: redis.Redis) -> Callable[[], bool]:
     def check() -> bool:
         try:
-            client.execute_command("SET", "{state-probe}", "1")
+            client.set("{state-probe}", "1")
         except redis.exceptions.RedisError:
             return False
-        client.execute_command("DEL", "{state-probe}")
+        client.delete("{state-probe}")
         return True
 
     return check
@@ -136,7 +136,7 @@ def _kill_script(control: redis.Redis) -> bool:
 def loading(server: EmbeddedServer) -> Iterator[None]:
     """LOADING: DEBUG RELOAD of a dataset loaded slowly (`key-load-delay`); the state ends on its own."""
     control = redis.Redis(host=server.host, port=server.port, retry=NO_RETRIES)
-    control.execute_command("DEBUG", "POPULATE", str(LOADING_KEYS), "{loading-filler}")
+    control.execute_command("DEBUG", "POPULATE", str(LOADING_KEYS), "{loading-filler}")  # type: ignore[no-untyped-call]
     control.config_set("key-load-delay", str(LOADING_DELAY_US))
     control.config_set("loading-process-events-interval-bytes", "1024")  # answer LOADING while loading
     reloaded = threading.Event()
@@ -144,7 +144,7 @@ def loading(server: EmbeddedServer) -> Iterator[None]:
     def reload() -> None:
         reloader = redis.Redis(host=server.host, port=server.port, retry=NO_RETRIES)
         try:
-            reloader.execute_command("DEBUG", "RELOAD")
+            reloader.execute_command("DEBUG", "RELOAD")  # type: ignore[no-untyped-call]
         finally:
             reloader.close()
             reloaded.set()
