@@ -110,6 +110,24 @@ def test_calls_raise_a_typed_error_and_the_worker_rides_the_state_out(
     assert writer.get_timer("jobs", "refused") is None
 
 
+def lane_connections(front: Front, name: str) -> set[int]:
+    return {int(client["id"]) for client in front.raw.client_list() if client["name"] == name}
+
+
+def test_a_lane_on_a_demoted_primary_is_dropped_so_the_next_call_reconnects(front: Front) -> None:
+    writer = front.timers(spec("jobs", Job, lambda payload, context: None), client_kwargs={"client_name": "writer"})
+    writer.set_timer("jobs", "a", Job(n=1), NOW)
+    before = lane_connections(front, "writer")  # the lane's, and the pool's that loaded the script
+
+    with servers.demoted(front.raw):
+        with pytest.raises(TimersUnavailableError, match="READONLY"):
+            writer.set_timer("jobs", "b", Job(n=2), NOW)
+        wait_until(lambda: len(before - lane_connections(front, "writer")) == 1)
+
+    writer.set_timer("jobs", "b", Job(n=2), NOW)
+    assert writer.get_timer("jobs", "b") is not None
+
+
 @pytest.mark.parametrize("code", ["BUSY", "LOADING", "MASTERDOWN"])
 def test_the_listener_rides_the_state_out(
     front: Front, server: EmbeddedServer, code: str, caplog: pytest.LogCaptureFixture
