@@ -1,0 +1,166 @@
+"""Workers and writers under a least-privilege ACL user: the exact line of docs/operations.md.
+
+Everything the library does works under it (set, fire with wake-ups, retry, dead letters,
+requeue, purge, the seed-era import); what an application's timers need no more of
+(FLUSHALL, KEYS, CONFIG, DEBUG, SCRIPT FLUSH) is refused; and a user without the key
+pattern gets a typed error at once from every call and from the worker, not a hang.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from redis_timers import TimersPermissionError, TimersSettings
+from redis_timers.cli.embedded import EmbeddedServer
+from tests.harness import FRONT_KINDS, Front, FrontKind, Recorder, spec, subscribers, wait_until
+from tests.scenarios import servers
+from tests.scenarios.models import Job
+
+NOW = datetime.timedelta(0)
+OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+PASSWORD = "timers-secret"  # noqa: S105 - a test server's
+
+
+def documented_acl_rules() -> list[str]:
+    """The rules of the `ACL SETUSER timers ...` line in docs/operations.md, without the user name."""
+    match = re.search(r"^ACL SETUSER timers (.+)$", OPERATIONS.read_text(encoding="utf-8"), re.MULTILINE)
+    assert match, "docs/operations.md has no ACL SETUSER line"
+    return match.group(1).replace("<password>", PASSWORD).split()
+
+
+@pytest.fixture(scope="module")
+def acl_server() -> Iterator[EmbeddedServer]:
+    with servers.state_server() as server:  # DEBUG enabled: refused below by the ACL, not by the server
+        admin = redis.Redis(host=server.host, port=server.port)
+        admin.acl_setuser("timers", reset=True)
+        admin.execute_command("ACL", "SETUSER", "timers", *documented_acl_rules())  # type: ignore[no-untyped-call]
+        # The same commands, but keys and channels of another namespace only.
+        other = [rule for rule in documented_acl_rules() if not rule.startswith(("~", "&"))] + ["~other:*"]
+        admin.execute_command("ACL", "SETUSER", "nokeys", *other, "&other:*")  # type: ignore[no-untyped-call]
+        admin.close()
+        yield server
+
+
+@pytest.fixture(params=FRONT_KINDS)
+def acl_front(request: pytest.FixtureRequest, acl_server: EmbeddedServer) -> Iterator[Front]:
+    kind: FrontKind = request.param
+    admin = redis.Redis(host=acl_server.host, port=acl_server.port)
+    admin.flushall()
+    admin.acl_log_reset()
+    admin.close()
+    front = Front(kind, acl_server.url)  # `raw` is the default user: it arranges and inspects
+    try:
+        yield front
+    finally:
+        front.close()
+
+
+def user_url(server: EmbeddedServer, user: str) -> str:
+    return f"redis://{user}:{PASSWORD}@{server.host}:{server.port}/0"
+
+
+def test_everything_works_under_the_documented_user(acl_front: Front, acl_server: EmbeddedServer) -> None:
+    url = user_url(acl_server, "timers")
+    fired: Recorder[str] = Recorder()
+    failures: Recorder[str] = Recorder()
+
+    def handle(payload: Job, context: dict[str, Any]) -> None:
+        fired.record(payload.note)
+
+    def fail_once(payload: Job, context: dict[str, Any]) -> None:
+        if failures.record(payload.note) == 1:
+            raise RuntimeError("first attempt fails")
+        fired.record(payload.note)
+
+    def always_fail(payload: Job, context: dict[str, Any]) -> None:
+        raise RuntimeError("never works")
+
+    settings = TimersSettings(retry_backoff_seconds=0.05)
+    handlers = (
+        spec("jobs", Job, handle),
+        spec("flaky", Job, fail_once),
+        spec("doomed", Job, always_fail, max_attempts=1),
+    )
+    worker = acl_front.timers(*handlers, url=url, settings=settings)
+    writer = acl_front.timers(*handlers, url=url, settings=settings)
+    # A timer the original library wrote: the worker imports it under this user too.
+    acl_front.raw.zadd("timers_timeline", {"jobs--seed": int(time.time()) - 1})
+    acl_front.raw.hset("timers_payloads", "jobs--seed", Job(n=0, note="seed").model_dump_json())
+
+    with contextlib.ExitStack() as stack:
+        stack.callback(worker.shutdown_worker)
+        worker.start_worker()
+        fired.wait_for(1)
+        wait_until(lambda: subscribers(acl_front.raw, "{timers}:wake:jobs") == 1)
+        writer.set_timer("jobs", "far", Job(n=1), datetime.timedelta(hours=1))
+        assert writer.get_timer("jobs", "far") is not None
+        assert writer.remove_timer("jobs", "far") is True
+        writer.set_timer("jobs", "woken", Job(n=2, note="woken"), NOW)  # a wake-up reaches the sleeping worker
+        writer.set_timer("flaky", "retried", Job(n=3, note="retried"), NOW)
+        writer.set_timer("doomed", "parked", Job(n=4, note="parked"), NOW)
+        fired.wait_until(lambda items: {"woken", "retried"} <= set(items))
+        wait_until(lambda: len(writer.dead_letters()) == 1)
+        [letter] = writer.dead_letters()
+        assert (letter.topic, letter.timer_id) == ("doomed", "parked")
+        assert writer.requeue_dead_letter("doomed", "parked") is True
+        wait_until(lambda: len(writer.dead_letters()) == 1)
+        assert writer.purge_dead_letters() == 1
+        worker.stop_worker()
+
+    assert sorted(fired.items) == ["retried", "seed", "woken"]
+    assert failures.items == ["retried", "retried"]
+    writer.handle_ready_timers()
+    assert acl_front.raw.zcard("timers_timeline") == 0
+    # Nothing was refused along the way, not even what redis-py ignores a refusal of (CLIENT SETINFO).
+    assert [entry for entry in acl_front.raw.acl_log() if entry["username"] == "timers"] == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("FLUSHALL",), ("KEYS", "*"), ("CONFIG", "GET", "maxmemory"), ("DEBUG", "SLEEP", "0"), ("SCRIPT", "FLUSH")],
+    ids=lambda command: " ".join(command[:2]),
+)
+def test_the_documented_user_cannot_run_what_timers_do_not_need(
+    acl_server: EmbeddedServer, command: tuple[str, ...]
+) -> None:
+    client = redis.Redis.from_url(user_url(acl_server, "timers"))
+    try:
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            client.execute_command(*command)  # type: ignore[no-untyped-call]
+    finally:
+        client.close()
+
+
+def test_a_user_without_the_key_pattern_gets_a_typed_error_at_once(
+    acl_front: Front, acl_server: EmbeddedServer
+) -> None:
+    timers = acl_front.timers(spec("jobs", Job, lambda payload, context: None), url=user_url(acl_server, "nokeys"))
+    calls = [
+        lambda: timers.set_timer("jobs", "a", Job(n=1), NOW),
+        lambda: timers.remove_timer("jobs", "a"),
+        lambda: timers.get_timer("jobs", "a"),
+        timers.dead_letters,
+        timers.handle_ready_timers,
+    ]
+    for call in calls:
+        started = time.monotonic()
+        with pytest.raises(TimersPermissionError) as raised:
+            call()
+        assert raised.value.code == "NOPERM"
+        assert time.monotonic() - started < 2
+
+    timers.start_worker()
+    started = time.monotonic()
+    with pytest.raises(TimersPermissionError):
+        timers.wait_worker()
+    assert time.monotonic() - started < 5
+    assert acl_front.all_keys() == []
