@@ -45,6 +45,7 @@ class Lane:
         self._framer = CommandFramer()
         self._should_reconnect: Callable[[], bool] = bool
         self._pid = os.getpid()
+        self._dropped = False
 
     @classmethod
     def for_client(cls, client: redis.asyncio.Redis) -> Lane | None:
@@ -65,6 +66,11 @@ class Lane:
             connection = self._held.connection
             if connection is None or self._pid != os.getpid():
                 connection = await self._connect()
+            elif self._dropped:
+                # Connected again by `connect()` itself (see sync/lane.py): a Sentinel-managed connection asks
+                # for the current primary there.
+                await connection.connect()
+            self._dropped = False
             data = self._framer.frame(prefix, rest)
             writer = getattr(connection, "_writer", None)
             if writer is None or len(data) >= SMALL_WRITE_BYTES or connection.health_check_interval:
@@ -111,5 +117,6 @@ class Lane:
     async def _drop(self, connection: Any) -> None:
         if connection is None:
             return
+        self._dropped = True
         with anyio.CancelScope(shield=True):
             await connection.disconnect(nowait=True)

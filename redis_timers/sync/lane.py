@@ -50,6 +50,7 @@ class Lane:
         self._framer = CommandFramer()
         self._should_reconnect: Callable[[], bool] = bool
         self._pid = os.getpid()
+        self._dropped = False
 
     @classmethod
     def for_client(cls, client: redis.Redis) -> Lane | None:
@@ -67,6 +68,11 @@ class Lane:
         connection = None
         try:
             connection = self._take_connection()
+            if self._dropped:
+                # Connected again by `connect()` itself, not by the next command's implicit reconnect, which
+                # skips what a subclass does there (a Sentinel-managed connection asks for the current primary).
+                connection.connect()
+                self._dropped = False
             connection.send_packed_command([self._framer.frame(prefix, rest)])
             reply = connection.read_response(disable_decoding=True)
         except SERVER_REPLY_ERRORS as error:
@@ -105,7 +111,7 @@ class Lane:
             self._should_reconnect = getattr(self._held.connection, "should_reconnect", bool)
         return self._held.connection
 
-    @staticmethod
-    def _drop(connection: Any) -> None:
+    def _drop(self, connection: Any) -> None:
         if connection is not None:
             connection.disconnect()
+            self._dropped = True
