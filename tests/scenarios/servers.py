@@ -13,6 +13,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -241,8 +242,8 @@ class SentinelDeployment:
     def primary_port(self) -> int:
         client = redis.Redis(host=self.sentinels[0].host, port=self.sentinels[0].port, retry=NO_RETRIES)
         try:
-            _, port = client.sentinel_get_master_addr_by_name(SENTINEL_MASTER)
-            return int(port)
+            address: Any = client.sentinel_get_master_addr_by_name(SENTINEL_MASTER)
+            return int(address[1])
         finally:
             client.close()
 
@@ -268,7 +269,7 @@ class SentinelDeployment:
     def _sentinel_ready(self, sentinel: SentinelProcess) -> bool:
         client = redis.Redis(host=sentinel.host, port=sentinel.port, retry=NO_RETRIES, decode_responses=True)
         try:
-            master = client.sentinel_master(SENTINEL_MASTER)
+            master: Any = client.sentinel_master(SENTINEL_MASTER)
             return int(master["num-slaves"]) == 1 and int(master["num-other-sentinels"]) == 2
         except redis.exceptions.RedisError:
             return False

@@ -46,10 +46,11 @@ def deployment() -> Iterator[servers.SentinelDeployment]:
 def master_client(front: Front, deployment: servers.SentinelDeployment) -> Any:
     addresses = deployment.sentinel_addresses
     if not front.is_async:
-        return redis.sentinel.Sentinel(addresses, socket_timeout=2).master_for(servers.SENTINEL_MASTER)
+        sentinel: Any = redis.sentinel.Sentinel(addresses, socket_timeout=2)  # type: ignore[no-untyped-call]
+        return sentinel.master_for(servers.SENTINEL_MASTER)
 
-    async def make() -> redis.asyncio.Redis:
-        sentinel = redis.asyncio.sentinel.Sentinel(addresses, socket_timeout=2)
+    async def make() -> Any:
+        sentinel: Any = redis.asyncio.sentinel.Sentinel(addresses, socket_timeout=2)  # type: ignore[no-untyped-call]
         return sentinel.master_for(servers.SENTINEL_MASTER)
 
     return front.portal.call(make)
