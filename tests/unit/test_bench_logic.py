@@ -50,7 +50,7 @@ def test_the_periodic_jobs_default_to_the_librarys_intervals() -> None:
     assert LEGACY_IMPORT.default_seconds == defaults.legacy_import_interval_seconds == 60.0
     assert SAFETY.setting == "safety_wakeup_seconds"
     assert LEGACY_IMPORT.setting == "legacy_import_interval_seconds"
-    off = dataclasses.replace(defaults, **LEGACY_IMPORT_OFF)
+    off = dataclasses.replace(defaults, legacy_import=bool(LEGACY_IMPORT_OFF["legacy_import"]))
     assert off.legacy_import is False
 
 
