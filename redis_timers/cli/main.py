@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Imports MODULE and runs ATTRIBUTE, a redis_timers.Timers (async) or redis_timers.sync.Timers instance "
             "or a function returning one, with run_forever(). SIGTERM and SIGINT stop it gracefully: no new "
-            "claims, in-flight handlers finish within the shutdown grace period, then it exits 0."
+            "claims, in-flight handlers get the shutdown grace period to finish, unfinished ones are handed back, "
+            "then it exits (0 after SIGTERM, 130 after SIGINT). A second signal exits at once (128 + its number)."
         ),
     )
     worker.add_argument("target", metavar="MODULE:ATTRIBUTE", help="for example myapp.tasks:timers")

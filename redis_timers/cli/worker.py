@@ -13,6 +13,7 @@ import redis
 import redis.asyncio
 
 from redis_timers.aio.timers import Timers as AsyncTimers
+from redis_timers.cli.process import exit_now
 from redis_timers.cli.redis_url import describe_client, redact_url
 from redis_timers.cli.target import AnyTimers, TargetError, load_timers, use_redis_url
 from redis_timers.sync.timers import Timers as SyncTimers
@@ -44,28 +45,41 @@ def run_worker(target: str, *, redis_url: str | None = None, concurrency: int | 
 
 
 class Shutdown:
-    """Turns the first stop signal into `timers.stop()`, and says what is going on."""
+    """Turns the first stop signal into `timers.stop()`, any later one into an immediate exit, and says so."""
 
     def __init__(self, timers: AnyTimers) -> None:
         self._timers = timers
         self.signal_name: str | None = None
 
+    @property
+    def exit_code(self) -> int:
+        """After a graceful stop: 0 when asked with SIGTERM (or not by a signal), 130 after SIGINT, as shells expect."""
+        return 128 + signal.SIGINT if self.signal_name == signal.SIGINT.name else 0
+
     def request(self, signum: int) -> None:
-        name = signal.Signals(signum).name
-        grace = self._timers.settings.shutdown_grace_seconds
         if self.signal_name is not None:
-            logger.warning(
-                "received %s while stopping: still waiting for in-flight handlers (up to %gs in all)", name, grace
-            )
-            return
-        self.signal_name = name
+            self.exit_at_once(signum, None)
+        self.signal_name = signal.Signals(signum).name
+        # From here on a stop signal is handled where it lands, in the main thread, even if the event loop or
+        # the thread waiting for run_forever is busy: a second signal must end the process whatever it runs.
+        for stop_signal in STOP_SIGNALS:
+            signal.signal(stop_signal, self.exit_at_once)
         self._timers.stop()
         logger.info(
             "received %s: stopping gracefully: no new claims, in-flight handlers get up to %gs to finish, "
-            "then unfinished timers are handed back",
-            name,
-            grace,
+            "then unfinished timers are handed back (send SIGTERM or SIGINT again to exit at once)",
+            self.signal_name,
+            self._timers.settings.shutdown_grace_seconds,
         )
+
+    def exit_at_once(self, signum: int, frame: FrameType | None) -> None:
+        logger.warning(
+            "received %s while stopping: exiting at once; timers still being handled are not handed back, "
+            "other workers take them when their leases run out (within %gs)",
+            signal.Signals(signum).name,
+            self._timers.settings.lease_seconds,
+        )
+        exit_now(128 + signum)
 
 
 def _log_startup(timers: AnyTimers, concurrency: int | None) -> None:
@@ -83,7 +97,7 @@ def _log_startup(timers: AnyTimers, concurrency: int | None) -> None:
         settings.shutdown_grace_seconds,
         redact_url(describe_client(timers.redis_client)),
     )
-    logger.info("SIGTERM or SIGINT stops the worker gracefully")
+    logger.info("SIGTERM or SIGINT stops the worker gracefully; a second one exits at once")
 
 
 def _log_stopped(shutdown: Shutdown) -> None:
@@ -116,7 +130,7 @@ async def _serve_async(
         if own_client is not None:
             await own_client.aclose()
     _log_stopped(shutdown)
-    return 0
+    return shutdown.exit_code
 
 
 def _serve_sync(timers: SyncTimers, concurrency: int | None, own_client: redis.Redis | None, shutdown: Shutdown) -> int:
@@ -148,4 +162,4 @@ def _serve_sync(timers: SyncTimers, concurrency: int | None, own_client: redis.R
     if failed.is_set():
         return 1
     _log_stopped(shutdown)
-    return 0
+    return shutdown.exit_code
