@@ -15,6 +15,14 @@ from typing import Any
 
 from redis_timers.errors import SettingsError
 
+LONGEST_SECONDS = 30 * 24 * 3600.0
+"""The longest any duration setting may be. Most become waits, and Python cannot wait longer than
+`threading.TIMEOUT_MAX` at once (about 49 days on Windows); no lease, pause or backoff needs a month."""
+LARGEST_COUNT = 1_000_000
+"""The largest count setting (handlers at once, attempts): more is a typo, and stays exact in Lua's numbers."""
+LARGEST_FACTOR = 100.0
+"""The largest jitter factor of the pause after a failed round trip."""
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TimersSettings:
@@ -44,32 +52,34 @@ class TimersSettings:
     """Whether workers import timers written by the original library (off: its keys are never read)."""
 
     def __post_init__(self) -> None:
+        # Checked here, not when used: a bad value would otherwise surface deep in a worker, at run time.
         for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise SettingsError(f"{field.name} must be a finite number, got {value!r}")
+            object.__setattr__(self, field.name, _typed(field.name, str(field.type), getattr(self, field.name)))
         _require(
-            bool(self.namespace) and "{" not in self.namespace and "}" not in self.namespace,
-            "namespace must be non-empty and contain no braces",
+            self.namespace != "" and "{" not in self.namespace and "}" not in self.namespace,
+            "namespace",
+            "must be non-empty and contain no braces",
+            self.namespace,
         )
-        _require(bool(self.separator), "separator must be non-empty")
-        _require(self.handling_sleep > 0, "handling_sleep must be > 0")
-        _require(
-            0 < self.handling_jitter_min_value <= self.handling_jitter_max_value,
-            "jitter values must satisfy 0 < min <= max",
+        for name in ("timeline_key", "payloads_key", "separator"):
+            _require(getattr(self, name) != "", name, "must be non-empty", getattr(self, name))
+        _within("handling_sleep", self.handling_sleep, 0, LONGEST_SECONDS, above_lowest=True)
+        _within("handling_jitter_min_value", self.handling_jitter_min_value, 0, LARGEST_FACTOR, above_lowest=True)
+        _within(
+            "handling_jitter_max_value", self.handling_jitter_max_value, self.handling_jitter_min_value, LARGEST_FACTOR
         )
-        _require(self.concurrent_processing_limit >= 1, "concurrent_processing_limit must be >= 1")
-        _require(self.lease_seconds >= 1, "lease_seconds must be >= 1")
-        _require(self.max_attempts >= 1, "max_attempts must be >= 1")
-        _require(self.retry_backoff_seconds >= 0, "retry_backoff_seconds must be >= 0")
-        _require(
-            self.retry_backoff_max_seconds >= self.retry_backoff_seconds,
-            "retry_backoff_max_seconds must be >= retry_backoff_seconds",
+        _within("concurrent_processing_limit", self.concurrent_processing_limit, 1, LARGEST_COUNT)
+        _within("lease_seconds", self.lease_seconds, 1, LONGEST_SECONDS)
+        _within("max_attempts", self.max_attempts, 1, LARGEST_COUNT)
+        _within("retry_backoff_seconds", self.retry_backoff_seconds, 0, LONGEST_SECONDS)
+        _within(
+            "retry_backoff_max_seconds", self.retry_backoff_max_seconds, self.retry_backoff_seconds, LONGEST_SECONDS
         )
-        _require(self.safety_wakeup_seconds > 0, "safety_wakeup_seconds must be > 0")
-        _require(self.shutdown_grace_seconds >= 0, "shutdown_grace_seconds must be >= 0")
-        _require(self.legacy_import_interval_seconds > 0, "legacy_import_interval_seconds must be > 0")
-        _require(isinstance(self.legacy_import, bool), "legacy_import must be True or False")
+        _within("safety_wakeup_seconds", self.safety_wakeup_seconds, 0, LONGEST_SECONDS, above_lowest=True)
+        _within("shutdown_grace_seconds", self.shutdown_grace_seconds, 0, LONGEST_SECONDS)
+        _within(
+            "legacy_import_interval_seconds", self.legacy_import_interval_seconds, 0, LONGEST_SECONDS, above_lowest=True
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> TimersSettings:
@@ -84,6 +94,9 @@ class TimersSettings:
                 values[field_name] = parse(raw)
             except ValueError:
                 raise SettingsError(f"{variable}={raw!r} is not a valid {parse.__name__}") from None
+        unknown = sorted(set(overrides) - {field.name for field in dataclasses.fields(cls)})
+        if unknown:
+            raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
         values.update(overrides)
         return cls(**values)
 
@@ -98,9 +111,42 @@ def flag(raw: str) -> bool:
     raise ValueError(raw)
 
 
-def _require(condition: bool, message: str) -> None:
+def _named(name: str) -> str:
+    """`lease_seconds (TIMERS_LEASE_SECONDS)`: the setting and the variable behind it, whichever was used."""
+    variable = ENVIRONMENT_VARIABLES.get(name, (None,))[0]
+    return f"{name} ({variable})" if variable else name
+
+
+def _require(condition: bool, name: str, requirement: str, value: Any) -> None:
     if not condition:
-        raise SettingsError(message)
+        raise SettingsError(f"{_named(name)} {requirement}, got {value!r}")
+
+
+TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "True or False"}
+
+
+def _typed(name: str, annotation: str, value: Any) -> Any:
+    """`value` if it is of the field's type (whole numbers are accepted as floats, and stored as floats)."""
+    if annotation == "float" and isinstance(value, int) and not isinstance(value, bool):
+        try:
+            value = float(value)
+        except OverflowError:
+            raise SettingsError(f"{_named(name)} must be a finite number, got {value!r}") from None
+    expected = {"str": str, "int": int, "float": float, "bool": bool}.get(annotation)
+    if expected is None:
+        return value
+    # bool is an int to Python, but True is no count of attempts; and no flag is 0 or 1.
+    if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
+        raise SettingsError(f"{_named(name)} must be {TYPE_NAMES[annotation]}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SettingsError(f"{_named(name)} must be a finite number, got {value!r}")
+    return value
+
+
+def _within(name: str, value: float, lowest: float, highest: float, *, above_lowest: bool = False) -> None:
+    """`lowest <= value <= highest` (`lowest < value` with `above_lowest`), or a SettingsError saying so."""
+    ok = (value > lowest if above_lowest else value >= lowest) and value <= highest
+    _require(ok, name, f"must be {'>' if above_lowest else '>='} {lowest:.10g} and <= {highest:.10g}", value)
 
 
 ENVIRONMENT_VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {

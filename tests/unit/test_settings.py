@@ -6,12 +6,13 @@ import dataclasses
 import math
 import pathlib
 import re
+import threading
 from typing import Any
 
 import pytest
 
 from redis_timers.errors import SettingsError, TimersError
-from redis_timers.settings import ENVIRONMENT_VARIABLES, TimersSettings
+from redis_timers.settings import ENVIRONMENT_VARIABLES, LARGEST_COUNT, LONGEST_SECONDS, TimersSettings
 
 
 @pytest.fixture
@@ -248,3 +249,100 @@ def test_the_readme_configuration_table_lists_every_variable_with_its_default() 
     assert set(rows) == {variable for variable, _ in ENVIRONMENT_VARIABLES.values()}
     for name, (variable, parse) in ENVIRONMENT_VARIABLES.items():
         assert parse(rows[variable]) == getattr(defaults, name), variable
+
+
+WRONG_TYPES: list[tuple[str, Any]] = [
+    ("concurrent_processing_limit", True),  # a bool is an int to Python, never a count to us
+    ("max_attempts", False),
+    ("max_attempts", 2.0),
+    ("max_attempts", "3"),
+    ("lease_seconds", "30"),
+    ("lease_seconds", True),
+    ("safety_wakeup_seconds", None),
+    ("handling_sleep", b"0.1"),
+    ("namespace", 5),
+    ("separator", None),
+    ("timeline_key", b"timers_timeline"),
+    ("legacy_import", 1),  # a flag is True or False here; only its environment variable says 1 or 0
+]
+
+
+@pytest.mark.parametrize(("name", "value"), WRONG_TYPES, ids=repr)
+def test_wrong_types_are_refused_naming_the_setting_and_its_variable(name: str, value: Any) -> None:
+    variable, _ = ENVIRONMENT_VARIABLES[name]
+
+    with pytest.raises(SettingsError, match=rf"{name} \({variable}\)"):
+        TimersSettings(**dict[str, Any]({name: value}))
+    with pytest.raises(SettingsError, match=rf"{name} \({variable}\)"):
+        TimersSettings.from_env({}, **dict[str, Any]({name: value}))
+
+
+def test_whole_numbers_are_accepted_for_durations_and_stored_as_floats() -> None:
+    settings = TimersSettings(lease_seconds=45, retry_backoff_seconds=0, shutdown_grace_seconds=2)
+
+    assert settings.lease_seconds == 45.0
+    assert type(settings.lease_seconds) is float
+    assert type(settings.retry_backoff_seconds) is float
+
+
+DURATIONS = sorted(name for name, (_, parse) in ENVIRONMENT_VARIABLES.items() if name.endswith("_seconds"))
+
+
+@pytest.mark.parametrize("name", [*DURATIONS, "handling_sleep"])
+@pytest.mark.parametrize("value", [1e20, LONGEST_SECONDS * 1.5, float(10**30), 10**400, math.nan, -1.0])
+def test_absurd_durations_are_refused(name: str, value: float) -> None:
+    variable, _ = ENVIRONMENT_VARIABLES[name]
+
+    with pytest.raises(SettingsError, match=rf"{name} \({variable}\)"):
+        TimersSettings(**dict[str, Any]({name: value}))
+
+
+@pytest.mark.parametrize("name", [*DURATIONS, "handling_sleep"])
+def test_no_duration_exceeds_what_the_platform_can_wait_for(name: str) -> None:
+    # threading.Event.wait(), the sync worker's sleep, raises OverflowError past TIMEOUT_MAX.
+    assert LONGEST_SECONDS <= threading.TIMEOUT_MAX
+    with pytest.raises(SettingsError, match=name):
+        TimersSettings(**dict[str, Any]({name: threading.TIMEOUT_MAX * 2}))
+    longest: dict[str, Any] = {name: LONGEST_SECONDS, "retry_backoff_max_seconds": LONGEST_SECONDS}
+    assert getattr(TimersSettings(**longest), name) == LONGEST_SECONDS  # the longest allowed is accepted
+
+
+@pytest.mark.parametrize("raw", ["1e20", "1e400", "nan", "-5", "9" * 30])
+def test_absurd_values_from_the_environment_name_the_variable(raw: str) -> None:
+    with pytest.raises(SettingsError, match="TIMERS_LEASE_SECONDS"):
+        TimersSettings.from_env({"TIMERS_LEASE_SECONDS": raw})
+
+
+@pytest.mark.parametrize("name", ["concurrent_processing_limit", "max_attempts"])
+def test_absurd_counts_are_refused(name: str) -> None:
+    variable, _ = ENVIRONMENT_VARIABLES[name]
+
+    for value in (LARGEST_COUNT + 1, 10**20, -5, 0):
+        with pytest.raises(SettingsError, match=rf"{name} \({variable}\)"):
+            TimersSettings(**dict[str, Any]({name: value}))
+    with pytest.raises(SettingsError, match=variable):
+        TimersSettings.from_env({variable: "1" + "0" * 20})
+    assert getattr(TimersSettings(**dict[str, Any]({name: LARGEST_COUNT})), name) == LARGEST_COUNT
+
+
+def test_absurd_jitter_factors_are_refused() -> None:
+    with pytest.raises(SettingsError, match="handling_jitter_max_value"):
+        TimersSettings(handling_jitter_max_value=1e20)
+    with pytest.raises(SettingsError, match="handling_jitter_min_value"):
+        TimersSettings(handling_jitter_min_value=-1.0)
+
+
+@pytest.mark.parametrize("name", ["timeline_key", "payloads_key"])
+def test_empty_key_names_are_refused(name: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        TimersSettings(**dict[str, Any]({name: ""}))
+
+
+def test_every_setting_has_a_checked_type() -> None:
+    for field in dataclasses.fields(TimersSettings):
+        assert field.type in {"str", "int", "float", "bool"}, field.name
+
+
+def test_an_unknown_override_is_refused() -> None:
+    with pytest.raises(SettingsError, match="lease_secs"):
+        TimersSettings.from_env({}, lease_secs=10)
