@@ -25,6 +25,7 @@ import redis.asyncio
 import redis.exceptions
 
 from redis_timers.aio.timers import Timers as AsyncTimers
+from redis_timers.cli.connection_check import DEFAULT_CONNECT_TIMEOUT_SECONDS, explain
 from redis_timers.cli.embedded import EmbeddedServer
 from redis_timers.cli.redis_url import redact_url
 from redis_timers.keys import Keyspace
@@ -244,6 +245,7 @@ def run_demo(
     count: int,
     spread: float,
     front_end: str,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
     out: TextIO | None = None,
 ) -> int:
     """Returns 0 when every timer fired and none early, 1 otherwise, 2 when there was no Redis to run on."""
@@ -257,7 +259,15 @@ def run_demo(
             return 2
         redis_url = server.url
     try:
-        return _demo(redis_url, embedded=server is not None, count=count, spread=spread, front_end=front_end, out=out)
+        return _demo(
+            redis_url,
+            embedded=server is not None,
+            count=count,
+            spread=spread,
+            front_end=front_end,
+            connect_timeout=connect_timeout,
+            out=out,
+        )
     except KeyboardInterrupt:
         print("interrupted", file=out, flush=True)
         return 130
@@ -267,16 +277,19 @@ def run_demo(
             print("embedded server shut down", file=out, flush=True)
 
 
-def _demo(url: str, *, embedded: bool, count: int, spread: float, front_end: str, out: TextIO) -> int:
-    control = redis.Redis.from_url(url)  # server description, clock calibration, clean-up
+def _demo(
+    url: str, *, embedded: bool, count: int, spread: float, front_end: str, connect_timeout: float, out: TextIO
+) -> int:
+    # Server description, clock calibration, clean-up; with timeouts, so that a server that never answers is said.
+    control = redis.Redis.from_url(url, socket_connect_timeout=connect_timeout, socket_timeout=connect_timeout)
     settings = TimersSettings.from_env(namespace=NAMESPACE)
     topic = f"demo-{secrets.token_hex(4)}"  # one topic per run: demos sharing a server never take each other's timers
     try:
         try:
             server_name = describe_server(control)
             clock = calibrate(control)
-        except redis.exceptions.ConnectionError as error:
-            print(f"redis-timers demo: cannot reach Redis at {redact_url(url)}: {error}", file=sys.stderr)
+        except (redis.exceptions.RedisError, OSError) as error:
+            print(f"redis-timers demo: {explain(error, redact_url(url), connect_timeout)}", file=sys.stderr)
             return 2
         where = "embedded, started for this demo" if embedded else "from --redis-url / REDIS_URL"
         print(

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from importlib import metadata
 
+from redis_timers.cli.connection_check import DEFAULT_CONNECT_TIMEOUT_SECONDS
+from redis_timers.cli.redis_url import check_redis_url
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LONGEST_SECONDS = 3600.0
+"""Longest demo spread and connection timeout: more is a typo, and `inf` would never end."""
 
 
 def _positive_int(text: str) -> int:
@@ -19,11 +25,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def _seconds(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if not (math.isfinite(value) and 0 < value <= LONGEST_SECONDS):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0 and <= {LONGEST_SECONDS:g}, got {text}")
     return value
+
+
+def _redis_url(text: str) -> str:
+    try:
+        return check_redis_url(text)
+    except ValueError as error:
+        # An ArgumentTypeError, so that argparse shows our message, which hides the password, not the raw value.
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _version() -> str:
@@ -35,11 +49,22 @@ def _version() -> str:
 
 def _add_common(parser: argparse.ArgumentParser, *, log_level: str) -> None:
     parser.add_argument(
+        "--connect-timeout",
+        type=_seconds,
+        default=DEFAULT_CONNECT_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help=(
+            "how long Redis gets to answer a first PING at start; no answer, a wrong password or database ends "
+            f"the command with exit code 2 (default: {DEFAULT_CONNECT_TIMEOUT_SECONDS:g})"
+        ),
+    )
+    parser.add_argument(
         "--log-level",
         type=str.upper,
         choices=LOG_LEVELS,
+        metavar="LEVEL",
         default=log_level,
-        help=f"log level of redis_timers and the app (default: {log_level})",
+        help=f"log level of redis_timers and the app: {', '.join(LOG_LEVELS)} (default: {log_level})",
     )
 
 
@@ -62,12 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--redis-url",
+        type=_redis_url,
         default=os.environ.get("REDIS_URL") or None,
+        metavar="URL",
         help="Redis to run on (default: $REDIS_URL, else an embedded server started for the demo)",
     )
-    demo.add_argument("--count", type=_positive_int, default=40, help="how many timers (default: 40)")
+    demo.add_argument("--count", type=_positive_int, default=40, metavar="N", help="how many timers (default: 40)")
     demo.add_argument(
-        "--spread", type=_positive_float, default=5.0, help="seconds over which they fall due (default: 5)"
+        "--spread",
+        type=_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help=f"seconds over which they fall due, at most {LONGEST_SECONDS:g} (default: 5)",
     )
     demo.add_argument("--front-end", choices=("async", "sync"), default="async", help="which worker (default: async)")
     _add_common(demo, log_level="WARNING")
@@ -85,11 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("target", metavar="MODULE:ATTRIBUTE", help="for example myapp.tasks:timers")
     worker.add_argument(
         "--redis-url",
+        type=_redis_url,
+        metavar="URL",
         help="run against this Redis instead of the app's client (also exported as REDIS_URL before the import)",
     )
     worker.add_argument(
         "--concurrency",
         type=_positive_int,
+        metavar="N",
         help="handlers run at once (default: the instance's concurrent_processing_limit)",
     )
     _add_common(worker, log_level="INFO")
@@ -122,7 +156,15 @@ def run(argv: list[str]) -> int:
     if args.command == "demo":
         from redis_timers.cli.demo import run_demo
 
-        return run_demo(redis_url=args.redis_url, count=args.count, spread=args.spread, front_end=args.front_end)
+        return run_demo(
+            redis_url=args.redis_url,
+            count=args.count,
+            spread=args.spread,
+            front_end=args.front_end,
+            connect_timeout=args.connect_timeout,
+        )
     from redis_timers.cli.worker import run_worker
 
-    return run_worker(args.target, redis_url=args.redis_url, concurrency=args.concurrency)
+    return run_worker(
+        args.target, redis_url=args.redis_url, concurrency=args.concurrency, connect_timeout=args.connect_timeout
+    )

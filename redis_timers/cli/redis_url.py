@@ -5,6 +5,8 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
+from redis.connection import parse_url
+
 HIDDEN = "***"
 
 
@@ -42,3 +44,22 @@ def describe_client(client: Any) -> str:
     if ":" in str(host):
         host = f"[{host}]"
     return f"{scheme}://{credentials}{host}:{kwargs.get('port', 6379)}/{db}"
+
+
+def check_redis_url(url: str) -> str:
+    """`url` if redis-py can use it as it reads; otherwise a ValueError that never shows its password.
+
+    redis-py itself ignores a path that is not a database number (`redis://host/abc` is database 0),
+    so that is refused here too, with negative numbers, which no server accepts.
+    """
+    shown = redact_url(url)
+    try:
+        options = parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as error:
+        raise ValueError(f"not a usable Redis URL: {shown!r}: {error}") from None
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme in ("redis", "rediss") and "db" not in options and parts.path.strip("/"):
+        raise ValueError(f"the path of {shown!r} must be a database number (as in redis://host:6379/0)")
+    if int(options.get("db", 0)) < 0:
+        raise ValueError(f"the database number of {shown!r} must be >= 0")
+    return url

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -13,6 +14,14 @@ import redis
 import redis.asyncio
 
 from redis_timers.aio.timers import Timers as AsyncTimers
+from redis_timers.cli.connection_check import (
+    CHECKED_ERRORS,
+    DEFAULT_CONNECT_TIMEOUT_SECONDS,
+    RedisUnusable,
+    check_async,
+    check_sync,
+    explain,
+)
 from redis_timers.cli.process import exit_now
 from redis_timers.cli.redis_url import describe_client, redact_url
 from redis_timers.cli.target import AnyTimers, TargetError, load_timers, use_redis_url
@@ -23,7 +32,14 @@ logger = logging.getLogger("redis_timers.cli")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def run_worker(target: str, *, redis_url: str | None = None, concurrency: int | None = None) -> int:
+def run_worker(
+    target: str,
+    *,
+    redis_url: str | None = None,
+    concurrency: int | None = None,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
+) -> int:
+    """Exit code: 0 (or 130 after SIGINT) once stopped, 1 if the worker failed, 2 if it could not start."""
     if redis_url:
         # Exported before the app is imported, so that clients the app builds itself go to the same server.
         os.environ["REDIS_URL"] = redis_url
@@ -36,12 +52,43 @@ def run_worker(target: str, *, redis_url: str | None = None, concurrency: int | 
         logger.error("%s has no handlers: include a router before running a worker", target)
         return 2
     own_client = use_redis_url(timers, redis_url) if redis_url else None
-    shutdown = Shutdown(timers)
+    serving = Serving(timers, concurrency, connect_timeout, redact_url(describe_client(timers.redis_client)))
     if isinstance(timers, AsyncTimers):
         assert own_client is None or isinstance(own_client, redis.asyncio.Redis)
-        return anyio.run(_serve_async, timers, concurrency, own_client, shutdown)
+        return anyio.run(_serve_async, timers, own_client, serving)
     assert own_client is None or isinstance(own_client, redis.Redis)
-    return _serve_sync(timers, concurrency, own_client, shutdown)
+    return _serve_sync(timers, own_client, serving)
+
+
+@dataclasses.dataclass
+class Serving:
+    """What both ways of serving share: how to run, where, and how to report its start, failure and end."""
+
+    timers: AnyTimers
+    concurrency: int | None
+    connect_timeout: float
+    where: str
+    """The Redis URL, without its password."""
+
+    def __post_init__(self) -> None:
+        self.shutdown = Shutdown(self.timers)
+
+    def cannot_start(self, error: RedisUnusable) -> int:
+        logger.error("redis-timers worker cannot start: %s", error)
+        return 2
+
+    def failed(self, error: Exception) -> int:
+        if isinstance(error, CHECKED_ERRORS):
+            # A Redis or library error says what happened in one line; a traceback would only bury it.
+            logger.error("redis-timers worker failed: %s", explain(error, self.where))
+        else:
+            logger.error("redis-timers worker failed", exc_info=error)
+        return 1
+
+    def stopped(self) -> int:
+        reason = f" after {self.shutdown.signal_name}" if self.shutdown.signal_name else ""
+        logger.info("redis-timers worker stopped gracefully%s", reason)
+        return self.shutdown.exit_code
 
 
 class Shutdown:
@@ -82,7 +129,8 @@ class Shutdown:
         exit_now(128 + signum)
 
 
-def _log_startup(timers: AnyTimers, concurrency: int | None) -> None:
+def _log_startup(serving: Serving) -> None:
+    timers, concurrency = serving.timers, serving.concurrency
     settings = timers.settings
     topics = timers.registry.topics
     logger.info(
@@ -95,63 +143,63 @@ def _log_startup(timers: AnyTimers, concurrency: int | None) -> None:
         concurrency or settings.concurrent_processing_limit,
         settings.lease_seconds,
         settings.shutdown_grace_seconds,
-        redact_url(describe_client(timers.redis_client)),
+        serving.where,
     )
     logger.info("SIGTERM or SIGINT stops the worker gracefully; a second one exits at once")
 
 
-def _log_stopped(shutdown: Shutdown) -> None:
-    reason = f" after {shutdown.signal_name}" if shutdown.signal_name else ""
-    logger.info("redis-timers worker stopped gracefully%s", reason)
-
-
-async def _serve_async(
-    timers: AsyncTimers, concurrency: int | None, own_client: redis.asyncio.Redis | None, shutdown: Shutdown
-) -> int:
+async def _serve_async(timers: AsyncTimers, own_client: redis.asyncio.Redis | None, serving: Serving) -> int:
     try:
+        try:
+            await check_async(timers.redis_client, serving.where, serving.connect_timeout)
+        except RedisUnusable as error:
+            return serving.cannot_start(error)
         with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
 
             async def relay_signals() -> None:
                 async for signum in signals:
-                    shutdown.request(signum)
+                    serving.shutdown.request(signum)
 
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(relay_signals)
-                _log_startup(timers, concurrency)
+                _log_startup(serving)
                 try:
                     # Caught here, not outside the task group, so that it is not wrapped in an ExceptionGroup.
-                    await timers.run_forever(concurrency=concurrency)
-                except Exception:
-                    logger.exception("redis-timers worker failed")
-                    return 1
+                    await timers.run_forever(concurrency=serving.concurrency)
+                except Exception as error:
+                    return serving.failed(error)
                 finally:
                     tasks.cancel_scope.cancel()
     finally:
         if own_client is not None:
             await own_client.aclose()
-    _log_stopped(shutdown)
-    return shutdown.exit_code
+    return serving.stopped()
 
 
-def _serve_sync(timers: SyncTimers, concurrency: int | None, own_client: redis.Redis | None, shutdown: Shutdown) -> int:
-    failed = threading.Event()
+def _serve_sync(timers: SyncTimers, own_client: redis.Redis | None, serving: Serving) -> int:
+    failures: list[Exception] = []
 
     def work() -> None:
         try:
-            timers.run_forever(concurrency=concurrency)
-        except Exception:
-            logger.exception("redis-timers worker failed")
-            failed.set()
+            timers.run_forever(concurrency=serving.concurrency)
+        except Exception as error:
+            failures.append(error)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        shutdown.request(signum)
+        serving.shutdown.request(signum)
 
+    try:
+        check_sync(timers.redis_client, serving.where, serving.connect_timeout)
+    except RedisUnusable as error:
+        if own_client is not None:
+            own_client.close()
+        return serving.cannot_start(error)
     # run_forever runs in a thread of its own, so the main thread, which runs signal handlers, only ever waits
     # in join(): `stop()` called from a handler can never find a lock that the interrupted code holds.
     thread = threading.Thread(target=work, name="redis-timers-worker")
     previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
     try:
-        _log_startup(timers, concurrency)
+        _log_startup(serving)
         thread.start()
         thread.join()
     finally:
@@ -159,7 +207,6 @@ def _serve_sync(timers: SyncTimers, concurrency: int | None, own_client: redis.R
             signal.signal(signum, handler)
         if own_client is not None:
             own_client.close()
-    if failed.is_set():
-        return 1
-    _log_stopped(shutdown)
-    return shutdown.exit_code
+    if failures:
+        return serving.failed(failures[0])
+    return serving.stopped()
