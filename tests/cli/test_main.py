@@ -30,6 +30,11 @@ def test_version_and_help_exit_zero(capsys: pytest.CaptureFixture[str]) -> None:
         ["worker"],
         ["worker", "app:timers", "--concurrency", "0"],
         ["worker", "app:timers", "--log-level", "loud"],
+        ["demo", "--spread", "inf"],
+        ["demo", "--spread", "nan"],
+        ["demo", "--spread", "1e400"],
+        ["demo", "--connect-timeout", "inf"],
+        ["worker", "app:timers", "--connect-timeout", "0"],
     ],
 )
 def test_bad_arguments_exit_two(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -58,3 +63,41 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6399/1")
     assert build_parser().parse_args(["demo"]).redis_url == "redis://127.0.0.1:6399/1"
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("localhost:6379", "must specify one of the following schemes"),
+        ("127.0.0.1:6379/0", "must specify one of the following schemes"),
+        ("redis://:hunter2@127.0.0.1:6379/abc", "must be a database number"),
+        ("redis://:hunter2@127.0.0.1:6379/-1", "must be >= 0"),
+        ("redis://:hunter2@127.0.0.1:notaport/0", "Port could not be cast to integer"),
+        ("redis://:hunter2@127.0.0.1:6379/0?db=x", "Invalid value for 'db'"),
+    ],
+)
+@pytest.mark.parametrize("command", [["demo"], ["worker", "app:timers"]])
+def test_a_bad_redis_url_is_one_line_and_exit_two(
+    url: str, said: str, command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as failed:
+        run([*command, "--redis-url", url])
+
+    assert failed.value.code == 2
+    error = capsys.readouterr().err
+    [line] = [line for line in error.splitlines() if "error:" in line]
+    assert "argument --redis-url" in line
+    assert said in line
+    assert "hunter2" not in error
+
+
+def test_a_bad_redis_url_in_the_environment_is_refused_by_the_demo(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "localhost:6379")
+
+    with pytest.raises(SystemExit) as failed:
+        build_parser().parse_args(["demo"])
+
+    assert failed.value.code == 2
+    assert "must specify one of the following schemes" in capsys.readouterr().err
