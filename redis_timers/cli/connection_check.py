@@ -15,8 +15,7 @@ import redis
 import redis.asyncio
 import redis.exceptions
 
-from redis_timers import errors
-from redis_timers.errors import TimersError
+from redis_timers.errors import TimersAuthenticationError, TimersError
 
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 5.0
 
@@ -35,12 +34,9 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
 
 
 def authentication_failure(error: BaseException) -> BaseException | None:
-    """The authentication error behind `error`: redis-py's, or the library's own typed one where it has one."""
-    typed = getattr(errors, "TimersAuthenticationError", None)
+    """The authentication error behind `error`: the library's typed one, or redis-py's (from a client we PING)."""
     for link in _chain(error):
-        if isinstance(link, redis.exceptions.AuthenticationError) or (
-            isinstance(typed, type) and isinstance(link, typed)
-        ):
+        if isinstance(link, (TimersAuthenticationError, redis.exceptions.AuthenticationError)):
             return link
     return None
 

@@ -138,3 +138,25 @@ def test_an_authentication_failure_is_found_behind_the_librarys_connection_error
     assert explain(redis.exceptions.ResponseError("DB index is out of range"), "here") == (
         "Redis at here refused: DB index is out of range"
     )
+
+
+@pytest.mark.parametrize("attribute", ["async_timers", "sync_timers"])
+def test_a_password_changed_under_a_running_worker_ends_it_saying_authentication_failed(
+    spawn: Spawn, attribute: str
+) -> None:
+    with EmbeddedServer() as server:
+        admin = redis.Redis(host=server.host, port=server.port)
+        admin.config_set("requirepass", PASSWORD)
+        admin = redis.Redis(host=server.host, port=server.port, password=PASSWORD)
+        url = f"redis://:{PASSWORD}@127.0.0.1:{server.port}/0"
+        worker = spawn("worker", f"tests.cli.app:{attribute}", "--redis-url", url)
+        worker.wait_for("redis-timers worker starting")
+
+        admin.config_set("requirepass", "rotated-password")
+        admin.client_kill_filter(_type="normal", skipme=True)  # its connections must log in again
+
+        assert worker.wait_exit(timeout=30) == 1, worker.output
+        admin.close()
+    # The library logs why its loop stopped; the command says, once, why it exits.
+    assert_one_clear_line(worker.output, "redis-timers worker failed: authentication failed at redis://:***@")
+    assert PASSWORD not in worker.output
