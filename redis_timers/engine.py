@@ -30,6 +30,9 @@ from redis_timers.timing import ServerClock
 logger = logging.getLogger("redis_timers")
 
 MAX_CLAIM_BATCH = 1000
+"""Most timers one round trip claims, whatever the concurrency: a round trip's script blocks the server."""
+MAX_SETTLEMENTS_PER_CYCLE = 1000
+"""Most settlements one round trip carries; the rest go in the next one, sent at once (see `_cycle_call`)."""
 STOP_FLUSH_SECONDS = 5.0
 """After the grace period, how long a stopping worker keeps trying to hand leases back to an unreachable Redis."""
 GATHER_SECONDS = 0.001
@@ -247,7 +250,13 @@ class WorkerEngine:
                 run.renew_at_ms = server_now + self._renew_every_ms
 
     def _cycle_call(self, *, claim: bool) -> ScriptCall:
-        self._sent, self._pending = self._pending, []
+        # Bounded like the claims, so that no concurrency makes one call too big for the script (or the
+        # server's patience); what is left is still pending, so the next step is another round trip at once.
+        if len(self._pending) <= MAX_SETTLEMENTS_PER_CYCLE:
+            self._sent, self._pending = self._pending, []
+        else:
+            self._sent = self._pending[:MAX_SETTLEMENTS_PER_CYCLE]
+            self._pending = self._pending[MAX_SETTLEMENTS_PER_CYCLE:]
         self._asked = min(self.concurrency - len(self._in_flight), MAX_CLAIM_BATCH) if claim else 0
         n_topics = len(self._topics)
         args: list[Any] = [

@@ -65,7 +65,7 @@ for ti, group in pairs(ops_by_topic) do
   for j, op in ipairs(group) do
     ids[j] = op.id
   end
-  local stored = redis.call('HMGET', KEYS[3 * ti + 2], unpack(ids))
+  local stored = call_sliced('HMGET', KEYS[3 * ti + 2], ids)
   for j, op in ipairs(group) do
     op.stored = stored[j]
     op.attempts, op.held_by = run_of(stored[j])
@@ -114,10 +114,10 @@ for _, op in ipairs(ops) do
 end
 for ti, batch in pairs(acked) do
   local timeline, payloads, state = topic_keys(ti)
-  redis.call('ZREM', timeline, unpack(batch.ids))
-  redis.call('HDEL', payloads, unpack(batch.ids))
+  call_sliced('ZREM', timeline, batch.ids)
+  call_sliced('HDEL', payloads, batch.ids)
   if #batch.errors > 0 then
-    redis.call('HDEL', state, unpack(batch.errors))
+    call_sliced('HDEL', state, batch.errors)
   end
 end
 
@@ -168,8 +168,8 @@ else
         zadd[2 * j - 1] = expiry
         zadd[2 * j] = id
       end
-      redis.call('ZADD', timeline, unpack(zadd))
-      local bodies = redis.call('HMGET', payloads, unpack(ids))
+      call_sliced('ZADD', timeline, zadd)
+      local bodies = call_sliced('HMGET', payloads, ids)
       -- Tokens never repeat, even if the state hash is deleted by hand (a restarted counter would hand out
       -- old tokens again, and a stale worker's ack could then delete a live run): the counter never falls
       -- behind the server's clock in ms * 1000, and a claim call takes far longer than a microsecond, so a
@@ -194,7 +194,7 @@ else
         end
       end
       if #hset > 0 then
-        redis.call('HSET', payloads, unpack(hset))
+        call_sliced('HSET', payloads, hset)
       end
     end
   end

@@ -17,6 +17,24 @@ local function server_now_ms()
   return whole_ms + math.floor(micros / 1000), whole_ms + math.ceil(micros / 1000)
 end
 
+-- Lua's unpack() fails beyond about 8,000 values (the size of its C stack), and a busy worker settles or
+-- claims thousands of timers in one call: run `command key values...` over slices of `values` instead. A slice
+-- is an even number of values, so field-value and score-member pairs are never split. Returns the elements of
+-- the replies, in order, when they are arrays (HMGET), else nothing.
+local function call_sliced(command, key, values)
+  local slice = 4096
+  local replies = {}
+  for first = 1, #values, slice do
+    local reply = redis.call(command, key, unpack(values, first, math.min(first + slice - 1, #values)))
+    if type(reply) == 'table' then
+      for j = 1, #reply do
+        replies[#replies + 1] = reply[j]
+      end
+    end
+  end
+  return replies
+end
+
 local function ms(value)
   return string.format('%d', value)
 end

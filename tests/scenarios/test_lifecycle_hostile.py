@@ -1,0 +1,102 @@
+"""Keeping every promise under hostile conditions: huge concurrency, several loops on one instance,
+cancellation mid round trip, odd client encodings, unreadable dead letters, dead workers' leases."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import anyio
+import pytest
+import redis
+
+from redis_timers import Router, scripts, wire
+from redis_timers.keys import Keyspace
+from redis_timers.ops import ScriptCall
+from redis_timers.sync.driver import SyncDriver
+from tests.harness import Front, Recorder, running, server_time_ms, spec, wait_until
+from tests.scenarios.models import Job
+
+NOW = datetime.timedelta(0)
+LATER = datetime.timedelta(hours=1)
+
+
+ASYNC_ONLY = pytest.mark.parametrize("front", ["async"], indirect=True)
+KEYSPACE = Keyspace("timers")
+
+
+def bulk_load(front: Front, topic: str, count: int, due_ms: int) -> None:
+    """`count` fresh timers due at `due_ms`, written as `set_timer` stores them (without its per-call cost)."""
+    load(front.raw, topic, count, due_ms)
+
+
+def load(client: redis.Redis, topic: str, count: int, due_ms: int) -> None:
+    pipe = client.pipeline(transaction=False)
+    ids = [f"t{n}" for n in range(count)]
+    pipe.zadd(f"{{timers}}:timeline:{topic}", dict.fromkeys(ids, due_ms))
+    pipe.hset(f"{{timers}}:payloads:{topic}", mapping={f"t{n}": Job(n=n).model_dump_json() for n in range(count)})
+    pipe.execute()
+
+
+# -- point 9: more settlements than one script can unpack ------------------------------------
+
+
+def test_a_worker_with_concurrency_9000_acks_9000_quick_timers(front: Front) -> None:
+    total = 9000
+    calls: Recorder[int] = Recorder()
+    timers = front.timers(spec("jobs", Job, lambda payload, context: calls.record(payload.n)))
+    bulk_load(front, "jobs", total, server_time_ms(front.raw))
+    with running(timers, concurrency=total):
+        calls.wait_for(total, timeout=60)
+        wait_until(lambda: front.raw.zcard("{timers}:timeline:jobs") == 0 or not timers.worker_running, timeout=30)
+        assert timers.worker_running, "the worker crashed"
+    assert sorted(calls.items) == list(range(total))
+    assert front.timer_data() == []
+
+
+@ASYNC_ONLY
+def test_9000_runs_finishing_at_once_are_all_acked(front: Front) -> None:
+    """All 9,000 handlers wait on one event, so their acks are all pending when it is set."""
+    total = 9000
+    started: Recorder[int] = Recorder()
+    release = front.portal.call(anyio.Event)
+
+    async def handler(payload: Job, context: dict[str, Any]) -> None:
+        started.record(payload.n)
+        await release.wait()
+
+    router = Router()
+    router.handler(topic="jobs", schema=Job)(handler)
+    timers = front.timers(routers=[router])
+    bulk_load(front, "jobs", total, server_time_ms(front.raw))
+    with running(timers, concurrency=total):
+        started.wait_for(total, timeout=60)
+        front.portal.call(release.set)
+        wait_until(lambda: front.raw.zcard("{timers}:timeline:jobs") == 0 or not timers.worker_running, timeout=30)
+        assert timers.worker_running, "the worker crashed"
+    assert front.timer_data() == []
+
+
+def cycle_call(limit: int, record: str, previous: str, settlements: bytes = b"") -> ScriptCall:
+    """One worker round trip over topic `jobs`, as the engine builds it (see `WorkerEngine._cycle_call`)."""
+    keys = (KEYSPACE.dead_letters, KEYSPACE.claim_record(record), KEYSPACE.claim_record(previous))
+    args = (30_000, limit, "", KEYSPACE.channel_prefix, 1, "jobs", 0, settlements)
+    return ScriptCall(scripts.CYCLE, (*keys, *KEYSPACE.topic_keys("jobs")), args)
+
+
+def test_one_round_trip_claims_and_acks_more_timers_than_lua_can_unpack(redis_url: str) -> None:
+    """The script itself slices its commands: 9,000 claims (18,000 ZADD values) and 9,000 acks in one call each."""
+    total = 9000
+    client = redis.Redis.from_url(redis_url)
+    try:
+        load(client, "jobs", total, server_time_ms(client))
+        driver = SyncDriver(client)
+        claimed = wire.claims(driver.execute(cycle_call(total, "w:1", "w:0"))[4])
+        assert len(claimed) == total
+        acks = b"".join(wire.ACK + claim.key for claim in claimed)
+        reply = driver.execute(cycle_call(0, "w:2", "w:1", acks))
+        assert int(reply[2]) == 0, "every ack held its lease"
+        assert client.zcard("{timers}:timeline:jobs") == 0
+        assert client.hlen("{timers}:payloads:jobs") == 0
+    finally:
+        client.close()
