@@ -25,7 +25,10 @@ class Timers(TimersCore):
         super().__init__(redis_client=redis_client, **kwargs)
         self._driver = AsyncDriver(redis_client)
         self._workers: list[AsyncWorker] = []
-        self._stop_requested = False
+        # Each worker has a stop flag of its own; a stop() made while no run_forever runs waits here for the
+        # next one(s), until they have all returned (not merely the first: see the sync twin).
+        self._stop_pending = False
+        self._loops = 0  # run_forever calls under way
 
     def use_client(self, redis_client: redis.asyncio.Redis) -> None:
         """Use another client from now on (for example one built from a URL by the CLI); call it before running."""
@@ -72,14 +75,14 @@ class Timers(TimersCore):
 
     async def run_forever(self, *, concurrency: int | None = None) -> None:
         """Handle timers as they become due until `stop()` is called or the task is cancelled."""
-        try:
-            await self._run_worker(single_pass=False, concurrency=concurrency)
-        finally:
-            self._stop_requested = False
+        await self._run_worker(single_pass=False, concurrency=concurrency)
 
     def stop(self) -> None:
-        """Ask `run_forever` to stop claiming, finish in-flight handlers within the grace period, and return."""
-        self._stop_requested = True
+        """Ask every `run_forever` to stop claiming, finish in-flight handlers within the grace period, and return.
+
+        Called while none runs, it stops the next one(s) started, until they have all returned.
+        """
+        self._stop_pending = True
         for worker in self._workers:
             worker.stop()
 
@@ -91,10 +94,14 @@ class Timers(TimersCore):
             settings=self.settings,
             listen=not single_pass,
         )
-        if self._stop_requested and not single_pass:
+        if self._stop_pending and not single_pass:
             worker.stop()
         self._workers.append(worker)
+        self._loops += not single_pass
         try:
             await worker.run()
         finally:
             self._workers.remove(worker)
+            self._loops -= not single_pass
+            if not single_pass and not self._loops:
+                self._stop_pending = False  # seen by every run_forever it was meant for

@@ -25,7 +25,9 @@ class Timers(TimersCore):
     def __init__(self, *, redis_client: redis.Redis, **kwargs: Any) -> None:
         super().__init__(redis_client=redis_client, **kwargs)
         self._driver = SyncDriver(redis_client)
-        self._stop_requested = threading.Event()
+        # Each run_forever's worker has a stop flag of its own: with one shared flag, the first loop to return
+        # would clear it before another loop saw it. A stop() made while none runs waits here for the next.
+        self._stop_pending = False
         self._workers: list[SyncWorker] = []
         self._workers_lock = threading.Lock()
 
@@ -74,17 +76,17 @@ class Timers(TimersCore):
 
     def run_forever(self, *, concurrency: int | None = None) -> None:
         """Handle timers as they become due until `stop()` is called (from any thread)."""
-        try:
-            self._run_worker(single_pass=False, concurrency=concurrency)
-        finally:
-            self._stop_requested.clear()
+        self._run_worker(single_pass=False, concurrency=concurrency)
 
     def stop(self) -> None:
-        """Ask `run_forever` to stop claiming, finish in-flight handlers within the grace period, and return."""
-        self._stop_requested.set()
+        """Ask every `run_forever` to stop claiming, finish in-flight handlers within the grace period, and return.
+
+        Called while none runs, it stops the next one(s) started, until they have all returned.
+        """
         with self._workers_lock:
+            self._stop_pending = True
             for worker in self._workers:
-                worker.wake()
+                worker.stop()
 
     def _run_worker(self, *, single_pass: bool, concurrency: int | None = None) -> None:
         worker = SyncWorker(
@@ -92,13 +94,19 @@ class Timers(TimersCore):
             engine=self._new_engine(single_pass=single_pass, concurrency=concurrency),
             context=self.context,
             settings=self.settings,
-            stop_requested=self._stop_requested if not single_pass else threading.Event(),
             listen=not single_pass,
         )
+        if single_pass:
+            worker.run()  # a single pass ends by itself; stop() is for run_forever
+            return
         with self._workers_lock:
             self._workers.append(worker)
+            if self._stop_pending:
+                worker.stop()
         try:
             worker.run()
         finally:
             with self._workers_lock:
                 self._workers.remove(worker)
+                if not self._workers:
+                    self._stop_pending = False  # seen by every loop it was meant for

@@ -33,14 +33,13 @@ class SyncWorker:
         engine: WorkerEngine,
         context: dict[str, Any],
         settings: TimersSettings,
-        stop_requested: threading.Event,
         listen: bool,
     ) -> None:
         self._driver = driver
         self._engine = engine
         self._context = context
         self._settings = settings
-        self._stop_requested = stop_requested
+        self._stop_requested = threading.Event()
         self._listen = listen
         # Events for the loop, and one Event that wakes it. Runners wake the loop for finished runs once the
         # queue is empty or a quarter of the slots finished unreported; waking it for every quick handler
@@ -63,7 +62,9 @@ class SyncWorker:
         self._runners_closed = False
         self._rng = random.Random()
 
-    def wake(self) -> None:
+    def stop(self) -> None:
+        """From any thread: stop claiming, let in-flight handlers finish within the grace period, return."""
+        self._stop_requested.set()
         self._post(lambda now: None)
 
     def _post(self, event: events.Event) -> None:

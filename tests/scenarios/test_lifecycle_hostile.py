@@ -3,7 +3,10 @@ cancellation mid round trip, odd client encodings, unreadable dead letters, dead
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import datetime
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -14,7 +17,7 @@ from redis_timers import Router, scripts, wire
 from redis_timers.keys import Keyspace
 from redis_timers.ops import ScriptCall
 from redis_timers.sync.driver import SyncDriver
-from tests.harness import Front, Recorder, running, server_time_ms, spec, wait_until
+from tests.harness import Front, Recorder, running, server_time_ms, spec, subscribers, wait_until
 from tests.scenarios.models import Job
 
 NOW = datetime.timedelta(0)
@@ -23,6 +26,22 @@ LATER = datetime.timedelta(hours=1)
 
 ASYNC_ONLY = pytest.mark.parametrize("front", ["async"], indirect=True)
 KEYSPACE = Keyspace("timers")
+PAUSE_MS = 30_000
+
+
+@contextlib.contextmanager
+def writes_paused(front: Front) -> Iterator[None]:
+    """The server holds back every write command (scripts included) until the block ends."""
+    front.raw.client_pause(PAUSE_MS, all=False)
+    try:
+        yield
+    finally:
+        front.raw.client_unpause()
+
+
+def held_back(front: Front) -> int:
+    """Commands the server holds back during a pause (it counts them as blocked clients)."""
+    return int(front.raw.info("clients")["blocked_clients"])
 
 
 def bulk_load(front: Front, topic: str, count: int, due_ms: int) -> None:
@@ -100,3 +119,32 @@ def test_one_round_trip_claims_and_acks_more_timers_than_lua_can_unpack(redis_ur
         assert client.hlen("{timers}:payloads:jobs") == 0
     finally:
         client.close()
+
+
+# -- point 10: several run_forever loops on one Timers ------------------------------------------
+
+
+def test_stop_ends_every_run_forever_of_one_timers(front: Front) -> None:
+    """One loop returns at once; the other is mid round trip and must still see the stop afterwards."""
+    gate, started = front.gate(), Recorder[int]()
+
+    def handler(payload: Job, context: dict[str, Any]) -> None:
+        started.record(payload.n)
+        gate.wait()
+
+    timers = front.timers(spec("jobs", Job, handler, blocking=True))
+    loops = [timers.background("run_forever") for _ in range(2)]
+    wait_until(lambda: subscribers(front.raw, "{timers}:wake:jobs") == 2)
+    timers.set_timer("jobs", "a", Job(n=1), NOW)
+    started.wait_for(1)
+    with writes_paused(front):
+        gate.open()  # the loop that ran it sends its ack, and the server holds that round trip back
+        wait_until(lambda: held_back(front) >= 1)
+        timers.request_stop()
+        done, _ = concurrent.futures.wait(loops, timeout=10, return_when=concurrent.futures.FIRST_COMPLETED)
+        assert len(done) == 1, "the idle loop returns while the other waits for its reply"
+    concurrent.futures.wait(loops, timeout=10)
+    assert all(loop.done() for loop in loops), "a run_forever missed the stop"
+    for loop in loops:
+        loop.result()
+    assert timers.get_timer("jobs", "a") is None
