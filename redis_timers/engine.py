@@ -150,6 +150,9 @@ class WorkerEngine:
         self._next_due: float | None = None
         self._failures = 0
         self._paused_until = 0.0
+        # A round trip whose reply never came (the front end was interrupted while waiting): it may have
+        # claimed timers, so it is sent again, even while stopping, to get those claims back and release them.
+        self._replay_due = False
         self._imports = bool(self._topics) and settings.legacy_import
         self._next_import_at = 0.0 if self._imports else math.inf
         self._stop_deadline: float | None = None
@@ -197,7 +200,7 @@ class WorkerEngine:
             logger.warning("stopping with %d handler(s) unfinished; their timers are handed back", len(self._in_flight))
             self._in_flight.clear()
         self._plan_renewals(now)
-        if self._pending:
+        if self._pending or self._replay_due:
             return Cycle(self._cycle_call(claim=False))
         if not self._in_flight:
             self._finished = True
@@ -285,6 +288,7 @@ class WorkerEngine:
         self._cycle_number += 1
         self._failures = 0
         self._sent = []
+        self._replay_due = False
         if stale:
             # Expected when a timer was rescheduled or removed while its handler ran, or its lease ran out.
             logger.debug("%d settlement(s) no longer held their lease and were dropped", stale)
@@ -298,7 +302,12 @@ class WorkerEngine:
         runs: list[Run] = []
         renew_at_ms = now_ms + self._renew_every_ms
         handlers, validators, in_flight, run_ids = self._handlers, self._validators, self._in_flight, self._run_ids
-        for attempts, topic_index, token, raw_id, body, key in wire.claims(reply[4]):
+        claims = wire.claims(reply[4])
+        if self._stop_deadline is not None:
+            # Claims reach a stopping worker only from a replayed round trip: hand them back at once.
+            self._pending.extend(settle(wire.RELEASE, claim.key) for claim in claims)
+            claims = []
+        for attempts, topic_index, token, raw_id, body, key in claims:
             handler = handlers[topic_index - 1]
             timer_id = raw_id.decode("utf-8", "surrogateescape")
             limit = self._attempt_limits[topic_index - 1]
@@ -346,6 +355,18 @@ class WorkerEngine:
         if imported:
             logger.info("imported %d timer(s) written by an earlier redis-timers version", imported)
             self._next_due = None
+
+    def cycle_interrupted(self) -> None:
+        """The front end gave up waiting for a cycle's reply (it was cancelled or interrupted).
+
+        The call may have run: its settlements are pending again, and the next round trip, even while
+        stopping, re-sends it under the same claim record (replaying its claims, which a stopping
+        worker then hands back).
+        """
+        self._pending = self._sent + self._pending
+        self._sent = []
+        self._next_due = None
+        self._replay_due = True
 
     def step_failed(self, now: float, error: BaseException) -> bool:
         """A cycle or maintenance step failed: Redis was unreachable or answered with an error.

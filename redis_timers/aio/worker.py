@@ -121,6 +121,10 @@ class AsyncWorker:
                     if not engine.step_failed(time.monotonic(), error):
                         raise
                     continue
+                except anyio.get_cancelled_exc_class():
+                    # The reply is lost, not the call: the stop below replays it and hands its claims back.
+                    engine.cycle_interrupted()
+                    raise
                 self._queue.extend(engine.cycle_succeeded(reply, sent_at, time.monotonic()))
                 self._wake_a_runner()
                 while len(self._runner_scopes) < engine.in_flight:

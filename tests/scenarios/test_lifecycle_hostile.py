@@ -148,3 +148,33 @@ def test_stop_ends_every_run_forever_of_one_timers(front: Front) -> None:
     for loop in loops:
         loop.result()
     assert timers.get_timer("jobs", "a") is None
+
+
+# -- point 11: cancelling run_forever mid round trip --------------------------------------------
+
+
+@ASYNC_ONLY
+def test_cancelling_run_forever_mid_round_trip_keeps_its_acks_and_hands_its_claims_back(front: Front) -> None:
+    gate, started = front.gate(), Recorder[str]()
+
+    def handler(payload: Job, context: dict[str, Any]) -> None:
+        started.record(f"n{payload.n}")
+        if payload.n == 1:
+            gate.wait()
+
+    timers = front.timers(spec("jobs", Job, handler, blocking=True))
+    timers.set_timer("jobs", "a", Job(n=1), NOW)
+    timers.start_worker(concurrency=1)
+    started.wait_for(1)
+    timers.set_timer("jobs", "b", Job(n=2), NOW)  # due, but the worker's only slot is taken
+    with writes_paused(front):
+        gate.open()  # the worker's next round trip acks "a" and claims "b": the server holds it back
+        wait_until(lambda: held_back(front) >= 1)
+        timers.request_cancel()
+    timers.wait_worker(cancelled_ok=True)
+    assert timers.get_timer("jobs", "a") is None, "the ack of the interrupted round trip was lost"
+    info = timers.get_timer("jobs", "b")
+    assert info is not None
+    assert not info.running
+    assert front.raw.zscore("{timers}:timeline:jobs", "b") <= server_time_ms(front.raw), "b is still leased"
+    assert started.items == ["n1"]

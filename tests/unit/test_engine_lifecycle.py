@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from redis_timers.engine import MAX_SETTLEMENTS_PER_CYCLE, Cycle, Wait
-from tests.unit.engine_harness import ORDERS, Harness, asked, claim, server_ms, settlements
+from redis_timers.engine import MAX_SETTLEMENTS_PER_CYCLE, Cycle, Finished, Wait
+from tests.unit.engine_harness import ORDERS, Harness, asked, claim, kinds, server_ms, settlements
 
 
 def claims(count: int, prefix: str = "o") -> list[bytes]:
@@ -60,3 +60,54 @@ def test_a_stopping_worker_bounds_its_round_trips_too() -> None:
     assert len(settlements(step.call)) == MAX_SETTLEMENTS_PER_CYCLE
     h.reply(0.1, next_due=server_ms(0.1))
     assert len(settlements(h.cycle(0.1))) == 1
+
+
+# -- a round trip interrupted while in flight --------------------------------------------------
+
+
+def test_an_interrupted_round_trip_is_replayed_at_stop_and_its_claims_handed_back() -> None:
+    h = Harness(concurrency=2)
+    [done] = h.start(claim(ORDERS, "o-1", "1.1"))
+    h.engine.handler_finished(done, None)
+    interrupted = h.cycle(0.1)
+    assert kinds(interrupted) == ["ack"]
+    assert asked(interrupted) == 2
+
+    h.engine.cycle_interrupted()  # cancelled while waiting for the reply: it may or may not have run
+    h.engine.request_stop(0.1)
+    replay = h.cycle(0.1)
+    assert replay.keys[1:3] == interrupted.keys[1:3], "same claim record, so the script replays its claims"
+    assert settlements(replay) == settlements(interrupted)
+    assert asked(replay) == 0
+
+    runs = h.reply(0.1, claim(ORDERS, "o-2", "2.1"), claim(ORDERS, "o-3", "2.2"))
+    assert runs == [], "a stopping worker starts nothing"
+    release = h.cycle(0.1)
+    assert [(s[0], s[2], s[3]) for s in settlements(release)] == [("release", "o-2", "2.1"), ("release", "o-3", "2.2")]
+    h.reply(0.1)
+    assert isinstance(h.step(0.1), Finished)
+
+
+def test_an_interrupted_round_trip_with_nothing_to_settle_is_still_replayed_at_stop() -> None:
+    h = Harness()
+    h.start()
+    h.engine.rearm()
+    interrupted = h.cycle(0.1)
+    h.engine.cycle_interrupted()
+    h.engine.request_stop(0.1)
+    replay = h.cycle(0.1)
+    assert replay.keys[1:3] == interrupted.keys[1:3]
+    h.reply(0.1)
+    assert isinstance(h.step(0.1), Finished)
+
+
+def test_an_interrupted_round_trip_is_replayed_by_a_worker_that_goes_on() -> None:
+    h = Harness()
+    h.start(next_due=server_ms(100.0))
+    h.engine.rearm()
+    interrupted = h.cycle(0.1)
+    h.engine.cycle_interrupted()
+    replay = h.cycle(0.1)
+    assert replay.keys[1:3] == interrupted.keys[1:3]
+    [run] = h.reply(0.1, claim(ORDERS, "o-1", "1.1"))
+    assert run.timer_id == "o-1", "a running worker runs what the replay hands back"
