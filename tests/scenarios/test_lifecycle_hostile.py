@@ -176,5 +176,7 @@ def test_cancelling_run_forever_mid_round_trip_keeps_its_acks_and_hands_its_clai
     info = timers.get_timer("jobs", "b")
     assert info is not None
     assert not info.running
-    assert front.raw.zscore("{timers}:timeline:jobs", "b") <= server_time_ms(front.raw), "b is still leased"
+    score = front.raw.zscore("{timers}:timeline:jobs", "b")
+    assert score is not None
+    assert score <= server_time_ms(front.raw), "b is still leased to the cancelled worker"
     assert started.items == ["n1"]
