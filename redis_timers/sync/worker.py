@@ -72,38 +72,19 @@ class SyncWorker:
         self._wakeup.set()
 
     def run(self) -> None:
-        engine = self._engine
         listener = threading.Thread(target=self._listen_for_notifications, name="redis-timers-listener", daemon=True)
         if self._listen and self._engine.channels:
             listener.start()
         try:
-            while True:
-                self._apply_pending_events()
-                if self._stop_requested.is_set() and not engine.stopping:
-                    engine.request_stop(time.monotonic())
-                step = engine.next_step(time.monotonic())
-                if isinstance(step, Finished):
-                    return
-                if isinstance(step, Wait):
-                    self._wait_for_event(step.seconds)
-                elif isinstance(step, Cycle):
-                    sent_at = time.monotonic()
-                    try:
-                        reply = self._driver.execute(step.call)
-                    except REDIS_FAILURES as error:
-                        if not engine.step_failed(time.monotonic(), error):
-                            raise
-                        continue
-                    runs = engine.cycle_succeeded(reply, sent_at, time.monotonic())
-                    with self._runner_lock:
-                        self._queue.extend(runs)
-                        self._wake_a_runner()
-                elif isinstance(step, Maintain):
-                    try:
-                        engine.maintenance_done(self._driver.drive(step.flow))
-                    except REDIS_FAILURES as error:
-                        if not engine.step_failed(time.monotonic(), error):
-                            raise
+            try:
+                self._loop()
+            except KeyboardInterrupt:
+                # Ctrl-C in the thread running the loop: stop gracefully, as a cancelled async worker does (the
+                # interrupted round trip is replayed and its claims handed back), then re-raise. A second one
+                # ends the stop.
+                self._engine.request_stop(time.monotonic())
+                self._loop()
+                raise
         finally:
             self._closed.set()
             if listener.is_alive():
@@ -117,6 +98,40 @@ class SyncWorker:
                 self._runners_closed = True
                 for parked in self._parked:
                     parked.set()
+
+    def _loop(self) -> None:
+        engine = self._engine
+        while True:
+            self._apply_pending_events()
+            if self._stop_requested.is_set() and not engine.stopping:
+                engine.request_stop(time.monotonic())
+            step = engine.next_step(time.monotonic())
+            if isinstance(step, Finished):
+                return
+            if isinstance(step, Wait):
+                self._wait_for_event(step.seconds)
+            elif isinstance(step, Cycle):
+                sent_at = time.monotonic()
+                try:
+                    reply = self._driver.execute(step.call)
+                except REDIS_FAILURES as error:
+                    if not engine.step_failed(time.monotonic(), error):
+                        raise
+                    continue
+                except KeyboardInterrupt:
+                    # The reply is lost, not the call: the stop in `run` replays it and hands its claims back.
+                    engine.cycle_interrupted()
+                    raise
+                runs = engine.cycle_succeeded(reply, sent_at, time.monotonic())
+                with self._runner_lock:
+                    self._queue.extend(runs)
+                    self._wake_a_runner()
+            elif isinstance(step, Maintain):
+                try:
+                    engine.maintenance_done(self._driver.drive(step.flow))
+                except REDIS_FAILURES as error:
+                    if not engine.step_failed(time.monotonic(), error):
+                        raise
 
     def _wake_a_runner(self) -> None:
         """With the runner lock held: get one more runner going if runs wait and none is on its way."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import datetime
+import signal
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +27,7 @@ LATER = datetime.timedelta(hours=1)
 
 
 ASYNC_ONLY = pytest.mark.parametrize("front", ["async"], indirect=True)
+SYNC_ONLY = pytest.mark.parametrize("front", ["sync"], indirect=True)
 KEYSPACE = Keyspace("timers")
 PAUSE_MS = 30_000
 
@@ -179,4 +182,50 @@ def test_cancelling_run_forever_mid_round_trip_keeps_its_acks_and_hands_its_clai
     score = front.raw.zscore("{timers}:timeline:jobs", "b")
     assert score is not None
     assert score <= server_time_ms(front.raw), "b is still leased to the cancelled worker"
+    assert started.items == ["n1"]
+
+
+@SYNC_ONLY
+def test_ctrl_c_in_sync_run_forever_mid_round_trip_keeps_its_acks_and_hands_its_claims_back(front: Front) -> None:
+    """The sync twin: KeyboardInterrupt in the thread running the loop, while a round trip is in flight."""
+    gate, started = front.gate(), Recorder[str]()
+
+    def handler(payload: Job, context: dict[str, Any]) -> None:
+        started.record(f"n{payload.n}")
+        if payload.n == 1:
+            gate.wait()
+
+    timers = front.timers(spec("jobs", Job, handler, blocking=True))
+    timers.set_timer("jobs", "a", Job(n=1), NOW)
+    interrupted = threading.Event()
+
+    def on_sigint(signum: int, frame: object) -> None:
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    def interrupt_mid_round_trip() -> None:
+        started.wait_for(1)
+        timers.set_timer("jobs", "b", Job(n=2), NOW)  # due, but the worker's only slot is taken
+        with writes_paused(front):
+            gate.open()  # the loop's next round trip acks "a" and claims "b": the server holds it back
+            wait_until(lambda: held_back(front) >= 1)
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+            assert interrupted.wait(10)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    helper = threading.Thread(target=interrupt_mid_round_trip)
+    helper.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            timers.timers.run_forever(concurrency=1)  # in the main thread, where Ctrl-C lands
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        helper.join(30)
+    assert timers.get_timer("jobs", "a") is None, "the ack of the interrupted round trip was lost"
+    info = timers.get_timer("jobs", "b")
+    assert info is not None
+    assert not info.running
+    score = front.raw.zscore("{timers}:timeline:jobs", "b")
+    assert score is not None
+    assert score <= server_time_ms(front.raw), "b is still leased to the interrupted worker"
     assert started.items == ["n1"]
