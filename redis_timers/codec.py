@@ -40,16 +40,36 @@ def describe_error(error: BaseException) -> str:
 
 
 def dead_letter(field: str | bytes, record: str | bytes) -> DeadLetter:
+    """One dead letter, whatever its record holds.
+
+    Non-UTF-8 bytes (a payload stored by hand, or by another client) are kept as surrogate escapes,
+    like ids. A record this version cannot read (not JSON, or fields of the wrong type: written by hand
+    or by another version) is still listed, its raw text as the payload and the reason as its error,
+    so that one bad record never hides the others.
+    """
     topic, timer_id = split_dead_letter_field(text(field))
-    parsed: dict[str, Any] = json.loads(record)
-    return DeadLetter(
-        topic=topic,
-        timer_id=timer_id,
-        payload=str(parsed.get("payload", "")),
-        attempts=int(parsed.get("attempts", 0)),
-        error=str(parsed.get("error", "")),
-        failed_at=ms_to_datetime(int(parsed.get("failed_at", 0))),
-    )
+    raw = text(record)
+    try:
+        parsed: Any = json.loads(raw)
+        if not isinstance(parsed, dict):
+            raise TypeError(f"a JSON {type(parsed).__name__}, not an object")
+        return DeadLetter(
+            topic=topic,
+            timer_id=timer_id,
+            payload=str(parsed.get("payload", "")),
+            attempts=int(parsed.get("attempts", 0)),
+            error=str(parsed.get("error", "")),
+            failed_at=ms_to_datetime(int(parsed.get("failed_at", 0))),
+        )
+    except (ValueError, TypeError, OverflowError) as error:
+        return DeadLetter(
+            topic=topic,
+            timer_id=timer_id,
+            payload=raw,
+            attempts=0,
+            error=f"unreadable dead letter record ({type(error).__name__}: {error})",
+            failed_at=ms_to_datetime(0),
+        )
 
 
 def pairs(flat: list[Any]) -> list[tuple[Any, Any]]:

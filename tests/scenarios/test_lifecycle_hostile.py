@@ -229,3 +229,38 @@ def test_ctrl_c_in_sync_run_forever_mid_round_trip_keeps_its_acks_and_hands_its_
     assert score is not None
     assert score <= server_time_ms(front.raw), "b is still leased to the interrupted worker"
     assert started.items == ["n1"]
+
+
+# -- point 15: unreadable dead letters -----------------------------------------------------------
+
+
+def test_one_unreadable_dead_letter_does_not_hide_the_others(front: Front) -> None:
+    def fail(payload: Job, context: dict[str, Any]) -> None:
+        raise RuntimeError("boom")
+
+    timers = front.timers(spec("jobs", Job, fail, max_attempts=1))
+    timers.set_timer("jobs", "good", Job(n=1), NOW)
+    timers.handle_ready_timers()
+    raw = redis.Redis.from_url(front.url)  # bytes in, bytes out
+    try:
+        # A record whose payload is not UTF-8 (written by another client), and one that is not JSON at all.
+        raw.hset(
+            "{timers}:dead",
+            mapping={
+                b"jobs\0latin": b'{"payload":"{\\"n\\":1,\\"note\\":\\"caf\xe9\\"}",'
+                b'"attempts":2,"error":"x","failed_at":5}',
+                b"jobs\0garbage": b"written by hand",
+            },
+        )
+    finally:
+        raw.close()
+
+    letters = {letter.timer_id: letter for letter in timers.dead_letters()}
+    assert sorted(letters) == ["garbage", "good", "latin"]
+    assert letters["good"].error == "RuntimeError: boom"
+    assert letters["good"].payload_as(Job) == Job(n=1)
+    assert letters["latin"].attempts == 2
+    assert letters["latin"].payload.encode("utf-8", "surrogateescape") == b'{"n":1,"note":"caf\xe9"}'
+    assert letters["garbage"].payload == "written by hand"
+    assert letters["garbage"].error.startswith("unreadable dead letter record")
+    assert timers.requeue_dead_letter("jobs", "good")
