@@ -123,7 +123,7 @@ def get_timer(keyspace: Keyspace, registry: HandlerRegistry, topic: str, timer_i
     reply = yield ScriptCall(scripts.GET_TIMER, keyspace.topic_keys(topic), (timer_id,))
     if not reply:
         return None
-    score, body, attempts, lease, last_error = reply
+    due, body, attempts, lease, last_error = reply
     try:
         payload = handler.schema.model_validate_json(body or b"")
     except STOP_REQUESTS:
@@ -135,11 +135,12 @@ def get_timer(keyspace: Keyspace, registry: HandlerRegistry, topic: str, timer_i
     return TimerInfo(
         topic=topic,
         timer_id=timer_id,
-        due_at=ms_to_datetime(math.ceil(float(score))),
+        due_at=ms_to_datetime(math.ceil(float(due))),
         payload=payload,
         attempts=int(attempts or 0),
         running=lease is not None,
         last_error=codec.optional_text(last_error),
+        lease_expires_at=None if lease is None else ms_to_datetime(math.ceil(float(lease))),
     )
 
 

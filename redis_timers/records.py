@@ -14,13 +14,15 @@ class TimerInfo:
     topic: str
     timer_id: str
     due_at: datetime.datetime
-    """When the timer is due (UTC); while a handler runs it, when that run's lease ends."""
+    """When the timer is due (UTC), also while a handler runs it or after that run's lease ran out."""
     payload: pydantic.BaseModel
     attempts: int
     """How many times a handler has been started for the current schedule."""
     running: bool
-    """Whether a worker holds a lease on it right now."""
+    """Whether a worker holds a live lease on it right now (not one that ran out with its worker)."""
     last_error: str | None
+    lease_expires_at: datetime.datetime | None = None
+    """While `running`, when that run's lease ends unless the worker renews it; else None."""
 
 
 @dataclasses.dataclass(frozen=True)

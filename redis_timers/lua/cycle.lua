@@ -11,7 +11,8 @@
 -- Returns {now, next_due (-1 if none), stale ops, due timers examined (claimed or buried), claims}, where
 --          claims is one string: per claimed timer
 --          '<attempts>:<payload length>:<topic index>:<token>:<id length>:<id><payload>', whose middle
---          ('<topic index>:<token>:<id length>:<id>') is what the settlement of that run repeats.
+--          ('<topic index>:<token>:<id length>:<id>') is what the settlement of that run repeats. A token
+--          is '<claim counter>.<n>.<due ms>'.
 -- now (rounded down) decides what is due; now_up (rounded up) is the base of every score computed here.
 local now, now_up = server_now_ms()
 local lease_ms = tonumber(ARGV[1])
@@ -157,7 +158,12 @@ else
     end
     local ti = ((start + step) % n) + 1
     local timeline, payloads, state = topic_keys(ti)
-    local ids = redis.call('ZRANGEBYSCORE', timeline, '-inf', ms(cutoff), 'LIMIT', 0, remaining)
+    local due = redis.call('ZRANGEBYSCORE', timeline, '-inf', ms(cutoff), 'WITHSCORES', 'LIMIT', 0, remaining)
+    local ids, due_ms = {}, {}
+    for j = 1, #due, 2 do
+      ids[#ids + 1] = due[j]
+      due_ms[#due_ms + 1] = ms(math.ceil(tonumber(due[j + 1])))
+    end
     if #ids > 0 then
       remaining = remaining - #ids
       reply[4] = reply[4] + #ids
@@ -183,7 +189,8 @@ else
       local hset = {}
       for j, id in ipairs(ids) do
         if bodies[j] then
-          local token = token_prefix .. j
+          -- The token ends with the due time, which the lease's score hides (get_timer shows it).
+          local token = token_prefix .. j .. '.' .. due_ms[j]
           local attempts, _, json = unpack_stored(bodies[j])
           attempts = attempts + 1
           hset[#hset + 1] = id

@@ -19,7 +19,16 @@ from redis_timers import Router, scripts, wire
 from redis_timers.keys import Keyspace
 from redis_timers.ops import ScriptCall
 from redis_timers.sync.driver import SyncDriver
-from tests.harness import Front, Recorder, running, server_time_ms, spec, subscribers, wait_until
+from tests.harness import (
+    Front,
+    Recorder,
+    datetime_to_ms,
+    running,
+    server_time_ms,
+    spec,
+    subscribers,
+    wait_until,
+)
 from tests.scenarios.models import Job
 
 NOW = datetime.timedelta(0)
@@ -99,10 +108,12 @@ def test_9000_runs_finishing_at_once_are_all_acked(front: Front) -> None:
     assert front.timer_data() == []
 
 
-def cycle_call(limit: int, record: str, previous: str, settlements: bytes = b"") -> ScriptCall:
+def cycle_call(
+    limit: int, record: str, previous: str, settlements: bytes = b"", *, lease_ms: int = 30_000
+) -> ScriptCall:
     """One worker round trip over topic `jobs`, as the engine builds it (see `WorkerEngine._cycle_call`)."""
     keys = (KEYSPACE.dead_letters, KEYSPACE.claim_record(record), KEYSPACE.claim_record(previous))
-    args = (30_000, limit, "", KEYSPACE.channel_prefix, 1, "jobs", 0, settlements)
+    args = (lease_ms, limit, "", KEYSPACE.channel_prefix, 1, "jobs", 0, settlements)
     return ScriptCall(scripts.CYCLE, (*keys, *KEYSPACE.topic_keys("jobs")), args)
 
 
@@ -264,3 +275,55 @@ def test_one_unreadable_dead_letter_does_not_hide_the_others(front: Front) -> No
     assert letters["garbage"].payload == "written by hand"
     assert letters["garbage"].error.startswith("unreadable dead letter record")
     assert timers.requeue_dead_letter("jobs", "good")
+
+
+# -- point 16 and "say only what is true" 7: get_timer of a leased timer -------------------------
+
+
+def test_get_timer_of_a_running_timer_shows_its_due_time_and_its_lease_apart(front: Front) -> None:
+    gate, started = front.gate(), Recorder[str]()
+
+    def handler(payload: Job, context: dict[str, Any]) -> None:
+        started.record("run")
+        gate.wait()
+
+    timers = front.timers(spec("jobs", Job, handler, blocking=True))
+    due_at = timers.set_timer("jobs", "a", Job(n=1), NOW)
+    with running(timers):
+        started.wait_for(1)
+        info = timers.get_timer("jobs", "a")
+        assert info is not None
+        assert info.running
+        assert info.due_at == due_at, "due_at is the due time, not the lease's end"
+        assert info.lease_expires_at is not None
+        lease_ms = datetime_to_ms(info.lease_expires_at) - server_time_ms(front.raw)
+        assert 0 < lease_ms <= 30_000
+        assert info.attempts == 1
+        gate.open()
+        wait_until(lambda: timers.get_timer("jobs", "a") is None)
+
+
+def test_get_timer_of_a_timer_whose_worker_died_is_not_running_once_the_lease_ran_out(front: Front) -> None:
+    timers = front.timers(spec("jobs", Job, lambda payload, context: None))
+    due_at = timers.set_timer("jobs", "a", Job(n=1), NOW)
+    client = redis.Redis.from_url(front.url)
+    try:
+        # A worker claims it with a short lease, then dies: nothing renews or settles its run.
+        [claimed] = wire.claims(SyncDriver(client).execute(cycle_call(1, "dead:1", "dead:0", lease_ms=300))[4])
+    finally:
+        client.close()
+    assert claimed.timer_id == b"a"
+    leased = timers.get_timer("jobs", "a")
+    assert leased is not None
+    assert leased.running
+    assert leased.due_at == due_at
+    assert leased.lease_expires_at is not None
+    lease_end = datetime_to_ms(leased.lease_expires_at)
+
+    wait_until(lambda: server_time_ms(front.raw) >= lease_end)
+    expired = timers.get_timer("jobs", "a")
+    assert expired is not None
+    assert not expired.running, "the lease ran out with its worker"
+    assert expired.lease_expires_at is None
+    assert expired.due_at == due_at
+    assert expired.attempts == 1

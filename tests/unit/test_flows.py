@@ -261,7 +261,8 @@ def test_remove_timer_with_a_bad_id_raises(timer_id: Any) -> None:
 
 @BYTES_OR_STR
 def test_get_timer_of_a_running_timer(as_bytes: bool) -> None:
-    reply = encode(["1700000000123", ORDER_JSON, "2", "41.1", "ValueError: boom"], as_bytes)
+    # get_timer.lua replies the due time, and the lease's end while a lease is live.
+    reply = encode(["1700000000123", ORDER_JSON, "2", "1700000030124", "ValueError: boom"], as_bytes)
 
     ops, info = run_flow(flows.get_timer(KEYSPACE, REGISTRY, "orders", "o-1"), [reply])
 
@@ -274,6 +275,7 @@ def test_get_timer_of_a_running_timer(as_bytes: bool) -> None:
         attempts=2,
         running=True,
         last_error="ValueError: boom",
+        lease_expires_at=datetime.datetime(2023, 11, 14, 22, 13, 50, 124000, tzinfo=UTC),
     )
 
 
@@ -286,6 +288,7 @@ def test_get_timer_of_a_fresh_timer(as_bytes: bool) -> None:
     assert info is not None
     assert info.attempts == 0
     assert info.running is False
+    assert info.lease_expires_at is None
     assert info.last_error is None
     assert info.due_at == datetime.datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
     assert info.due_at.tzinfo is not None
