@@ -148,6 +148,9 @@ class WorkerEngine:
         self._rotation = 0
         # Server ms of the earliest timer of our topics: None = unknown (claim to learn it), inf = none.
         self._next_due: float | None = None
+        # A worker that could claim claims at least once per safety interval, whatever it believes the next
+        # due time is: a lost notification then delays a timer by one interval at most.
+        self._safety_claim_at = 0.0
         self._failures = 0
         self._paused_until = 0.0
         # A round trip whose reply never came (the front end was interrupted while waiting): it may have
@@ -224,7 +227,7 @@ class WorkerEngine:
     def _wants_claim(self, now: float) -> bool:
         if len(self._in_flight) >= self.concurrency or (self._single_pass and self._pass_exhausted):
             return False
-        if self._next_due is None:
+        if self._next_due is None or (self._topics and now >= self._safety_claim_at):
             return True
         server_now = self._clock.server_now_ms(now)
         return server_now is not None and self._next_due <= math.floor(server_now)
@@ -233,8 +236,10 @@ class WorkerEngine:
         wait = min(self._settings.safety_wakeup_seconds, self._renewal_wait(now), self._next_import_at - now)
         next_due = self._next_due
         claiming = len(self._in_flight) < self.concurrency and not (self._single_pass and self._pass_exhausted)
-        if claiming and next_due is not None and next_due != math.inf:
-            wait = min(wait, self._clock.seconds_until(math.ceil(next_due), now))
+        if claiming:
+            wait = min(wait, self._safety_claim_at - now)
+            if next_due is not None and next_due != math.inf:
+                wait = min(wait, self._clock.seconds_until(math.ceil(next_due), now))
         return wait
 
     def _renewal_wait(self, now: float) -> float:
@@ -284,6 +289,7 @@ class WorkerEngine:
         now_ms, next_due, stale, examined = int(reply[0]), int(reply[1]), int(reply[2]), int(reply[3])
         self._clock.observe(now_ms, sent_at, received_at)
         self._gathering_since = None
+        self._safety_claim_at = received_at + self._settings.safety_wakeup_seconds
         self._previous_record = self._keyspace.claim_record(f"{self._worker_id}:{self._cycle_number}")
         self._cycle_number += 1
         self._failures = 0

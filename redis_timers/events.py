@@ -31,11 +31,28 @@ LISTEN_POLL_SECONDS = 0.25
 """How often a blocked listener looks up to see whether it should stop (no Redis traffic)."""
 
 
-def event_for_message(engine: WorkerEngine, message: Mapping[str, Any]) -> Event | None:
-    """The loop event a pub/sub message calls for, if any."""
+def subscription(engine: WorkerEngine) -> list[bytes]:
+    """The channels a worker subscribes to, as the UTF-8 bytes the scripts publish on.
+
+    As bytes, so that redis-py sends them as they are: a `str` would go out in the client's `encoding`,
+    which for a non-ASCII topic under, say, latin-1 is another channel.
+    """
+    return [channel.encode("utf-8") for channel in engine.channels]
+
+
+def event_for_message(
+    engine: WorkerEngine, message: Mapping[str, Any], encode: Callable[[Any], Any] | None = None
+) -> Event | None:
+    """The loop event a pub/sub message calls for, if any.
+
+    `encode` is the client's own encoder (`pubsub.encoder.encode`): a client with `decode_responses` has
+    decoded the channel and data in its `encoding`; encoding them back gives the bytes that were published.
+    """
     kind = codec.text(message["type"])
     if kind == "message":
         channel, data = message["channel"], message["data"]
+        if encode is not None:
+            channel, data = encode(channel), encode(data)
         return lambda now: engine.notified_on(channel, data)
     if kind == "subscribe" and message["data"] == len(engine.channels):
         # Subscribed to every topic: from now on nothing is missed; claim once for what came before.

@@ -214,7 +214,7 @@ class AsyncWorker:
         while True:
             pubsub = client.pubsub()
             try:
-                await pubsub.subscribe(*self._engine.channels)
+                await pubsub.subscribe(*events.subscription(self._engine))
                 failures = 0  # connected again: the next outage is reported afresh
                 await self._relay(pubsub)
             except SERVER_REPLY_ERRORS + CONNECTION_ERRORS as error:
@@ -233,7 +233,7 @@ class AsyncWorker:
             now = time.monotonic()
             if message is not None:
                 watch.heard(now)
-                event = events.event_for_message(self._engine, message)
+                event = events.event_for_message(self._engine, message, pubsub.encoder.encode)
                 if event is not None:
                     self._post(event)
             elif watch.dead(now):

@@ -36,7 +36,8 @@ class SyncDriver:
                 return self._via_pool((*prefix, *op.args))
             except redis.exceptions.NoScriptError:
                 # First use on this server (or it restarted, or its script cache was flushed).
-                self.client.script_load(op.script.source)
+                # As UTF-8, like every argument: `script_load` would encode the source in the client's encoding.
+                self._via_pool(("SCRIPT", "LOAD", op.script.source))
                 return self._via_pool((*prefix, *op.args))
         except SERVER_REPLY_ERRORS as error:
             raise server_errors.server_error(error) from error

@@ -209,7 +209,7 @@ class SyncWorker:
         while not self._closed.is_set():
             pubsub = client.pubsub()  # type: ignore[no-untyped-call]
             try:
-                pubsub.subscribe(*self._engine.channels)
+                pubsub.subscribe(*events.subscription(self._engine))
                 failures = 0  # connected again: the next outage is reported afresh
                 self._relay(pubsub)
             except SERVER_REPLY_ERRORS + CONNECTION_ERRORS as error:
@@ -229,7 +229,7 @@ class SyncWorker:
             now = time.monotonic()
             if message is not None:
                 watch.heard(now)
-                event = events.event_for_message(self._engine, message)
+                event = events.event_for_message(self._engine, message, pubsub.encoder.encode)
                 if event is not None:
                     self._post(event)
             elif watch.dead(now):

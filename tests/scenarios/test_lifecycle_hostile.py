@@ -15,7 +15,7 @@ import anyio
 import pytest
 import redis
 
-from redis_timers import Router, scripts, wire
+from redis_timers import Router, TimersSettings, scripts, wire
 from redis_timers.keys import Keyspace
 from redis_timers.ops import ScriptCall
 from redis_timers.sync.driver import SyncDriver
@@ -327,3 +327,73 @@ def test_get_timer_of_a_timer_whose_worker_died_is_not_running_once_the_lease_ra
     assert expired.lease_expires_at is None
     assert expired.due_at == due_at
     assert expired.attempts == 1
+
+
+# -- point 14: odd client encodings, lost notifications ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("encoding", "decode_responses"),
+    [("latin-1", True), ("latin-1", False), ("utf-16", False)],
+    ids=["latin-1-decoded", "latin-1-raw", "utf-16-raw"],
+)
+def test_a_client_with_another_encoding_loads_the_scripts_and_hears_wake_ups(
+    front: Front, encoding: str, decode_responses: bool
+) -> None:
+    """A non-ASCII topic's wake-ups arrive at once: the idle worker's safety claim is a minute away."""
+    front.raw.script_flush()  # so that this client is the one loading every script
+    calls: Recorder[int] = Recorder()
+    topic = "tâches-été"
+    timers = front.timers(
+        spec(topic, Job, lambda payload, context: calls.record(payload.n)),
+        settings=TimersSettings(safety_wakeup_seconds=60),
+        decode_responses=decode_responses,
+        client_kwargs={"encoding": encoding},
+    )
+    with running(timers):
+        wait_until(lambda: subscribers(front.raw, f"{{timers}}:wake:{topic}") == 1)
+        timers.set_timer(topic, "a", Job(n=1), NOW)
+        calls.wait_for(1, timeout=10)
+    info_after = timers.get_timer(topic, "a")
+    assert info_after is None
+    assert front.raw.zcard(f"{{timers}}:timeline:{topic}") == 0
+
+
+def test_a_lost_notification_costs_at_most_one_safety_interval(front: Front) -> None:
+    calls: Recorder[int] = Recorder()
+    timers = front.timers(
+        spec("jobs", Job, lambda payload, context: calls.record(payload.n)),
+        settings=TimersSettings(safety_wakeup_seconds=0.5),
+    )
+    timers.set_timer("jobs", "far", Job(n=-1), LATER)
+    with running(timers):
+        wait_until(lambda: subscribers(front.raw, "{timers}:wake:jobs") == 1)
+        # Heard, handled and acked: the claims the worker makes once subscribed and with that ack are behind it.
+        timers.set_timer("jobs", "probe", Job(n=1), NOW)
+        calls.wait_for(1)
+        wait_until(lambda: front.raw.zscore("{timers}:timeline:jobs", "probe") is None)
+        # Due now, and written without a notification: the worker sleeps until "far" unless it checks.
+        bulk_load(front, "jobs", 1, server_time_ms(front.raw))
+        calls.wait_for(2, timeout=10)
+    assert calls.items == [1, 0]
+
+
+def test_an_idle_worker_sends_one_claim_and_one_ping_per_safety_interval(front: Front) -> None:
+    interval, window = 0.5, 2.0
+    timers = front.timers(
+        spec("jobs", Job, lambda payload, context: None), settings=TimersSettings(safety_wakeup_seconds=interval)
+    )
+    timers.set_timer("jobs", "far", Job(n=0), LATER)
+    with running(timers):
+        wait_until(lambda: subscribers(front.raw, "{timers}:wake:jobs") == 1)
+        threading.Event().wait(interval)  # a measurement window, not a synchronisation: start-up claims land
+        front.raw.config_resetstat()
+        threading.Event().wait(window)  # a measurement window, not a synchronisation
+        stats = front.raw.info("commandstats")
+    counts = {name.removeprefix("cmdstat_"): int(values["calls"]) for name, values in stats.items()}
+    most = window / interval + 1
+    assert 1 <= counts.get("evalsha", 0) <= most, counts
+    assert counts.get("ping", 0) <= most, counts
+    # Inside each claim: TIME, DEL, GET, ZRANGEBYSCORE and ZRANGE for the one topic; nothing else is sent.
+    inside = {"time", "del", "get", "zrangebyscore", "zrange"}
+    assert set(counts) - inside - {"evalsha", "ping", "config|resetstat", "info"} == set(), counts

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from redis_timers.engine import MAX_SETTLEMENTS_PER_CYCLE, Cycle, Finished, Wait
-from tests.unit.engine_harness import ORDERS, Harness, asked, claim, kinds, server_ms, settlements
+from tests.unit.engine_harness import ORDERS, Harness, asked, claim, kinds, server_ms, settlements, wait_seconds
 
 
 def claims(count: int, prefix: str = "o") -> list[bytes]:
@@ -111,3 +111,34 @@ def test_an_interrupted_round_trip_is_replayed_by_a_worker_that_goes_on() -> Non
     assert replay.keys[1:3] == interrupted.keys[1:3]
     [run] = h.reply(0.1, claim(ORDERS, "o-1", "1.1"))
     assert run.timer_id == "o-1", "a running worker runs what the replay hands back"
+
+
+# -- the safety claim: a lost notification costs one safety interval at most ----------------------
+
+
+def test_an_idle_worker_claims_once_per_safety_interval() -> None:
+    h = Harness(safety_wakeup_seconds=8.0, legacy_import_interval_seconds=3600)
+    h.start(next_due=server_ms(3000.0))  # it believes nothing is due for 50 minutes
+    assert wait_seconds(h, 0.0) == 8.0
+    call = h.cycle(8.0)
+    assert asked(call) == 100
+    h.reply(8.0, next_due=server_ms(3000.0))
+    assert wait_seconds(h, 8.0) == 8.0
+    assert isinstance(h.step(16.0), Cycle)
+
+
+def test_round_trips_postpone_the_safety_claim() -> None:
+    h = Harness(safety_wakeup_seconds=8.0, legacy_import_interval_seconds=3600)
+    [run] = h.start(claim(ORDERS, "o-1", "1.1"), next_due=server_ms(3000.0))
+    h.engine.handler_finished(run, None)
+    h.cycle(5.0)
+    h.reply(5.0, next_due=server_ms(3000.0))
+    assert wait_seconds(h, 5.0) == 8.0
+    assert isinstance(h.step(12.9), Wait)
+    assert isinstance(h.step(13.0), Cycle)
+
+
+def test_a_full_worker_makes_no_safety_claim_and_does_not_spin() -> None:
+    h = Harness(concurrency=1, safety_wakeup_seconds=8.0, legacy_import_interval_seconds=3600)
+    h.start(claim(ORDERS, "o-1", "1.1"), next_due=server_ms(3000.0))
+    assert wait_seconds(h, 9.0) > 0  # its renewals wake it, not the safety interval
