@@ -108,8 +108,10 @@ def test_get_timer(front: Front, decode_responses: bool) -> None:
     assert running.running is True
     assert running.attempts == 1
     assert running.payload == Job(n=8)
-    # While running, due_at is when the lease runs out.
-    assert datetime_to_ms(running.due_at) >= before_ms + lease_seconds * 1000
+    # While running, due_at is still the due time; the lease's end is apart.
+    assert running.due_at == info.due_at
+    assert running.lease_expires_at is not None
+    assert datetime_to_ms(running.lease_expires_at) >= before_ms + lease_seconds * 1000
     gate.open()
     pass_done.result(timeout=20)
     assert timers.get_timer("jobs", "a") is None
