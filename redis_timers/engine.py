@@ -236,7 +236,7 @@ class WorkerEngine:
         wait = min(self._settings.safety_wakeup_seconds, self._renewal_wait(now), self._next_import_at - now)
         next_due = self._next_due
         claiming = len(self._in_flight) < self.concurrency and not (self._single_pass and self._pass_exhausted)
-        if claiming:
+        if claiming and self._topics:
             wait = min(wait, self._safety_claim_at - now)
             if next_due is not None and next_due != math.inf:
                 wait = min(wait, self._clock.seconds_until(math.ceil(next_due), now))

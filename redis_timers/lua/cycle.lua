@@ -162,7 +162,8 @@ else
     local ids, due_ms = {}, {}
     for j = 1, #due, 2 do
       ids[#ids + 1] = due[j]
-      due_ms[#due_ms + 1] = ms(math.ceil(tonumber(due[j + 1])))
+      -- Digits only, as tokens are: a score below 0 (-inf, written by hand) reads as 0.
+      due_ms[#due_ms + 1] = ms(math.max(0, math.ceil(tonumber(due[j + 1]))))
     end
     if #ids > 0 then
       remaining = remaining - #ids

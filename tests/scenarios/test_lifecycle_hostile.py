@@ -397,3 +397,13 @@ def test_an_idle_worker_sends_one_claim_and_one_ping_per_safety_interval(front: 
     # Inside each claim: TIME, DEL, GET, ZRANGEBYSCORE and ZRANGE for the one topic; nothing else is sent.
     inside = {"time", "del", "get", "zrangebyscore", "zrange"}
     assert set(counts) - inside - {"evalsha", "ping", "config|resetstat", "info"} == set(), counts
+
+
+def test_a_timer_scored_minus_infinity_by_hand_is_claimed_with_a_valid_token(front: Front) -> None:
+    calls: Recorder[int] = Recorder()
+    timers = front.timers(spec("jobs", Job, lambda payload, context: calls.record(payload.n)))
+    front.raw.zadd("{timers}:timeline:jobs", {"a": float("-inf")})
+    front.raw.hset("{timers}:payloads:jobs", "a", Job(n=1).model_dump_json())
+    timers.handle_ready_timers()
+    assert calls.items == [1]
+    assert front.timer_data() == []
