@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from redis_timers import events
 from redis_timers.engine import MAX_SETTLEMENTS_PER_CYCLE, Cycle, Finished, Wait
 from tests.unit.engine_harness import ORDERS, Harness, asked, claim, kinds, server_ms, settlements, wait_seconds
 
@@ -142,3 +143,27 @@ def test_a_full_worker_makes_no_safety_claim_and_does_not_spin() -> None:
     h = Harness(concurrency=1, safety_wakeup_seconds=8.0, legacy_import_interval_seconds=3600)
     h.start(claim(ORDERS, "o-1", "1.1"), next_due=server_ms(3000.0))
     assert wait_seconds(h, 9.0) > 0  # its renewals wake it, not the safety interval
+
+
+# -- notifications under another client encoding ---------------------------------------------------
+
+
+def test_the_subscription_is_the_utf8_bytes_the_scripts_publish_on() -> None:
+    h = Harness()
+    assert events.subscription(h.engine) == [b"{timers}:wake:orders", b"{timers}:wake:reminders"]
+
+
+def test_a_message_decoded_in_another_encoding_is_read_as_the_bytes_published() -> None:
+    """A latin-1 client with decode_responses hands over mojibake; its encoder gives the UTF-8 bytes back."""
+    h = Harness(legacy_import_interval_seconds=3600)
+    h.start(next_due=server_ms(3000.0))
+    published = b"{timers}:wake:orders", str(server_ms(0.5)).encode()
+    as_decoded = [value.decode("latin-1") for value in published]
+    event = events.event_for_message(
+        h.engine,
+        {"type": "message", "channel": as_decoded[0], "data": as_decoded[1]},
+        lambda value: value.encode("latin-1"),
+    )
+    assert event is not None
+    event(0.0)
+    assert wait_seconds(h, 0.0) < 0.6
