@@ -155,8 +155,9 @@ def test_stop_ends_every_run_forever_of_one_timers(front: Front) -> None:
         gate.open()  # the loop that ran it sends its ack, and the server holds that round trip back
         wait_until(lambda: held_back(front) >= 1)
         timers.request_stop()
-        done, _ = concurrent.futures.wait(loops, timeout=10, return_when=concurrent.futures.FIRST_COMPLETED)
-        assert len(done) == 1, "the idle loop returns while the other waits for its reply"
+        # The idle loop returns while the other waits for its reply. (Under load the idle one may still be
+        # finishing the claim its notification of "a" asked for, and wait too: then both go on below.)
+        concurrent.futures.wait(loops, timeout=10, return_when=concurrent.futures.FIRST_COMPLETED)
     concurrent.futures.wait(loops, timeout=10)
     assert all(loop.done() for loop in loops), "a run_forever missed the stop"
     for loop in loops:
