@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from redis_timers import events
 from redis_timers.engine import MAX_SETTLEMENTS_PER_CYCLE, Cycle, Finished, Wait
+from redis_timers.errors import TimersConnectionError
 from tests.unit.engine_harness import ORDERS, Harness, asked, claim, kinds, server_ms, settlements, wait_seconds
 
 
@@ -40,7 +41,7 @@ def test_a_failed_bounded_round_trip_sends_its_settlements_first_again() -> None
         h.engine.handler_finished(run, None)
     first = [settlement[2] for settlement in settlements(h.cycle(0.1))]
 
-    h.engine.step_failed(0.1, ConnectionError("lost"))
+    assert h.engine.step_failed(0.1, TimersConnectionError("Redis is unreachable")) is True
     h.maintain(10.0)  # after a failure the import is retried first
     again = [settlement[2] for settlement in settlements(h.cycle(10.0))]
     assert again == first
