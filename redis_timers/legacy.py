@@ -7,7 +7,6 @@ library's, so the import runs as single-slot steps (see docs/protocol.md, "The l
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from typing import Any
@@ -24,6 +23,8 @@ LEGACY_BATCH = 500
 MAX_LEGACY_MS = 253_402_300_799_999
 """The end of the year 9999: a later original-library score is no due time (and Lua loses integers past 2**53)."""
 MAX_LOGGED_REFUSALS = 5
+COPY_GONE, COPY_UNCHANGED = 0, 1
+"""What `legacy_copies` answers for a copy that was deleted or is unchanged (otherwise: the new payload)."""
 
 logger = logging.getLogger("redis_timers")
 
@@ -55,21 +56,16 @@ def _import_original_timeline(keyspace: Keyspace, registry: HandlerRegistry, set
         if not flat:
             return imported
         members = codec.pairs(list(flat))
-        bodies = yield Command(("HMGET", settings.payloads_key, *[member for member, _ in members]))
-        rows_by_topic: dict[str, list[Any]] = {}
-        moved: list[str] = []
+        found: list[tuple[str | bytes, str | bytes, tuple[str, str, int]]] = []
         refused: list[str] = []
-        for (member, score), body in zip(members, bodies):
+        for member, score in members:
             entry = legacy_entry(member, score, registry, settings.separator)
+            if isinstance(entry, tuple):
+                found.append((member, score, entry))
+                continue
             if isinstance(entry, str):
                 refused.append(f"{member!r} ({entry})")
-            if not isinstance(entry, tuple) or body is None:
-                # Not ours, not importable, or its payload is not written yet (or was just cancelled).
-                skipped += 1
-                continue
-            topic, timer_id, due_ms = entry
-            rows_by_topic.setdefault(topic, []).extend((timer_id, due_ms, body))
-            moved.extend((codec.text(member), codec.text(score)))
+            skipped += 1  # not ours, or not importable
         if refused:
             logger.warning(
                 "%d timer(s) in %r of topics this worker handles cannot be imported and stay there: %s",
@@ -77,6 +73,22 @@ def _import_original_timeline(keyspace: Keyspace, registry: HandlerRegistry, set
                 settings.timeline_key,
                 "; ".join(refused[:MAX_LOGGED_REFUSALS]) + ("; ..." if len(refused) > MAX_LOGGED_REFUSALS else ""),
             )
+        rows_by_topic: dict[str, list[Any]] = {}
+        moved: list[str] = []
+        if found:
+            # Only the payloads to import: the timeline may hold many timers of other topics, with big payloads.
+            found_members = [member for member, _, _ in found]
+            bodies = yield Command(("HMGET", settings.payloads_key, *found_members))
+            # Read again after the payloads: a process of the original library that rescheduled a timer between
+            # the two reads wrote a payload for another due time, which must not be imported with this one.
+            scores_now = yield ScriptCall(scripts.LEGACY_SCORES, (settings.timeline_key,), tuple(found_members))
+            for (member, score, (topic, timer_id, due_ms)), body, score_now in zip(found, bodies, scores_now):
+                if body is None or codec.text(score_now) != codec.text(score):
+                    # Its payload is not written yet, or it was just cancelled or rescheduled: the next pass sees.
+                    skipped += 1
+                    continue
+                rows_by_topic.setdefault(topic, []).extend((timer_id, due_ms, body, ""))
+                moved.extend((codec.text(member), codec.text(score)))
         for topic, rows in rows_by_topic.items():
             imported += yield ScriptCall(
                 scripts.IMPORT_LEGACY,
@@ -145,19 +157,28 @@ def _follow_imported(keyspace: Keyspace, settings: TimersSettings, topic: str) -
         ]
         if receipts:
             members = [f"{topic}{settings.separator}{timer_id}" for timer_id, _, _ in receipts]
-            on_timeline = yield ScriptCall(scripts.ON_LEGACY_TIMELINE, (settings.timeline_key,), tuple(members))
-            copies = yield Command(("HMGET", settings.payloads_key, *members))
+            digests = [receipt.partition(":")[2] for _, receipt, _ in receipts]
+            # The copies first, then the timeline: a process of the original library writes both at once, so a
+            # reschedule made between the two reads shows on the timeline, never as a lone rewritten copy.
+            copies = yield ScriptCall(
+                scripts.LEGACY_COPIES,
+                (settings.payloads_key,),
+                tuple(item for pair in zip(members, digests) for item in pair),
+            )
+            on_timeline = yield ScriptCall(scripts.LEGACY_SCORES, (settings.timeline_key,), tuple(members))
             rewritten: list[Any] = []
             settle: list[str] = []
             done: dict[str, tuple[str, str]] = {}
-            for (timer_id, receipt, alive), member, listed, copy in zip(receipts, members, on_timeline, copies):
+            for (timer_id, receipt, alive), member, digest, listed, copy in zip(
+                receipts, members, digests, on_timeline, copies
+            ):
                 if listed:
                     continue  # written again by the original library: the timeline's pass imports it
-                due_ms, _, digest = receipt.partition(":")
-                if copy is None:
+                if copy == COPY_GONE:
                     settle.extend(("c", timer_id, receipt))
-                elif _sha1(copy) != digest:
-                    rewritten.extend((timer_id, int(due_ms), copy))
+                elif copy != COPY_UNCHANGED:
+                    # Rewritten at the imported due time while the import ran: imported again, if the receipt holds.
+                    rewritten.extend((timer_id, int(receipt.partition(":")[0]), copy, receipt))
                 elif not alive:
                     settle.extend(("d", timer_id, receipt))
                     done[timer_id] = (member, digest)
@@ -184,8 +205,3 @@ def _follow_imported(keyspace: Keyspace, settings: TimersSettings, topic: str) -
 
 def _triples(flat: list[Any]) -> list[tuple[Any, Any, Any]]:
     return list(zip(flat[0::3], flat[1::3], flat[2::3]))
-
-
-def _sha1(value: str | bytes) -> str:
-    raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
-    return hashlib.sha1(raw, usedforsecurity=False).hexdigest()

@@ -68,10 +68,12 @@ REMOVE_LEGACY = _load("remove_legacy", with_prelude=False)
 LEGACY_RECEIPTS = _load("legacy_receipts", with_prelude=False)
 SETTLE_LEGACY = _load("settle_legacy")
 REMOVE_LEGACY_PAYLOADS = _load("remove_legacy_payloads", with_prelude=False)
-ON_LEGACY_TIMELINE = LuaScript(
-    name="on_legacy_timeline",
-    # Presence only, as integers: ZMSCORE's reply differs between RESP2 and RESP3 (and needs Redis 6.2).
-    source="local r = {} for i, m in ipairs(ARGV) do r[i] = redis.call('ZSCORE', KEYS[1], m) and 1 or 0 end return r",
+LEGACY_COPIES = _load("legacy_copies", with_prelude=False)
+LEGACY_SCORES = LuaScript(
+    name="legacy_scores",
+    # Each member's score as text ('' when it is not on the timeline): ZMSCORE's reply differs between RESP2 and
+    # RESP3 (and needs Redis 6.2).
+    source="local r = {} for i, m in ipairs(ARGV) do r[i] = redis.call('ZSCORE', KEYS[1], m) or '' end return r",
 )
 READ_LEGACY = LuaScript(
     name="read_legacy",

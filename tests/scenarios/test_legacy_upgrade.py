@@ -19,7 +19,7 @@ import redis
 
 from redis_timers import TimersSettings, legacy, scripts
 from redis_timers.keys import Keyspace
-from redis_timers.ops import Command, ScriptCall
+from redis_timers.ops import Command, Op, ScriptCall
 from redis_timers.registry import HandlerRegistry
 from redis_timers.router import Router
 from redis_timers.scripts import LuaScript
@@ -171,25 +171,67 @@ def jobs_registry() -> HandlerRegistry:
     return registry
 
 
+class HandDrivenPass:
+    """An import pass run by hand, one call at a time, so that a test can act between two of its steps
+    (as a process of the original library or another worker would) or stop it there (as a worker dying would)."""
+
+    def __init__(self, url: str) -> None:
+        self._client = redis.Redis.from_url(url)
+        self._flow = legacy.import_legacy(Keyspace("timers"), jobs_registry(), TimersSettings())
+        self._op: Op | None = next(self._flow)
+
+    def step(self) -> Op:
+        """Run the next call; returns it."""
+        op = self._op
+        assert op is not None, "the pass is over"
+        if isinstance(op, Command):
+            reply = self._client.execute_command(*op.args)  # type: ignore[no-untyped-call]
+        else:
+            reply = self._client.eval(op.script.source, len(op.keys), *op.keys, *op.args)
+        try:
+            self._op = self._flow.send(reply)
+        except StopIteration:
+            self._op = None
+        return op
+
+    def step_through(self, script: LuaScript) -> None:
+        """Run calls up to and including the first call of `script`."""
+        while True:
+            op = self.step()
+            if isinstance(op, ScriptCall) and op.script is script:
+                return
+
+    def step_until_command(self) -> None:
+        """Run calls up to the first plain command, without running it."""
+        while not isinstance(self._op, Command):
+            self.step()
+
+    def finish(self) -> None:
+        while self._op is not None:
+            self.step()
+
+    def close(self) -> None:
+        self._client.close()
+
+
 def pass_until(url: str, last: LuaScript) -> None:
     """Run an import pass by hand and stop right after its first call of `last`, as a worker dying there would."""
-    client = redis.Redis.from_url(url)
-    flow = legacy.import_legacy(Keyspace("timers"), jobs_registry(), TimersSettings())
+    hand = HandDrivenPass(url)
     try:
-        op = next(flow)
-        while True:
-            if isinstance(op, Command):
-                reply = client.execute_command(*op.args)  # type: ignore[no-untyped-call]
-            else:
-                assert isinstance(op, ScriptCall)
-                reply = client.eval(op.script.source, len(op.keys), *op.keys, *op.args)
-                if op.script is last:
-                    return
-            op = flow.send(reply)
-    except StopIteration:
+        hand.step_through(last)
+    except AssertionError:
         raise AssertionError(f"the pass never called {last.name}") from None
     finally:
-        client.close()
+        hand.close()
+
+
+def full_pass(url: str) -> None:
+    """An import pass and nothing else: no worker round trip runs what it imported."""
+    hand = HandDrivenPass(url)
+    try:
+        hand.finish()
+    finally:
+        hand.close()
 
 
 @contextlib.contextmanager
@@ -286,3 +328,116 @@ def test_between_two_passes_a_seed_write_counts_as_newer_than_a_new_library_writ
     timers.handle_ready_timers()
 
     assert calls.items == [Job(n=3, note="seed, again")]
+
+
+# -- a process of the original library writing between two steps of a pass -----------------------
+
+
+def never_early(calls: Recorder[tuple[Job, float]]) -> list[tuple[Job, float]]:
+    """The handler calls that started before their payload's `due` (an epoch second in `note`)."""
+    return [(job, started) for job, started in calls.items if started < float(job.note)]
+
+
+def timing_recording(front: Front, **kwargs: Any) -> tuple[Any, Recorder[tuple[Job, float]]]:
+    calls: Recorder[tuple[Job, float]] = Recorder()
+    handler = spec("jobs", Job, lambda payload, context: calls.record((payload, time.time())))
+    return front.timers(handler, **kwargs), calls
+
+
+def due(n: int, second: int) -> Job:
+    """A payload that says the epoch second before which its handler must not start."""
+    return Job(n=n, note=str(second))
+
+
+def test_a_seed_reschedule_between_the_read_and_the_payloads_never_fires_early(front: Front) -> None:
+    """The pass reads the timeline, then the payloads: a seed write between the two must not pair the new payload
+    with the old (earlier) due time."""
+    now = int(time.time())
+    seed_set_timer(front, "jobs--a", now - 1, due(1, now - 1))
+    hand = HandDrivenPass(front.url)
+    try:
+        hand.step_until_command()  # the timeline is read, the payloads not yet
+        seed_set_timer(front, "jobs--a", now + HOUR, due(2, now + HOUR))
+        hand.finish()
+    finally:
+        hand.close()
+    worker, calls = timing_recording(front, settings=TimersSettings(legacy_import=False))
+    worker.handle_ready_timers()
+    assert never_early(calls) == []
+
+    full_pass(front.url)  # the next pass takes the seed's newer write
+    info = worker.get_timer("jobs", "a")
+    assert info is not None
+    assert info.payload == due(2, now + HOUR)
+    assert info.due_at == datetime.datetime.fromtimestamp(now + HOUR, tz=datetime.timezone.utc)
+
+
+def test_a_seed_reschedule_between_the_follow_up_reads_never_fires_early(front: Front) -> None:
+    """Following an imported timer reads the original timeline and the payload's copy: a seed reschedule between
+    the two reads must not be taken for a payload rewritten at the imported due time."""
+    now = int(time.time())
+    seed_set_timer(front, "jobs--a", now - 1, due(1, now - 1))
+    full_pass(front.url)
+    hand = HandDrivenPass(front.url)
+    try:
+        hand.step_through(scripts.LEGACY_RECEIPTS)
+        hand.step()  # the first of the two reads of the original keys
+        seed_set_timer(front, "jobs--a", now + HOUR, due(2, now + HOUR))
+        hand.finish()
+    finally:
+        hand.close()
+    worker, calls = timing_recording(front, settings=TimersSettings(legacy_import=False))
+    worker.handle_ready_timers()
+    assert never_early(calls) == []
+
+    full_pass(front.url)
+    info = worker.get_timer("jobs", "a")
+    assert info is not None
+    assert info.payload == due(2, now + HOUR)
+
+
+def test_a_pass_that_read_a_receipt_another_pass_replaced_never_fires_early(front: Front) -> None:
+    """Two workers import at once: one reads a receipt, the other imports a seed reschedule of that timer (a new
+    receipt, the member off the original timeline); the first must not re-import the new payload at the old time."""
+    now = int(time.time())
+    seed_set_timer(front, "jobs--a", now - 1, due(1, now - 1))
+    full_pass(front.url)
+    slow = HandDrivenPass(front.url)
+    try:
+        slow.step_through(scripts.LEGACY_RECEIPTS)
+        seed_set_timer(front, "jobs--a", now + HOUR, due(2, now + HOUR))
+        full_pass(front.url)  # the other worker's pass
+        slow.finish()
+    finally:
+        slow.close()
+    worker, calls = timing_recording(front, settings=TimersSettings(legacy_import=False))
+    worker.handle_ready_timers()
+    assert never_early(calls) == []
+    info = worker.get_timer("jobs", "a")
+    assert info is not None
+    assert info.payload == due(2, now + HOUR)
+    assert info.due_at == datetime.datetime.fromtimestamp(now + HOUR, tz=datetime.timezone.utc)
+
+
+# -- cost ------------------------------------------------------------------------------------------
+
+
+def test_a_pass_reads_no_payload_it_neither_imports_nor_finds_changed(front: Front) -> None:
+    """Every pass (once a minute, per worker) reads the whole original timeline and follows every imported timer:
+    the payloads of other topics' timers and the unchanged copies of imported ones must not cross the network."""
+    timers, calls = recording(front)
+    later = int(time.time()) + HOUR
+    big = "x" * 10_000
+    for n in range(100):
+        seed_set_timer(front, f"invoices--{n}", later, Job(n=n, note=big))  # no handler here
+        seed_set_timer(front, f"jobs--{n}", later, Job(n=n, note=big))
+    timers.handle_ready_timers()  # imports the jobs (and reads their payloads once)
+    assert front.raw.hlen("{timers}:legacy:jobs") == 100
+
+    front.raw.config_resetstat()
+    timers.handle_ready_timers()
+    sent = int(front.raw.info("stats")["total_net_output_bytes"])
+
+    # 100 payloads of 10 kB each would be 1 MB; members, receipts and scores are a few kB.
+    assert sent < 100_000, f"the pass received {sent} bytes"
+    assert calls.items == []
