@@ -61,6 +61,7 @@ def test_entries_that_cannot_be_imported_are_skipped_with_one_log_line(
     seed_set_timer(front, "jobs--" + "x" * 1025, now - 1, Job(n=2))  # over the 1,024-byte limit
     seed_set_timer(front, "jobs--forever", float("inf"), Job(n=3))
     seed_set_timer(front, "jobs--never", float("-inf"), Job(n=4))
+    seed_set_timer(front, "jobs--", now - 1, Job(n=7))  # an empty id
     seed_set_timer(front, "jobs--good", now - 1, Job(n=5))
 
     with caplog.at_level(logging.WARNING, logger="redis_timers"):
@@ -70,12 +71,13 @@ def test_entries_that_cannot_be_imported_are_skipped_with_one_log_line(
     refusals = [record for record in caplog.records if "cannot be imported" in record.getMessage()]
     assert len(refusals) == 1
     message = refusals[0].getMessage()
-    assert message.startswith("4 timer(s) in 'timers_timeline'")
+    assert message.startswith("5 timer(s) in 'timers_timeline'")
     assert "not UTF-8" in message
     assert "1024" in message
     assert "not a finite number" in message
+    assert "must not be empty" in message
     # Left where they are, for someone to look at; the worker carries on.
-    assert front.raw.zcard(TIMELINE) == 4
+    assert front.raw.zcard(TIMELINE) == 5
     with running(timers):
         timers.set_timer("jobs", "after", Job(n=6), datetime.timedelta(0))
         assert calls.wait_for(2)[-1] == Job(n=6)
