@@ -84,8 +84,9 @@ def _import_original_timeline(keyspace: Keyspace, registry: HandlerRegistry, set
             scores_now = yield ScriptCall(scripts.LEGACY_SCORES, (settings.timeline_key,), tuple(found_members))
             for (member, score, (topic, timer_id, due_ms)), body, score_now in zip(found, bodies, scores_now):
                 if body is None or codec.text(score_now) != codec.text(score):
-                    # Its payload is not written yet, or it was just cancelled or rescheduled: the next pass sees.
-                    skipped += 1
+                    # Its payload is not written yet, or it was just cancelled or rescheduled: the next pass sees. A
+                    # cancelled one is off the timeline, so it is not in front of the next page.
+                    skipped += 1 if score_now else 0
                     continue
                 rows_by_topic.setdefault(topic, []).extend((timer_id, due_ms, body, ""))
                 moved.extend((codec.text(member), codec.text(score)))
@@ -97,9 +98,10 @@ def _import_original_timeline(keyspace: Keyspace, registry: HandlerRegistry, set
             )
         if moved:
             # Off the original timeline (so its workers don't run them too); the payloads stay until done.
-            removed = yield ScriptCall(scripts.REMOVE_LEGACY, (settings.timeline_key,), tuple(moved))
-            # Members changed by a process of the original library since the read stay behind; step over them.
-            skipped += len(moved) // 2 - len(removed)
+            _, rescheduled = yield ScriptCall(scripts.REMOVE_LEGACY, (settings.timeline_key,), tuple(moved))
+            # Members rescheduled by a process of the original library since the read stay behind; step over them
+            # (cancelled ones are gone: counting them would step over as many timers of the next page).
+            skipped += int(rescheduled)
         if len(members) < LEGACY_BATCH:
             return imported
 

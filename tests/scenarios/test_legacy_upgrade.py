@@ -208,6 +208,11 @@ class HandDrivenPass:
         while not isinstance(self._op, Command):
             self.step()
 
+    def step_until(self, script: LuaScript) -> None:
+        """Run calls up to the first call of `script`, without running it."""
+        while not (isinstance(self._op, ScriptCall) and self._op.script is script):
+            self.step()
+
     def finish(self) -> None:
         while self._op is not None:
             self.step()
@@ -419,6 +424,33 @@ def test_a_pass_that_read_a_receipt_another_pass_replaced_never_fires_early(fron
     assert info is not None
     assert info.payload == due(2, now + HOUR)
     assert info.due_at == datetime.datetime.fromtimestamp(now + HOUR, tz=datetime.timezone.utc)
+
+
+@pytest.mark.parametrize("when", ["after the payloads", "before the removal"])
+def test_a_seed_cancel_during_a_pass_does_not_make_it_step_over_a_timer(front: Front, when: str) -> None:
+    """Pages of the original timeline are read by rank: a member the seed deleted meanwhile is no longer in front
+    of the next page, so counting it there would skip the page's first timer."""
+    now = int(time.time())
+    pipe = front.raw.pipeline(transaction=False)
+    for n in range(legacy.LEGACY_BATCH + 1):
+        pipe.zadd(TIMELINE, {f"jobs--{n:04d}": now - 1})
+        pipe.hset(PAYLOADS, f"jobs--{n:04d}", Job(n=n).model_dump_json())
+    pipe.execute()
+    hand = HandDrivenPass(front.url)
+    try:
+        hand.step_until_command()
+        if when == "after the payloads":
+            hand.step()
+        else:
+            hand.step_until(scripts.REMOVE_LEGACY)
+        seed_remove_timer(front, "jobs--0000")
+        hand.finish()
+    finally:
+        hand.close()
+    worker, _ = recording(front, settings=TimersSettings(legacy_import=False))
+    last = f"{legacy.LEGACY_BATCH:04d}"
+    assert worker.get_timer("jobs", last) is not None, "the pass stepped over the next page's first timer"
+    assert front.raw.zcard(TIMELINE) == 0
 
 
 # -- cost ------------------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ def test_imports_handled_topics_and_leaves_the_rest(as_bytes: bool) -> None:
         encode([members[i][1] for i in handled], as_bytes),  # no score changed since the read
         2,  # orders imported
         1,  # reminders imported
-        encode(["orders--1", "reminders--r--with--separators", "orders--2"], as_bytes),
+        [encode(["orders--1", "reminders--r--with--separators", "orders--2"], as_bytes), 0],
         *NO_RECEIPTS,
     ]
 
@@ -193,7 +193,7 @@ def test_members_changed_since_the_read_stay_behind_and_are_stepped_over() -> No
             ['{"order_id":1}'] * len(moved),
             [s for _, s in members[1:]],
             len(moved),
-            removed,
+            [removed, 1],  # orders--7 is still on the timeline
             [],
             *NO_RECEIPTS,
         ],
@@ -218,10 +218,31 @@ def test_members_changed_since_the_read_stay_behind_and_are_stepped_over() -> No
     assert imported == len(moved)
 
 
+def test_members_cancelled_since_the_read_are_not_stepped_over() -> None:
+    """A member deleted by a process of the original library is no longer in front of the next page."""
+    members = [(f"orders--{n}", "1") for n in range(BATCH)]
+    flow = legacy.import_legacy(KEYSPACE, REGISTRY, SETTINGS)
+
+    ops, _ = run_flow(
+        flow,
+        [
+            flat(members),
+            [None] + ['{"order_id":1}'] * (BATCH - 1),
+            [""] + ["1"] * (BATCH - 1),  # orders--0 was cancelled before the payloads were read
+            BATCH - 1,
+            [[m for m, _ in members[2:]], 0],  # orders--1 was cancelled before the removal
+            [],
+            *NO_RECEIPTS,
+        ],
+    )
+
+    assert ops[5] == read(0)
+
+
 def test_the_original_payloads_are_never_deleted_by_the_import_itself() -> None:
     ops, imported = run_flow(
         legacy.import_legacy(KEYSPACE, REGISTRY, SETTINGS),
-        [["orders--1", "5"], ['{"order_id":1}'], ["5"], 1, ["orders--1"], *NO_RECEIPTS],
+        [["orders--1", "5"], ['{"order_id":1}'], ["5"], 1, [["orders--1"], 0], *NO_RECEIPTS],
     )
 
     assert [op for op in ops if isinstance(op, Command) and op.args[0] == "HDEL"] == []
@@ -234,7 +255,7 @@ def test_uses_the_configured_legacy_keys_and_separator() -> None:
 
     ops, imported = run_flow(
         legacy.import_legacy(Keyspace("ns"), registry, settings),
-        [["orders::1", "2", "orders--2", "3"], ['{"order_id":1}'], ["2"], 1, ["orders::1"], *NO_RECEIPTS],
+        [["orders::1", "2", "orders--2", "3"], ['{"order_id":1}'], ["2"], 1, [["orders::1"], 0], *NO_RECEIPTS],
     )
 
     assert ops[0] == ScriptCall(scripts.READ_LEGACY, ("old:tl",), (0, BATCH - 1))
@@ -282,7 +303,7 @@ def test_entries_that_cannot_be_imported_are_skipped_with_one_log_line(caplog: p
         [b'{"order_id":1}'],
         [b"4"],
         1,
-        [b"orders--good"],
+        [[b"orders--good"], 0],
         *NO_RECEIPTS,
     ]
 
@@ -315,7 +336,7 @@ def test_a_timer_rescheduled_between_the_read_and_its_payload_is_left_for_the_ne
             ['{"order_id":1}', '{"order_id":2}'],
             ["3605", "6"],  # orders--1 was rescheduled after the read
             1,
-            ["orders--2"],
+            [["orders--2"], 0],
             *NO_RECEIPTS,
         ],
     )
