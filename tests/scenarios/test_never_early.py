@@ -12,6 +12,7 @@ import datetime
 import random
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pydantic
@@ -22,6 +23,7 @@ from redis_timers.engine import settle
 from redis_timers.keys import Keyspace
 from tests.harness import Front, Recorder, datetime_to_ms, running, spec
 
+PRELUDE = (Path(scripts.__file__).parent / "lua" / "prelude.lua").read_text(encoding="utf-8")
 KEYSPACE = Keyspace("timers")
 TOPIC = "early"
 TIMELINE, PAYLOADS, STATE = KEYSPACE.topic_keys(TOPIC)
@@ -139,3 +141,26 @@ def test_leases_renewals_retries_and_hand_backs_never_end_before_now_plus_their_
     finally:
         client.close()
     assert early == {"claim": [], "renew": [], "retry": [], "release": []}, f"us early: {early}"
+
+
+def test_the_server_clock_rounds_down_and_up_at_the_edges_of_a_millisecond(redis_url: str) -> None:
+    """The prelude's `server_now_ms` on the server's Lua, fed the `TIME` replies at a millisecond's edges: the
+    rounded-down now never passes `TIME`, the rounded-up one is never before it (and both are exact integers)."""
+    prelude_function = next(block for block in PRELUDE.split("\n\n") if "local function server_now_ms(" in block)
+    # A local `redis` shadows the global for the function below it: TIME answers what the test says.
+    source = (
+        "local redis = {call = function() return {ARGV[1], ARGV[2]} end}\n"
+        f"{prelude_function}\n"
+        "local down, up = server_now_ms()\n"
+        "return {string.format('%d', down), string.format('%d', up)}"
+    )
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for seconds in (0, 1_796_000_000, 253_402_300_799):
+            for micros in (0, 1, 999, 1000, 1001, 500_000, 999_000, 999_001, 999_999):
+                down, up = (int(value) for value in client.eval(source, 0, seconds, micros))
+                exact_us = seconds * 1_000_000 + micros
+                assert down * 1000 <= exact_us < (down + 1) * 1000, (seconds, micros, down)
+                assert (up - 1) * 1000 < exact_us <= up * 1000, (seconds, micros, up)
+    finally:
+        client.close()
