@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from redis_timers.errors import STOP_REQUESTS
 from redis_timers.keys import split_dead_letter_field
 from redis_timers.records import DeadLetter
 from redis_timers.timing import ms_to_datetime
@@ -23,20 +24,36 @@ def optional_text(value: str | bytes | None) -> str | None:
 def describe_error(error: BaseException) -> str:
     """`Type: message` for logs and dead letters, whatever the exception's own methods do.
 
-    A handler's exception is user code: its `__str__` may raise, return a non-str or a huge
-    string. Describing it must never fail, or the worker would die recording the failure.
+    A handler's exception is user code: its `__str__` may raise (anything, not only an `Exception`),
+    return a non-str or a huge string, and its class's metaclass may hide its name. Describing it
+    must never fail, or the worker would die recording the failure. Only a stop request (Ctrl-C
+    landing here) propagates.
     """
-    kind = type(error).__name__
+    kind = type_name(type(error))
     try:
         # `str.__str__` turns a str subclass into a plain str, whose slicing and joining user code can't override.
         message = str.__str__(str(error))
-    except Exception:
+    except STOP_REQUESTS:
+        raise
+    except BaseException:
         try:
             message = str.__str__(repr(error))
-        except Exception:
+        except STOP_REQUESTS:
+            raise
+        except BaseException:
             return kind
     description = f"{kind}: {message}"
     return description if len(description) <= MAX_ERROR_CHARS else description[:MAX_ERROR_CHARS] + "..."
+
+
+def type_name(cls: type) -> str:
+    """A class's own name, read past any metaclass that overrides `__name__` or `__getattribute__`."""
+    name: str = TYPE_NAME.__get__(cls, type)
+    return name
+
+
+TYPE_NAME = vars(type)["__name__"]
+"""`type`'s own `__name__` descriptor: always the name the class was created with, a str."""
 
 
 def dead_letter(field: str | bytes, record: str | bytes) -> DeadLetter:

@@ -41,6 +41,20 @@ RENEW_AFTER_FRACTION = 1 / 3
 """A lease is renewed once a third of it has passed, so two renewals can fail before it runs out."""
 
 
+def log_failure(level: int, message: str, args: tuple[object, ...], error: BaseException) -> None:
+    """Log a handler's failure with its traceback; without it if formatting that raises.
+
+    The traceback reads the exception class's `__qualname__` and `__module__`, which a metaclass
+    can make raise anything: the failure is settled already, and logging it must not kill the worker.
+    """
+    try:
+        logger.log(level, message, *args, exc_info=error)
+    except STOP_REQUESTS:
+        raise
+    except BaseException:
+        logger.log(level, message + " (its traceback could not be formatted)", *args)
+
+
 def invalid_payload(error: BaseException) -> str:
     """Why a stored payload was refused: pydantic's report, or what the schema's own code raised."""
     if isinstance(error, pydantic.ValidationError):
@@ -411,28 +425,22 @@ class WorkerEngine:
         description = codec.describe_error(error)
         limit = self._attempt_limits[run.topic_index - 1]
         if run.attempts >= limit:
-            logger.error(
-                "timer %r/%r failed %d time(s); moved to dead letters: %s",
-                run.topic,
-                run.timer_id,
-                run.attempts,
-                description,
-                exc_info=error,
-            )
             self._pending.append(settle(wire.DEAD, run.key, wire.with_error(description)))
+            log_failure(
+                logging.ERROR,
+                "timer %r/%r failed %d time(s); moved to dead letters: %s",
+                (run.topic, run.timer_id, run.attempts, description),
+                error,
+            )
             return
         delay_ms = retry_delay_ms(run.attempts, self._settings, self._rng)
-        logger.warning(
-            "timer %r/%r failed (attempt %d of %d); retrying in %.1fs: %s",
-            run.topic,
-            run.timer_id,
-            run.attempts,
-            limit,
-            delay_ms / 1000,
-            description,
-            exc_info=error,
-        )
         self._pending.append(settle(wire.RETRY, run.key, wire.with_error(description, delay_ms)))
+        log_failure(
+            logging.WARNING,
+            "timer %r/%r failed (attempt %d of %d); retrying in %.1fs: %s",
+            (run.topic, run.timer_id, run.attempts, limit, delay_ms / 1000, description),
+            error,
+        )
 
     def notified(self, topic: str, due_ms: int) -> None:
         """Another process scheduled a timer of `topic` earlier than the head we knew."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import inspect
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -270,6 +271,41 @@ class HugeStr(Exception):
         return "h" * 5_000_000
 
 
+class StrAndReprRaiseBase(Exception):
+    def __str__(self) -> str:
+        raise Abort("no str")
+
+    def __repr__(self) -> str:
+        raise Abort("no repr")
+
+
+class NamelessMeta(type):
+    """A metaclass hiding its classes' names while `hostile`: `__name__`, `__qualname__` and `__module__` raise.
+
+    Only while: pytest itself needs the names to report a failure.
+    """
+
+    hostile = False
+
+    def __getattribute__(cls, name: str) -> Any:
+        if NamelessMeta.hostile and name in ("__name__", "__qualname__", "__module__"):
+            raise Abort(f"no {name}")
+        return type.__getattribute__(cls, name)
+
+
+class Nameless(Exception, metaclass=NamelessMeta):
+    pass
+
+
+@contextlib.contextmanager
+def hostile_names() -> Iterator[None]:
+    NamelessMeta.hostile = True
+    try:
+        yield
+    finally:
+        NamelessMeta.hostile = False
+
+
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
@@ -277,8 +313,19 @@ class HugeStr(Exception):
         (StrAndReprRaise(), "StrAndReprRaise"),
         (StrReturnsNonStr("y"), "StrReturnsNonStr: StrReturnsNonStr('y')"),
         (HugeStr(), "HugeStr: hhhh"),
+        (StrAndReprRaiseBase(), "StrAndReprRaiseBase"),
+        (Nameless("z"), "Nameless: z"),
+        (RuntimeError("lone \ud800 surrogate"), "RuntimeError: lone \\ud800 surrogate"),
     ],
-    ids=["str-raises", "str-and-repr-raise", "str-returns-bytes", "huge-str"],
+    ids=[
+        "str-raises",
+        "str-and-repr-raise",
+        "str-returns-bytes",
+        "huge-str",
+        "str-raises-base",
+        "nameless",
+        "surrogate",
+    ],
 )
 def test_an_exception_that_cannot_be_printed_is_recorded_and_the_worker_goes_on(
     front: Front, error: BaseException, expected: str
@@ -295,10 +342,11 @@ def test_an_exception_that_cannot_be_printed_is_recorded_and_the_worker_goes_on(
     )
     timers.set_timer("bad", "a", Job(n=1), NOW)
     with running(timers):
-        wait_until(lambda: front.raw.hlen("{timers}:dead") == 1)
+        with hostile_names():
+            wait_until(lambda: front.raw.hlen("{timers}:dead") == 1 or not timers.worker_running)
+        assert timers.worker_running
         timers.set_timer("good", "b", Job(n=2), NOW)
         assert good.wait_for(1) == [2]
-        assert timers.worker_running
     (letter,) = timers.dead_letters()
     assert letter.error.startswith(expected)
     assert len(letter.error) <= 4003

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import inspect
+from collections.abc import Iterator
 from typing import Any
 
 import pydantic
@@ -68,6 +70,45 @@ class HugeStr(Exception):
         return "x" * 10_000_000
 
 
+class Unwinding(BaseException):
+    """Not an Exception: what a framework's control-flow exception looks like."""
+
+
+class StrAndReprRaiseBase(Exception):
+    def __str__(self) -> str:
+        raise Unwinding("no str")
+
+    def __repr__(self) -> str:
+        raise Unwinding("no repr")
+
+
+class NamelessMeta(type):
+    """A metaclass hiding its classes' names while `hostile`: `__name__`, `__qualname__` and `__module__` raise.
+
+    Only while: pytest itself needs the names to report a failure.
+    """
+
+    hostile = False
+
+    def __getattribute__(cls, name: str) -> Any:
+        if NamelessMeta.hostile and name in ("__name__", "__qualname__", "__module__"):
+            raise Unwinding(f"no {name}")
+        return type.__getattribute__(cls, name)
+
+
+class Nameless(Exception, metaclass=NamelessMeta):
+    pass
+
+
+@contextlib.contextmanager
+def hostile_names() -> Iterator[None]:
+    NamelessMeta.hostile = True
+    try:
+        yield
+    finally:
+        NamelessMeta.hostile = False
+
+
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
@@ -75,11 +116,14 @@ class HugeStr(Exception):
         (StrAndReprRaise(), "StrAndReprRaise"),
         (StrReturnsNonStr("b"), "StrReturnsNonStr: StrReturnsNonStr('b')"),
         (StrReturnsHostileStr(), "StrReturnsHostileStr: hostile"),
+        (StrAndReprRaiseBase(), "StrAndReprRaiseBase"),
+        (Nameless("c"), "Nameless: c"),
     ],
-    ids=["str-raises", "str-and-repr-raise", "str-returns-int", "str-subclass"],
+    ids=["str-raises", "str-and-repr-raise", "str-returns-int", "str-subclass", "str-raises-base", "nameless-type"],
 )
 def test_an_exception_is_described_whatever_its_str_does(error: BaseException, expected: str) -> None:
-    description = codec.describe_error(error)
+    with hostile_names():
+        description = codec.describe_error(error)
     assert description == expected
     assert type(description) is str
 
@@ -89,16 +133,21 @@ def test_a_huge_exception_text_is_cut_to_the_limit() -> None:
     assert description == "HugeStr: " + "x" * (codec.MAX_ERROR_CHARS - len("HugeStr: ")) + "..."
 
 
-@pytest.mark.parametrize("error", [StrRaises(), StrAndReprRaise(), StrReturnsNonStr(), HugeStr()])
-def test_a_handler_whose_exception_cannot_be_printed_is_retried(error: BaseException) -> None:
-    h = Harness(max_attempts=3)
+@pytest.mark.parametrize(
+    "error", [StrRaises(), StrAndReprRaise(), StrReturnsNonStr(), HugeStr(), StrAndReprRaiseBase(), Nameless()]
+)
+@pytest.mark.parametrize("max_attempts", [3, 1], ids=["retried", "dead-lettered"])
+def test_a_handler_whose_exception_cannot_be_printed_is_settled(error: BaseException, max_attempts: int) -> None:
+    """Its traceback is logged too: if formatting that raises, the failure is logged without it."""
+    h = Harness(max_attempts=max_attempts)
     [run] = h.start(claim(ORDERS, "o-1", "1.1"))
 
-    h.engine.handler_finished(run, error)
+    with hostile_names():
+        h.engine.handler_finished(run, error)
 
     [(kind, _, timer_id, _, _, recorded)] = settlements(h.cycle(0.1))
-    assert (kind, timer_id) == ("retry", "o-1")
-    assert str(recorded).startswith(type(error).__name__)
+    assert (kind, timer_id) == ("retry" if max_attempts > 1 else "dead", "o-1")
+    assert str(recorded).startswith(type.__dict__["__name__"].__get__(type(error)))
 
 
 # -- validators that raise anything --------------------------------------------------------------
