@@ -18,6 +18,29 @@ def is_async_callable(func: object) -> bool:
     return inspect.iscoroutinefunction(call)
 
 
+def is_generator_callable(func: object) -> bool:
+    """Whether calling `func` only makes a generator (or async generator), running none of its body."""
+    call = getattr(func, "__call__", None)  # noqa: B004 - callable objects count too
+    return any(inspect.isgeneratorfunction(f) or inspect.isasyncgenfunction(f) for f in (func, call))
+
+
+def generator_result_error(topic: str, result: object) -> TypeError | None:
+    """For every front end: the failure of a handler that returned a generator or an async generator.
+
+    A decorator's plain wrapper around a generator function looks like a plain handler; its body is in
+    the generator, not run (acking that run would drop the timer). Nothing can run it for the handler: a
+    front end doesn't iterate what a handler returns. The generator is closed (it never started).
+    """
+    if inspect.isgenerator(result):
+        result.close()
+    elif not inspect.isasyncgen(result):
+        return None
+    return TypeError(
+        f"handler for topic {topic!r} returned {type(result).__name__} instead of doing its work; "
+        "a handler must not yield"
+    )
+
+
 def awaitable_result_error(topic: str, result: object) -> TypeError | None:
     """For a front end that can't await: the failure of a plain `def` that returned an awaitable.
 
@@ -51,6 +74,11 @@ class HandlerRegistry:
             check_topic(handler.topic, self._separator)
             if handler.topic in self._by_topic or handler.topic in incoming:
                 raise HandlerRegistrationError(f"topic {handler.topic!r} already has a handler")
+            if is_generator_callable(handler.handler):
+                raise HandlerRegistrationError(
+                    f"handler for topic {handler.topic!r} is a generator function: calling it runs none of its "
+                    "body (a handler must not yield)"
+                )
             if is_async_callable(handler.handler) and not self._accepts_async:
                 raise HandlerRegistrationError(
                     f"handler for topic {handler.topic!r} is async; the {self._front_end} front end runs plain "

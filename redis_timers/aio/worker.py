@@ -22,7 +22,7 @@ from redis_timers.aio.driver import AsyncDriver
 from redis_timers.aio.lane import CONNECTION_ERRORS, SERVER_REPLY_ERRORS
 from redis_timers.engine import Cycle, Finished, Maintain, Run, Wait, WorkerEngine
 from redis_timers.errors import REDIS_FAILURES
-from redis_timers.registry import is_async_callable
+from redis_timers.registry import generator_result_error, is_async_callable
 from redis_timers.settings import TimersSettings
 
 logger = logging.getLogger("redis_timers")
@@ -162,19 +162,24 @@ class AsyncWorker:
 
     async def _call_handler(self, run: Run) -> None:
         func = run.handler.handler
+        result: object
         if is_async_callable(func):
-            await func(run.payload, self._context)
-            return
-        result = await anyio.to_thread.run_sync(
-            functools.partial(func, run.payload, self._context),
-            limiter=self._thread_limiter,
-            # Past the grace period the run is handed back; the thread may go on, unawaited.
-            abandon_on_cancel=True,
-        )
-        if inspect.isawaitable(result):
-            # A plain `def` that returned an awaitable (a decorator's plain wrapper around an `async def`):
-            # its work is in the awaitable.
-            await result
+            result = await func(run.payload, self._context)
+        else:
+            result = await anyio.to_thread.run_sync(
+                functools.partial(func, run.payload, self._context),
+                limiter=self._thread_limiter,
+                # Past the grace period the run is handed back; the thread may go on, unawaited.
+                abandon_on_cancel=True,
+            )
+        while inspect.isawaitable(result):
+            # Work left in an awaitable: returned by a plain `def` (a decorator's plain wrapper around an
+            # `async def`), by an `async def` that forgot an `await`, or by another awaitable. Acking the run
+            # without it would drop the timer unhandled.
+            result = await result
+        error = generator_result_error(run.topic, result)
+        if error is not None:
+            raise error
 
     def _wake_a_runner(self) -> None:
         if self._queue and self._parked and not self._waking:

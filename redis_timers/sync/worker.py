@@ -15,7 +15,7 @@ import redis
 from redis_timers import events, server_errors
 from redis_timers.engine import Cycle, Finished, Maintain, Run, Wait, WorkerEngine
 from redis_timers.errors import REDIS_FAILURES
-from redis_timers.registry import awaitable_result_error
+from redis_timers.registry import awaitable_result_error, generator_result_error
 from redis_timers.settings import TimersSettings
 from redis_timers.sync.driver import SyncDriver
 from redis_timers.sync.lane import CONNECTION_ERRORS, SERVER_REPLY_ERRORS
@@ -180,8 +180,8 @@ class SyncWorker:
             error: BaseException | None = None
             try:
                 result = run.handler.handler(run.payload, self._context)
-                if result is not None:  # handlers' return values are ignored, but an awaitable is work undone
-                    error = awaitable_result_error(run.topic, result)
+                if result is not None:  # return values are ignored, but an awaitable or a generator is work undone
+                    error = awaitable_result_error(run.topic, result) or generator_result_error(run.topic, result)
             except BaseException as exc:  # Even SystemExit in a handler thread is that run failing.
                 error = exc
             finished = (run, error)

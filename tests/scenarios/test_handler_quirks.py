@@ -9,14 +9,20 @@ import inspect
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
 import pydantic
 import pytest
 
-from redis_timers import Router, StoredPayloadError, TimersSettings, UnstorablePayloadError
+from redis_timers import (
+    HandlerRegistrationError,
+    Router,
+    StoredPayloadError,
+    TimersSettings,
+    UnstorablePayloadError,
+)
 from tests.harness import Front, Recorder, TimersHarness, running, server_time_ms, spec, wait_until
 from tests.scenarios.models import Job
 from tests.scenarios.worker_process import STARTED_KEY, TOPIC, CrashPayload
@@ -512,3 +518,79 @@ def test_a_handler_raising_a_base_exception_is_a_failed_attempt_and_the_worker_g
     (letter,) = timers.dead_letters()
     assert (letter.timer_id, letter.attempts) == ("a", 2)
     assert letter.error == f"{kind.__name__}: from the handler"
+
+
+# -- handlers whose work is left in what they return ---------------------------------------------------
+
+
+def yields(payload: Job, context: dict[str, Any]) -> Iterator[None]:
+    context["ran"].record(payload.n)
+    yield
+
+
+async def yields_async(payload: Job, context: dict[str, Any]) -> AsyncIterator[None]:
+    context["ran"].record(payload.n)
+    yield
+
+
+@pytest.mark.parametrize("func", [yields, yields_async], ids=["generator", "async-generator"])
+def test_a_generator_function_is_refused_as_a_handler(front: Front, func: Callable[..., Any]) -> None:
+    """Calling it runs none of its body: acking that run would drop the timer unhandled."""
+    router = Router()
+    router.handler(topic="jobs", schema=Job)(func)
+    timers = front.timers()
+    with pytest.raises(HandlerRegistrationError, match="'jobs' is a generator function"):
+        timers.include_router(router)
+
+
+@pytest.mark.parametrize("func", [yields, yields_async], ids=["generator", "async-generator"])
+def test_a_plain_def_returning_a_generator_is_a_failed_run(front: Front, func: Callable[..., Any]) -> None:
+    """A decorator's plain wrapper around a generator function: its work is in the generator, undone."""
+    ran: Recorder[int] = Recorder()
+
+    def plain_wrapper(payload: Job, context: dict[str, Any]) -> object:
+        return func(payload, context)
+
+    router = Router()
+    router.handler(topic="jobs", schema=Job, max_attempts=1)(plain_wrapper)
+    timers = front.timers(routers=[router], context={"ran": ran})
+    timers.set_timer("jobs", "a", Job(n=1), NOW)
+    timers.handle_ready_timers()
+
+    assert ran.items == []
+    (letter,) = timers.dead_letters()
+    assert letter.timer_id == "a"
+    assert letter.error.startswith(f"TypeError: handler for topic 'jobs' returned {type(func(Job(n=0), {})).__name__}")
+
+
+async def records(payload: Job, context: dict[str, Any]) -> None:
+    context["ran"].record(payload.n)
+
+
+async def returns_its_work(payload: Job, context: dict[str, Any]) -> Coroutine[Any, Any, None]:
+    return records(payload, context)  # the `await` forgotten
+
+
+def plain_returning_nested_work(payload: Job, context: dict[str, Any]) -> Coroutine[Any, Any, object]:
+    async def outer() -> Coroutine[Any, Any, None]:
+        return records(payload, context)
+
+    return outer()
+
+
+@pytest.mark.parametrize("front", ["async"], indirect=True)
+@pytest.mark.parametrize(
+    "func", [returns_its_work, plain_returning_nested_work], ids=["async-def-returns-coroutine", "nested-awaitables"]
+)
+def test_an_awaitable_a_handler_leaves_is_awaited_to_the_end(front: Front, func: Callable[..., Any]) -> None:
+    """Acking the run with the work still in an un-awaited coroutine would drop the timer unhandled."""
+    ran: Recorder[int] = Recorder()
+    router = Router()
+    router.handler(topic="jobs", schema=Job, max_attempts=1)(func)
+    timers = front.timers(routers=[router], context={"ran": ran})
+    timers.set_timer("jobs", "a", Job(n=1), NOW)
+    timers.handle_ready_timers()
+
+    assert ran.items == [1]
+    assert timers.dead_letters() == []
+    assert front.timer_data() == []

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
 import pydantic
 import pytest
 
 from redis_timers.errors import HandlerNotFoundError, HandlerRegistrationError
-from redis_timers.registry import HandlerRegistry, is_async_callable
+from redis_timers.registry import HandlerRegistry, generator_result_error, is_async_callable
 from redis_timers.router import Router
 from tests.unit.support import Order, handle_order, handle_reminder, make_router
 
@@ -145,6 +147,47 @@ def test_async_handlers_are_refused_by_a_front_end_that_cannot_run_them(func: An
     asyncio_registry = HandlerRegistry(separator="--", accepts_async=True, front_end="asyncio")
     asyncio_registry.include(router)
     assert asyncio_registry.topics == ["orders"]
+
+
+def yields_order(payload: Order, context: dict[str, Any]) -> Generator[None, None, None]:
+    yield
+
+
+async def yields_order_async(payload: Order, context: dict[str, Any]) -> AsyncIterator[None]:
+    yield
+
+
+class YieldingCallable:
+    def __call__(self, payload: Order, context: dict[str, Any]) -> Iterator[None]:
+        yield
+
+
+@pytest.mark.parametrize(
+    "func",
+    [yields_order, yields_order_async, YieldingCallable(), functools.partial(yields_order)],
+    ids=["generator", "async-generator", "generator-call", "partial"],
+)
+@pytest.mark.parametrize("accepts_async", [False, True])
+def test_generator_functions_are_refused_by_both_front_ends(func: Any, accepts_async: bool) -> None:
+    router = Router()
+    router.handler(topic="orders", schema=Order)(func)
+    registry = HandlerRegistry(separator="--", accepts_async=accepts_async, front_end="x")
+
+    with pytest.raises(HandlerRegistrationError, match="'orders' is a generator function"):
+        registry.include(router)
+    assert registry.topics == []
+
+
+def test_a_returned_generator_is_a_failure_and_is_closed() -> None:
+    generator = yields_order(Order(order_id=1), {})
+
+    error = generator_result_error("orders", generator)
+
+    assert isinstance(error, TypeError)
+    assert "'orders' returned generator" in str(error)
+    assert inspect.getgeneratorstate(generator) == inspect.GEN_CLOSED
+    assert isinstance(generator_result_error("orders", yields_order_async(Order(order_id=1), {})), TypeError)
+    assert generator_result_error("orders", [1, 2]) is None
 
 
 @pytest.mark.parametrize("func", [handle_order, SyncCallable(), functools.partial(handle_order)])
