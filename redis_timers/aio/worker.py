@@ -31,14 +31,13 @@ EVENT_LOOP_TIMER_SLACK_SECONDS = 0.0015
 """asyncio rounds a timer's wait up to the next millisecond; a worker wakes this much early, then yields."""
 
 
-def _cancelling(scope: anyio.CancelScope) -> bool:
-    """Whether this runner is really being cancelled, rather than its handler raising a CancelledError of its own.
+def _task_cancelling() -> bool:
+    """Whether this task has a cancellation request outstanding (Python 3.11+ counts them).
 
-    Runners are shielded: only the hand-back after the grace period cancels their scope. Python 3.11+ also
-    counts cancellation requests made on the task directly (asyncio.run cancelling what is left at exit).
+    The worker never cancels a runner's task directly (the hand-back cancels its scope), but asyncio.run
+    does, for whatever is left when it closes the loop; and so does a handler that cancels its own task.
+    Such a task must end: running on would leave asyncio.run waiting for it forever.
     """
-    if scope.cancel_called:
-        return True
     cancelling = getattr(asyncio.current_task(), "cancelling", None)
     return cancelling is not None and cancelling() > 0
 
@@ -138,6 +137,13 @@ class AsyncWorker:
                         raise
 
     async def _runner(self, scope: anyio.CancelScope) -> None:
+        try:
+            await self._run_handlers(scope)
+        finally:
+            # A runner whose task was cancelled ends; the loop starts another one if runs need it.
+            self._runner_scopes.remove(scope)
+
+    async def _run_handlers(self, scope: anyio.CancelScope) -> None:
         # Shielded so that cancelling run_forever lets handlers finish within the grace period.
         with scope:
             while True:
@@ -153,9 +159,16 @@ class AsyncWorker:
                 try:
                     await self._call_handler(run)
                 except anyio.get_cancelled_exc_class() as exc:
-                    if _cancelling(scope):
+                    if scope.cancel_called:
                         raise  # handed back after the grace period: its outcome no longer counts
-                    error = exc  # the handler's own, say from awaiting a future that something else cancelled
+                    # The handler's own (say from awaiting a future that something else cancelled), or a
+                    # cancellation of this task that the worker didn't make: either way the run failed.
+                    self._post(functools.partial(self._handler_finished, run, exc))
+                    if _task_cancelling():
+                        # End this runner, without raising: a CancelledError out of a task would cancel its
+                        # task group, which is the whole worker.
+                        return
+                    continue
                 except BaseException as exc:  # SystemExit too: no handler ends the worker (asyncio would stop)
                     error = exc
                 self._post(functools.partial(self._handler_finished, run, error))

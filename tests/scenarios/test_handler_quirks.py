@@ -594,3 +594,57 @@ def test_an_awaitable_a_handler_leaves_is_awaited_to_the_end(front: Front, func:
     assert ran.items == [1]
     assert timers.dead_letters() == []
     assert front.timer_data() == []
+
+
+async def cancels_its_own_task(payload: Job, context: dict[str, Any]) -> None:
+    context["attempts"].record(payload.n)
+    task = asyncio.current_task()
+    assert task is not None
+    task.cancel()  # not the worker's doing: say, a watchdog library handed the current task
+    await asyncio.sleep(0)
+
+
+async def cancels_its_own_task_and_swallows_it(payload: Job, context: dict[str, Any]) -> None:
+    context["attempts"].record(payload.n)
+    task = asyncio.current_task()
+    assert task is not None
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.sleep(0)
+    # Returns as if done, leaving its task with a cancellation request it never withdrew (`uncancel`).
+
+
+@pytest.mark.parametrize("front", ["async"], indirect=True)
+@pytest.mark.parametrize("then", ["raises", "swallows"])
+def test_a_handler_cancelling_its_own_task_neither_holds_its_timer_nor_loses_the_runner(
+    front: Front, then: str
+) -> None:
+    """Only the hand-back is the worker's cancellation; one worker slot, so a lost runner would stall it."""
+    attempts: Recorder[int] = Recorder()
+    good: Recorder[int] = Recorder()
+    router = Router()
+    router.handler(topic="self", schema=Job)(
+        cancels_its_own_task if then == "raises" else cancels_its_own_task_and_swallows_it
+    )
+    router.handler(topic="cancelled", schema=Job)(awaits_a_future_cancelled_elsewhere)
+
+    async def fine(payload: Job, context: dict[str, Any]) -> None:
+        good.record(payload.n)
+
+    router.handler(topic="fine", schema=Job)(fine)
+    timers = front.timers(routers=[router], context={"attempts": attempts}, settings=TimersSettings(max_attempts=1))
+    timers.set_timer("self", "a", Job(n=1), NOW)
+    with running(timers, concurrency=1):
+        attempts.wait_for(1)
+        # The same runner (the only slot) then runs a handler whose CancelledError is its own.
+        timers.set_timer("cancelled", "b", Job(n=2), NOW)
+        attempts.wait_for(2)
+        timers.set_timer("fine", "c", Job(n=3), NOW)
+        assert good.wait_for(1) == [3]
+        wait_until(lambda: front.raw.hlen("{timers}:dead") == (2 if then == "raises" else 1))
+
+    letters = {letter.timer_id: letter for letter in timers.dead_letters()}
+    assert letters["b"].error.startswith("CancelledError")
+    if then == "raises":
+        assert letters["a"].error.startswith("CancelledError")
+    assert timers.get_timer("self", "a") is None
