@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import pydantic
 
-from redis_timers import codec, legacy, scripts, server_errors, wire
+from redis_timers import codec, flows, legacy, scripts, server_errors, wire
 from redis_timers.errors import STOP_REQUESTS, SettingsError
 from redis_timers.keys import Keyspace
 from redis_timers.ops import Flow, ScriptCall
@@ -343,6 +343,8 @@ class WorkerEngine:
                 continue
             try:
                 payload = validators[topic_index - 1](body)
+                if not isinstance(payload, handler.schema):
+                    flows.of_schema(handler.schema, payload)  # raises, saying what it validated into
             except STOP_REQUESTS:
                 raise
             except BaseException as error:  # anything else a validator raises is this payload's fault

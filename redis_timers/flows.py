@@ -83,6 +83,13 @@ def computed_fields(schema: type[pydantic.BaseModel]) -> set[str] | None:
     return set(schema.model_computed_fields) or None
 
 
+def of_schema(schema: type[pydantic.BaseModel], validated: object) -> pydantic.BaseModel:
+    """What validating a payload returned, if it is of the schema: a wrap or model validator can return anything."""
+    if not isinstance(validated, schema):
+        raise TypeError(f"validated into {codec.type_name(type(validated))}, not {schema.__name__}")
+    return validated
+
+
 def payload_json(schema: type[pydantic.BaseModel], payload: pydantic.BaseModel) -> bytes:
     """The stored form of `payload`; it must validate back into `schema`, or the timer could never fire."""
     # By alias, since validation reads aliases; without computed fields, which validation may forbid. The
@@ -99,7 +106,7 @@ def payload_json(schema: type[pydantic.BaseModel], payload: pydantic.BaseModel) 
             f"payload of type {type(payload).__name__} cannot be serialized to JSON: {codec.describe_error(error)}"
         ) from error
     try:
-        schema.__pydantic_validator__.validate_json(body)
+        of_schema(schema, schema.__pydantic_validator__.validate_json(body))
     except STOP_REQUESTS:
         raise
     except BaseException as error:
@@ -125,7 +132,7 @@ def get_timer(keyspace: Keyspace, registry: HandlerRegistry, topic: str, timer_i
         return None
     due, body, attempts, lease, last_error = reply
     try:
-        payload = handler.schema.model_validate_json(body or b"")
+        payload = of_schema(handler.schema, handler.schema.model_validate_json(body or b""))
     except STOP_REQUESTS:
         raise
     except BaseException as error:  # a validator may raise anything, not only what pydantic reports

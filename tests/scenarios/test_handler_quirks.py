@@ -648,3 +648,47 @@ def test_a_handler_cancelling_its_own_task_neither_holds_its_timer_nor_loses_the
     if then == "raises":
         assert letters["a"].error.startswith("CancelledError")
     assert timers.get_timer("self", "a") is None
+
+
+# -- validators that return something other than the schema -------------------------------------------
+
+
+class ValidatesIntoSomethingElse(pydantic.BaseModel):
+    """A wrap validator may return anything; the handler would get that instead of a payload of its schema."""
+
+    n: int
+    note: str = ""
+
+    @pydantic.model_validator(mode="wrap")
+    @classmethod
+    def into_something_else(cls, value: Any, handler: pydantic.ModelWrapValidatorHandler[Any]) -> Any:
+        model = handler(value)
+        return {"not": "a model"} if model.note == "other" else model
+
+
+def test_a_validator_returning_something_else_is_refused_by_set_timer(front: Front) -> None:
+    timers = front.timers(spec("jobs", ValidatesIntoSomethingElse, lambda payload, context: None))
+    payload = ValidatesIntoSomethingElse.model_construct(n=1, note="other")
+    with pytest.raises(UnstorablePayloadError, match="validated into dict, not ValidatesIntoSomethingElse"):
+        timers.set_timer("jobs", "a", payload, NOW)
+    assert front.all_keys() == []
+
+
+def test_a_stored_payload_validating_into_something_else_is_dead_lettered_and_refused_by_get_timer(
+    front: Front,
+) -> None:
+    calls: Recorder[object] = Recorder()
+    reader = front.timers(spec("jobs", ValidatesIntoSomethingElse, lambda payload, context: calls.record(payload)))
+    writer = front.timers(spec("jobs", Loose, lambda payload, context: None))
+    writer.set_timer("jobs", "other", Loose(n=1, note="other"), datetime.timedelta(hours=1))
+    with pytest.raises(StoredPayloadError, match="validated into dict"):
+        reader.get_timer("jobs", "other")
+
+    writer.set_timer("jobs", "other", Loose(n=1, note="other"), NOW)
+    reader.set_timer("jobs", "fine", ValidatesIntoSomethingElse(n=2), NOW)
+    reader.handle_ready_timers()
+
+    assert calls.items == [ValidatesIntoSomethingElse(n=2)]
+    (letter,) = reader.dead_letters()
+    assert letter.timer_id == "other"
+    assert "validated into dict, not ValidatesIntoSomethingElse" in letter.error
