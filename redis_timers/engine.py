@@ -85,7 +85,10 @@ class Wait:
 
 @dataclasses.dataclass(frozen=True)
 class Finished:
-    """Nothing left to do: return."""
+    """Nothing left to do: return, or raise `error` if there is one."""
+
+    error: BaseException | None = None
+    """A stop request (`KeyboardInterrupt`, `SystemExit`) raised while a claimed payload was validated."""
 
 
 Step = Cycle | Maintain | Wait | Finished
@@ -174,6 +177,7 @@ class WorkerEngine:
         self._next_import_at = 0.0 if self._imports else math.inf
         self._stop_deadline: float | None = None
         self._finished = False
+        self._stop_error: BaseException | None = None
         self._cutoff: int | None = None
         self._gathering_since: float | None = None
         self._pass_exhausted = False
@@ -183,7 +187,7 @@ class WorkerEngine:
 
     def next_step(self, now: float) -> Step:
         if self._finished:
-            return Finished()
+            return Finished(self._stop_error)
         if now < self._paused_until:
             return Wait(self._paused_until - now)
         if self._stop_deadline is not None:
@@ -201,7 +205,7 @@ class WorkerEngine:
             return Cycle(self._cycle_call(claim=True))
         if self._single_pass and self._pass_exhausted and not self._in_flight:
             self._finished = True
-            return Finished()
+            return Finished(self._stop_error)
         return Wait(self._wait_seconds(now))
 
     def _stopping_step(self, now: float) -> Step:
@@ -209,7 +213,7 @@ class WorkerEngine:
         if now >= self._stop_deadline + STOP_FLUSH_SECONDS:
             # Redis stayed unreachable: the leases will simply run out and other workers take over.
             self._finished = True
-            return Finished()
+            return Finished(self._stop_error)
         if now >= self._stop_deadline and self._in_flight:
             # Grace is over: hand the leases back so other workers can take these timers at once.
             for run in self._in_flight.values():
@@ -221,7 +225,7 @@ class WorkerEngine:
             return Cycle(self._cycle_call(claim=False))
         if not self._in_flight:
             self._finished = True
-            return Finished()
+            return Finished(self._stop_error)
         return Wait(min(self._stop_deadline - now, self._renewal_wait(now)))
 
     def _gather_until(self, now: float) -> float:
@@ -327,7 +331,7 @@ class WorkerEngine:
             # Claims reach a stopping worker only from a replayed round trip: hand them back at once.
             self._pending.extend(settle(wire.RELEASE, claim.key) for claim in claims)
             claims = []
-        for attempts, topic_index, token, raw_id, body, key in claims:
+        for index, (attempts, topic_index, token, raw_id, body, key) in enumerate(claims):
             handler = handlers[topic_index - 1]
             timer_id = raw_id.decode("utf-8", "surrogateescape")
             limit = self._attempt_limits[topic_index - 1]
@@ -345,8 +349,9 @@ class WorkerEngine:
                 payload = validators[topic_index - 1](body)
                 if not isinstance(payload, handler.schema):
                     flows.of_schema(handler.schema, payload)  # raises, saying what it validated into
-            except STOP_REQUESTS:
-                raise
+            except STOP_REQUESTS as stop:
+                self._stop_while_claiming(stop, runs, claims[index + 1 :], received_at)
+                return []
             except BaseException as error:  # anything else a validator raises is this payload's fault
                 # Retrying cannot help a payload that no longer fits its schema: dead-letter it, run the others.
                 logger.error("timer %r/%r has an invalid payload; moved to dead letters", handler.topic, timer_id)
@@ -372,6 +377,23 @@ class WorkerEngine:
         if examined < self._asked and not (self._cutoff is not None and self._next_due <= self._cutoff):
             self._pass_exhausted = True
         return runs
+
+    def _stop_while_claiming(
+        self, stop: BaseException, started: list[Run], unvalidated: list[wire.Claim], now: float
+    ) -> None:
+        """A stop request raised in a validator: stop gracefully, then raise it (see `Finished.error`).
+
+        Not the payload's fault (a signal handler may raise it wherever the loop is), so not a dead letter.
+        The rest of this reply's claims are handed back, not left to their leases: those would count as
+        attempts, and a validator that raises it itself would take its batch-mates to dead letters with it.
+        Its own timer keeps its lease, an attempt, so that such a validator ends in dead letters in the end.
+        """
+        for run in started:
+            del self._in_flight[run.run_id]
+            self._pending.append(settle(wire.RELEASE, run.key))
+        self._pending.extend(settle(wire.RELEASE, claim.key) for claim in unvalidated)
+        self._stop_error = stop
+        self.request_stop(now)
 
     def maintenance_done(self, imported: int) -> None:
         if imported:

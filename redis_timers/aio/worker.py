@@ -109,6 +109,8 @@ class AsyncWorker:
                 engine.request_stop(time.monotonic())
             step = engine.next_step(time.monotonic())
             if isinstance(step, Finished):
+                if step.error is not None:
+                    raise step.error
                 return
             if isinstance(step, Wait):
                 await self._wait_for_event(step.seconds)

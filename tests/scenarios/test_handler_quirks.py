@@ -433,7 +433,10 @@ def handle_expecting_system_exit(timers: TimersHarness) -> BaseException | None:
 
 
 def test_a_validator_that_exits_stops_its_worker_until_the_timer_is_dead_lettered(front: Front) -> None:
-    """SystemExit is honoured (it may come from a signal handler), but can't stop workers forever."""
+    """SystemExit is honoured (it may come from a signal handler), but can't stop workers forever.
+
+    Nor can it take the timers claimed with it down: they are handed back when the worker stops.
+    """
     calls: Recorder[int] = Recorder()
     limit = 2
     reader = front.timers(
@@ -442,6 +445,7 @@ def test_a_validator_that_exits_stops_its_worker_until_the_timer_is_dead_lettere
     )
     writer = front.timers(spec("jobs", Loose, lambda payload, context: None))
     writer.set_timer("jobs", "exits", Loose(n=1, note="exit"), NOW)
+    writer.set_timer("jobs", "innocent", Loose(n=2), NOW)  # claimed with it every time
 
     for _ in range(limit):
         wait_until(lambda: lease_ended(front, "jobs", "exits"))
@@ -451,8 +455,9 @@ def test_a_validator_that_exits_stops_its_worker_until_the_timer_is_dead_lettere
     wait_until(lambda: lease_ended(front, "jobs", "exits"))
     assert handle_expecting_system_exit(reader) is None
 
-    assert calls.items == []
+    assert calls.items == [2]  # handed back each time the worker stopped, not buried with it
     (letter,) = reader.dead_letters()
+    assert letter.timer_id == "exits"
     assert letter.attempts == limit + 1
     assert letter.error.startswith(f"claimed {limit + 1} times without finishing")
     assert letter.payload_as(Loose) == Loose(n=1, note="exit")

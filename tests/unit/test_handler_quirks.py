@@ -13,6 +13,7 @@ import pydantic
 import pytest
 
 from redis_timers import codec, flows
+from redis_timers.engine import Finished
 from redis_timers.errors import PayloadTypeError, StoredPayloadError, UnstorablePayloadError
 from redis_timers.keys import Keyspace
 from redis_timers.registry import HandlerRegistry, awaitable_result_error
@@ -216,16 +217,37 @@ def test_a_validator_raising_anything_dead_letters_that_timer_and_runs_the_other
 
 
 @pytest.mark.parametrize(("note", "kind"), [("exit", SystemExit), ("interrupt", KeyboardInterrupt)])
-def test_a_stop_request_raised_in_a_validator_stops_the_worker_and_buries_nothing(
+def test_a_stop_request_raised_in_a_validator_stops_the_worker_gracefully_and_buries_nothing(
     note: str, kind: type[BaseException]
 ) -> None:
-    """Ctrl-C, or `sys.exit` in a signal handler, may land while a validator runs: not the payload's fault."""
-    h = Harness(registry=picky_registry())
-    h.maintain()
-    h.cycle(0.0)
+    """Ctrl-C, or `sys.exit` in a signal handler, may land while a validator runs: not the payload's fault.
 
-    with pytest.raises(kind):
-        h.reply(0.0, claim(ORDERS, "o-1", "1.1", body=f'{{"order_id": 1, "note": "{note}"}}'))
+    The worker stops as `stop()` would, then raises it. The reply's other claims are handed back (not
+    attempts); the timer being validated keeps its lease, an attempt.
+    """
+    h = Harness(registry=picky_registry())
+    [earlier] = h.start(claim(ORDERS, "earlier", "1.1", body='{"order_id": 1}'))
+    h.engine.handler_finished(earlier, None)
+    h.cycle(0.1)
+
+    runs = h.reply(
+        0.1,
+        claim(ORDERS, "before", "2.1", body='{"order_id": 2}'),
+        claim(ORDERS, "stopper", "2.2", body=f'{{"order_id": 3, "note": "{note}"}}'),
+        claim(ORDERS, "after", "2.3", body='{"order_id": 4}'),
+    )
+
+    assert runs == []
+    assert h.engine.stopping
+    assert h.engine.in_flight == 0
+    assert [(kind, timer_id, token) for kind, _, timer_id, token, _, _ in settlements(h.cycle(0.2))] == [
+        ("release", "before", "2.1"),
+        ("release", "after", "2.3"),
+    ]
+    h.reply(0.2)
+    step = h.step(0.3)
+    assert isinstance(step, Finished)
+    assert isinstance(step.error, kind)
 
 
 # -- a timer its workers never finish -------------------------------------------------------------
