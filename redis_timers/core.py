@@ -63,8 +63,12 @@ class TimersCore:
             self.keyspace, self.registry, topic, timer_id, payload, activation_period, activate_at
         )
 
-    def _remove_timer_flow(self, topic: str, timer_id: str) -> Flow[bool]:
-        return flows.remove_timer(self.keyspace, self.registry, topic, timer_id)
+    def _set_timer_durably_flow(self, call: ScriptCall) -> Flow[int]:
+        return flows.set_timer_durably(call, self.settings)
+
+    def _remove_timer_flow(self, topic: str, timer_id: str, durable: bool) -> Flow[bool]:
+        durability = self.settings if durable else None
+        return flows.remove_timer(self.keyspace, self.registry, topic, timer_id, durability=durability)
 
     def _get_timer_flow(self, topic: str, timer_id: str) -> Flow[TimerInfo | None]:
         return flows.get_timer(self.keyspace, self.registry, topic, timer_id)
@@ -72,8 +76,8 @@ class TimersCore:
     def _dead_letters_flow(self) -> Flow[list[DeadLetter]]:
         return flows.dead_letters(self.keyspace)
 
-    def _requeue_dead_letter_flow(self, topic: str, timer_id: str) -> Flow[bool]:
-        return flows.requeue_dead_letter(self.keyspace, self.settings, topic, timer_id)
+    def _requeue_dead_letter_flow(self, topic: str, timer_id: str, durable: bool) -> Flow[bool]:
+        return flows.requeue_dead_letter(self.keyspace, self.settings, topic, timer_id, durable=durable)
 
     def _purge_dead_letters_flow(self) -> Flow[int]:
         return flows.purge_dead_letters(self.keyspace)

@@ -121,5 +121,21 @@ class TimersAuthenticationError(TimersServerError):
     summary = "Redis authentication failed"
 
 
+class TimersDurabilityError(TimersError):
+    """A `durable=True` write was applied on the primary, but fewer replicas than asked confirmed they received
+    it before the timeout (`WAIT`). The write stands, and making the same call again is safe.
+
+    `acknowledged` is how many replicas confirmed it, `required` how many were asked for.
+    """
+
+    def __init__(self, acknowledged: int, required: int, timeout_seconds: float) -> None:
+        super().__init__(
+            f"the write was applied on the primary, but {acknowledged} of the {required} replica(s) asked for "
+            f"confirmed it within {timeout_seconds:g} s; it stands, and calling again is safe"
+        )
+        self.acknowledged = acknowledged
+        self.required = required
+
+
 REDIS_FAILURES = (TimersConnectionError, TimersServerError)
 """What a call to Redis raises when Redis, not the caller's input, is the trouble."""

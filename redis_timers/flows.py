@@ -19,10 +19,11 @@ from redis_timers.errors import (
     InvalidTopicError,
     PayloadTypeError,
     StoredPayloadError,
+    TimersDurabilityError,
     UnstorablePayloadError,
 )
 from redis_timers.keys import Keyspace, dead_letter_field
-from redis_timers.ops import Command, Flow, ScriptCall
+from redis_timers.ops import Command, Flow, OneConnection, ScriptCall
 from redis_timers.records import DeadLetter, TimerInfo
 from redis_timers.registry import HandlerRegistry
 from redis_timers.settings import TimersSettings
@@ -117,10 +118,44 @@ def payload_json(schema: type[pydantic.BaseModel], payload: pydantic.BaseModel) 
     return body
 
 
-def remove_timer(keyspace: Keyspace, registry: HandlerRegistry, topic: str, timer_id: str) -> Flow[bool]:
+def write(call: ScriptCall, durability: TimersSettings | None = None) -> Flow[Any]:
+    """The reply of a write; with `durability` (a durable write's settings), once `durable_replicas` replicas
+    confirmed it, else `TimersDurabilityError` (the write stands).
+
+    `WAIT` counts the replicas that received every earlier write of its own connection (and never blocks
+    inside a script), so it follows the script call on the same connection. WAITAOF is not used: it would
+    add an fsync on each replica, but it needs Redis 7.2, and a replica that received the write is what a
+    failover promotes.
+    """
+    if durability is None:
+        return (yield call)
+    required = durability.durable_replicas
+    wait = Command(("WAIT", required, max(1, math.ceil(durability.durable_timeout_seconds * 1000))))
+    reply, acknowledged = yield OneConnection((call, wait))
+    # WAIT replies, once enough replicas caught up or the timeout passed, with how many did.
+    if int(acknowledged) < required:
+        raise TimersDurabilityError(int(acknowledged), required, durability.durable_timeout_seconds)
+    return reply
+
+
+def set_timer_durably(call: ScriptCall, settings: TimersSettings) -> Flow[int]:
+    """`set_timer(..., durable=True)`: its one script call (`set_timer_call`), then the wait for replicas."""
+    due_ms = yield from write(call, settings)
+    return int(due_ms)
+
+
+def remove_timer(
+    keyspace: Keyspace,
+    registry: HandlerRegistry,
+    topic: str,
+    timer_id: str,
+    *,
+    durability: TimersSettings | None = None,
+) -> Flow[bool]:
     registry.find(topic)
     check_timer_id(timer_id)
-    removed = yield ScriptCall(scripts.REMOVE_TIMER, keyspace.topic_keys(topic), (timer_id,))
+    call = ScriptCall(scripts.REMOVE_TIMER, keyspace.topic_keys(topic), (timer_id,))
+    removed = yield from write(call, durability)
     return bool(removed)
 
 
@@ -157,14 +192,18 @@ def dead_letters(keyspace: Keyspace) -> Flow[list[DeadLetter]]:
     return sorted(letters, key=lambda letter: (letter.failed_at, letter.topic, letter.timer_id))
 
 
-def requeue_dead_letter(keyspace: Keyspace, settings: TimersSettings, topic: str, timer_id: str) -> Flow[bool]:
+def requeue_dead_letter(
+    keyspace: Keyspace, settings: TimersSettings, topic: str, timer_id: str, *, durable: bool = False
+) -> Flow[bool]:
+    """With `durable`, the requeue returns once replicas confirmed it (see `write`)."""
     check_topic(topic, settings.separator, InvalidTopicError)
     check_timer_id(timer_id)
-    requeued = yield ScriptCall(
+    call = ScriptCall(
         scripts.REQUEUE_DEAD_LETTER,
         (keyspace.dead_letters, *keyspace.topic_keys(topic)),
         (dead_letter_field(topic, timer_id), timer_id, keyspace.channel(topic)),
     )
+    requeued = yield from write(call, settings if durable else None)
     return bool(requeued)
 
 

@@ -26,13 +26,28 @@ class ScriptCall(NamedTuple):
         """`EVALSHA <sha> <key count> <keys...>`: the leading arguments; `args` follow them."""
         return ("EVALSHA", self.script.sha, str(len(self.keys)), *self.keys)
 
+    @property
+    def command(self) -> tuple[Arg, ...]:
+        return (*self.evalsha_prefix, *self.args)
+
 
 class Command(NamedTuple):
     """A plain command for the few reads whose reply is the same under RESP2 and RESP3."""
 
     args: tuple[Arg, ...]
 
+    @property
+    def command(self) -> tuple[Arg, ...]:
+        return self.args
 
-Op = ScriptCall | Command
+
+class OneConnection(NamedTuple):
+    """Send `ops` back to back on one connection (a pipeline, not a transaction); the reply is the list of their
+    replies. For `WAIT`, which counts only the writes made before it on its own connection."""
+
+    ops: tuple[ScriptCall | Command, ...]
+
+
+Op = ScriptCall | Command | OneConnection
 T = TypeVar("T")
 Flow = Generator[Op, Any, T]

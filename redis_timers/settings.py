@@ -50,6 +50,10 @@ class TimersSettings:
     legacy_import_interval_seconds: float = 60.0
     legacy_import: bool = True
     """Whether workers import timers written by the original library (off: its keys are never read)."""
+    durable_replicas: int = 1
+    """Replicas that must confirm a `durable=True` write (`WAIT`) before the call returns."""
+    durable_timeout_seconds: float = 2.0
+    """Longest a `durable=True` write waits for them before raising `TimersDurabilityError`."""
 
     def __post_init__(self) -> None:
         # Checked here, not when used: a bad value would otherwise surface deep in a worker, at run time.
@@ -80,6 +84,9 @@ class TimersSettings:
         _within(
             "legacy_import_interval_seconds", self.legacy_import_interval_seconds, 0, LONGEST_SECONDS, above_lowest=True
         )
+        _within("durable_replicas", self.durable_replicas, 1, LARGEST_COUNT)
+        # WAIT's timeout is whole milliseconds, and 0 would wait forever.
+        _within("durable_timeout_seconds", self.durable_timeout_seconds, 0.001, LONGEST_SECONDS)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> TimersSettings:
@@ -166,6 +173,8 @@ ENVIRONMENT_VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "shutdown_grace_seconds": ("TIMERS_SHUTDOWN_GRACE_SECONDS", float),
     "legacy_import_interval_seconds": ("TIMERS_LEGACY_IMPORT_INTERVAL_SECONDS", float),
     "legacy_import": ("TIMERS_LEGACY_IMPORT", flag),
+    "durable_replicas": ("TIMERS_DURABLE_REPLICAS", int),
+    "durable_timeout_seconds": ("TIMERS_DURABLE_TIMEOUT_SECONDS", float),
 }
 """Setting name -> (environment variable, parser). The README's configuration table mirrors this."""
 

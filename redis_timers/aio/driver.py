@@ -11,7 +11,7 @@ from redis.client import NEVER_DECODE
 from redis_timers import resp, server_errors
 from redis_timers.aio.lane import CONNECTION_ERRORS, SERVER_REPLY_ERRORS, Lane
 from redis_timers.errors import TimersConnectionError
-from redis_timers.ops import Arg, Command, Flow, Op
+from redis_timers.ops import Arg, Command, Flow, OneConnection, Op, ScriptCall
 
 T = TypeVar("T")
 
@@ -27,6 +27,8 @@ class AsyncDriver:
         try:
             if isinstance(op, Command):
                 return await self._via_pool(op.args)
+            if isinstance(op, OneConnection):
+                return await self._on_one_connection(op.ops)
             prefix = op.evalsha_prefix
             try:
                 if self._lane is not None:
@@ -43,6 +45,27 @@ class AsyncDriver:
             raise server_errors.server_error(error) from error
         except CONNECTION_ERRORS as error:
             raise TimersConnectionError(f"Redis is unreachable: {error}") from error
+
+    async def _on_one_connection(self, ops: tuple[ScriptCall | Command, ...]) -> list[Any]:
+        try:
+            return await self._pipelined(ops)
+        except redis.exceptions.NoScriptError:
+            for op in ops:
+                if isinstance(op, ScriptCall):
+                    await self.client.script_load(op.script.source)
+            return await self._pipelined(ops)
+
+    async def _pipelined(self, ops: tuple[ScriptCall | Command, ...]) -> list[Any]:
+        # A pipeline holds one connection of the pool for all of its commands (the lane is left to single calls).
+        async with self.client.pipeline(transaction=False) as pipeline:
+            for op in ops:
+                pipeline.execute_command(*resp.utf8(op.command), **RAW_REPLY)
+            replies: list[Any] = await pipeline.execute(raise_on_error=False)
+        # Raised as it came, not annotated as `raise_on_error` would: its code says what it means.
+        failed = next((reply for reply in replies if isinstance(reply, redis.exceptions.ResponseError)), None)
+        if failed is not None:
+            raise failed
+        return replies
 
     async def _via_pool(self, args: tuple[Arg, ...]) -> Any:
         # As on the lane: UTF-8 whatever the client's encoding, and replies as bytes whatever its decode_responses.

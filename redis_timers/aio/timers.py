@@ -43,17 +43,22 @@ class Timers(TimersCore):
         activation_period: datetime.timedelta | None = None,
         *,
         activate_at: datetime.datetime | None = None,
+        durable: bool = False,
     ) -> datetime.datetime:
         """Schedule (or replace) a timer, due after `activation_period` or at the aware `activate_at`.
 
-        Returns the due time (UTC, millisecond precision, on the Redis server's clock).
+        Returns the due time (UTC, millisecond precision, on the Redis server's clock); with `durable`, once
+        replicas confirmed the write (else `TimersDurabilityError`: the write stands, a retry is safe).
         """
         call = self._set_timer_call(topic, timer_id, payload, activation_period, activate_at)
+        if durable:
+            return ms_to_datetime(await self._driver.drive(self._set_timer_durably_flow(call)))
+        # The hot path: the call's one script call, without a flow's generator round.
         return ms_to_datetime(int(await self._driver.execute(call)))
 
-    async def remove_timer(self, topic: str, timer_id: str) -> bool:
-        """Remove a timer; returns whether one was scheduled."""
-        return await self._driver.drive(self._remove_timer_flow(topic, timer_id))
+    async def remove_timer(self, topic: str, timer_id: str, *, durable: bool = False) -> bool:
+        """Remove a timer; returns whether one was scheduled (with `durable`, once replicas confirmed it)."""
+        return await self._driver.drive(self._remove_timer_flow(topic, timer_id, durable))
 
     async def get_timer(self, topic: str, timer_id: str) -> TimerInfo | None:
         return await self._driver.drive(self._get_timer_flow(topic, timer_id))
@@ -61,9 +66,9 @@ class Timers(TimersCore):
     async def dead_letters(self) -> list[DeadLetter]:
         return await self._driver.drive(self._dead_letters_flow())
 
-    async def requeue_dead_letter(self, topic: str, timer_id: str) -> bool:
+    async def requeue_dead_letter(self, topic: str, timer_id: str, *, durable: bool = False) -> bool:
         """Schedule a dead letter's payload again, due now; returns whether the dead letter existed."""
-        return await self._driver.drive(self._requeue_dead_letter_flow(topic, timer_id))
+        return await self._driver.drive(self._requeue_dead_letter_flow(topic, timer_id, durable))
 
     async def purge_dead_letters(self) -> int:
         """Delete every dead letter; returns how many there were."""
