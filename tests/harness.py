@@ -375,14 +375,17 @@ class TimersHarness:
         activation_period: Any = None,
         *,
         activate_at: Any = None,
+        durable: bool = False,
     ) -> Any:
         """Returns what the library's `set_timer` returns."""
+        extra: dict[str, Any] = {"durable": True} if durable else {}
         if activate_at is None:
-            return self.call("set_timer", topic, timer_id, payload, activation_period)
-        return self.call("set_timer", topic, timer_id, payload, activation_period, activate_at=activate_at)
+            return self.call("set_timer", topic, timer_id, payload, activation_period, **extra)
+        return self.call("set_timer", topic, timer_id, payload, activation_period, activate_at=activate_at, **extra)
 
-    def remove_timer(self, topic: str, timer_id: Any) -> bool:
-        return cast(bool, self.call("remove_timer", topic, timer_id))
+    def remove_timer(self, topic: str, timer_id: Any, *, durable: bool = False) -> bool:
+        extra: dict[str, Any] = {"durable": True} if durable else {}
+        return cast(bool, self.call("remove_timer", topic, timer_id, **extra))
 
     def get_timer(self, topic: str, timer_id: Any) -> TimerInfo | None:
         return cast("TimerInfo | None", self.call("get_timer", topic, timer_id))
@@ -390,8 +393,9 @@ class TimersHarness:
     def dead_letters(self) -> list[DeadLetter]:
         return cast(list[DeadLetter], self.call("dead_letters"))
 
-    def requeue_dead_letter(self, topic: str, timer_id: Any) -> bool:
-        return cast(bool, self.call("requeue_dead_letter", topic, timer_id))
+    def requeue_dead_letter(self, topic: str, timer_id: Any, *, durable: bool = False) -> bool:
+        extra: dict[str, Any] = {"durable": True} if durable else {}
+        return cast(bool, self.call("requeue_dead_letter", topic, timer_id, **extra))
 
     def purge_dead_letters(self) -> int:
         return cast(int, self.call("purge_dead_letters"))

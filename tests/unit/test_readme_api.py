@@ -93,3 +93,13 @@ def test_topics_may_neither_contain_the_separator_nor_end_with_part_of_it(topic:
         check_topic(topic, "--")
     row = next(line for line in README.splitlines() if line.startswith("| `TIMERS_SEPARATOR`"))
     assert "topics may neither contain it nor end with part of it (`orders-` with `--`)" in row
+
+
+@pytest.mark.parametrize("timers_class", FRONT_ENDS, ids=["async", "sync"])
+def test_durable_is_a_keyword_only_false_by_default_on_every_write(timers_class: Any) -> None:
+    for method in ("set_timer", "remove_timer", "requeue_dead_letter"):
+        parameter = inspect.signature(getattr(timers_class, method)).parameters["durable"]
+        assert parameter.kind is inspect.Parameter.KEYWORD_ONLY
+        assert parameter.default is False
+    assert "| `set_timer(..., *, durable=False)` |" in README
+    assert "TimersDurabilityError" in README

@@ -1,0 +1,150 @@
+"""`durable=True` writes return once replicas confirmed them (WAIT), and raise a typed error otherwise.
+
+A primary with one replica (two embedded servers, `--replicaof`) shows the confirmed case: the
+replica has the write the moment the call returns. The session's server, which has no replica,
+and a demand for more replicas than there are show the refusal: `TimersDurabilityError` within
+the timeout, with the write standing on the primary.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from redis_timers import TimersDurabilityError, TimersSettings
+from redis_timers.cli.embedded import EmbeddedServer
+from redis_timers.keys import dead_letter_field
+from tests.harness import FRONT_KINDS, Front, FrontKind, datetime_to_ms, spec, wait_until
+from tests.scenarios.models import Job
+
+TIMELINE = "{timers}:timeline:jobs"
+PAYLOADS = "{timers}:payloads:jobs"
+LATER = datetime.timedelta(hours=1)
+SHORT_WAIT = TimersSettings(durable_timeout_seconds=0.2)
+
+
+def in_sync(primary: redis.Redis) -> bool:
+    info = primary.info("replication")
+    return int(info.get("connected_slaves", 0)) == 1 and info["slave0"]["state"] == "online"
+
+
+@pytest.fixture(scope="module")
+def replicated() -> Iterator[tuple[EmbeddedServer, EmbeddedServer]]:
+    fast_sync = ("--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0")
+    with EmbeddedServer(extra_args=fast_sync) as primary:
+        replica_of = ("--replicaof", primary.host, str(primary.port))
+        with EmbeddedServer(extra_args=(*fast_sync, *replica_of)) as replica:
+            client = redis.Redis(host=primary.host, port=primary.port)
+            try:
+                wait_until(lambda: in_sync(client))
+            finally:
+                client.close()
+            yield primary, replica
+
+
+@pytest.fixture(params=FRONT_KINDS)
+def replicated_front(
+    request: pytest.FixtureRequest, replicated: tuple[EmbeddedServer, EmbeddedServer]
+) -> Iterator[tuple[Front, redis.Redis]]:
+    kind: FrontKind = request.param
+    primary, replica = replicated
+    front = Front(kind, primary.url)
+    front.raw.flushall()
+    front.raw.script_flush()  # the first durable call meets NOSCRIPT, as after a failover
+    replica_client = redis.Redis(host=replica.host, port=replica.port, decode_responses=True)
+    try:
+        yield front, replica_client
+    finally:
+        replica_client.close()
+        front.close()
+
+
+def wait_calls(client: redis.Redis) -> int:
+    return int(client.info("commandstats").get("cmdstat_wait", {}).get("calls", 0))
+
+
+def test_a_durable_write_returns_once_the_replica_has_it(replicated_front: tuple[Front, redis.Redis]) -> None:
+    front, replica = replicated_front
+    timers = front.timers(spec("jobs", Job, lambda payload, context: None))
+
+    due = timers.set_timer("jobs", "t1", Job(n=1), LATER, durable=True)
+
+    assert replica.zscore(TIMELINE, "t1") == datetime_to_ms(due)  # read at once: WAIT said it arrived
+    assert json.loads(replica.hget(PAYLOADS, "t1") or "") == {"n": 1, "note": ""}
+    assert timers.remove_timer("jobs", "t1", durable=True) is True
+    assert replica.zscore(TIMELINE, "t1") is None
+    assert timers.remove_timer("jobs", "t1", durable=True) is False
+
+
+def test_a_durable_requeue_returns_once_the_replica_has_it(replicated_front: tuple[Front, redis.Redis]) -> None:
+    front, replica = replicated_front
+    timers = front.timers(spec("jobs", Job, lambda payload, context: None))
+    record = {"payload": '{"n":7,"note":""}', "attempts": 5, "error": "boom", "failed_at": 1}
+    front.raw.hset("{timers}:dead", dead_letter_field("jobs", "t7"), json.dumps(record))
+
+    assert timers.requeue_dead_letter("jobs", "t7", durable=True) is True
+
+    assert replica.zscore(TIMELINE, "t7") is not None
+    assert replica.hlen("{timers}:dead") == 0
+
+
+def test_only_durable_writes_wait(replicated_front: tuple[Front, redis.Redis]) -> None:
+    # The hot path stays one EVALSHA: plain writes send no WAIT.
+    front, _ = replicated_front
+    timers = front.timers(spec("jobs", Job, lambda payload, context: None))
+    timers.set_timer("jobs", "t0", Job(n=0), LATER)  # loads the script
+    before = wait_calls(front.raw)
+
+    timers.set_timer("jobs", "t1", Job(n=1), LATER)
+    timers.remove_timer("jobs", "t1")
+    assert wait_calls(front.raw) == before
+    timers.set_timer("jobs", "t2", Job(n=2), LATER, durable=True)
+    assert wait_calls(front.raw) == before + 1
+
+
+def test_asking_for_more_replicas_than_confirm_raises_with_how_many_did(
+    replicated_front: tuple[Front, redis.Redis],
+) -> None:
+    front, replica = replicated_front
+    settings = TimersSettings(durable_replicas=2, durable_timeout_seconds=0.2)
+    timers = front.timers(spec("jobs", Job, lambda payload, context: None), settings=settings)
+
+    with pytest.raises(TimersDurabilityError, match="1 of the 2 replica") as caught:
+        timers.set_timer("jobs", "t1", Job(n=1), LATER, durable=True)
+
+    assert (caught.value.acknowledged, caught.value.required) == (1, 2)
+    assert replica.zscore(TIMELINE, "t1") is not None  # the write stands
+
+
+def test_without_a_replica_a_durable_write_raises_in_time_and_stands(front: Front) -> None:
+    timers = front.timers(spec("jobs", Job, lambda payload, context: None), settings=SHORT_WAIT)
+
+    started = time.monotonic()
+    with pytest.raises(TimersDurabilityError) as caught:
+        timers.set_timer("jobs", "t1", Job(n=1), LATER, durable=True)
+    elapsed = time.monotonic() - started
+
+    assert (caught.value.acknowledged, caught.value.required) == (0, 1)
+    assert 0.2 <= elapsed < 10
+    assert front.raw.zscore(TIMELINE, "t1") is not None
+    info = timers.get_timer("jobs", "t1")
+    assert info is not None and info.payload == Job(n=1)
+    # A retry is safe: the same write again, refused again, and still one timer.
+    with pytest.raises(TimersDurabilityError):
+        timers.set_timer("jobs", "t1", Job(n=1), LATER, durable=True)
+    assert front.raw.zcard(TIMELINE) == 1
+    with pytest.raises(TimersDurabilityError):
+        timers.remove_timer("jobs", "t1", durable=True)
+    assert front.raw.zscore(TIMELINE, "t1") is None
+
+
+def test_a_plain_write_without_a_replica_does_not_wait(front: Front) -> None:
+    timers = front.timers(spec("jobs", Job, lambda payload, context: None), settings=SHORT_WAIT)
+
+    timers.set_timer("jobs", "t1", Job(n=1), LATER)
+    assert timers.remove_timer("jobs", "t1") is True

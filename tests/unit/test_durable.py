@@ -1,0 +1,97 @@
+"""The durable write's sequencing, driven by hand: the script call, then WAIT on the same connection."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+
+from redis_timers import TimersDurabilityError, TimersError, flows, scripts
+from redis_timers.errors import SettingsError
+from redis_timers.keys import Keyspace
+from redis_timers.ops import Command, OneConnection, ScriptCall
+from redis_timers.settings import TimersSettings
+from tests.unit.support import Order, make_registry, run_flow
+
+KEYSPACE = Keyspace("timers")
+REGISTRY = make_registry()
+REMOVE = ScriptCall(scripts.REMOVE_TIMER, KEYSPACE.topic_keys("orders"), ("o-1",))
+SETTINGS = TimersSettings(durable_replicas=2, durable_timeout_seconds=0.25)
+
+
+def test_a_durable_write_is_its_script_call_then_wait_on_one_connection() -> None:
+    flow = flows.remove_timer(KEYSPACE, REGISTRY, "orders", "o-1", durability=SETTINGS)
+
+    ops, removed = run_flow(flow, [[1, 2]])
+
+    assert ops == [OneConnection((REMOVE, Command(("WAIT", 2, 250))))]
+    assert removed is True
+
+
+def test_a_plain_write_is_its_script_call_alone() -> None:
+    ops, removed = run_flow(flows.remove_timer(KEYSPACE, REGISTRY, "orders", "o-1"), [0])
+
+    assert ops == [REMOVE]
+    assert removed is False
+
+
+@pytest.mark.parametrize("acknowledged", [0, 1, b"1"])
+def test_fewer_replicas_than_asked_raise_with_how_many_confirmed(acknowledged: Any) -> None:
+    flow = flows.remove_timer(KEYSPACE, REGISTRY, "orders", "o-1", durability=SETTINGS)
+
+    with pytest.raises(TimersDurabilityError, match=f"{int(acknowledged)} of the 2 replica") as caught:
+        run_flow(flow, [[1, acknowledged]])
+
+    assert (caught.value.acknowledged, caught.value.required) == (int(acknowledged), 2)
+    assert isinstance(caught.value, TimersError)
+    assert "it stands, and calling again is safe" in str(caught.value)
+
+
+def test_more_replicas_than_asked_are_enough() -> None:
+    _, removed = run_flow(flows.remove_timer(KEYSPACE, REGISTRY, "orders", "o-1", durability=SETTINGS), [[1, 3]])
+
+    assert removed is True
+
+
+def test_a_durable_set_timer_returns_the_due_ms_of_its_script_call() -> None:
+    call = flows.set_timer_call(KEYSPACE, REGISTRY, "orders", "o-1", Order(order_id=1), datetime.timedelta(0), None)
+
+    ops, due_ms = run_flow(flows.set_timer_durably(call, TimersSettings()), [[b"5042", 1]])
+
+    assert ops == [OneConnection((call, Command(("WAIT", 1, 2000))))]
+    assert due_ms == 5042
+
+
+def test_a_durable_requeue_waits_too() -> None:
+    flow = flows.requeue_dead_letter(KEYSPACE, SETTINGS, "orders", "o-1", durable=True)
+
+    ops, requeued = run_flow(flow, [[1, 2]])
+
+    assert len(ops) == 1 and isinstance(ops[0], OneConnection)
+    assert ops[0].ops[0].script is scripts.REQUEUE_DEAD_LETTER
+    assert ops[0].ops[1] == Command(("WAIT", 2, 250))
+    assert requeued is True
+
+
+def test_the_wait_timeout_rounds_up_to_a_whole_millisecond() -> None:
+    settings = TimersSettings(durable_timeout_seconds=0.0011)
+    ops, _ = run_flow(flows.remove_timer(KEYSPACE, REGISTRY, "orders", "o-1", durability=settings), [[1, 1]])
+
+    assert ops == [OneConnection((REMOVE, Command(("WAIT", 1, 2))))]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"durable_replicas": 0}, {"durable_replicas": -1}, {"durable_timeout_seconds": 0}, {"durable_timeout_seconds": -1}],
+)
+def test_durable_settings_are_validated(overrides: dict[str, Any]) -> None:
+    # WAIT 0 as a timeout would block forever; zero replicas would confirm nothing.
+    with pytest.raises(SettingsError):
+        TimersSettings(**overrides)
+
+
+def test_durable_settings_are_read_from_the_environment() -> None:
+    settings = TimersSettings.from_env({"TIMERS_DURABLE_REPLICAS": "2", "TIMERS_DURABLE_TIMEOUT_SECONDS": "0.5"})
+
+    assert (settings.durable_replicas, settings.durable_timeout_seconds) == (2, 0.5)
