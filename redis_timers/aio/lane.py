@@ -102,6 +102,49 @@ class Lane:
         finally:
             self._busy = False
 
+    async def try_execute_all(
+        self, commands: tuple[tuple[tuple[str, ...], tuple[Arg, ...]], ...]
+    ) -> tuple[bool, list[Any]]:
+        """As `try_execute`, for several commands sent back to back on the lane's one connection (a durable
+        write's script call and its WAIT); the replies are read in full before the first error reply is raised."""
+        if self._busy:
+            return False, []
+        self._busy = True
+        connection = None
+        try:
+            connection = self._held.connection
+            if connection is None or self._pid != os.getpid():
+                connection = await self._connect()
+            elif self._dropped:
+                await connection.connect()  # as in `try_execute`
+            self._dropped = False
+            await connection.send_packed_command([self._framer.frame(prefix, rest) for prefix, rest in commands])
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(await connection.read_response(disable_decoding=True))
+                except SERVER_REPLY_ERRORS as error:
+                    replies.append(error)
+            failed = next((reply for reply in replies if isinstance(reply, BaseException)), None)
+            if failed is not None:
+                raise failed
+        except SERVER_REPLY_ERRORS as error:
+            if server_errors.drops_connection(error):
+                await self._drop(connection)
+            raise
+        except CONNECTION_ERRORS:
+            await self._drop(connection)
+            return False, []
+        except BaseException:
+            await self._drop(connection)
+            raise
+        else:
+            if self._should_reconnect():
+                await self._drop(connection)
+            return True, replies
+        finally:
+            self._busy = False
+
     async def _connect(self) -> Any:
         # First call, a dropped connection, or a fork (the parent's socket is left to the parent).
         self._held.connection, self._pid = None, os.getpid()

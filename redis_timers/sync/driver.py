@@ -18,6 +18,11 @@ T = TypeVar("T")
 RAW_REPLY = {NEVER_DECODE: True}
 
 
+def lane_framing(op: ScriptCall | Command) -> tuple[tuple[str, ...], tuple[Arg, ...]]:
+    """The leading arguments a lane caches the frames of, and the rest (see `resp.CommandFramer`)."""
+    return (op.evalsha_prefix, op.args) if isinstance(op, ScriptCall) else ((), op.args)
+
+
 class SyncDriver:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
@@ -48,6 +53,10 @@ class SyncDriver:
 
     def _on_one_connection(self, ops: tuple[ScriptCall | Command, ...]) -> list[Any]:
         try:
+            if self._lane is not None:
+                taken, replies = self._lane.try_execute_all(tuple(map(lane_framing, ops)))
+                if taken:
+                    return replies
             return self._pipelined(ops)
         except redis.exceptions.NoScriptError:
             for op in ops:

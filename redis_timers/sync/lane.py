@@ -98,6 +98,44 @@ class Lane:
         finally:
             self._lock.release()
 
+    def try_execute_all(self, commands: tuple[tuple[tuple[str, ...], tuple[Arg, ...]], ...]) -> tuple[bool, list[Any]]:
+        """As `try_execute`, for several commands sent back to back on the lane's one connection (a durable
+        write's script call and its WAIT); the replies are read in full before the first error reply is raised."""
+        if not self._lock.acquire(blocking=False):
+            return False, []
+        connection = None
+        try:
+            connection = self._take_connection()
+            if self._dropped:
+                connection.connect()  # as in `try_execute`
+                self._dropped = False
+            connection.send_packed_command([self._framer.frame(prefix, rest) for prefix, rest in commands])
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(connection.read_response(disable_decoding=True))
+                except SERVER_REPLY_ERRORS as error:
+                    replies.append(error)
+            failed = next((reply for reply in replies if isinstance(reply, BaseException)), None)
+            if failed is not None:
+                raise failed
+        except SERVER_REPLY_ERRORS as error:
+            if server_errors.drops_connection(error):
+                self._drop(connection)
+            raise
+        except CONNECTION_ERRORS:
+            self._drop(connection)
+            return False, []
+        except BaseException:
+            self._drop(connection)
+            raise
+        else:
+            if self._should_reconnect():
+                self._drop(connection)
+            return True, replies
+        finally:
+            self._lock.release()
+
     def _take_connection(self) -> Any:
         if HANDBACK.queue:
             for pool, orphan in HANDBACK.take():

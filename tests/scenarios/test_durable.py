@@ -12,6 +12,7 @@ import datetime
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -68,9 +69,16 @@ def wait_calls(client: redis.Redis) -> int:
     return int(client.info("commandstats").get("cmdstat_wait", {}).get("calls", 0))
 
 
-def test_a_durable_write_returns_once_the_replica_has_it(replicated_front: tuple[Front, redis.Redis]) -> None:
+@pytest.mark.parametrize(
+    "client_kwargs",
+    [{}, {"single_connection_client": True}],
+    ids=["on-the-lane", "through-the-pool"],  # a single-connection client gets no lane
+)
+def test_a_durable_write_returns_once_the_replica_has_it(
+    replicated_front: tuple[Front, redis.Redis], client_kwargs: dict[str, Any]
+) -> None:
     front, replica = replicated_front
-    timers = front.timers(spec("jobs", Job, lambda payload, context: None))
+    timers = front.timers(spec("jobs", Job, lambda payload, context: None), client_kwargs=client_kwargs)
 
     due = timers.set_timer("jobs", "t1", Job(n=1), LATER, durable=True)
 
@@ -133,7 +141,8 @@ def test_without_a_replica_a_durable_write_raises_in_time_and_stands(front: Fron
     assert 0.2 <= elapsed < 10
     assert front.raw.zscore(TIMELINE, "t1") is not None
     info = timers.get_timer("jobs", "t1")
-    assert info is not None and info.payload == Job(n=1)
+    assert info is not None
+    assert info.payload == Job(n=1)
     # A retry is safe: the same write again, refused again, and still one timer.
     with pytest.raises(TimersDurabilityError):
         timers.set_timer("jobs", "t1", Job(n=1), LATER, durable=True)

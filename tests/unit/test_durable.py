@@ -68,9 +68,12 @@ def test_a_durable_requeue_waits_too() -> None:
 
     ops, requeued = run_flow(flow, [[1, 2]])
 
-    assert len(ops) == 1 and isinstance(ops[0], OneConnection)
-    assert ops[0].ops[0].script is scripts.REQUEUE_DEAD_LETTER
-    assert ops[0].ops[1] == Command(("WAIT", 2, 250))
+    assert len(ops) == 1
+    assert isinstance(ops[0], OneConnection)
+    requeue, wait = ops[0].ops
+    assert isinstance(requeue, ScriptCall)
+    assert requeue.script is scripts.REQUEUE_DEAD_LETTER
+    assert wait == Command(("WAIT", 2, 250))
     assert requeued is True
 
 
@@ -83,7 +86,12 @@ def test_the_wait_timeout_rounds_up_to_a_whole_millisecond() -> None:
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"durable_replicas": 0}, {"durable_replicas": -1}, {"durable_timeout_seconds": 0}, {"durable_timeout_seconds": -1}],
+    [
+        {"durable_replicas": 0},
+        {"durable_replicas": -1},
+        {"durable_timeout_seconds": 0},
+        {"durable_timeout_seconds": -1},
+    ],
 )
 def test_durable_settings_are_validated(overrides: dict[str, Any]) -> None:
     # WAIT 0 as a timeout would block forever; zero replicas would confirm nothing.
