@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import redis
 
-from redis_timers import TimersPermissionError, TimersSettings
+from redis_timers import TimersDurabilityError, TimersPermissionError, TimersSettings
 from redis_timers.cli.embedded import EmbeddedServer
 from tests.harness import FRONT_KINDS, Front, FrontKind, Recorder, spec, subscribers, wait_until
 from tests.scenarios import servers
@@ -132,6 +132,19 @@ def test_everything_works_under_the_documented_user(acl_front: Front, acl_server
     assert acl_front.raw.zcard("timers_timeline") == 0
     # Nothing was refused along the way, not even what redis-py ignores a refusal of (CLIENT SETINFO).
     assert [entry for entry in acl_front.raw.acl_log() if entry["username"] == "timers"] == []
+
+
+def test_the_documented_user_may_make_durable_writes(acl_front: Front, acl_server: EmbeddedServer) -> None:
+    # The ACL server has no replica: WAIT runs (not NOPERM) and confirms nothing.
+    writer = acl_front.timers(
+        spec("jobs", Job, lambda payload, context: None),
+        url=user_url(acl_server, "timers"),
+        settings=TimersSettings(durable_timeout_seconds=0.05),
+    )
+
+    with pytest.raises(TimersDurabilityError):
+        writer.set_timer("jobs", "durable", Job(n=1), datetime.timedelta(hours=1), durable=True)
+    assert acl_front.raw.zscore("{timers}:timeline:jobs", "durable") is not None
 
 
 @pytest.mark.parametrize(
