@@ -189,6 +189,7 @@ class HandDrivenPass:
         if isinstance(op, Command):
             reply = self._client.execute_command(*op.args)  # type: ignore[no-untyped-call]
         else:
+            assert isinstance(op, ScriptCall), op  # the import makes no durable (pipelined) writes
             reply = self._client.eval(op.script.source, len(op.keys), *op.keys, *op.args)
         try:
             self._op = self._flow.send(reply)
