@@ -91,3 +91,11 @@ def dead_letter(field: str | bytes, record: str | bytes) -> DeadLetter:
 
 def pairs(flat: list[Any]) -> list[tuple[Any, Any]]:
     return list(zip(flat[0::2], flat[1::2]))
+
+
+def hash_items(reply: Any) -> list[tuple[Any, Any]]:
+    """The (field, value) pairs of an `HGETALL` reply: a map (RESP3, or RESP2 converted by the client) or a
+    flat array (RESP2 as the server sends it)."""
+    if isinstance(reply, dict):
+        return list(reply.items())
+    return pairs(list(reply or ()))

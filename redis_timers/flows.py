@@ -188,7 +188,7 @@ def get_timer(keyspace: Keyspace, registry: HandlerRegistry, topic: str, timer_i
 
 def dead_letters(keyspace: Keyspace) -> Flow[list[DeadLetter]]:
     records = yield Command(("HGETALL", keyspace.dead_letters))
-    letters = [codec.dead_letter(field, record) for field, record in dict(records).items()]
+    letters = [codec.dead_letter(field, record) for field, record in codec.hash_items(records)]
     return sorted(letters, key=lambda letter: (letter.failed_at, letter.topic, letter.timer_id))
 
 

@@ -23,8 +23,17 @@ class InvalidArgumentError(TypeError):
 
 
 def utf8(args: Sequence[Arg]) -> tuple[Arg, ...]:
-    """`args` with strings as UTF-8 bytes: what the lane sends too, whatever a client's own encoding."""
-    return tuple(arg.encode("utf-8") if isinstance(arg, str) else arg for arg in args)
+    """`args` with strings as UTF-8 bytes, as the lane sends them whatever a client's own encoding, except
+    the command name, which stays a `str`.
+
+    redis-py picks a command's reply conversion by its name (without it, a RESP2 `HGETALL` comes back as
+    a flat list), and cluster clients resolve a command's routing from it with string methods. The name
+    is ASCII, so it is the same bytes in every encoding.
+    """
+    if not args:
+        return ()
+    name, *rest = args
+    return (name, *[arg.encode("utf-8") if isinstance(arg, str) else arg for arg in rest])
 
 
 class CommandFramer:

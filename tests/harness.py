@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import datetime
 import functools
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -42,6 +43,23 @@ T = TypeVar("T")
 
 DEFAULT_WAIT = 20.0
 """Generous timeout for anything that should happen: waits end as soon as it does."""
+
+PROTOCOL_VARIABLE = "TIMERS_TEST_PROTOCOL"
+"""`2` or `3`: the RESP version of every client the harness gives the library, unless a test names one.
+
+Unset, clients speak redis-py's default (RESP3 from redis-py 8, RESP2 before). CI runs the scenario
+suite a second time with `TIMERS_TEST_PROTOCOL=2`, so every scenario is checked on both protocols.
+"""
+
+
+def client_protocol() -> dict[str, Any]:
+    """The `protocol=` keyword for new clients, from `TIMERS_TEST_PROTOCOL` (nothing when it is unset)."""
+    raw = os.environ.get(PROTOCOL_VARIABLE, "")
+    if not raw:
+        return {}
+    if raw not in ("2", "3"):
+        raise ValueError(f"{PROTOCOL_VARIABLE} must be 2 or 3, got {raw!r}")
+    return {"protocol": int(raw)}
 
 
 # -- synchronisation helpers ---------------------------------------------------------------
@@ -246,6 +264,7 @@ class Front:
     def client(self, *, url: str | None = None, decode_responses: bool = True, **client_kwargs: Any) -> Any:
         """A new client of this front end's kind (`redis.Redis` or `redis.asyncio.Redis`)."""
         target = url or self.url
+        client_kwargs = {**client_protocol(), **client_kwargs}
         if not self.is_async:
             return redis.Redis.from_url(target, decode_responses=decode_responses, **client_kwargs)
 

@@ -352,8 +352,27 @@ def test_dead_letters_are_parsed_and_sorted_by_failure_time(as_bytes: bool) -> N
     assert letters[0].payload_as(Order) == ORDER
 
 
-def test_dead_letters_when_there_are_none() -> None:
-    _, letters = run_flow(flows.dead_letters(KEYSPACE), [{}])
+@BYTES_OR_STR
+def test_dead_letters_from_a_flat_resp2_reply(as_bytes: bool) -> None:
+    """A RESP2 `HGETALL` that the client did not convert is a flat field, value, field, value... array."""
+    reply = encode(
+        [
+            "orders\0o-2",
+            _record(ORDER_JSON, 5, "ValueError: boom", 1_700_000_000_500),
+            "orders\0o-1",
+            _record(ORDER_JSON, 2, "bad", 1_700_000_000_000),
+        ],
+        as_bytes,
+    )
+
+    _, letters = run_flow(flows.dead_letters(KEYSPACE), [reply])
+
+    assert [(letter.timer_id, letter.attempts) for letter in letters] == [("o-1", 2), ("o-2", 5)]
+
+
+@pytest.mark.parametrize("reply", [{}, [], None], ids=["map", "array", "nil"])
+def test_dead_letters_when_there_are_none(reply: Any) -> None:
+    _, letters = run_flow(flows.dead_letters(KEYSPACE), [reply])
 
     assert letters == []
 

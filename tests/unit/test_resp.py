@@ -376,3 +376,18 @@ def test_invalid_argument_error_is_a_type_error() -> None:
 def test_int_subclasses_other_than_bool_are_accepted_in_the_rest() -> None:
     assert CommandFramer().encode(Count(3)) == b"3"
     assert CommandFramer().frame(("EVALSHA",), (Count(3),)) == redis_py_frame("EVALSHA", Count(3))
+
+
+def test_utf8_keeps_the_command_name_a_string_and_encodes_the_rest() -> None:
+    # redis-py chooses a reply's conversion (and a cluster client its routing) by the command name as a str.
+    assert resp.utf8(("HGETALL", "{timers}:dead")) == ("HGETALL", b"{timers}:dead")
+    assert resp.utf8(("EVALSHA", SHA, "1", "k\u00e9", b"raw", 7, 1.5)) == (
+        "EVALSHA",
+        SHA.encode(),
+        b"1",
+        "k\u00e9".encode(),
+        b"raw",
+        7,
+        1.5,
+    )
+    assert resp.utf8(()) == ()
