@@ -478,7 +478,10 @@ class TimersHarness:
                     await timers.run_forever(concurrency=concurrency)
                 except BaseException as error:
                     self._worker_error = error
-                    raise
+                    # wait_worker re-raises it. Only a cancellation goes on to the portal: older anyio
+                    # (4.2) re-raises any other BaseException of a portal task when the portal closes.
+                    if _is_cancellation(error):
+                        raise
                 finally:
                     done.set()
 
