@@ -14,6 +14,7 @@ from redis_timers.errors import (
     InvalidTopicError,
     NaiveDatetimeError,
     PayloadTypeError,
+    ReplacedFeatureError,
     SettingsError,
     StoredPayloadError,
     TimersAuthenticationError,
@@ -26,6 +27,7 @@ from redis_timers.errors import (
     TimersUnavailableError,
     UnstorablePayloadError,
 )
+from redis_timers.lock import consume_lock, timer_lock
 from redis_timers.records import DeadLetter, TimerInfo
 from redis_timers.router import Handler, Router
 from redis_timers.settings import TimersSettings
@@ -41,6 +43,7 @@ __all__ = [
     "InvalidTopicError",
     "NaiveDatetimeError",
     "PayloadTypeError",
+    "ReplacedFeatureError",
     "Router",
     "SettingsError",
     "StoredPayloadError",
@@ -56,4 +59,6 @@ __all__ = [
     "TimersSettings",
     "TimersUnavailableError",
     "UnstorablePayloadError",
+    "consume_lock",
+    "timer_lock",
 ]

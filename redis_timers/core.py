@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import pydantic
 
-from redis_timers import flows
+from redis_timers import flows, seed
 from redis_timers.engine import WorkerEngine
 from redis_timers.keys import Keyspace
 from redis_timers.ops import Flow, ScriptCall
@@ -81,6 +81,17 @@ class TimersCore:
 
     def _purge_dead_letters_flow(self) -> Flow[int]:
         return flows.purge_dead_letters(self.keyspace)
+
+    @property
+    def handlers_by_topics(self) -> seed.HandlersByTopic:
+        """The original library's topic -> handler map, read-only (`include_router` adds to it)."""
+        return seed.HandlersByTopic(self.registry)
+
+    def _fetch_all_timers_flow(self) -> Flow[tuple[list[str], dict[str, str]]]:
+        return seed.fetch_all_timers(self.keyspace, self.registry, self.settings)
+
+    def _fetch_ready_timers_flow(self, timestamp: datetime.datetime) -> Flow[list[str]]:
+        return seed.fetch_ready_timers(self.keyspace, self.registry, self.settings, timestamp)
 
     def _new_engine(self, *, single_pass: bool, concurrency: int | None = None) -> WorkerEngine:
         return WorkerEngine(

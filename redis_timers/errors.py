@@ -70,6 +70,10 @@ class TimersConnectionError(TimersError, ConnectionError):
     """Redis could not be reached; the operation may not have been applied."""
 
 
+class ReplacedFeatureError(TimersError, RuntimeError):
+    """A part of the original redis-timers that has no working equivalent here; the message names what replaces it."""
+
+
 STOP_REQUESTS = (KeyboardInterrupt, SystemExit)
 """What a signal handler raises (Ctrl-C, or `sys.exit` in a SIGTERM handler) in whatever code the thread runs.
 

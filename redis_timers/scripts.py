@@ -75,6 +75,7 @@ LEGACY_SCORES = LuaScript(
     # RESP3 (and needs Redis 6.2).
     source="local r = {} for i, m in ipairs(ARGV) do r[i] = redis.call('ZSCORE', KEYS[1], m) or '' end return r",
 )
+LIST_TIMERS = _load("list_timers")
 READ_LEGACY = LuaScript(
     name="read_legacy",
     # A script rather than ZRANGE so that the reply is a flat array under RESP2 and RESP3 alike.

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
+import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -92,10 +94,13 @@ class TimersSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> TimersSettings:
         """Build settings from `TIMERS_*` variables (`os.environ` by default); keyword overrides win."""
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
+        # Values assigned to the original library's module constants (`settings.TIMERS_...`) stand in for their
+        # environment variables, as they did there; an explicit `environ` is read as it is.
+        assigned = CONSTANT_OVERRIDES if environ is None else {}
+        values: dict[str, Any] = dict(assigned)
         for field_name, (variable, parse) in ENVIRONMENT_VARIABLES.items():
             raw = env.get(variable)
-            if raw is None:
+            if raw is None or field_name in assigned:
                 continue
             try:
                 values[field_name] = parse(raw)
@@ -179,13 +184,54 @@ ENVIRONMENT_VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
 """Setting name -> (environment variable, parser). The README's configuration table mirrors this."""
 
 
+CONSTANT_OVERRIDES: dict[str, Any] = {}
+"""Setting name -> value assigned to its module constant; `from_env()` applies them (see `_SettingsModule`)."""
+
+
+def _setting_of_constant(name: str) -> str | None:
+    for field_name, (variable, _) in ENVIRONMENT_VARIABLES.items():
+        if variable == name:
+            return field_name
+    return None
+
+
 def __getattr__(name: str) -> Any:
-    """The seed's module constants (`settings.TIMERS_TIMELINE_KEY`, ...), read from the environment now.
+    """The seed's module constants (`settings.TIMERS_TIMELINE_KEY`, ...): the value a `Timers` built now would use.
 
     Kept so that code written against the original library keeps working; new code should use
     `TimersSettings.from_env()`, which `Timers` calls when it is built.
     """
-    for field_name, (variable, _) in ENVIRONMENT_VARIABLES.items():
-        if variable == name:
-            return getattr(TimersSettings.from_env(), field_name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    field_name = _setting_of_constant(name)
+    if field_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(TimersSettings.from_env(), field_name)
+
+
+class _SettingsModule(types.ModuleType):
+    """This module, so that assigning a seed constant (`settings.TIMERS_MAX_ATTEMPTS = 3`) is not silently lost.
+
+    The assignment is checked at once (an invalid value raises `SettingsError` there) and applies to every
+    `Timers` built after it, in place of the environment variable; `del` drops it again. A `Timers` already
+    built keeps the settings it was built with.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        field_name = _setting_of_constant(name)
+        if field_name is None:
+            super().__setattr__(name, value)
+            return
+        try:
+            TimersSettings.from_env(**{**CONSTANT_OVERRIDES, field_name: value})
+        except (SettingsError, TypeError) as error:
+            raise SettingsError(f"settings.{name} = {value!r} is refused: {error}") from None
+        CONSTANT_OVERRIDES[field_name] = value
+
+    def __delattr__(self, name: str) -> None:
+        field_name = _setting_of_constant(name)
+        if field_name is None:
+            super().__delattr__(name)
+            return
+        CONSTANT_OVERRIDES.pop(field_name, None)
+
+
+sys.modules[__name__].__class__ = _SettingsModule

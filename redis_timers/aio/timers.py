@@ -63,6 +63,15 @@ class Timers(TimersCore):
     async def get_timer(self, topic: str, timer_id: str) -> TimerInfo | None:
         return await self._driver.drive(self._get_timer_flow(topic, timer_id))
 
+    async def fetch_all_timers(self) -> tuple[list[str], dict[str, str]]:
+        """The original library's listing: every `topic--id` of the handled topics, earliest first, and a dict of
+        their payload JSON. Unbounded: for tests and small sets."""
+        return await self._driver.drive(self._fetch_all_timers_flow())
+
+    async def fetch_ready_timers(self, timestamp: datetime.datetime) -> list[str]:
+        """The original library's listing of the `topic--id` timers due at or before the aware `timestamp`."""
+        return await self._driver.drive(self._fetch_ready_timers_flow(timestamp))
+
     async def dead_letters(self) -> list[DeadLetter]:
         return await self._driver.drive(self._dead_letters_flow())
 

@@ -64,6 +64,15 @@ class Timers(TimersCore):
     def get_timer(self, topic: str, timer_id: str) -> TimerInfo | None:
         return self._driver.drive(self._get_timer_flow(topic, timer_id))
 
+    def fetch_all_timers(self) -> tuple[list[str], dict[str, str]]:
+        """The original library's listing: every `topic--id` of the handled topics, earliest first, and a dict of
+        their payload JSON. Unbounded: for tests and small sets."""
+        return self._driver.drive(self._fetch_all_timers_flow())
+
+    def fetch_ready_timers(self, timestamp: datetime.datetime) -> list[str]:
+        """The original library's listing of the `topic--id` timers due at or before the aware `timestamp`."""
+        return self._driver.drive(self._fetch_ready_timers_flow(timestamp))
+
     def dead_letters(self) -> list[DeadLetter]:
         return self._driver.drive(self._dead_letters_flow())
 
