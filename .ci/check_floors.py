@@ -8,14 +8,17 @@ import re
 import sys
 from pathlib import Path
 
-import tomllib
-
 FLOOR = re.compile(r"^([A-Za-z0-9_.-]+)\s*>=\s*([0-9][0-9.]*)$")
+DEPENDENCIES = re.compile(r"^dependencies = \[(.*?)^\]", re.MULTILINE | re.DOTALL)
+"""The `[project]` table's dependency array (read without tomllib, which Python 3.10 lacks)."""
 
 
 def declared_floors(pyproject: Path) -> dict[str, str]:
     floors: dict[str, str] = {}
-    for requirement in tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["dependencies"]:
+    array = DEPENDENCIES.search(pyproject.read_text(encoding="utf-8"))
+    if array is None:
+        raise SystemExit(f"no dependencies array in {pyproject}")
+    for requirement in re.findall(r'"([^"]+)"', array.group(1)):
         match = FLOOR.match(requirement.strip())
         if match is None:
             raise SystemExit(f"cannot read a floor from the dependency {requirement!r}: write it as name>=version")
