@@ -131,3 +131,22 @@ def test_an_assigned_module_constant_reaches_the_next_timers(front: Front, monke
         del settings_module.TIMERS_TIMELINE_KEY
         del settings_module.TIMERS_PAYLOADS_KEY
     assert CONSTANT_OVERRIDES == {}
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+@pytest.mark.parametrize("decode_responses", [True, False])
+def test_the_listings_over_either_protocol(front: Front, protocol: int, decode_responses: bool) -> None:
+    timers = front.timers(
+        spec("jobs", Job, lambda payload, context: None),
+        decode_responses=decode_responses,
+        client_kwargs={"protocol": protocol},
+    )
+    due_ms = server_time_ms(front.raw) - 5
+    timers.set_timer("jobs", "due", Job(n=1), activate_at=ms_to_datetime(due_ms))
+    timers.set_timer("jobs", "later", Job(n=2), datetime.timedelta(minutes=5))
+
+    assert timers.call("fetch_all_timers") == (
+        ["jobs--due", "jobs--later"],
+        {"jobs--due": Job(n=1).model_dump_json(), "jobs--later": Job(n=2).model_dump_json()},
+    )
+    assert timers.call("fetch_ready_timers", ms_to_datetime(due_ms)) == ["jobs--due"]
