@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import datetime
 import functools
+import inspect
 import os
 import threading
 import time
@@ -361,7 +362,24 @@ class TimersHarness:
         func = getattr(self.timers, method)
         if not self.front.is_async:
             return func(*args, **kwargs)
-        return self.front.portal.call(functools.partial(func, *args, **kwargs))
+
+        async def outcome() -> tuple[bool, Any]:
+            # A BaseException other than cancellation (SystemExit from a validator, say) comes back as a value:
+            # older anyio (4.2) would also re-raise it in the portal's own task group when the portal closes.
+            try:
+                result = func(*args, **kwargs)  # `stop()` is a plain method
+                return True, (await result) if inspect.isawaitable(result) else result
+            except Exception:
+                raise
+            except BaseException as error:
+                if _is_cancellation(error):
+                    raise
+                return False, error
+
+        returned, value = self.front.portal.call(outcome)
+        if not returned:
+            raise value
+        return value
 
     def background(self, method: str, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
         """Start a `Timers` method without waiting for it; the future holds its outcome."""
