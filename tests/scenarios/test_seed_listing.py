@@ -126,7 +126,7 @@ def test_an_assigned_module_constant_reaches_the_next_timers(front: Front, monke
         front.raw.hset("my_payloads", "jobs--old", Job(n=7).model_dump_json())
         timers.handle_ready_timers()
         assert calls.items == [7]
-        assert front.raw.exists("my_timeline", "my_payloads") == 0
+        assert front.raw.exists("my_timeline") == 0  # taken from the assigned key, not the default one
     finally:
         del settings_module.TIMERS_TIMELINE_KEY
         del settings_module.TIMERS_PAYLOADS_KEY
