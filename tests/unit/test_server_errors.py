@@ -90,7 +90,10 @@ def test_the_reply_is_rebuilt_from_the_client_error(error: Exception, code: str)
 
 
 def test_a_status_code_kept_by_the_client_is_used() -> None:
-    error = redis.exceptions.ResponseError("Link with MASTER is down", status_code="MASTERDOWN")
+    try:
+        error = redis.exceptions.ResponseError("Link with MASTER is down", status_code="MASTERDOWN")
+    except TypeError:  # older redis-py (5.3, the floor) keeps no status code: it stays in the message
+        pytest.skip("this redis-py's errors take no status_code")
 
     assert server_errors.server_reply(error) == "MASTERDOWN Link with MASTER is down"
 
