@@ -63,7 +63,8 @@ class SettingsError(TimersError, ValueError):
 
 
 class StoredPayloadError(TimersError, ValueError):
-    """A stored payload no longer validates against its topic's schema."""
+    """What Redis holds can't be read back: a stored payload no longer validates against its topic's schema,
+    a due time written by hand is no date, or a dead letter's record is not one this library writes."""
 
 
 class TimersConnectionError(TimersError, ConnectionError):

@@ -174,15 +174,23 @@ def get_timer(keyspace: Keyspace, registry: HandlerRegistry, topic: str, timer_i
         raise StoredPayloadError(
             f"stored payload of {topic!r}/{timer_id!r} no longer validates: {codec.describe_error(error)}"
         ) from error
+    try:
+        due_at = ms_to_datetime(math.ceil(float(due)))
+        lease_expires_at = None if lease is None else ms_to_datetime(math.ceil(float(lease)))
+    except (OverflowError, ValueError) as error:
+        # A score written by hand (inf, 1e300): set_timer only stores due times a datetime can hold.
+        raise StoredPayloadError(
+            f"stored due time of {topic!r}/{timer_id!r} is not a date ({codec.text(due)} ms)"
+        ) from error
     return TimerInfo(
         topic=topic,
         timer_id=timer_id,
-        due_at=ms_to_datetime(math.ceil(float(due))),
+        due_at=due_at,
         payload=payload,
         attempts=int(attempts or 0),
         running=lease is not None,
         last_error=codec.optional_text(last_error),
-        lease_expires_at=None if lease is None else ms_to_datetime(math.ceil(float(lease))),
+        lease_expires_at=lease_expires_at,
     )
 
 
@@ -204,6 +212,11 @@ def requeue_dead_letter(
         (dead_letter_field(topic, timer_id), timer_id, keyspace.channel(topic)),
     )
     requeued = yield from write(call, settings if durable else None)
+    if int(requeued) < 0:
+        raise StoredPayloadError(
+            f"dead letter {topic!r}/{timer_id!r} has an unreadable record (not one this library writes); "
+            "it stays in the dead letters as it is"
+        )
     return bool(requeued)
 
 
