@@ -494,6 +494,15 @@ class WorkerEngine:
             self._stop_deadline = now + (self._settings.shutdown_grace_seconds if grace is None else grace)
             self._paused_until = 0.0
 
+    def stop_seconds_left(self, now: float) -> float:
+        """While stopping: how long the stop may still take, the grace period and the flush after it.
+
+        A front end that can interrupt its own calls bounds a stop's round trips with it: one to a server
+        that holds the call (a pause, a partition) would otherwise outlast the stop, however long it takes.
+        """
+        assert self._stop_deadline is not None, "not stopping"
+        return max(0.0, self._stop_deadline + STOP_FLUSH_SECONDS - now)
+
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)

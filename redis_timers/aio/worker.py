@@ -88,10 +88,14 @@ class AsyncWorker:
             except REDIS_FAILURES as error:
                 failure = error  # raised below as itself, not inside the task group's exception group
             except anyio.get_cancelled_exc_class():
-                # Cancelled from outside: still stop gracefully, shielded, within the grace period.
+                # Cancelled from outside: still stop gracefully, shielded, within the grace period; and, as the
+                # shield keeps out every later cancellation, no longer than the stop may take (its replay of the
+                # interrupted round trip may go to a server that never answers).
                 with anyio.CancelScope(shield=True):
-                    self._engine.request_stop(time.monotonic())
-                    await self._loop(tasks)
+                    now = time.monotonic()
+                    self._engine.request_stop(now)
+                    with anyio.move_on_after(self._engine.stop_seconds_left(now)):
+                        await self._loop(tasks)
                 raise
             finally:
                 # Finished: every run is settled or was handed back after the grace period.

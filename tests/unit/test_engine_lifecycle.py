@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from redis_timers import events
-from redis_timers.engine import MAX_SETTLEMENTS_PER_CYCLE, Cycle, Finished, Wait
+from redis_timers.engine import MAX_SETTLEMENTS_PER_CYCLE, STOP_FLUSH_SECONDS, Cycle, Finished, Wait
 from redis_timers.errors import TimersConnectionError
 from tests.unit.engine_harness import ORDERS, Harness, asked, claim, kinds, server_ms, settlements, wait_seconds
 
@@ -168,3 +168,15 @@ def test_a_message_decoded_in_another_encoding_is_read_as_the_bytes_published() 
     assert event is not None
     event(0.0)
     assert wait_seconds(h, 0.0) < 0.6
+
+
+def test_a_stop_may_take_the_grace_period_and_the_flush_after_it_no_longer() -> None:
+    h = Harness(concurrency=1)
+    h.start(*claims(1))
+    grace = h.settings.shutdown_grace_seconds
+    h.engine.request_stop(1.0)
+    h.engine.request_stop(3.0)  # a second request (cancel after stop) keeps the first one's end
+    assert h.engine.stop_seconds_left(1.0) == grace + STOP_FLUSH_SECONDS
+    assert h.engine.stop_seconds_left(2.0) == grace + STOP_FLUSH_SECONDS - 1.0
+    assert h.engine.stop_seconds_left(1.0 + grace + STOP_FLUSH_SECONDS + 1) == 0.0
+    assert isinstance(h.step(1.0 + grace + STOP_FLUSH_SECONDS), Finished), "the engine gives up then too"
