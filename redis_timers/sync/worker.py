@@ -192,8 +192,15 @@ class SyncWorker:
         self._wakeup.clear()  # before draining, so that an event posted meanwhile wakes the next wait
         with self._runner_lock:
             finished, self._finished = self._finished, []
-        for run, error in finished:
-            self._engine.handler_finished(run, error)
+        for index, (run, error) in enumerate(finished):
+            try:
+                self._engine.handler_finished(run, error)
+            except BaseException:
+                # Ctrl-C landed here: the stop that follows settles the rest (again from this one, which the
+                # engine counts once), rather than hand back as never run what finished.
+                with self._runner_lock:
+                    self._finished[:0] = finished[index:]
+                raise
         while True:
             try:
                 event = self._inbox.get_nowait()

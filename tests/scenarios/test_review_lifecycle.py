@@ -5,6 +5,8 @@ state when read or requeued; a cancelled worker's replay must not outlast its st
 from __future__ import annotations
 
 import datetime
+import logging
+import threading
 import time
 from typing import Any
 
@@ -14,7 +16,7 @@ import redis
 from redis_timers import TimersSettings
 from redis_timers.engine import STOP_FLUSH_SECONDS
 from redis_timers.errors import StoredPayloadError
-from tests.harness import Front, Recorder, spec, wait_until
+from tests.harness import Front, Recorder, server_time_ms, spec, wait_until
 from tests.scenarios.models import Job
 from tests.scenarios.test_lifecycle_hostile import held_back, writes_paused
 
@@ -88,3 +90,63 @@ def test_a_cancelled_worker_whose_replay_hangs_ends_when_the_stop_flush_does(fro
         took = time.monotonic() - cancelled_at
     assert took < grace + STOP_FLUSH_SECONDS + 5, took
     assert started.items == ["n1"]
+
+
+class _CtrlCOnFirstRetry(logging.Filter):
+    """Ctrl-C landing in the loop thread while it reports the first failed run (a signal handler raises there)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fired = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.fired and "retrying in" in record.getMessage():
+            self.fired = True
+            raise KeyboardInterrupt
+        return True
+
+
+@pytest.mark.parametrize("front", ["sync"], indirect=True)
+def test_ctrl_c_while_the_loop_reports_finished_runs_loses_none_of_the_others(front: Front) -> None:
+    """The loop reports a batch of finished runs; Ctrl-C lands at the first. The graceful stop that follows
+    still settles the rest of the batch: they are retried with their error, not handed back as never run."""
+    gate, done = front.gate(), Recorder[int]()
+
+    def fail(payload: Job, context: dict[str, Any]) -> None:
+        gate.wait()
+        done.record(payload.n)
+        raise RuntimeError("boom")
+
+    timers = front.timers(
+        spec("jobs", Job, fail, max_attempts=5),
+        settings=TimersSettings(safety_wakeup_seconds=0.5, shutdown_grace_seconds=2),
+    )
+    for n in range(3):
+        timers.set_timer("jobs", f"t{n}", Job(n=n), NOW)
+    ctrl_c = _CtrlCOnFirstRetry()
+    logger = logging.getLogger("redis_timers")
+    logger.addFilter(ctrl_c)
+
+    def finish_all_while_the_loop_waits_on_redis() -> None:
+        wait_until(lambda: len(front.raw.zrangebyscore(TIMELINE, server_time_ms(front.raw) + 1, "+inf")) == 3)
+        with writes_paused(front):
+            wait_until(lambda: held_back(front) >= 1)  # the loop's safety claim (a slot is free) is held
+            gate.open()
+            done.wait_for(3)
+            # Each runner files its run's outcome right after the handler returns; the loop reads them all at once.
+            workers = timers.timers._workers
+            wait_until(lambda: bool(workers) and len(workers[0]._finished) == 3)
+
+    helper = threading.Thread(target=finish_all_while_the_loop_waits_on_redis)
+    helper.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            timers.timers.run_forever(concurrency=4)
+    finally:
+        logger.removeFilter(ctrl_c)
+        helper.join(30)
+    assert ctrl_c.fired
+    infos = [timers.get_timer("jobs", f"t{n}") for n in range(3)]
+    retried = [info for info in infos if info is not None and info.last_error == "RuntimeError: boom"]
+    # The run being reported when Ctrl-C landed may be lost (its lease then runs out); none of the others is.
+    assert len(retried) >= 2, infos
