@@ -70,9 +70,9 @@ def dead_letter(field: str | bytes, record: str | bytes) -> DeadLetter:
         parsed: Any = json.loads(raw)
         if not isinstance(parsed, dict):
             raise TypeError(f"a JSON {type(parsed).__name__}, not an object")
-        if not isinstance(parsed.get("payload"), str):
+        if not isinstance(parsed.get("payload", ""), str):
             # Dead letters park the payload's JSON as a string; anything else is not a payload to requeue.
-            raise TypeError(f"its payload is a JSON {type(parsed.get('payload')).__name__}, not a string")
+            raise TypeError(f"its payload is a JSON {type(parsed['payload']).__name__}, not a string")
         return DeadLetter(
             topic=topic,
             timer_id=timer_id,

@@ -7,12 +7,20 @@ if not record then
   return 0
 end
 local readable, parked = pcall(cjson.decode, record)
-if not readable or type(parked) ~= 'table' or type(parked.payload) ~= 'string' then
+-- An object, not an array (cjson decodes both as tables).
+if not readable or type(parked) ~= 'table' or not string.match(record, '^%s*{') then
+  return -1
+end
+-- As dead_letters() lists it: a missing payload is an empty one, any other type is unreadable.
+local payload = parked.payload
+if payload == nil then
+  payload = ''
+elseif type(payload) ~= 'string' then
   return -1
 end
 local _, now_up = server_now_ms()
 schedule(KEYS[2], ARGV[3], ARGV[2], now_up)
-redis.call('HSET', KEYS[3], ARGV[2], parked.payload)
+redis.call('HSET', KEYS[3], ARGV[2], payload)
 forget_state(KEYS[4], ARGV[2])
 redis.call('HDEL', KEYS[1], ARGV[1])
 return 1
