@@ -73,6 +73,8 @@ class AsyncWorker:
         self._runner_scopes: list[anyio.CancelScope] = []
         self._stop_requested = False
         self._rng = random.Random()
+        self._listener_failures = 0
+        """The notification connection's failures since it last heard from the server (for the backoff)."""
 
     def stop(self) -> None:
         self._stop_requested = True
@@ -234,18 +236,17 @@ class AsyncWorker:
     async def _listen_for_notifications(self) -> None:
         """Forward wake-ups to the loop; on any connection trouble, reconnect and make the loop re-claim."""
         client: redis.asyncio.Redis = self._driver.client
-        failures = 0
         while True:
             pubsub = client.pubsub()
             try:
                 await pubsub.subscribe(*events.subscription(self._engine))
-                failures = 0  # connected again: the next outage is reported afresh
                 await self._relay(pubsub)
             except SERVER_REPLY_ERRORS + CONNECTION_ERRORS as error:
                 # Unreachable, or an error reply to SUBSCRIBE or PING (LOADING, BUSY, NOPERM...): wait, then retry.
-                failures += 1
+                # Counted until the server answers: SUBSCRIBE only sends, and its refusal comes with the first read.
+                self._listener_failures += 1
                 reported = server_errors.server_error(error) if isinstance(error, SERVER_REPLY_ERRORS) else error
-                await anyio.sleep(events.reconnect_pause(failures, reported, self._settings, self._rng))
+                await anyio.sleep(events.reconnect_pause(self._listener_failures, reported, self._settings, self._rng))
             finally:
                 with anyio.CancelScope(shield=True):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -257,6 +258,7 @@ class AsyncWorker:
             now = time.monotonic()
             if message is not None:
                 watch.heard(now)
+                self._listener_failures = 0  # subscribed again: the next outage is reported afresh
                 event = events.event_for_message(self._engine, message, pubsub.encoder.encode)
                 if event is not None:
                     self._post(event)

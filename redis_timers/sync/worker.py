@@ -61,6 +61,8 @@ class SyncWorker:
         self._runner_count = 0
         self._runners_closed = False
         self._rng = random.Random()
+        self._listener_failures = 0
+        """The notification connection's failures since it last heard from the server (for the backoff)."""
 
     def stop(self) -> None:
         """From any thread: stop claiming, let in-flight handlers finish within the grace period, return."""
@@ -214,20 +216,17 @@ class SyncWorker:
     def _listen_for_notifications(self) -> None:
         """Forward wake-ups to the loop; on any connection trouble, reconnect and make the loop re-claim."""
         client: redis.Redis = self._driver.client
-        failures = 0
         while not self._closed.is_set():
             pubsub = client.pubsub()  # type: ignore[no-untyped-call]
             try:
                 pubsub.subscribe(*events.subscription(self._engine))
-                failures = 0  # connected again: the next outage is reported afresh
                 self._relay(pubsub)
             except SERVER_REPLY_ERRORS + CONNECTION_ERRORS as error:
                 # Unreachable, or an error reply to SUBSCRIBE or PING (LOADING, BUSY, NOPERM...): wait, then retry.
-                failures += 1
+                # Counted until the server answers: SUBSCRIBE only sends, and its refusal comes with the first read.
+                self._listener_failures += 1
                 reported = server_errors.server_error(error) if isinstance(error, SERVER_REPLY_ERRORS) else error
-                self._closed.wait(events.reconnect_pause(failures, reported, self._settings, self._rng))
-            else:
-                failures = 0
+                self._closed.wait(events.reconnect_pause(self._listener_failures, reported, self._settings, self._rng))
             finally:
                 pubsub.close()
 
@@ -238,6 +237,7 @@ class SyncWorker:
             now = time.monotonic()
             if message is not None:
                 watch.heard(now)
+                self._listener_failures = 0  # subscribed again: the next outage is reported afresh
                 event = events.event_for_message(self._engine, message, pubsub.encoder.encode)
                 if event is not None:
                     self._post(event)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -187,3 +188,38 @@ def test_a_user_without_the_key_pattern_gets_a_typed_error_at_once(
         timers.wait_worker()
     assert time.monotonic() - started < 5
     assert acl_front.all_keys() == []
+
+
+def test_a_user_without_the_wake_up_channels_backs_off_and_says_so_once(
+    acl_front: Front, acl_server: EmbeddedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The documented rules but the wake-up channels: every SUBSCRIBE is refused (NOPERM), for good.
+    rules = [rule for rule in documented_acl_rules(server_version(acl_front.raw)) if not rule.startswith("&")]
+    acl_front.raw.execute_command("ACL", "SETUSER", "nochannels", "reset", *rules)  # type: ignore[no-untyped-call]
+    # No jitter: the pauses are exactly 0.05 s, then doubling.
+    settings = TimersSettings(handling_sleep=0.05, handling_jitter_min_value=1, handling_jitter_max_value=1)
+    worker = acl_front.timers(
+        spec("jobs", Job, lambda payload, context: None), url=user_url(acl_server, "nochannels"), settings=settings
+    )
+    caplog.set_level(logging.DEBUG, logger="redis_timers")
+
+    def refusals() -> list[logging.LogRecord]:
+        return [record for record in list(caplog.records) if "notification connection" in record.getMessage()]
+
+    with contextlib.ExitStack() as stack:
+        stack.callback(worker.shutdown_worker)
+        worker.start_worker()
+        wait_until(lambda: len(refusals()) >= 4)
+        assert worker.worker_running  # it claims without wake-ups
+        worker.stop_worker()
+    first, *rest = refusals()[:4]
+    assert "NOPERM" in first.getMessage()
+    assert first.levelno == logging.ERROR
+    assert [record.levelno for record in rest] == [logging.DEBUG] * 3  # said once, not on every retry
+    # Backoff: each refused subscription waits twice as long as the one before, not the first pause again.
+    pauses = [float(re.search(r"in (\d+\.\d+)s", record.getMessage()).group(1)) for record in [first, *rest]]  # type: ignore[union-attr]
+    assert pauses == [0.05, 0.1, 0.2, 0.4]
+
+
+def server_version(client: redis.Redis) -> tuple[int, ...]:
+    return tuple(int(part) for part in str(client.info("server")["redis_version"]).split(".")[:2])
