@@ -174,6 +174,7 @@ class WorkerEngine:
         # claimed timers, so it is sent again, even while stopping, to get those claims back and release them.
         self._replay_due = False
         self._imports = bool(self._topics) and settings.legacy_import
+        self._importing = False  # the step out is the import (a Maintain), for what a failure of it says
         self._next_import_at = 0.0 if self._imports else math.inf
         self._stop_deadline: float | None = None
         self._finished = False
@@ -196,6 +197,7 @@ class WorkerEngine:
             self._next_import_at = (
                 math.inf if self._single_pass else now + self._settings.legacy_import_interval_seconds
             )
+            self._importing = True
             return Maintain(legacy.import_legacy(self._keyspace, self._registry, self._settings))
         self._plan_renewals(now)
         if self._pending or self._wants_claim(now):
@@ -396,6 +398,7 @@ class WorkerEngine:
         self.request_stop(now)
 
     def maintenance_done(self, imported: int) -> None:
+        self._importing = False
         if imported:
             logger.info("imported %d timer(s) written by an earlier redis-timers version", imported)
             self._next_due = None
@@ -422,9 +425,21 @@ class WorkerEngine:
         self._pending = [s for s in self._sent if s.kind != wire.RENEW] + self._pending
         self._sent = []
         self._next_due = None
+        importing, self._importing = self._importing, False
+        permanent = not server_errors.is_outage(error)
+        if importing and permanent:
+            # Say which call it was: a user who never had the original library's keys (an ACL without them)
+            # would otherwise see a bare NOPERM from a worker whose own keys all work.
+            logger.error(
+                "Redis refused the import of timers written by the original library (keys %r and %r): %s. Grant"
+                " the worker those keys, or switch the import off with TIMERS_LEGACY_IMPORT=0 if none are left",
+                self._settings.timeline_key,
+                self._settings.payloads_key,
+                codec.describe_error(error),
+            )
         if self._single_pass:
             return False
-        if not server_errors.is_outage(error):
+        if permanent:
             logger.error(
                 "the worker stops: Redis refused its call and will until the cause is fixed (%s). No timer is lost:"
                 " they stay in Redis, and those it was running are due again when their leases end",

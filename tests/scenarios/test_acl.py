@@ -223,3 +223,32 @@ def test_a_user_without_the_wake_up_channels_backs_off_and_says_so_once(
 
 def server_version(client: redis.Redis) -> tuple[int, ...]:
     return tuple(int(part) for part in str(client.info("server")["redis_version"]).split(".")[:2])
+
+
+def test_a_user_without_the_original_librarys_keys_needs_the_import_switched_off(
+    acl_front: Front, acl_server: EmbeddedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed_keys = ("~timers_timeline", "~timers_payloads")
+    rules = [rule for rule in documented_acl_rules(server_version(acl_front.raw)) if rule not in seed_keys]
+    acl_front.raw.execute_command("ACL", "SETUSER", "noseed", "reset", *rules)  # type: ignore[no-untyped-call]
+    url = user_url(acl_server, "noseed")
+    fired: Recorder[str] = Recorder()
+    handler = spec("jobs", Job, lambda payload, context: fired.record(payload.note))
+    caplog.set_level(logging.ERROR, logger="redis_timers")
+
+    importing = acl_front.timers(handler, url=url)
+    importing.set_timer("jobs", "now", Job(n=1, note="now"), NOW)
+    importing.start_worker()
+    with pytest.raises(TimersPermissionError):
+        importing.wait_worker()
+    [refusal] = [record.getMessage() for record in caplog.records if "import" in record.getMessage()]
+    assert "NOPERM" in refusal
+    assert "TIMERS_LEGACY_IMPORT=0" in refusal
+
+    not_importing = acl_front.timers(handler, url=url, settings=TimersSettings(legacy_import=False))
+    with contextlib.ExitStack() as stack:
+        stack.callback(not_importing.shutdown_worker)
+        not_importing.start_worker()
+        fired.wait_for(1)
+        not_importing.stop_worker()
+    assert fired.items == ["now"]
