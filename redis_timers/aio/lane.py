@@ -27,7 +27,13 @@ SMALL_WRITE_BYTES = 16 * 1024
 """Below asyncio's default high-water mark (64 KiB): a write this small never waits for the socket."""
 HANDBACK = HandBack()
 """Connections of this front end's collected lanes, given back to their pools by the next lane call."""
-CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+CONNECTION_ERRORS = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    OSError,
+    # Bytes that are not the Redis protocol: whatever is at the other end is not a Redis server to talk to.
+    redis.exceptions.InvalidResponse,
+)
 SERVER_REPLY_ERRORS = (
     redis.exceptions.ResponseError,
     # Error replies too, although redis-py files them under connection errors:
