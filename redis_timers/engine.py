@@ -190,7 +190,12 @@ class WorkerEngine:
         if self._finished:
             return Finished(self._stop_error)
         if now < self._paused_until:
-            return Wait(self._paused_until - now)
+            resume_at = self._paused_until
+            if self._stop_deadline is not None:
+                # A pause that ends past the flush bound leads to no further try: stop waiting there.
+                resume_at = min(resume_at, self._stop_deadline + STOP_FLUSH_SECONDS)
+            if now < resume_at:
+                return Wait(resume_at - now)
         if self._stop_deadline is not None:
             return self._stopping_step(now)
         if now >= self._next_import_at:
