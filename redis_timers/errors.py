@@ -105,7 +105,8 @@ class TimersServerError(TimersError):
 class TimersUnavailableError(TimersServerError):
     """Redis cannot serve the call for now: a failover demoted it (READONLY), another client's script runs
     (BUSY), it is loading its data (LOADING), its primary is gone (MASTERDOWN), the cluster is down or
-    resharding (CLUSTERDOWN, TRYAGAIN), or too few replicas are up (NOREPLICAS). Try again later."""
+    resharding (CLUSTERDOWN, TRYAGAIN), too few replicas are up (NOREPLICAS), or it could not save its
+    snapshot and refuses writes until it can (MISCONF). Try again later."""
 
     transient = True
 

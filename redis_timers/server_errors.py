@@ -16,8 +16,11 @@ from redis_timers.errors import (
     TimersUnavailableError,
 )
 
-OUTAGE_CODES = frozenset({"READONLY", "BUSY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS"})
-"""States that pass on their own: a failover, another client's slow script, a restart, a resharding."""
+OUTAGE_CODES = frozenset(
+    {"READONLY", "BUSY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "MISCONF"}
+)
+"""States that pass on their own: a failover, another client's slow script, a restart, a resharding, a
+snapshot that could not be saved (a full disk: Redis tries again, and takes writes once one succeeds)."""
 ERROR_CLASSES: dict[str, type[TimersServerError]] = {
     **dict.fromkeys(OUTAGE_CODES, TimersUnavailableError),
     "OOM": TimersOutOfMemoryError,

@@ -24,6 +24,10 @@ REPLIES = [
     ("TRYAGAIN Multiple keys request during rehashing of slot", TimersUnavailableError),
     ("CLUSTERDOWN The cluster is down", TimersUnavailableError),
     ("NOREPLICAS Not enough good replicas to write.", TimersUnavailableError),
+    (
+        "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk.",
+        TimersUnavailableError,
+    ),
     ("OOM command not allowed when used memory > 'maxmemory'.", TimersOutOfMemoryError),
     ("NOPERM User app has no permissions to access the '{timers}:dead' key", TimersPermissionError),
     ("WRONGPASS invalid username-password pair or user is disabled.", TimersAuthenticationError),
