@@ -12,6 +12,7 @@ from redis_timers import resp, server_errors
 from redis_timers.aio.lane import CONNECTION_ERRORS, SERVER_REPLY_ERRORS, Lane
 from redis_timers.errors import TimersConnectionError
 from redis_timers.ops import Arg, Command, Flow, OneConnection, Op, ScriptCall
+from redis_timers.scripts import LuaScript
 
 T = TypeVar("T")
 
@@ -43,8 +44,7 @@ class AsyncDriver:
                 return await self._via_pool((*prefix, *op.args))
             except redis.exceptions.NoScriptError:
                 # First use on this server (or it restarted, or its script cache was flushed).
-                # As UTF-8, like every argument: `script_load` would encode the source in the client's encoding.
-                await self._via_pool(("SCRIPT", "LOAD", op.script.source))
+                await self._load(op.script)
                 return await self._via_pool((*prefix, *op.args))
         except SERVER_REPLY_ERRORS as error:
             raise server_errors.server_error(error) from error
@@ -61,7 +61,7 @@ class AsyncDriver:
         except redis.exceptions.NoScriptError:
             for op in ops:
                 if isinstance(op, ScriptCall):
-                    await self.client.script_load(op.script.source)
+                    await self._load(op.script)
             return await self._pipelined(ops)
 
     async def _pipelined(self, ops: tuple[ScriptCall | Command, ...]) -> list[Any]:
@@ -75,6 +75,10 @@ class AsyncDriver:
         if failed is not None:
             raise failed
         return replies
+
+    async def _load(self, script: LuaScript) -> None:
+        # As UTF-8, like every argument: `script_load` would encode the source in the client's encoding.
+        await self._via_pool(("SCRIPT", "LOAD", script.source))
 
     async def _via_pool(self, args: tuple[Arg, ...]) -> Any:
         # As on the lane: UTF-8 whatever the client's encoding, and replies as bytes whatever its decode_responses.

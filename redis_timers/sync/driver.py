@@ -11,6 +11,7 @@ from redis.client import NEVER_DECODE
 from redis_timers import resp, server_errors
 from redis_timers.errors import TimersConnectionError
 from redis_timers.ops import Arg, Command, Flow, OneConnection, Op, ScriptCall
+from redis_timers.scripts import LuaScript
 from redis_timers.sync.lane import CONNECTION_ERRORS, SERVER_REPLY_ERRORS, Lane
 
 T = TypeVar("T")
@@ -43,8 +44,7 @@ class SyncDriver:
                 return self._via_pool((*prefix, *op.args))
             except redis.exceptions.NoScriptError:
                 # First use on this server (or it restarted, or its script cache was flushed).
-                # As UTF-8, like every argument: `script_load` would encode the source in the client's encoding.
-                self._via_pool(("SCRIPT", "LOAD", op.script.source))
+                self._load(op.script)
                 return self._via_pool((*prefix, *op.args))
         except SERVER_REPLY_ERRORS as error:
             raise server_errors.server_error(error) from error
@@ -61,7 +61,7 @@ class SyncDriver:
         except redis.exceptions.NoScriptError:
             for op in ops:
                 if isinstance(op, ScriptCall):
-                    self.client.script_load(op.script.source)
+                    self._load(op.script)
             return self._pipelined(ops)
 
     def _pipelined(self, ops: tuple[ScriptCall | Command, ...]) -> list[Any]:
@@ -75,6 +75,10 @@ class SyncDriver:
         if failed is not None:
             raise failed
         return replies
+
+    def _load(self, script: LuaScript) -> None:
+        # As UTF-8, like every argument: `script_load` would encode the source in the client's encoding.
+        self._via_pool(("SCRIPT", "LOAD", script.source))
 
     def _via_pool(self, args: tuple[Arg, ...]) -> Any:
         # As on the lane: UTF-8 whatever the client's encoding, and replies as bytes whatever its decode_responses.

@@ -157,3 +157,19 @@ def test_a_plain_write_without_a_replica_does_not_wait(front: Front) -> None:
 
     timers.set_timer("jobs", "t1", Job(n=1), LATER)
     assert timers.remove_timer("jobs", "t1") is True
+
+
+def test_a_durable_write_loads_its_script_as_utf8_whatever_the_clients_encoding(front: Front) -> None:
+    """After SCRIPT FLUSH the durable path loads the script itself: in UTF-8, or a utf-16 client loads garbage."""
+    front.raw.script_flush()
+    timers = front.timers(
+        spec("jobs", Job, lambda payload, context: None),
+        settings=SHORT_WAIT,
+        decode_responses=False,
+        client_kwargs={"encoding": "utf-16"},
+    )
+
+    with pytest.raises(TimersDurabilityError):  # no replica: the script ran, then WAIT found none
+        timers.set_timer("jobs", "t1", Job(n=1), LATER, durable=True)
+
+    assert front.raw.zscore(TIMELINE, "t1") is not None
