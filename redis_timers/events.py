@@ -31,19 +31,45 @@ LISTEN_POLL_SECONDS = 0.25
 """How often a blocked listener looks up to see whether it should stop (no Redis traffic)."""
 
 
-def subscription(engine: WorkerEngine) -> list[bytes]:
+def subscription(engine: WorkerEngine, encoder: Any = None) -> list[bytes]:
     """The channels a worker subscribes to, as the UTF-8 bytes the scripts publish on.
 
     As bytes, so that redis-py sends them as they are: a `str` would go out in the client's `encoding`,
-    which for a non-ASCII topic under, say, latin-1 is another channel.
+    which for a non-ASCII topic under, say, latin-1 is another channel. `encoder` is the client's own
+    (`pubsub.encoder`): a client with `decode_responses` decodes every channel it hears in its `encoding`, and
+    one that cannot decode a channel's bytes and encode them back unchanged (a non-ASCII topic under `ascii`)
+    would fail on each message of it; such channels are left out, with a warning, and their timers are found
+    by the worker's safety claim instead (once per `TIMERS_SAFETY_WAKEUP_SECONDS`).
     """
-    return [channel.encode("utf-8") for channel in engine.channels]
+    channels = [channel.encode("utf-8") for channel in engine.channels]
+    if encoder is None:
+        return channels
+    heard = [channel for channel in channels if _survives(encoder, channel)]
+    if len(heard) < len(channels):
+        unheard = [codec.text(channel) for channel in channels if channel not in heard]
+        logger.warning(
+            "a client with decode_responses and encoding=%r cannot read the wake-ups of %s; their timers fire "
+            "within the safety interval instead (use decode_responses=False or a UTF-8 encoding)",
+            getattr(encoder, "encoding", None),
+            ", ".join(repr(channel) for channel in unheard),
+        )
+    return heard
+
+
+def _survives(encoder: Any, channel: bytes) -> bool:
+    try:
+        return bool(encoder.encode(encoder.decode(channel)) == channel)
+    except UnicodeError:
+        return False
 
 
 def event_for_message(
-    engine: WorkerEngine, message: Mapping[str, Any], encode: Callable[[Any], Any] | None = None
+    engine: WorkerEngine,
+    message: Mapping[str, Any],
+    encode: Callable[[Any], Any] | None = None,
+    subscribed: int | None = None,
 ) -> Event | None:
-    """The loop event a pub/sub message calls for, if any.
+    """The loop event a pub/sub message calls for, if any; `subscribed` channels were asked for (all by default).
 
     `encode` is the client's own encoder (`pubsub.encoder.encode`): a client with `decode_responses` has
     decoded the channel and data in its `encoding`; encoding them back gives the bytes that were published.
@@ -54,7 +80,7 @@ def event_for_message(
         if encode is not None:
             channel, data = encode(channel), encode(data)
         return lambda now: engine.notified_on(channel, data)
-    if kind == "subscribe" and message["data"] == len(engine.channels):
+    if kind == "subscribe" and message["data"] == (len(engine.channels) if subscribed is None else subscribed):
         # Subscribed to every topic: from now on nothing is missed; claim once for what came before.
         return lambda now: engine.rearm()
     return None

@@ -238,9 +238,13 @@ class AsyncWorker:
         client: redis.asyncio.Redis = self._driver.client
         while True:
             pubsub = client.pubsub()
+            channels = events.subscription(self._engine, pubsub.encoder)
+            if not channels:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                return  # nothing this client can hear: the safety claim finds every timer
             try:
-                await pubsub.subscribe(*events.subscription(self._engine))
-                await self._relay(pubsub)
+                await pubsub.subscribe(*channels)
+                await self._relay(pubsub, len(channels))
             except SERVER_REPLY_ERRORS + CONNECTION_ERRORS as error:
                 # Unreachable, or an error reply to SUBSCRIBE or PING (LOADING, BUSY, NOPERM...): wait, then retry.
                 # Counted until the server answers: SUBSCRIBE only sends, and its refusal comes with the first read.
@@ -251,7 +255,7 @@ class AsyncWorker:
                 with anyio.CancelScope(shield=True):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
-    async def _relay(self, pubsub: Any) -> None:
+    async def _relay(self, pubsub: Any, subscribed: int) -> None:
         watch = events.ConnectionWatch(self._settings.safety_wakeup_seconds, time.monotonic())
         while True:
             message = await pubsub.get_message(timeout=watch.seconds_to_next_check(time.monotonic()))
@@ -259,7 +263,7 @@ class AsyncWorker:
             if message is not None:
                 watch.heard(now)
                 self._listener_failures = 0  # subscribed again: the next outage is reported afresh
-                event = events.event_for_message(self._engine, message, pubsub.encoder.encode)
+                event = events.event_for_message(self._engine, message, pubsub.encoder.encode, subscribed)
                 if event is not None:
                     self._post(event)
             elif watch.dead(now):

@@ -218,9 +218,13 @@ class SyncWorker:
         client: redis.Redis = self._driver.client
         while not self._closed.is_set():
             pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+            channels = events.subscription(self._engine, pubsub.encoder)
+            if not channels:
+                pubsub.close()
+                return  # nothing this client can hear: the safety claim finds every timer
             try:
-                pubsub.subscribe(*events.subscription(self._engine))
-                self._relay(pubsub)
+                pubsub.subscribe(*channels)
+                self._relay(pubsub, len(channels))
             except SERVER_REPLY_ERRORS + CONNECTION_ERRORS as error:
                 # Unreachable, or an error reply to SUBSCRIBE or PING (LOADING, BUSY, NOPERM...): wait, then retry.
                 # Counted until the server answers: SUBSCRIBE only sends, and its refusal comes with the first read.
@@ -230,7 +234,7 @@ class SyncWorker:
             finally:
                 pubsub.close()
 
-    def _relay(self, pubsub: Any) -> None:
+    def _relay(self, pubsub: Any, subscribed: int) -> None:
         watch = events.ConnectionWatch(self._settings.safety_wakeup_seconds, time.monotonic())
         while not self._closed.is_set():
             message = pubsub.get_message(timeout=events.LISTEN_POLL_SECONDS)
@@ -238,7 +242,7 @@ class SyncWorker:
             if message is not None:
                 watch.heard(now)
                 self._listener_failures = 0  # subscribed again: the next outage is reported afresh
-                event = events.event_for_message(self._engine, message, pubsub.encoder.encode)
+                event = events.event_for_message(self._engine, message, pubsub.encoder.encode, subscribed)
                 if event is not None:
                     self._post(event)
             elif watch.dead(now):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import datetime
+import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -360,6 +361,27 @@ def test_a_client_with_another_encoding_loads_the_scripts_and_hears_wake_ups(
     info_after = timers.get_timer(topic, "a")
     assert info_after is None
     assert front.raw.zcard(f"{{timers}}:timeline:{topic}") == 0
+
+
+def test_a_client_that_cannot_decode_a_topics_channel_still_hears_the_others(
+    front: Front, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`ascii` with decode_responses cannot read a non-ASCII channel: that one is left out, with a warning."""
+    calls: Recorder[str] = Recorder()
+    timers = front.timers(
+        spec("tâches", Job, lambda payload, context: calls.record("tâches")),
+        spec("jobs", Job, lambda payload, context: calls.record("jobs")),
+        settings=TimersSettings(safety_wakeup_seconds=60),
+        decode_responses=True,
+        client_kwargs={"encoding": "ascii"},
+    )
+    with caplog.at_level(logging.WARNING, logger="redis_timers"), running(timers):
+        wait_until(lambda: subscribers(front.raw, "{timers}:wake:jobs") == 1)
+        timers.set_timer("jobs", "a", Job(n=1), NOW)
+        calls.wait_for(1, timeout=10)  # woken: the safety claim is a minute away
+    assert calls.items == ["jobs"]
+    assert subscribers(front.raw, "{timers}:wake:tâches") == 0
+    assert any("cannot read the wake-ups" in record.getMessage() for record in caplog.records)
 
 
 def test_a_lost_notification_costs_at_most_one_safety_interval(front: Front) -> None:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from redis_timers import events
 from redis_timers.engine import MAX_SETTLEMENTS_PER_CYCLE, STOP_FLUSH_SECONDS, Cycle, Finished, Wait
 from redis_timers.errors import TimersConnectionError
+from redis_timers.registry import HandlerRegistry
+from redis_timers.router import Router
 from tests.unit.engine_harness import ORDERS, Harness, asked, claim, kinds, server_ms, settlements, wait_seconds
+from tests.unit.support import Order
 
 
 def claims(count: int, prefix: str = "o") -> list[bytes]:
@@ -152,6 +157,37 @@ def test_a_full_worker_makes_no_safety_claim_and_does_not_spin() -> None:
 def test_the_subscription_is_the_utf8_bytes_the_scripts_publish_on() -> None:
     h = Harness()
     assert events.subscription(h.engine) == [b"{timers}:wake:orders", b"{timers}:wake:reminders"]
+
+
+class DecodingEncoder:
+    """What redis-py's encoder does for a client with `decode_responses`: decode and encode in `encoding`."""
+
+    def __init__(self, encoding: str, errors: str = "strict") -> None:
+        self.encoding, self.errors = encoding, errors
+
+    def decode(self, value: bytes) -> str:
+        return value.decode(self.encoding, self.errors)
+
+    def encode(self, value: str) -> bytes:
+        return value.encode(self.encoding, self.errors)
+
+
+@pytest.mark.parametrize(("encoding", "errors"), [("ascii", "strict"), ("ascii", "replace"), ("utf-16", "strict")])
+def test_channels_a_decoding_client_cannot_read_back_are_left_out(encoding: str, errors: str) -> None:
+    registry = HandlerRegistry(separator="--", accepts_async=True, front_end="async")
+    router = Router()
+    for topic in ("tâches", "jobs"):
+        router.handler(topic=topic, schema=Order)(lambda payload, context: None)
+    registry.include(router)
+    h = Harness(registry=registry)
+
+    heard = events.subscription(h.engine, DecodingEncoder(encoding, errors))
+
+    assert heard == ([] if encoding == "utf-16" else [b"{timers}:wake:jobs"])
+    assert events.subscription(h.engine, DecodingEncoder("latin-1")) == [
+        "{timers}:wake:tâches".encode(),
+        b"{timers}:wake:jobs",
+    ]
 
 
 def test_a_message_decoded_in_another_encoding_is_read_as_the_bytes_published() -> None:
