@@ -63,12 +63,25 @@ class TimersCore:
             self.keyspace, self.registry, topic, timer_id, payload, activation_period, activate_at
         )
 
+    def _socket_timeout(self) -> float | None:
+        """The client's socket timeout, which a durable write's WAITs must each reply within (`flows.write`)."""
+        connection_kwargs = getattr(getattr(self.redis_client, "connection_pool", None), "connection_kwargs", None)
+        timeout = connection_kwargs.get("socket_timeout") if isinstance(connection_kwargs, dict) else None
+        return float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None
+
     def _set_timer_durably_flow(self, call: ScriptCall) -> Flow[int]:
-        return flows.set_timer_durably(call, self.settings)
+        return flows.set_timer_durably(call, self.settings, self._socket_timeout())
 
     def _remove_timer_flow(self, topic: str, timer_id: str, durable: bool) -> Flow[bool]:
         durability = self.settings if durable else None
-        return flows.remove_timer(self.keyspace, self.registry, topic, timer_id, durability=durability)
+        return flows.remove_timer(
+            self.keyspace,
+            self.registry,
+            topic,
+            timer_id,
+            durability=durability,
+            read_timeout_seconds=self._socket_timeout(),
+        )
 
     def _get_timer_flow(self, topic: str, timer_id: str) -> Flow[TimerInfo | None]:
         return flows.get_timer(self.keyspace, self.registry, topic, timer_id)
@@ -77,7 +90,9 @@ class TimersCore:
         return flows.dead_letters(self.keyspace)
 
     def _requeue_dead_letter_flow(self, topic: str, timer_id: str, durable: bool) -> Flow[bool]:
-        return flows.requeue_dead_letter(self.keyspace, self.settings, topic, timer_id, durable=durable)
+        return flows.requeue_dead_letter(
+            self.keyspace, self.settings, topic, timer_id, durable=durable, read_timeout_seconds=self._socket_timeout()
+        )
 
     def _purge_dead_letters_flow(self) -> Flow[int]:
         return flows.purge_dead_letters(self.keyspace)

@@ -118,29 +118,55 @@ def payload_json(schema: type[pydantic.BaseModel], payload: pydantic.BaseModel) 
     return body
 
 
-def write(call: ScriptCall, durability: TimersSettings | None = None) -> Flow[Any]:
+def write(
+    call: ScriptCall, durability: TimersSettings | None = None, read_timeout_seconds: float | None = None
+) -> Flow[Any]:
     """The reply of a write; with `durability` (a durable write's settings), once `durable_replicas` replicas
     confirmed it, else `TimersDurabilityError` (the write stands).
 
     `WAIT` counts the replicas that received every earlier write of its own connection (and never blocks
     inside a script), so it follows the script call on the same connection. WAITAOF is not used: it would
     add an fsync on each replica, but it needs Redis 7.2, and a replica that received the write is what a
-    failover promotes.
+    failover promotes. `read_timeout_seconds` is the client's socket timeout (see `wait_commands`).
     """
     if durability is None:
         return (yield call)
     required = durability.durable_replicas
-    wait = Command(("WAIT", required, max(1, math.ceil(durability.durable_timeout_seconds * 1000))))
-    reply, acknowledged = yield OneConnection((call, wait))
-    # WAIT replies, once enough replicas caught up or the timeout passed, with how many did.
-    if int(acknowledged) < required:
-        raise TimersDurabilityError(int(acknowledged), required, durability.durable_timeout_seconds)
+    waits = wait_commands(required, durability.durable_timeout_seconds, read_timeout_seconds)
+    reply, *acknowledged_by_each = yield OneConnection((call, *waits))
+    # WAIT replies, once enough replicas caught up or its timeout passed, with how many did.
+    acknowledged = max(int(count) for count in acknowledged_by_each)
+    if acknowledged < required:
+        raise TimersDurabilityError(acknowledged, required, durability.durable_timeout_seconds)
     return reply
 
 
-def set_timer_durably(call: ScriptCall, settings: TimersSettings) -> Flow[int]:
+MAX_WAITS = 1000
+"""Bounds the WAITs of one durable write, whatever the client's socket timeout."""
+
+
+def wait_commands(required: int, timeout_seconds: float, read_timeout_seconds: float | None) -> tuple[Command, ...]:
+    """The WAITs that wait `timeout_seconds` in all for `required` replicas, each replying within half of
+    `read_timeout_seconds`.
+
+    A client reads every reply within its socket timeout, or takes the connection for broken and retries the
+    command: a WAIT longer than that would end as a connection error, with the write replayed on each retry.
+    So a longer wait is several shorter WAITs back to back on the same connection. Each counts the same
+    earlier writes (a WAIT writes nothing), and once one is satisfied the ones after it reply at once.
+    """
+    total_ms = max(1, math.ceil(timeout_seconds * 1000))
+    step_ms = total_ms
+    if read_timeout_seconds is not None and read_timeout_seconds > 0:
+        step_ms = max(1, math.floor(read_timeout_seconds * 1000 / 2), math.ceil(total_ms / MAX_WAITS))
+    steps = [step_ms] * (total_ms // step_ms) + ([total_ms % step_ms] if total_ms % step_ms else [])
+    return tuple(Command(("WAIT", required, step)) for step in steps)
+
+
+def set_timer_durably(
+    call: ScriptCall, settings: TimersSettings, read_timeout_seconds: float | None = None
+) -> Flow[int]:
     """`set_timer(..., durable=True)`: its one script call (`set_timer_call`), then the wait for replicas."""
-    due_ms = yield from write(call, settings)
+    due_ms = yield from write(call, settings, read_timeout_seconds)
     return int(due_ms)
 
 
@@ -151,11 +177,12 @@ def remove_timer(
     timer_id: str,
     *,
     durability: TimersSettings | None = None,
+    read_timeout_seconds: float | None = None,
 ) -> Flow[bool]:
     registry.find(topic)
     check_timer_id(timer_id)
     call = ScriptCall(scripts.REMOVE_TIMER, keyspace.topic_keys(topic), (timer_id,))
-    removed = yield from write(call, durability)
+    removed = yield from write(call, durability, read_timeout_seconds)
     return bool(removed)
 
 
@@ -201,7 +228,13 @@ def dead_letters(keyspace: Keyspace) -> Flow[list[DeadLetter]]:
 
 
 def requeue_dead_letter(
-    keyspace: Keyspace, settings: TimersSettings, topic: str, timer_id: str, *, durable: bool = False
+    keyspace: Keyspace,
+    settings: TimersSettings,
+    topic: str,
+    timer_id: str,
+    *,
+    durable: bool = False,
+    read_timeout_seconds: float | None = None,
 ) -> Flow[bool]:
     """With `durable`, the requeue returns once replicas confirmed it (see `write`)."""
     check_topic(topic, settings.separator, InvalidTopicError)
@@ -211,7 +244,7 @@ def requeue_dead_letter(
         (keyspace.dead_letters, *keyspace.topic_keys(topic)),
         (dead_letter_field(topic, timer_id), timer_id, keyspace.channel(topic)),
     )
-    requeued = yield from write(call, settings if durable else None)
+    requeued = yield from write(call, settings if durable else None, read_timeout_seconds)
     if int(requeued) < 0:
         raise StoredPayloadError(
             f"dead letter {topic!r}/{timer_id!r} has an unreadable record (not one this library writes); "

@@ -173,3 +173,36 @@ def test_a_durable_write_loads_its_script_as_utf8_whatever_the_clients_encoding(
         timers.set_timer("jobs", "t1", Job(n=1), LATER, durable=True)
 
     assert front.raw.zscore(TIMELINE, "t1") is not None
+
+
+def evalsha_calls(client: redis.Redis) -> int:
+    return int(client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+@pytest.mark.parametrize(
+    "client_kwargs",
+    [{}, {"single_connection_client": True}],
+    ids=["on-the-lane", "through-the-pool"],
+)
+def test_a_socket_timeout_shorter_than_the_wait_still_gives_a_durability_error(
+    front: Front, client_kwargs: dict[str, Any]
+) -> None:
+    # The WAIT reply may come only after TIMERS_DURABLE_TIMEOUT_SECONDS: a client whose socket timeout is shorter
+    # must neither take that as an outage (TimersConnectionError) nor replay the write on the retries.
+    settings = TimersSettings(durable_timeout_seconds=0.6)
+    timers = front.timers(
+        spec("jobs", Job, lambda payload, context: None),
+        settings=settings,
+        client_kwargs={"socket_timeout": 0.25, **client_kwargs},
+    )
+    timers.set_timer("jobs", "t0", Job(n=0), LATER)  # loads the script
+    before = evalsha_calls(front.raw)
+
+    started = time.monotonic()
+    with pytest.raises(TimersDurabilityError) as caught:
+        timers.set_timer("jobs", "t1", Job(n=1), LATER, durable=True)
+
+    assert (caught.value.acknowledged, caught.value.required) == (0, 1)
+    assert 0.6 <= time.monotonic() - started < 10
+    assert evalsha_calls(front.raw) == before + 1
+    assert front.raw.zscore(TIMELINE, "t1") is not None

@@ -103,3 +103,32 @@ def test_durable_settings_are_read_from_the_environment() -> None:
     settings = TimersSettings.from_env({"TIMERS_DURABLE_REPLICAS": "2", "TIMERS_DURABLE_TIMEOUT_SECONDS": "0.5"})
 
     assert (settings.durable_replicas, settings.durable_timeout_seconds) == (2, 0.5)
+
+
+def test_a_wait_longer_than_half_the_socket_timeout_is_split_on_the_same_connection() -> None:
+    # Each WAIT must reply within the client's socket timeout, or the client takes it for an outage.
+    settings = TimersSettings(durable_replicas=1, durable_timeout_seconds=1.0)
+    flow = flows.remove_timer(KEYSPACE, REGISTRY, "orders", "o-1", durability=settings, read_timeout_seconds=0.4)
+
+    ops, removed = run_flow(flow, [[1, 0, 1, 1]])
+
+    assert ops == [OneConnection((REMOVE, *(Command(("WAIT", 1, ms)) for ms in (200, 200, 200, 200, 200))))]
+    assert removed is True  # the most replicas any WAIT counted
+
+
+@pytest.mark.parametrize(
+    ("timeout_seconds", "read_timeout", "steps"),
+    [
+        (1.0, None, [1000]),
+        (1.0, 5.0, [1000]),
+        (1.0, 2.0, [1000]),
+        (1.0, 0.3, [150] * 6 + [100]),
+        (0.0011, 0.001, [1, 1]),
+        (3600.0, 0.001, [3600] * 1000),  # never more than MAX_WAITS
+    ],
+)
+def test_wait_commands(timeout_seconds: float, read_timeout: float | None, steps: list[int]) -> None:
+    waits = flows.wait_commands(2, timeout_seconds, read_timeout)
+
+    assert waits == tuple(Command(("WAIT", 2, step)) for step in steps)
+    assert sum(steps) == max(1, round(timeout_seconds * 1000 + 0.4999))
