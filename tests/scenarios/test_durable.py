@@ -206,3 +206,26 @@ def test_a_socket_timeout_shorter_than_the_wait_still_gives_a_durability_error(
     assert 0.6 <= time.monotonic() - started < 10
     assert evalsha_calls(front.raw) == before + 1
     assert front.raw.zscore(TIMELINE, "t1") is not None
+
+
+@pytest.mark.parametrize(
+    "client_kwargs",
+    [{}, {"single_connection_client": True}],
+    ids=["on-the-lane", "through-the-pool"],
+)
+def test_a_durable_write_loads_its_script_on_a_client_of_another_encoding(
+    front: Front, client_kwargs: dict[str, Any]
+) -> None:
+    # The script source goes as UTF-8 whatever the client's encoding, as for a plain write's NOSCRIPT.
+    front.raw.script_flush()
+    timers = front.timers(
+        spec("jobs", Job, lambda payload, context: None),
+        settings=SHORT_WAIT,
+        decode_responses=False,
+        client_kwargs={"encoding": "utf-16", **client_kwargs},
+    )
+
+    with pytest.raises(TimersDurabilityError):
+        timers.set_timer("jobs", "t1", Job(n=1), LATER, durable=True)
+
+    assert front.raw.zscore(TIMELINE, "t1") is not None
