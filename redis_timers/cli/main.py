@@ -8,9 +8,10 @@ import math
 import os
 import sys
 from importlib import metadata
+from typing import NoReturn
 
 from redis_timers.cli.connection_check import DEFAULT_CONNECT_TIMEOUT_SECONDS
-from redis_timers.cli.redis_url import check_redis_url
+from redis_timers.cli.redis_url import check_redis_url, redact_urls
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -38,6 +39,14 @@ def _redis_url(text: str) -> str:
     except ValueError as error:
         # An ArgumentTypeError, so that argparse shows our message, which hides the password, not the raw value.
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """Its errors never show a password: argparse echoes arguments it could not place ("unrecognized
+    arguments: --redis-urll=redis://:secret@host"), and such a message lands in logs."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(redact_urls(message))
 
 
 def _version() -> str:
@@ -69,7 +78,7 @@ def _add_common(parser: argparse.ArgumentParser, *, log_level: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="redis-timers",
         description="Durable one-shot timers on Redis: try it (demo), run workers (worker), measure it (bench).",
     )

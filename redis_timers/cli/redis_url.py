@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from typing import Any
 
 from redis.connection import parse_url
 
 HIDDEN = "***"
+URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
 
 
 def redact_url(url: str) -> str:
@@ -25,6 +27,11 @@ def redact_url(url: str) -> str:
         )
         redacted = redacted.replace(f"?{parts.query}", f"?{query}", 1)
     return redacted
+
+
+def redact_urls(text: str) -> str:
+    """`text` with every URL in it redacted (`redact_url`): for messages that echo what was typed."""
+    return URL_IN_TEXT.sub(lambda match: redact_url(match.group()), text)
 
 
 def describe_client(client: Any) -> str:

@@ -101,3 +101,22 @@ def test_a_bad_redis_url_in_the_environment_is_refused_by_the_demo(
 
     assert failed.value.code == 2
     assert "must specify one of the following schemes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["demo", "--redis-urll=redis://:s3cret@127.0.0.1:6379/0"],  # a typo in the option's name
+        ["demo", "redis://app:s3cret@127.0.0.1:6379/0"],  # the URL without its option
+        ["worker", "app:timers", "--redis-url", "redis://:s3cret@127.0.0.1:6379/0", "unix:///r.sock?password=s3cret"],
+    ],
+)
+def test_a_misplaced_url_is_shown_without_its_password(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        run(argv)
+
+    assert exited.value.code == 2
+    shown = capsys.readouterr().err
+    assert "unrecognized arguments" in shown
+    assert "***" in shown
+    assert "s3cret" not in shown
