@@ -86,6 +86,11 @@ class Serving:
         return 1
 
     def stopped(self) -> int:
+        if self.shutdown.signal_name:
+            # Serving restored the stop signals' previous handlers (anyio's receiver, `_serve_sync`'s finally),
+            # but the process has not ended yet: it may wait for lingering threads (`end_process`). A second
+            # signal then still exits at once with 128 + its number, not by the default action.
+            self.shutdown.exit_at_once_on_signals()
         reason = f" after {self.shutdown.signal_name}" if self.shutdown.signal_name else ""
         logger.info("redis-timers worker stopped gracefully%s", reason)
         return self.shutdown.exit_code
@@ -109,8 +114,7 @@ class Shutdown:
         self.signal_name = signal.Signals(signum).name
         # From here on a stop signal is handled where it lands, in the main thread, even if the event loop or
         # the thread waiting for run_forever is busy: a second signal must end the process whatever it runs.
-        for stop_signal in STOP_SIGNALS:
-            signal.signal(stop_signal, self.exit_at_once)
+        self.exit_at_once_on_signals()
         self._timers.stop()
         logger.info(
             "received %s: stopping gracefully: no new claims, in-flight handlers get up to %gs to finish, "
@@ -118,6 +122,10 @@ class Shutdown:
             self.signal_name,
             self._timers.settings.shutdown_grace_seconds,
         )
+
+    def exit_at_once_on_signals(self) -> None:
+        for stop_signal in STOP_SIGNALS:
+            signal.signal(stop_signal, self.exit_at_once)
 
     def exit_at_once(self, signum: int, frame: FrameType | None) -> None:
         logger.warning(

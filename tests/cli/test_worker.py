@@ -138,3 +138,27 @@ def test_a_second_signal_exits_at_once(
     left = scheduler.get_timer(TOPIC, "stuck")
     assert left is not None  # not lost: its lease runs out and another worker takes it
     assert left.running
+
+
+def test_a_second_signal_after_the_graceful_stop_still_exits_at_once() -> None:
+    # Once run_forever returned, serving gives the stop signals back their previous handlers (here the default
+    # ones, as anyio's receiver and _serve_sync do), while the process may still wait for lingering handler
+    # threads: a second signal then must still exit at once with 128 + its number, not die by the signal.
+    from redis_timers.cli.worker import STOP_SIGNALS, Serving
+
+    timers = SyncTimers(redis_client=redis.Redis(host="127.0.0.1", port=1))
+    serving = Serving(timers, None, 1.0, "redis://127.0.0.1:1/0")
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    try:
+        serving.shutdown.request(signal.SIGINT)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+
+        assert serving.stopped() == 130
+
+        for signum in STOP_SIGNALS:
+            assert signal.getsignal(signum) == serving.shutdown.exit_at_once
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        timers.redis_client.close()
