@@ -1,8 +1,10 @@
 """`redis-timers demo`: schedule a few dozen timers, run a worker, and show how late each one fires.
 
 Lateness is measured on the Redis server's clock, the clock the library schedules by: the demo
-estimates the offset between the server's clock and the local monotonic clock from a few TIME
-round trips, and reports, for each timer, handler start minus due time.
+estimates the offset between the server's clock and the local wall clock from a few TIME round
+trips, and reports, for each timer, handler start minus due time. The wall clock, not the monotonic
+one: a server on this host reads the same wall clock, so while the system slews it (time
+synchronisation at work) both move alike, where the monotonic clock would drift from the server's.
 """
 
 from __future__ import annotations
@@ -52,23 +54,23 @@ class Greeting(pydantic.BaseModel):
 
 @dataclasses.dataclass(frozen=True)
 class ServerClock:
-    """The Redis server's clock, read locally: our monotonic clock plus a measured offset."""
+    """The Redis server's clock, read locally: our wall clock plus a measured offset."""
 
     offset_ms: float
     uncertainty_ms: float
     """Half the shortest round trip: the offset is right to within this."""
 
     def now_ms(self) -> float:
-        return time.monotonic() * 1000.0 + self.offset_ms
+        return time.time() * 1000.0 + self.offset_ms
 
 
 def calibrate(client: redis.Redis, rounds: int = CALIBRATION_ROUNDS) -> ServerClock:
     """Take the offset from the TIME round trip with the shortest RTT (the server read its clock within it)."""
     best: tuple[float, float] | None = None  # (round trip ms, offset ms)
     for _ in range(rounds):
-        sent = time.monotonic()
+        sent = time.time()
         seconds, microseconds = client.time()
-        received = time.monotonic()
+        received = time.time()
         round_trip_ms = (received - sent) * 1000.0
         offset_ms = seconds * 1000.0 + microseconds / 1000.0 - (sent + received) * 500.0
         if best is None or round_trip_ms < best[0]:
