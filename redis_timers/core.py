@@ -11,7 +11,7 @@ import pydantic
 
 from redis_timers import flows, seed
 from redis_timers.engine import WorkerEngine
-from redis_timers.keys import Keyspace
+from redis_timers.keys import Keyspace, Namespace
 from redis_timers.ops import Flow, ScriptCall
 from redis_timers.records import DeadLetter, TimerInfo
 from redis_timers.registry import HandlerRegistry
@@ -34,7 +34,8 @@ class TimersCore:
         self.redis_client = redis_client
         self.context: dict[str, Any] = {} if context is None else context
         self.settings = TimersSettings.from_env() if settings is None else settings
-        self.keyspace = Keyspace(self.settings.namespace)
+        self.namespace = Namespace(self.settings.namespace, self.settings.shards)
+        self.keyspace: Keyspace = self.namespace.keyspaces[0]
         self.registry = HandlerRegistry(
             separator=self.settings.separator,
             accepts_async=self.accepts_async_handlers,

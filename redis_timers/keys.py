@@ -1,22 +1,75 @@
-"""Key and channel names. Every key shares the `{namespace}` hash tag, so each script is single-slot."""
+"""Key and channel names, per shard of a namespace.
+
+Every key of one shard shares that shard's hash tag, so each script call is single-slot. A namespace of
+one shard (the default) uses the tag `{namespace}`, as every earlier version did; a namespace of N > 1
+shards gives shard i a tag of its own, placed in the i-th N-th of the cluster's slots (`shard_tags`),
+so that N shards spread evenly over the primaries of a cluster whose slots are split evenly.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import zlib
+
+from redis_timers.slots import SLOTS, key_slot
 
 MAX_REMEMBERED_TOPICS = 1024
 DEAD_LETTER_FIELD_SEPARATOR = "\0"
 """Dead letters live in one hash keyed by `topic NUL id`; topics never contain NUL, so the split is exact."""
 
 
+MAX_SHARDS = 256
+"""The most shards a namespace may have: each costs a worker a script call per safety interval when idle."""
+
+
+@functools.cache
+def shard_tags(namespace: str, shards: int) -> tuple[str, ...]:
+    """Each shard's hash tag, braces included: `{namespace}` for one shard; else one per N-th of the slots.
+
+    Shard i's tag is the first of `{namespace:i}`, `{namespace:i.1}`, `{namespace:i.2}`... whose slot falls in
+    the middle half of the i-th N-th of the 16,384 slots: a cluster that splits its slots evenly over K
+    primaries (as `--cluster create` does) then holds N/K shards on each, even when a shard's share of the
+    slots straddles the boundary between two primaries' ranges. Pure arithmetic on the names, so every
+    process and version computes the same tags.
+    """
+    if shards == 1:
+        return ("{" + namespace + "}",)
+    tags = []
+    for shard in range(shards):
+        low, high = shard * SLOTS // shards, (shard + 1) * SLOTS // shards
+        quarter = (high - low) // 4
+        attempt = 0
+        while True:
+            content = f"{namespace}:{shard}" if attempt == 0 else f"{namespace}:{shard}.{attempt}"
+            if low + quarter <= key_slot(content) < high - quarter:
+                break
+            attempt += 1
+        tags.append("{" + content + "}")
+    return tuple(tags)
+
+
+def shard_of(topic: str, timer_id: str, shards: int) -> int:
+    """The shard that holds timer (`topic`, `timer_id`): CRC-32 of `topic NUL id` in UTF-8, modulo `shards`.
+
+    Fixed for good: a timer must be found in the same shard by every process and every later version.
+    """
+    if shards == 1:
+        return 0
+    return zlib.crc32(dead_letter_field(topic, timer_id).encode("utf-8")) % shards
+
+
 @dataclasses.dataclass(frozen=True)
 class Keyspace:
+    """The keys and channels of one shard of a namespace (the only one, by default)."""
+
     namespace: str
+    shard: int = 0
+    shards: int = 1
 
     @functools.cached_property
     def tag(self) -> str:
-        return "{" + self.namespace + "}"
+        return shard_tags(self.namespace, self.shards)[self.shard]
 
     def timeline(self, topic: str) -> str:
         return f"{self.tag}:timeline:{topic}"
@@ -58,6 +111,26 @@ class Keyspace:
 
     def channel(self, topic: str) -> str:
         return self.channel_prefix + topic
+
+
+@dataclasses.dataclass(frozen=True)
+class Namespace:
+    """A namespace split into `shards` shards (`TIMERS_SHARDS`); each timer lives in one (`shard_of`)."""
+
+    name: str
+    shards: int = 1
+
+    @functools.cached_property
+    def keyspaces(self) -> tuple[Keyspace, ...]:
+        return tuple(Keyspace(self.name, shard, self.shards) for shard in range(self.shards))
+
+    def keyspace_for(self, topic: str, timer_id: str) -> Keyspace:
+        return self.keyspaces[shard_of(topic, timer_id, self.shards)]
+
+    @functools.cached_property
+    def layout_key(self) -> str:
+        """Where a namespace of several shards records how many it has, under the one-shard tag `{name}`."""
+        return "{" + self.name + "}:shards"
 
 
 def dead_letter_field(topic: str, timer_id: str) -> str:

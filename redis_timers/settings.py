@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from redis_timers.errors import SettingsError
+from redis_timers.keys import MAX_SHARDS
 
 LONGEST_SECONDS = 30 * 24 * 3600.0
 """The longest any duration setting may be. Most become waits, and Python cannot wait longer than
@@ -52,6 +53,8 @@ class TimersSettings:
     legacy_import_interval_seconds: float = 60.0
     legacy_import: bool = True
     """Whether workers import timers written by the original library (off: its keys are never read)."""
+    shards: int = 1
+    """Shards the namespace is split into, each one hash tag (one slot of a cluster); fixed for a namespace."""
     durable_replicas: int = 1
     """Replicas that must confirm a `durable=True` write (`WAIT`) before the call returns."""
     durable_timeout_seconds: float = 2.0
@@ -86,6 +89,7 @@ class TimersSettings:
         _within(
             "legacy_import_interval_seconds", self.legacy_import_interval_seconds, 0, LONGEST_SECONDS, above_lowest=True
         )
+        _within("shards", self.shards, 1, MAX_SHARDS)
         _within("durable_replicas", self.durable_replicas, 1, LARGEST_COUNT)
         # WAIT's timeout is whole milliseconds, and 0 would wait forever.
         _within("durable_timeout_seconds", self.durable_timeout_seconds, 0.001, LONGEST_SECONDS)
@@ -178,6 +182,7 @@ ENVIRONMENT_VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "shutdown_grace_seconds": ("TIMERS_SHUTDOWN_GRACE_SECONDS", float),
     "legacy_import_interval_seconds": ("TIMERS_LEGACY_IMPORT_INTERVAL_SECONDS", float),
     "legacy_import": ("TIMERS_LEGACY_IMPORT", flag),
+    "shards": ("TIMERS_SHARDS", int),
     "durable_replicas": ("TIMERS_DURABLE_REPLICAS", int),
     "durable_timeout_seconds": ("TIMERS_DURABLE_TIMEOUT_SECONDS", float),
 }

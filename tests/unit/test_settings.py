@@ -81,6 +81,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "shutdown_grace_seconds": ("0", 0.0),
     "legacy_import_interval_seconds": ("600", 600.0),
     "legacy_import": ("0", False),
+    "shards": ("6", 6),
     "durable_replicas": ("2", 2),
     "durable_timeout_seconds": ("0.5", 0.5),
 }
