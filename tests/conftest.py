@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from redis_timers.cli.embedded import EmbeddedServer
+from redis_timers.cli.embedded import EmbeddedCluster, EmbeddedServer
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +27,25 @@ def redis_url(redis_server: EmbeddedServer) -> str:
     finally:
         client.close()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[EmbeddedCluster]:
+    """A local Redis Cluster, 3 primaries and 3 replicas, of the same binary as `redis_server`.
+
+    Shared by the session: a test that kills or stops a node starts a cluster of its own.
+    """
+    with EmbeddedCluster(primaries=3, replicas=3) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: EmbeddedCluster) -> str:
+    """A node of the cluster (a cluster client finds the others), every primary emptied for each test."""
+    for node in redis_cluster.primaries:
+        client = redis.Redis(host=node.host, port=node.port)
+        try:
+            client.flushall()
+        finally:
+            client.close()
+    return redis_cluster.url

@@ -32,6 +32,8 @@ import anyio.to_thread
 import pydantic
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 
 import redis_timers
 import redis_timers.sync
@@ -225,11 +227,17 @@ def _as_coroutine_function(handler: HandlerSpec) -> Callable[[Any, dict[str, Any
 class Front:
     """A front end under test: builds `Timers` instances and closes everything it built."""
 
-    def __init__(self, kind: FrontKind, url: str) -> None:
+    def __init__(self, kind: FrontKind, url: str, *, cluster: bool = False) -> None:
+        """`cluster`: `url` names a node of a Redis Cluster, and every client is a cluster client of it."""
         self.kind: FrontKind = kind
         self.url = url
-        self.raw = redis.Redis.from_url(url, decode_responses=True)
-        """A plain client for inspecting and arranging Redis state; never handed to the library."""
+        self.cluster = cluster
+        self.raw: Any = (
+            redis.cluster.RedisCluster.from_url(url, decode_responses=True)
+            if cluster
+            else redis.Redis.from_url(url, decode_responses=True)
+        )
+        """A plain (or cluster) client for inspecting and arranging Redis state; never handed to the library."""
         self._stack = contextlib.ExitStack()
         self._portal: anyio.from_thread.BlockingPortal | None = None
         if kind == "async":
@@ -267,10 +275,13 @@ class Front:
         target = url or self.url
         client_kwargs = {**client_protocol(), **client_kwargs}
         if not self.is_async:
-            return redis.Redis.from_url(target, decode_responses=decode_responses, **client_kwargs)
+            sync_type = redis.cluster.RedisCluster if self.cluster else redis.Redis
+            return sync_type.from_url(target, decode_responses=decode_responses, **client_kwargs)
 
-        async def make() -> redis.asyncio.Redis:
-            return redis.asyncio.Redis.from_url(target, decode_responses=decode_responses, **client_kwargs)
+        async def make() -> Any:
+            # Not initialize()d: the library must cope with a cluster client that has not loaded its slot map.
+            async_type = redis.asyncio.cluster.RedisCluster if self.cluster else redis.asyncio.Redis
+            return async_type.from_url(target, decode_responses=decode_responses, **client_kwargs)
 
         return self.portal.call(make)
 
@@ -311,6 +322,9 @@ class Front:
         return harness
 
     def all_keys(self) -> list[str]:
+        if self.cluster:  # KEYS on a cluster client asks one node: ask every primary
+            primaries = self.raw.get_primaries()
+            return sorted(key for node in primaries for key in self.raw.keys("*", target_nodes=node))
         return sorted(cast(list[str], self.raw.keys("*")))
 
     def timer_data(self) -> list[str]:

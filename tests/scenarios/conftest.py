@@ -16,3 +16,14 @@ def front(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Front]:
         yield harness_front
     finally:
         harness_front.close()
+
+
+@pytest.fixture(params=FRONT_KINDS)
+def cluster_front(request: pytest.FixtureRequest, cluster_url: str) -> Iterator[Front]:
+    """The front end under test over cluster clients of the local cluster (emptied for each test)."""
+    kind: FrontKind = request.param
+    harness_front = Front(kind, cluster_url, cluster=True)
+    try:
+        yield harness_front
+    finally:
+        harness_front.close()
