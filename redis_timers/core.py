@@ -5,18 +5,20 @@ from __future__ import annotations
 import datetime
 import random
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import pydantic
 
-from redis_timers import flows, seed
+from redis_timers import flows, layout, seed
 from redis_timers.engine import WorkerEngine
-from redis_timers.keys import Keyspace, Namespace
+from redis_timers.keys import Namespace
 from redis_timers.ops import Flow, ScriptCall
 from redis_timers.records import DeadLetter, TimerInfo
 from redis_timers.registry import HandlerRegistry
 from redis_timers.router import Router
 from redis_timers.settings import TimersSettings
+
+T = TypeVar("T")
 
 
 class TimersCore:
@@ -35,7 +37,8 @@ class TimersCore:
         self.context: dict[str, Any] = {} if context is None else context
         self.settings = TimersSettings.from_env() if settings is None else settings
         self.namespace = Namespace(self.settings.namespace, self.settings.shards)
-        self.keyspace: Keyspace = self.namespace.keyspaces[0]
+        # Whether this instance checked the namespace's shard count (`layout.py`): once, before its first call.
+        self._layout_checked = False
         self.registry = HandlerRegistry(
             separator=self.settings.separator,
             accepts_async=self.accepts_async_handlers,
@@ -61,8 +64,21 @@ class TimersCore:
         activate_at: datetime.datetime | None,
     ) -> ScriptCall:
         return flows.set_timer_call(
-            self.keyspace, self.registry, topic, timer_id, payload, activation_period, activate_at
+            self.namespace, self.registry, topic, timer_id, payload, activation_period, activate_at
         )
+
+    def _layout_flow(self) -> Flow[int]:
+        """The shard-count check (`layout.check_layout`); once it passed, this instance never sends it again.
+
+        The front ends run it before their first `set_timer` (a flag test on every later one, the hot path
+        otherwise unchanged), the other flows start with it (`_checked`), and a worker's engine runs it first.
+        """
+        checked = yield from layout.check_layout(self.namespace, self.registry.topics)
+        self._layout_checked = True
+        return checked
+
+    def _checked(self, flow: Flow[T]) -> Flow[T]:
+        return layout.checked_first(None if self._layout_checked else self._layout_flow(), flow)
 
     def _socket_timeout(self) -> float | None:
         """The client's socket timeout, which a durable write's WAITs must each reply within (`flows.write`)."""
@@ -71,32 +87,41 @@ class TimersCore:
         return float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None
 
     def _set_timer_durably_flow(self, call: ScriptCall) -> Flow[int]:
-        return flows.set_timer_durably(call, self.settings, self._socket_timeout())
+        return flows.set_timer_durably(call, self.settings, self._socket_timeout())  # checked by the front end
 
     def _remove_timer_flow(self, topic: str, timer_id: str, durable: bool) -> Flow[bool]:
         durability = self.settings if durable else None
-        return flows.remove_timer(
-            self.keyspace,
-            self.registry,
-            topic,
-            timer_id,
-            durability=durability,
-            read_timeout_seconds=self._socket_timeout(),
+        return self._checked(
+            flows.remove_timer(
+                self.namespace,
+                self.registry,
+                topic,
+                timer_id,
+                durability=durability,
+                read_timeout_seconds=self._socket_timeout(),
+            )
         )
 
     def _get_timer_flow(self, topic: str, timer_id: str) -> Flow[TimerInfo | None]:
-        return flows.get_timer(self.keyspace, self.registry, topic, timer_id)
+        return self._checked(flows.get_timer(self.namespace, self.registry, topic, timer_id))
 
     def _dead_letters_flow(self) -> Flow[list[DeadLetter]]:
-        return flows.dead_letters(self.keyspace)
+        return self._checked(flows.dead_letters(self.namespace))
 
     def _requeue_dead_letter_flow(self, topic: str, timer_id: str, durable: bool) -> Flow[bool]:
-        return flows.requeue_dead_letter(
-            self.keyspace, self.settings, topic, timer_id, durable=durable, read_timeout_seconds=self._socket_timeout()
+        return self._checked(
+            flows.requeue_dead_letter(
+                self.namespace,
+                self.settings,
+                topic,
+                timer_id,
+                durable=durable,
+                read_timeout_seconds=self._socket_timeout(),
+            )
         )
 
     def _purge_dead_letters_flow(self) -> Flow[int]:
-        return flows.purge_dead_letters(self.keyspace)
+        return self._checked(flows.purge_dead_letters(self.namespace))
 
     @property
     def handlers_by_topics(self) -> seed.HandlersByTopic:
@@ -104,17 +129,18 @@ class TimersCore:
         return seed.HandlersByTopic(self.registry)
 
     def _fetch_all_timers_flow(self) -> Flow[tuple[list[str], dict[str, str]]]:
-        return seed.fetch_all_timers(self.keyspace, self.registry, self.settings)
+        return self._checked(seed.fetch_all_timers(self.namespace, self.registry, self.settings))
 
     def _fetch_ready_timers_flow(self, timestamp: datetime.datetime) -> Flow[list[str]]:
-        return seed.fetch_ready_timers(self.keyspace, self.registry, self.settings, timestamp)
+        return self._checked(seed.fetch_ready_timers(self.namespace, self.registry, self.settings, timestamp))
 
     def _new_engine(self, *, single_pass: bool, concurrency: int | None = None) -> WorkerEngine:
         return WorkerEngine(
-            keyspace=self.keyspace,
+            keyspace=self.namespace.keyspaces[0],
             registry=self.registry,
             settings=self.settings,
             rng=self._rng,
             single_pass=single_pass,
             concurrency=concurrency,
+            layout_check=None if self._layout_checked else self._layout_flow,
         )

@@ -13,13 +13,14 @@ import logging
 import math
 import random
 import secrets
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import pydantic
 
 from redis_timers import codec, flows, legacy, scripts, server_errors, wire
 from redis_timers.errors import STOP_REQUESTS, SettingsError
-from redis_timers.keys import Keyspace
+from redis_timers.keys import Keyspace, Namespace
 from redis_timers.ops import Flow, ScriptCall
 from redis_timers.registry import HandlerRegistry
 from redis_timers.retry import cycle_failure_pause, retry_delay_ms
@@ -134,8 +135,12 @@ class WorkerEngine:
         rng: random.Random,
         single_pass: bool,
         concurrency: int | None = None,
+        layout_check: Callable[[], Flow[int]] | None = None,
     ) -> None:
         self._keyspace = keyspace
+        # The namespace's shard count, checked before the first round trip (a maintenance step, so that an
+        # outage at start is ridden out like any other); None once checked, or when the Timers checked it already.
+        self._layout_check = layout_check
         self._registry = registry
         self._settings = settings
         self._rng = rng
@@ -198,12 +203,15 @@ class WorkerEngine:
                 return Wait(resume_at - now)
         if self._stop_deadline is not None:
             return self._stopping_step(now)
+        if self._layout_check is not None:
+            return Maintain(self._layout_check())
         if now >= self._next_import_at:
             self._next_import_at = (
                 math.inf if self._single_pass else now + self._settings.legacy_import_interval_seconds
             )
             self._importing = True
-            return Maintain(legacy.import_legacy(self._keyspace, self._registry, self._settings))
+            namespace = Namespace(self._keyspace.namespace, self._keyspace.shards)
+            return Maintain(legacy.import_legacy(namespace, self._registry, self._settings))
         self._plan_renewals(now)
         if self._pending or self._wants_claim(now):
             gather_until = self._gather_until(now)
@@ -403,6 +411,7 @@ class WorkerEngine:
         self.request_stop(now)
 
     def maintenance_done(self, imported: int) -> None:
+        self._layout_check = None
         self._importing = False
         if imported:
             logger.info("imported %d timer(s) written by an earlier redis-timers version", imported)

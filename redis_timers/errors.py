@@ -62,6 +62,14 @@ class SettingsError(TimersError, ValueError):
     """A setting (or the environment variable behind it) has an invalid value."""
 
 
+class ShardLayoutError(SettingsError):
+    """This process's shard count (`TIMERS_SHARDS`) is not the one its namespace holds timers under.
+
+    A timer's shard is a function of the count, so a process with another count would look for timers in
+    shards that do not hold them; it refuses to run instead (see `layout.check_layout`).
+    """
+
+
 class StoredPayloadError(TimersError, ValueError):
     """What Redis holds can't be read back: a stored payload no longer validates against its topic's schema,
     a due time written by hand is no date, or a dead letter's record is not one this library writes."""

@@ -22,7 +22,7 @@ from redis_timers.errors import (
     TimersDurabilityError,
     UnstorablePayloadError,
 )
-from redis_timers.keys import Keyspace, dead_letter_field
+from redis_timers.keys import Namespace, dead_letter_field
 from redis_timers.ops import Command, Flow, OneConnection, ScriptCall
 from redis_timers.records import DeadLetter, TimerInfo
 from redis_timers.registry import HandlerRegistry
@@ -32,7 +32,7 @@ from redis_timers.validation import check_timer_id, check_topic
 
 
 def set_timer(
-    keyspace: Keyspace,
+    namespace: Namespace,
     registry: HandlerRegistry,
     topic: str,
     timer_id: str,
@@ -40,12 +40,12 @@ def set_timer(
     activation_period: Any,
     activate_at: Any,
 ) -> Flow[int]:
-    due_ms = yield set_timer_call(keyspace, registry, topic, timer_id, payload, activation_period, activate_at)
+    due_ms = yield set_timer_call(namespace, registry, topic, timer_id, payload, activation_period, activate_at)
     return int(due_ms)
 
 
 def set_timer_call(
-    keyspace: Keyspace,
+    namespace: Namespace,
     registry: HandlerRegistry,
     topic: str,
     timer_id: str,
@@ -56,7 +56,7 @@ def set_timer_call(
     """`set_timer`'s one script call, once every check passed; its reply is the due time in server ms.
 
     The front ends call this directly rather than drive the flow: `set_timer` is the hot path of a web
-    application, and a generator round costs as much as a check.
+    application, and a generator round costs as much as a check. The call goes to the timer's shard.
     """
     handler = registry.find(topic)
     check_timer_id(timer_id)
@@ -71,6 +71,7 @@ def set_timer_call(
     else:
         mode, milliseconds = "at", instant_to_ms(activate_at)
     body = payload_json(handler.schema, payload)
+    keyspace = namespace.keyspace_for(topic, timer_id)  # once the id is known to be a valid string
     return ScriptCall(
         scripts.SET_TIMER,
         keyspace.topic_keys(topic),
@@ -171,7 +172,7 @@ def set_timer_durably(
 
 
 def remove_timer(
-    keyspace: Keyspace,
+    namespace: Namespace,
     registry: HandlerRegistry,
     topic: str,
     timer_id: str,
@@ -181,15 +182,17 @@ def remove_timer(
 ) -> Flow[bool]:
     registry.find(topic)
     check_timer_id(timer_id)
-    call = ScriptCall(scripts.REMOVE_TIMER, keyspace.topic_keys(topic), (timer_id,))
+    keys = namespace.keyspace_for(topic, timer_id).topic_keys(topic)
+    call = ScriptCall(scripts.REMOVE_TIMER, keys, (timer_id,))
     removed = yield from write(call, durability, read_timeout_seconds)
     return bool(removed)
 
 
-def get_timer(keyspace: Keyspace, registry: HandlerRegistry, topic: str, timer_id: str) -> Flow[TimerInfo | None]:
+def get_timer(namespace: Namespace, registry: HandlerRegistry, topic: str, timer_id: str) -> Flow[TimerInfo | None]:
     handler = registry.find(topic)
     check_timer_id(timer_id)
-    reply = yield ScriptCall(scripts.GET_TIMER, keyspace.topic_keys(topic), (timer_id,))
+    keys = namespace.keyspace_for(topic, timer_id).topic_keys(topic)
+    reply = yield ScriptCall(scripts.GET_TIMER, keys, (timer_id,))
     if not reply:
         return None
     due, body, attempts, lease, last_error = reply
@@ -221,14 +224,17 @@ def get_timer(keyspace: Keyspace, registry: HandlerRegistry, topic: str, timer_i
     )
 
 
-def dead_letters(keyspace: Keyspace) -> Flow[list[DeadLetter]]:
-    records = yield Command(("HGETALL", keyspace.dead_letters))
-    letters = [codec.dead_letter(field, record) for field, record in codec.hash_items(records)]
+def dead_letters(namespace: Namespace) -> Flow[list[DeadLetter]]:
+    """Every shard's dead letters (each dead letter lives in its timer's shard), one call per shard in turn."""
+    letters: list[DeadLetter] = []
+    for keyspace in namespace.keyspaces:
+        records = yield Command(("HGETALL", keyspace.dead_letters))
+        letters.extend(codec.dead_letter(field, record) for field, record in codec.hash_items(records))
     return sorted(letters, key=lambda letter: (letter.failed_at, letter.topic, letter.timer_id))
 
 
 def requeue_dead_letter(
-    keyspace: Keyspace,
+    namespace: Namespace,
     settings: TimersSettings,
     topic: str,
     timer_id: str,
@@ -236,9 +242,13 @@ def requeue_dead_letter(
     durable: bool = False,
     read_timeout_seconds: float | None = None,
 ) -> Flow[bool]:
-    """With `durable`, the requeue returns once replicas confirmed it (see `write`)."""
+    """With `durable`, the requeue returns once replicas confirmed it (see `write`).
+
+    A dead letter lives in its timer's shard, so the requeue is one call there, like `set_timer`.
+    """
     check_topic(topic, settings.separator, InvalidTopicError)
     check_timer_id(timer_id)
+    keyspace = namespace.keyspace_for(topic, timer_id)
     call = ScriptCall(
         scripts.REQUEUE_DEAD_LETTER,
         (keyspace.dead_letters, *keyspace.topic_keys(topic)),
@@ -253,6 +263,9 @@ def requeue_dead_letter(
     return bool(requeued)
 
 
-def purge_dead_letters(keyspace: Keyspace) -> Flow[int]:
-    purged = yield ScriptCall(scripts.PURGE_DEAD_LETTERS, (keyspace.dead_letters,), ())
-    return int(purged)
+def purge_dead_letters(namespace: Namespace) -> Flow[int]:
+    """Every shard's dead letters, one call per shard in turn; returns how many there were in all."""
+    purged = 0
+    for keyspace in namespace.keyspaces:
+        purged += int((yield ScriptCall(scripts.PURGE_DEAD_LETTERS, (keyspace.dead_letters,), ())))
+    return purged

@@ -2,7 +2,8 @@
 
 The seed keeps every timer in `timers_timeline` (ZSET of `topic--id` -> whole-second due time) and
 `timers_payloads` (HASH of the same members -> JSON). Those keys live in other hash slots than the
-library's, so the import runs as single-slot steps (see docs/protocol.md, "The legacy import").
+library's, so the import runs as single-slot steps (see docs/protocol.md, "The legacy import"): the original
+keys are read and written in calls of their own, and each timer is written into its own shard.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from redis_timers import codec, scripts
 from redis_timers.errors import InvalidTimerIdError
-from redis_timers.keys import Keyspace
+from redis_timers.keys import Keyspace, Namespace
 from redis_timers.ops import Command, Flow, ScriptCall
 from redis_timers.registry import HandlerRegistry
 from redis_timers.settings import TimersSettings
@@ -29,7 +30,7 @@ COPY_GONE, COPY_UNCHANGED = 0, 1
 logger = logging.getLogger("redis_timers")
 
 
-def import_legacy(keyspace: Keyspace, registry: HandlerRegistry, settings: TimersSettings) -> Flow[int]:
+def import_legacy(namespace: Namespace, registry: HandlerRegistry, settings: TimersSettings) -> Flow[int]:
     """Move timers written by the original library (`topic--id` members, whole-second scores) to the new keys.
 
     Only topics this instance handles are moved; the rest stay for an instance that does. The
@@ -42,14 +43,17 @@ def import_legacy(keyspace: Keyspace, registry: HandlerRegistry, settings: Timer
     Each import leaves a receipt under the new keys and the payload's copy in the original payloads
     hash, until the timer is done: if a process of the original library cancels the timer meanwhile
     (deleting both of its entries), the next pass removes the imported timer too.
+
+    Each timer goes to its own shard (`Namespace.keyspace_for`), with its receipt there.
     """
-    imported = yield from _import_original_timeline(keyspace, registry, settings)
+    imported = yield from _import_original_timeline(namespace, registry, settings)
     for topic in registry.topics:
-        imported += yield from _follow_imported(keyspace, settings, topic)
+        for keyspace in namespace.keyspaces:
+            imported += yield from _follow_imported(keyspace, settings, topic)
     return imported
 
 
-def _import_original_timeline(keyspace: Keyspace, registry: HandlerRegistry, settings: TimersSettings) -> Flow[int]:
+def _import_original_timeline(namespace: Namespace, registry: HandlerRegistry, settings: TimersSettings) -> Flow[int]:
     imported, skipped = 0, 0
     while True:
         flat = yield ScriptCall(scripts.READ_LEGACY, (settings.timeline_key,), (skipped, skipped + LEGACY_BATCH - 1))
@@ -73,7 +77,7 @@ def _import_original_timeline(keyspace: Keyspace, registry: HandlerRegistry, set
                 settings.timeline_key,
                 "; ".join(refused[:MAX_LOGGED_REFUSALS]) + ("; ..." if len(refused) > MAX_LOGGED_REFUSALS else ""),
             )
-        rows_by_topic: dict[str, list[Any]] = {}
+        rows_by_shard_and_topic: dict[tuple[Keyspace, str], list[Any]] = {}
         moved: list[str] = []
         if found:
             # Only the payloads to import: the timeline may hold many timers of other topics, with big payloads.
@@ -88,9 +92,10 @@ def _import_original_timeline(keyspace: Keyspace, registry: HandlerRegistry, set
                     # cancelled one is off the timeline, so it is not in front of the next page.
                     skipped += 1 if score_now else 0
                     continue
-                rows_by_topic.setdefault(topic, []).extend((timer_id, due_ms, body, ""))
+                shard = namespace.keyspace_for(topic, timer_id)
+                rows_by_shard_and_topic.setdefault((shard, topic), []).extend((timer_id, due_ms, body, ""))
                 moved.extend((codec.text(member), codec.text(score)))
-        for topic, rows in rows_by_topic.items():
+        for (keyspace, topic), rows in rows_by_shard_and_topic.items():
             imported += yield ScriptCall(
                 scripts.IMPORT_LEGACY,
                 (*keyspace.topic_keys(topic), keyspace.legacy_receipts(topic)),

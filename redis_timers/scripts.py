@@ -86,3 +86,4 @@ PURGE_DEAD_LETTERS = LuaScript(
     name="purge_dead_letters",
     source="local n = redis.call('HLEN', KEYS[1]); redis.call('DEL', KEYS[1]); return n",
 )
+CHECK_LAYOUT = _load("check_layout", with_prelude=False)

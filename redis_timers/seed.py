@@ -3,8 +3,8 @@
 The original kept every timer in two keys, a `topic--id` -> whole-second ZSET and a payload HASH,
 and these calls read them whole. Here timers live per topic, so both read every topic this
 `Timers` handles (the only topics it knows) and name each timer `topic<separator>id` as before.
-Like the originals they are unbounded, one script call per topic returning all its timers: for
-tests and small sets, not for a backlog of millions.
+Like the originals they are unbounded, one script call per topic and shard (one after the other)
+returning all its timers there: for tests and small sets, not for a backlog of millions.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from redis_timers import codec, scripts
 from redis_timers.errors import ReplacedFeatureError
-from redis_timers.keys import Keyspace
+from redis_timers.keys import Namespace
 from redis_timers.ops import Flow, ScriptCall
 from redis_timers.registry import HandlerRegistry
 from redis_timers.router import Handler
@@ -35,46 +35,47 @@ class Listed(NamedTuple):
 
 
 def list_timers(
-    keyspace: Keyspace,
+    namespace: Namespace,
     registry: HandlerRegistry,
     settings: TimersSettings,
     *,
     up_to_ms: int | None,
     with_payloads: bool,
 ) -> Flow[list[Listed]]:
-    """Every timer of every handled topic scored up to `up_to_ms` (all when None), earliest first."""
+    """Every timer of every handled topic in every shard scored up to `up_to_ms` (all when None), earliest first."""
     step = 3 if with_payloads else 2
     listed: list[Listed] = []
     for topic in registry.topics:
-        flat = yield ScriptCall(
-            scripts.LIST_TIMERS,
-            keyspace.topic_keys(topic)[:2],
-            ("+inf" if up_to_ms is None else up_to_ms, "1" if with_payloads else "0"),
-        )
-        rows = list(flat or ())
-        for at in range(0, len(rows), step):
-            member = f"{topic}{settings.separator}{codec.text(rows[at])}"
-            payload = codec.text(rows[at + 2]) if with_payloads else None
-            listed.append(Listed(float(rows[at + 1]), member, payload))
+        for keyspace in namespace.keyspaces:
+            flat = yield ScriptCall(
+                scripts.LIST_TIMERS,
+                keyspace.topic_keys(topic)[:2],
+                ("+inf" if up_to_ms is None else up_to_ms, "1" if with_payloads else "0"),
+            )
+            rows = list(flat or ())
+            for at in range(0, len(rows), step):
+                member = f"{topic}{settings.separator}{codec.text(rows[at])}"
+                payload = codec.text(rows[at + 2]) if with_payloads else None
+                listed.append(Listed(float(rows[at + 1]), member, payload))
     listed.sort()
     return listed
 
 
 def fetch_all_timers(
-    keyspace: Keyspace, registry: HandlerRegistry, settings: TimersSettings
+    namespace: Namespace, registry: HandlerRegistry, settings: TimersSettings
 ) -> Flow[tuple[list[str], dict[str, str]]]:
     """The original's shape: the `topic--id` members, earliest first, and a dict of their payload JSON."""
-    listed = yield from list_timers(keyspace, registry, settings, up_to_ms=None, with_payloads=True)
+    listed = yield from list_timers(namespace, registry, settings, up_to_ms=None, with_payloads=True)
     return [row.member for row in listed], {row.member: row.payload or "" for row in listed}
 
 
 def fetch_ready_timers(
-    keyspace: Keyspace, registry: HandlerRegistry, settings: TimersSettings, timestamp: Any
+    namespace: Namespace, registry: HandlerRegistry, settings: TimersSettings, timestamp: Any
 ) -> Flow[list[str]]:
     """The `topic--id` members due at or before the aware `timestamp`, earliest first."""
     # Rounded down: a timer due 0.4 ms after `timestamp` is not due at `timestamp`.
     up_to_ms = (check_aware(timestamp, "timestamp") - _EPOCH) // _ONE_MS
-    listed = yield from list_timers(keyspace, registry, settings, up_to_ms=up_to_ms, with_payloads=False)
+    listed = yield from list_timers(namespace, registry, settings, up_to_ms=up_to_ms, with_payloads=False)
     return [row.member for row in listed]
 
 

@@ -51,6 +51,8 @@ class Timers(TimersCore):
         replicas confirmed the write (else `TimersDurabilityError`: the write stands, a retry is safe).
         """
         call = self._set_timer_call(topic, timer_id, payload, activation_period, activate_at)
+        if not self._layout_checked:
+            await self._driver.drive(self._layout_flow())
         if durable:
             return ms_to_datetime(await self._driver.drive(self._set_timer_durably_flow(call)))
         # The hot path: the call's one script call, without a flow's generator round.

@@ -21,7 +21,7 @@ from redis_timers import events, server_errors
 from redis_timers.aio.driver import AsyncDriver
 from redis_timers.aio.lane import CONNECTION_ERRORS, SERVER_REPLY_ERRORS
 from redis_timers.engine import Cycle, Finished, Maintain, Run, Wait, WorkerEngine
-from redis_timers.errors import REDIS_FAILURES
+from redis_timers.errors import REDIS_FAILURES, ShardLayoutError
 from redis_timers.registry import generator_result_error, is_async_callable
 from redis_timers.settings import TimersSettings
 
@@ -87,7 +87,7 @@ class AsyncWorker:
                 tasks.start_soon(self._listen_for_notifications)
             try:
                 await self._loop(tasks)
-            except REDIS_FAILURES as error:
+            except (*REDIS_FAILURES, ShardLayoutError) as error:
                 failure = error  # raised below as itself, not inside the task group's exception group
             except anyio.get_cancelled_exc_class():
                 # Cancelled from outside: still stop gracefully, shielded, within the grace period; and, as the

@@ -60,7 +60,7 @@ def test_redis_url_replaces_the_sync_client(redis_url: str, client: redis.Redis)
         assert timers.redis_client is own
         assert describe_client(timers.redis_client) == redis_url
         timers.set_timer(TOPIC, "via-url", Job(name="via-url"), activation_period=LATER)
-        assert client.zcard(timers.keyspace.timeline(TOPIC)) == 1
+        assert client.zcard(timers.namespace.keyspaces[0].timeline(TOPIC)) == 1
     finally:
         own.close()
 
@@ -78,4 +78,4 @@ def test_redis_url_replaces_the_async_client(redis_url: str, client: redis.Redis
             await own.aclose()
 
     anyio.run(schedule)
-    assert client.zcard(timers.keyspace.timeline(TOPIC)) == 1
+    assert client.zcard(timers.namespace.keyspaces[0].timeline(TOPIC)) == 1

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from redis_timers import TimersSettings, legacy, scripts
-from redis_timers.keys import Keyspace
+from redis_timers.keys import Namespace
 from redis_timers.ops import Command, Op, ScriptCall
 from redis_timers.registry import HandlerRegistry
 from redis_timers.router import Router
@@ -179,7 +179,7 @@ class HandDrivenPass:
 
     def __init__(self, url: str) -> None:
         self._client = redis.Redis.from_url(url)
-        self._flow = legacy.import_legacy(Keyspace("timers"), jobs_registry(), TimersSettings())
+        self._flow = legacy.import_legacy(Namespace("timers"), jobs_registry(), TimersSettings())
         self._op: Op | None = next(self._flow)
 
     def step(self) -> Op:

@@ -9,19 +9,20 @@ import pytest
 
 from redis_timers import TimersDurabilityError, TimersError, flows, scripts
 from redis_timers.errors import SettingsError
-from redis_timers.keys import Keyspace
+from redis_timers.keys import Namespace
 from redis_timers.ops import Command, OneConnection, ScriptCall
 from redis_timers.settings import TimersSettings
 from tests.unit.support import Order, make_registry, run_flow
 
-KEYSPACE = Keyspace("timers")
+NAMESPACE = Namespace("timers")
+KEYSPACE = NAMESPACE.keyspaces[0]
 REGISTRY = make_registry()
 REMOVE = ScriptCall(scripts.REMOVE_TIMER, KEYSPACE.topic_keys("orders"), ("o-1",))
 SETTINGS = TimersSettings(durable_replicas=2, durable_timeout_seconds=0.25)
 
 
 def test_a_durable_write_is_its_script_call_then_wait_on_one_connection() -> None:
-    flow = flows.remove_timer(KEYSPACE, REGISTRY, "orders", "o-1", durability=SETTINGS)
+    flow = flows.remove_timer(NAMESPACE, REGISTRY, "orders", "o-1", durability=SETTINGS)
 
     ops, removed = run_flow(flow, [[1, 2]])
 
@@ -30,7 +31,7 @@ def test_a_durable_write_is_its_script_call_then_wait_on_one_connection() -> Non
 
 
 def test_a_plain_write_is_its_script_call_alone() -> None:
-    ops, removed = run_flow(flows.remove_timer(KEYSPACE, REGISTRY, "orders", "o-1"), [0])
+    ops, removed = run_flow(flows.remove_timer(NAMESPACE, REGISTRY, "orders", "o-1"), [0])
 
     assert ops == [REMOVE]
     assert removed is False
@@ -38,7 +39,7 @@ def test_a_plain_write_is_its_script_call_alone() -> None:
 
 @pytest.mark.parametrize("acknowledged", [0, 1, b"1"])
 def test_fewer_replicas_than_asked_raise_with_how_many_confirmed(acknowledged: Any) -> None:
-    flow = flows.remove_timer(KEYSPACE, REGISTRY, "orders", "o-1", durability=SETTINGS)
+    flow = flows.remove_timer(NAMESPACE, REGISTRY, "orders", "o-1", durability=SETTINGS)
 
     with pytest.raises(TimersDurabilityError, match=f"{int(acknowledged)} of the 2 replica") as caught:
         run_flow(flow, [[1, acknowledged]])
@@ -49,13 +50,13 @@ def test_fewer_replicas_than_asked_raise_with_how_many_confirmed(acknowledged: A
 
 
 def test_more_replicas_than_asked_are_enough() -> None:
-    _, removed = run_flow(flows.remove_timer(KEYSPACE, REGISTRY, "orders", "o-1", durability=SETTINGS), [[1, 3]])
+    _, removed = run_flow(flows.remove_timer(NAMESPACE, REGISTRY, "orders", "o-1", durability=SETTINGS), [[1, 3]])
 
     assert removed is True
 
 
 def test_a_durable_set_timer_returns_the_due_ms_of_its_script_call() -> None:
-    call = flows.set_timer_call(KEYSPACE, REGISTRY, "orders", "o-1", Order(order_id=1), datetime.timedelta(0), None)
+    call = flows.set_timer_call(NAMESPACE, REGISTRY, "orders", "o-1", Order(order_id=1), datetime.timedelta(0), None)
 
     ops, due_ms = run_flow(flows.set_timer_durably(call, TimersSettings()), [[b"5042", 1]])
 
@@ -64,7 +65,7 @@ def test_a_durable_set_timer_returns_the_due_ms_of_its_script_call() -> None:
 
 
 def test_a_durable_requeue_waits_too() -> None:
-    flow = flows.requeue_dead_letter(KEYSPACE, SETTINGS, "orders", "o-1", durable=True)
+    flow = flows.requeue_dead_letter(NAMESPACE, SETTINGS, "orders", "o-1", durable=True)
 
     ops, requeued = run_flow(flow, [[1, 2]])
 
@@ -79,7 +80,7 @@ def test_a_durable_requeue_waits_too() -> None:
 
 def test_the_wait_timeout_rounds_up_to_a_whole_millisecond() -> None:
     settings = TimersSettings(durable_timeout_seconds=0.0011)
-    ops, _ = run_flow(flows.remove_timer(KEYSPACE, REGISTRY, "orders", "o-1", durability=settings), [[1, 1]])
+    ops, _ = run_flow(flows.remove_timer(NAMESPACE, REGISTRY, "orders", "o-1", durability=settings), [[1, 1]])
 
     assert ops == [OneConnection((REMOVE, Command(("WAIT", 1, 2))))]
 
@@ -108,7 +109,7 @@ def test_durable_settings_are_read_from_the_environment() -> None:
 def test_a_wait_longer_than_half_the_socket_timeout_is_split_on_the_same_connection() -> None:
     # Each WAIT must reply within the client's socket timeout, or the client takes it for an outage.
     settings = TimersSettings(durable_replicas=1, durable_timeout_seconds=1.0)
-    flow = flows.remove_timer(KEYSPACE, REGISTRY, "orders", "o-1", durability=settings, read_timeout_seconds=0.4)
+    flow = flows.remove_timer(NAMESPACE, REGISTRY, "orders", "o-1", durability=settings, read_timeout_seconds=0.4)
 
     ops, removed = run_flow(flow, [[1, 0, 1, 1]])
 

@@ -19,14 +19,15 @@ from redis_timers.errors import (
     StoredPayloadError,
     TimersError,
 )
-from redis_timers.keys import Keyspace
+from redis_timers.keys import Namespace
 from redis_timers.ops import Command, Flow, ScriptCall
 from redis_timers.records import DeadLetter, TimerInfo
 from redis_timers.settings import TimersSettings
 from tests.unit.support import Order, Reminder, assert_single_slot, encode, make_registry, run_flow
 
 UTC = datetime.timezone.utc
-KEYSPACE = Keyspace("timers")
+NAMESPACE = Namespace("timers")
+KEYSPACE = NAMESPACE.keyspaces[0]
 REGISTRY = make_registry()
 ORDER = Order(order_id=7, note="pay")
 ORDER_JSON = '{"order_id":7,"note":"pay"}'
@@ -41,9 +42,9 @@ def set_timer(
     payload: Any = ORDER,
     activation_period: Any = None,
     activate_at: Any = None,
-    keyspace: Keyspace = KEYSPACE,
+    namespace: Namespace = NAMESPACE,
 ) -> Flow[int]:
-    return flows.set_timer(keyspace, REGISTRY, topic, timer_id, payload, activation_period, activate_at)
+    return flows.set_timer(namespace, REGISTRY, topic, timer_id, payload, activation_period, activate_at)
 
 
 def assert_rejected_before_any_op(flow: Flow[Any], error: type[BaseException], match: str | None = None) -> None:
@@ -90,9 +91,9 @@ def test_set_timer_at_an_instant_with_a_non_utc_offset() -> None:
 
 
 def test_set_timer_uses_the_namespace_as_hash_tag_of_every_key() -> None:
-    keyspace = Keyspace("billing:eu")
+    namespace = Namespace("billing:eu")
 
-    ops, _ = run_flow(set_timer(activation_period=datetime.timedelta(0), keyspace=keyspace), [1])
+    ops, _ = run_flow(set_timer(activation_period=datetime.timedelta(0), namespace=namespace), [1])
 
     assert isinstance(ops[0], ScriptCall)
     assert ops[0].keys == (
@@ -239,7 +240,7 @@ def test_set_timer_checks_the_topic_before_anything_else() -> None:
 
 @pytest.mark.parametrize(("reply", "expected"), [(1, True), (0, False), (b"1", True)])
 def test_remove_timer(reply: Any, expected: bool) -> None:
-    ops, removed = run_flow(flows.remove_timer(KEYSPACE, REGISTRY, "orders", "o-1"), [reply])
+    ops, removed = run_flow(flows.remove_timer(NAMESPACE, REGISTRY, "orders", "o-1"), [reply])
 
     assert ops == [ScriptCall(scripts.REMOVE_TIMER, ORDER_KEYS, ("o-1",))]
     assert removed is expected
@@ -247,13 +248,13 @@ def test_remove_timer(reply: Any, expected: bool) -> None:
 
 def test_remove_timer_for_an_unknown_topic_raises() -> None:
     assert_rejected_before_any_op(
-        flows.remove_timer(KEYSPACE, REGISTRY, "invoices", "o-1"), HandlerNotFoundError, "Handler is not found"
+        flows.remove_timer(NAMESPACE, REGISTRY, "invoices", "o-1"), HandlerNotFoundError, "Handler is not found"
     )
 
 
 @pytest.mark.parametrize("timer_id", ["", "x" * 1025, 3])
 def test_remove_timer_with_a_bad_id_raises(timer_id: Any) -> None:
-    assert_rejected_before_any_op(flows.remove_timer(KEYSPACE, REGISTRY, "orders", timer_id), InvalidTimerIdError)
+    assert_rejected_before_any_op(flows.remove_timer(NAMESPACE, REGISTRY, "orders", timer_id), InvalidTimerIdError)
 
 
 # -- get_timer ------------------------------------------------------------------------------
@@ -264,7 +265,7 @@ def test_get_timer_of_a_running_timer(as_bytes: bool) -> None:
     # get_timer.lua replies the due time, and the lease's end while a lease is live.
     reply = encode(["1700000000123", ORDER_JSON, "2", "1700000030124", "ValueError: boom"], as_bytes)
 
-    ops, info = run_flow(flows.get_timer(KEYSPACE, REGISTRY, "orders", "o-1"), [reply])
+    ops, info = run_flow(flows.get_timer(NAMESPACE, REGISTRY, "orders", "o-1"), [reply])
 
     assert ops == [ScriptCall(scripts.GET_TIMER, ORDER_KEYS, ("o-1",))]
     assert info == TimerInfo(
@@ -283,7 +284,7 @@ def test_get_timer_of_a_running_timer(as_bytes: bool) -> None:
 def test_get_timer_of_a_fresh_timer(as_bytes: bool) -> None:
     reply = encode(["1700000000000", ORDER_JSON, None, None, None], as_bytes)
 
-    _, info = run_flow(flows.get_timer(KEYSPACE, REGISTRY, "orders", "o-1"), [reply])
+    _, info = run_flow(flows.get_timer(NAMESPACE, REGISTRY, "orders", "o-1"), [reply])
 
     assert info is not None
     assert info.attempts == 0
@@ -296,14 +297,14 @@ def test_get_timer_of_a_fresh_timer(as_bytes: bool) -> None:
 
 @pytest.mark.parametrize("reply", [None, []])
 def test_get_timer_of_a_missing_timer_returns_none(reply: Any) -> None:
-    _, info = run_flow(flows.get_timer(KEYSPACE, REGISTRY, "orders", "o-1"), [reply])
+    _, info = run_flow(flows.get_timer(NAMESPACE, REGISTRY, "orders", "o-1"), [reply])
 
     assert info is None
 
 
 @pytest.mark.parametrize("body", ['{"text": "not an order"}', "not json", None], ids=["other-schema", "junk", "gone"])
 def test_get_timer_whose_stored_payload_no_longer_validates_raises(body: str | None) -> None:
-    flow = flows.get_timer(KEYSPACE, REGISTRY, "orders", "o-1")
+    flow = flows.get_timer(NAMESPACE, REGISTRY, "orders", "o-1")
     assert isinstance(next(flow), ScriptCall)
 
     with pytest.raises(StoredPayloadError, match="no longer validates"):
@@ -311,8 +312,8 @@ def test_get_timer_whose_stored_payload_no_longer_validates_raises(body: str | N
 
 
 def test_get_timer_for_an_unknown_topic_or_bad_id_raises() -> None:
-    assert_rejected_before_any_op(flows.get_timer(KEYSPACE, REGISTRY, "invoices", "o-1"), HandlerNotFoundError)
-    assert_rejected_before_any_op(flows.get_timer(KEYSPACE, REGISTRY, "orders", ""), InvalidTimerIdError)
+    assert_rejected_before_any_op(flows.get_timer(NAMESPACE, REGISTRY, "invoices", "o-1"), HandlerNotFoundError)
+    assert_rejected_before_any_op(flows.get_timer(NAMESPACE, REGISTRY, "orders", ""), InvalidTimerIdError)
 
 
 # -- dead letters ---------------------------------------------------------------------------
@@ -333,7 +334,7 @@ def test_dead_letters_are_parsed_and_sorted_by_failure_time(as_bytes: bool) -> N
         as_bytes,
     )
 
-    ops, letters = run_flow(flows.dead_letters(KEYSPACE), [reply])
+    ops, letters = run_flow(flows.dead_letters(NAMESPACE), [reply])
 
     assert ops == [Command(("HGETALL", "{timers}:dead"))]
     failed = datetime.datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
@@ -365,21 +366,21 @@ def test_dead_letters_from_a_flat_resp2_reply(as_bytes: bool) -> None:
         as_bytes,
     )
 
-    _, letters = run_flow(flows.dead_letters(KEYSPACE), [reply])
+    _, letters = run_flow(flows.dead_letters(NAMESPACE), [reply])
 
     assert [(letter.timer_id, letter.attempts) for letter in letters] == [("o-1", 2), ("o-2", 5)]
 
 
 @pytest.mark.parametrize("reply", [{}, [], None], ids=["map", "array", "nil"])
 def test_dead_letters_when_there_are_none(reply: Any) -> None:
-    _, letters = run_flow(flows.dead_letters(KEYSPACE), [reply])
+    _, letters = run_flow(flows.dead_letters(NAMESPACE), [reply])
 
     assert letters == []
 
 
 @pytest.mark.parametrize(("reply", "expected"), [(1, True), (0, False)])
 def test_requeue_dead_letter(reply: int, expected: bool) -> None:
-    ops, requeued = run_flow(flows.requeue_dead_letter(KEYSPACE, TimersSettings(), "orders", "o--1"), [reply])
+    ops, requeued = run_flow(flows.requeue_dead_letter(NAMESPACE, TimersSettings(), "orders", "o--1"), [reply])
 
     assert ops == [
         ScriptCall(
@@ -396,13 +397,13 @@ def test_requeue_dead_letter(reply: int, expected: bool) -> None:
 @pytest.mark.parametrize("timer_id", ["", "x" * 1025, None])
 def test_requeue_dead_letter_with_a_bad_id_raises(timer_id: Any) -> None:
     assert_rejected_before_any_op(
-        flows.requeue_dead_letter(KEYSPACE, TimersSettings(), "orders", timer_id), InvalidTimerIdError
+        flows.requeue_dead_letter(NAMESPACE, TimersSettings(), "orders", timer_id), InvalidTimerIdError
     )
 
 
 @pytest.mark.parametrize("reply", [3, b"3"])
 def test_purge_dead_letters(reply: Any) -> None:
-    ops, purged = run_flow(flows.purge_dead_letters(KEYSPACE), [reply])
+    ops, purged = run_flow(flows.purge_dead_letters(NAMESPACE), [reply])
 
     assert ops == [ScriptCall(scripts.PURGE_DEAD_LETTERS, ("{timers}:dead",), ())]
     assert purged == 3
@@ -424,4 +425,4 @@ def test_set_timer_with_an_unhashable_topic_raises_handler_not_found() -> None:
 
 
 def test_requeue_dead_letter_refuses_a_topic_no_handler_can_have() -> None:
-    assert_rejected_before_any_op(flows.requeue_dead_letter(KEYSPACE, TimersSettings(), "orders\0o", "1"), TimersError)
+    assert_rejected_before_any_op(flows.requeue_dead_letter(NAMESPACE, TimersSettings(), "orders\0o", "1"), TimersError)

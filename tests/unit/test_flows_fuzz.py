@@ -18,7 +18,7 @@ from redis_timers.errors import (
     PayloadTypeError,
     TimersError,
 )
-from redis_timers.keys import Keyspace
+from redis_timers.keys import Namespace
 from redis_timers.ops import ScriptCall
 from redis_timers.settings import TimersSettings
 from tests.unit.support import Order, Reminder, assert_single_slot, make_registry, run_flow
@@ -27,7 +27,8 @@ UTC = datetime.timezone.utc
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
 ONE_US = datetime.timedelta(microseconds=1)
 HUNDRED_YEARS = datetime.timedelta(days=100 * 365)
-KEYSPACE = Keyspace("timers")
+NAMESPACE = Namespace("timers")
+KEYSPACE = NAMESPACE.keyspaces[0]
 REGISTRY = make_registry()
 PAYLOADS: dict[str, Any] = {"orders": Order(order_id=1), "reminders": Reminder(text="r")}
 
@@ -81,7 +82,7 @@ def test_valid_set_timer_yields_exactly_one_script_call(topic: str, timer_id: st
     period, instant = (value, None) if mode == "in" else (None, value)
 
     ops, due_ms = run_flow(
-        flows.set_timer(KEYSPACE, REGISTRY, topic, timer_id, PAYLOADS[topic], period, instant), [4242]
+        flows.set_timer(NAMESPACE, REGISTRY, topic, timer_id, PAYLOADS[topic], period, instant), [4242]
     )
 
     assert due_ms == 4242
@@ -108,10 +109,10 @@ def test_valid_set_timer_yields_exactly_one_script_call(topic: str, timer_id: st
 @hypothesis.given(timer_id=invalid_ids)
 def test_invalid_ids_raise_before_any_op_in_every_flow(timer_id: Any) -> None:
     for flow in (
-        flows.set_timer(KEYSPACE, REGISTRY, "orders", timer_id, PAYLOADS["orders"], datetime.timedelta(0), None),
-        flows.remove_timer(KEYSPACE, REGISTRY, "orders", timer_id),
-        flows.get_timer(KEYSPACE, REGISTRY, "orders", timer_id),
-        flows.requeue_dead_letter(KEYSPACE, TimersSettings(), "orders", timer_id),
+        flows.set_timer(NAMESPACE, REGISTRY, "orders", timer_id, PAYLOADS["orders"], datetime.timedelta(0), None),
+        flows.remove_timer(NAMESPACE, REGISTRY, "orders", timer_id),
+        flows.get_timer(NAMESPACE, REGISTRY, "orders", timer_id),
+        flows.requeue_dead_letter(NAMESPACE, TimersSettings(), "orders", timer_id),
     ):
         with pytest.raises(InvalidTimerIdError):
             next(flow)
@@ -121,9 +122,9 @@ def test_invalid_ids_raise_before_any_op_in_every_flow(timer_id: Any) -> None:
 @hypothesis.given(timer_id=valid_ids)
 def test_valid_ids_reach_redis_unchanged_in_every_flow(timer_id: str) -> None:
     for flow in (
-        flows.remove_timer(KEYSPACE, REGISTRY, "orders", timer_id),
-        flows.get_timer(KEYSPACE, REGISTRY, "orders", timer_id),
-        flows.requeue_dead_letter(KEYSPACE, TimersSettings(), "orders", timer_id),
+        flows.remove_timer(NAMESPACE, REGISTRY, "orders", timer_id),
+        flows.get_timer(NAMESPACE, REGISTRY, "orders", timer_id),
+        flows.requeue_dead_letter(NAMESPACE, TimersSettings(), "orders", timer_id),
     ):
         call = next(flow)
         assert isinstance(call, ScriptCall)
@@ -135,9 +136,9 @@ def test_valid_ids_reach_redis_unchanged_in_every_flow(timer_id: str) -> None:
 @hypothesis.given(topic=unknown_topics)
 def test_unknown_topics_raise_handler_not_found(topic: Any) -> None:
     for flow in (
-        flows.set_timer(KEYSPACE, REGISTRY, topic, "t", PAYLOADS["orders"], datetime.timedelta(0), None),
-        flows.remove_timer(KEYSPACE, REGISTRY, topic, "t"),
-        flows.get_timer(KEYSPACE, REGISTRY, topic, "t"),
+        flows.set_timer(NAMESPACE, REGISTRY, topic, "t", PAYLOADS["orders"], datetime.timedelta(0), None),
+        flows.remove_timer(NAMESPACE, REGISTRY, topic, "t"),
+        flows.get_timer(NAMESPACE, REGISTRY, topic, "t"),
     ):
         with pytest.raises(HandlerNotFoundError, match="Handler is not found"):
             next(flow)
@@ -181,7 +182,7 @@ def test_invalid_set_timer_raises_a_timers_error_and_yields_nothing(broken: tupl
         request["activation_period"] = None
     else:
         request[aspect] = value
-    flow = flows.set_timer(KEYSPACE, REGISTRY, **request)
+    flow = flows.set_timer(NAMESPACE, REGISTRY, **request)
 
     with pytest.raises(TimersError) as caught:
         next(flow)

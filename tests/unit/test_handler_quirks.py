@@ -15,7 +15,7 @@ import pytest
 from redis_timers import codec, flows
 from redis_timers.engine import Finished
 from redis_timers.errors import PayloadTypeError, StoredPayloadError, UnstorablePayloadError
-from redis_timers.keys import Keyspace
+from redis_timers.keys import Namespace
 from redis_timers.registry import HandlerRegistry, awaitable_result_error
 from redis_timers.router import Router
 from tests.unit.engine_harness import ORDERS, Harness, claim, settlements
@@ -338,7 +338,7 @@ def schema_registry(schema: type[pydantic.BaseModel]) -> HandlerRegistry:
 def test_a_payload_that_cannot_be_stored_is_a_typed_error_before_any_write(payload: pydantic.BaseModel) -> None:
     registry = schema_registry(type(payload))
 
-    flow = flows.set_timer(Keyspace("timers"), registry, "t", "a", payload, datetime.timedelta(0), None)
+    flow = flows.set_timer(Namespace("timers"), registry, "t", "a", payload, datetime.timedelta(0), None)
     with pytest.raises(UnstorablePayloadError) as raised:
         next(flow)  # the first op would be the write
 
@@ -348,7 +348,7 @@ def test_a_payload_that_cannot_be_stored_is_a_typed_error_before_any_write(paylo
 
 def test_get_timer_of_a_payload_whose_validator_raises_is_a_stored_payload_error() -> None:
     registry = schema_registry(Picky)
-    flow = flows.get_timer(Keyspace("timers"), registry, "t", "a")
+    flow = flows.get_timer(Namespace("timers"), registry, "t", "a")
     next(flow)
 
     with pytest.raises(StoredPayloadError, match="RuntimeError: validator refuses 'runtime'"):
@@ -383,7 +383,7 @@ def test_a_stop_request_from_a_validator_at_set_timer_propagates_before_any_writ
     note: str, kind: type[BaseException]
 ) -> None:
     flow = flows.set_timer(
-        Keyspace("timers"),
+        Namespace("timers"),
         schema_registry(Picky),
         "t",
         "a",

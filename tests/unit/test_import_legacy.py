@@ -12,14 +12,15 @@ from hypothesis import strategies as st
 
 from redis_timers import legacy, scripts
 from redis_timers.errors import HandlerRegistrationError
-from redis_timers.keys import Keyspace
+from redis_timers.keys import Namespace
 from redis_timers.ops import Command, ScriptCall
 from redis_timers.registry import HandlerRegistry
 from redis_timers.router import Router
 from redis_timers.settings import TimersSettings
 from tests.unit.support import Order, assert_single_slot, encode, handle_order, make_registry, run_flow
 
-KEYSPACE = Keyspace("timers")
+NAMESPACE = Namespace("timers")
+KEYSPACE = NAMESPACE.keyspaces[0]
 REGISTRY = make_registry()
 SETTINGS = TimersSettings()
 ORDER_KEYS = ("{timers}:timeline:orders", "{timers}:payloads:orders", "{timers}:state:orders")
@@ -49,7 +50,7 @@ def flat(pairs: list[tuple[str, str]]) -> list[str]:
 
 
 def test_nothing_to_import() -> None:
-    ops, imported = run_flow(legacy.import_legacy(KEYSPACE, REGISTRY, SETTINGS), [[], *NO_RECEIPTS])
+    ops, imported = run_flow(legacy.import_legacy(NAMESPACE, REGISTRY, SETTINGS), [[], *NO_RECEIPTS])
 
     assert ops == [read(0), receipts("orders"), receipts("reminders")]
     assert imported == 0
@@ -78,7 +79,7 @@ def test_imports_handled_topics_and_leaves_the_rest(as_bytes: bool) -> None:
         *NO_RECEIPTS,
     ]
 
-    ops, imported = run_flow(legacy.import_legacy(KEYSPACE, REGISTRY, SETTINGS), replies)
+    ops, imported = run_flow(legacy.import_legacy(NAMESPACE, REGISTRY, SETTINGS), replies)
 
     body = {text: encode(text, as_bytes) for text in bodies if text is not None}
     assert ops == [
@@ -135,7 +136,7 @@ def test_imports_handled_topics_and_leaves_the_rest(as_bytes: bool) -> None:
     ],
 )
 def test_seconds_become_milliseconds_rounded_up(score: str, expected_ms: int) -> None:
-    flow = legacy.import_legacy(KEYSPACE, REGISTRY, SETTINGS)
+    flow = legacy.import_legacy(NAMESPACE, REGISTRY, SETTINGS)
     next(flow)
     flow.send(["orders--1", score])
     flow.send(['{"order_id":1}'])
@@ -154,7 +155,7 @@ def test_seconds_become_milliseconds_rounded_up(score: str, expected_ms: int) ->
 )
 def test_imported_due_times_are_never_early(seconds: int, fraction: int) -> None:
     score = f"{seconds}.{fraction:06d}"
-    flow = legacy.import_legacy(KEYSPACE, REGISTRY, SETTINGS)
+    flow = legacy.import_legacy(NAMESPACE, REGISTRY, SETTINGS)
     next(flow)
     flow.send(["orders--1", score])
     flow.send(['{"order_id":1}'])
@@ -170,7 +171,7 @@ def test_imported_due_times_are_never_early(seconds: int, fraction: int) -> None
 
 def test_nothing_handled_in_a_full_batch_moves_the_offset_past_it() -> None:
     members = [(f"invoices--{n}", str(n)) for n in range(BATCH)]
-    flow = legacy.import_legacy(KEYSPACE, REGISTRY, SETTINGS)
+    flow = legacy.import_legacy(NAMESPACE, REGISTRY, SETTINGS)
 
     ops, imported = run_flow(flow, [flat(members), [], *NO_RECEIPTS])
 
@@ -184,7 +185,7 @@ def test_members_changed_since_the_read_stay_behind_and_are_stepped_over() -> No
     members = [("invoices--0", "1")] + [(f"orders--{n}", str(n)) for n in range(1, BATCH)]
     moved = [m for m, _ in members[1:]]
     removed = [m for m in moved if m != "orders--7"]
-    flow = legacy.import_legacy(KEYSPACE, REGISTRY, SETTINGS)
+    flow = legacy.import_legacy(NAMESPACE, REGISTRY, SETTINGS)
 
     ops, imported = run_flow(
         flow,
@@ -221,7 +222,7 @@ def test_members_changed_since_the_read_stay_behind_and_are_stepped_over() -> No
 def test_members_cancelled_since_the_read_are_not_stepped_over() -> None:
     """A member deleted by a process of the original library is no longer in front of the next page."""
     members = [(f"orders--{n}", "1") for n in range(BATCH)]
-    flow = legacy.import_legacy(KEYSPACE, REGISTRY, SETTINGS)
+    flow = legacy.import_legacy(NAMESPACE, REGISTRY, SETTINGS)
 
     ops, _ = run_flow(
         flow,
@@ -241,7 +242,7 @@ def test_members_cancelled_since_the_read_are_not_stepped_over() -> None:
 
 def test_the_original_payloads_are_never_deleted_by_the_import_itself() -> None:
     ops, imported = run_flow(
-        legacy.import_legacy(KEYSPACE, REGISTRY, SETTINGS),
+        legacy.import_legacy(NAMESPACE, REGISTRY, SETTINGS),
         [["orders--1", "5"], ['{"order_id":1}'], ["5"], 1, [["orders--1"], 0], *NO_RECEIPTS],
     )
 
@@ -254,7 +255,7 @@ def test_uses_the_configured_legacy_keys_and_separator() -> None:
     registry = make_registry(separator="::")
 
     ops, imported = run_flow(
-        legacy.import_legacy(Keyspace("ns"), registry, settings),
+        legacy.import_legacy(Namespace("ns"), registry, settings),
         [["orders::1", "2", "orders--2", "3"], ['{"order_id":1}'], ["2"], 1, [["orders::1"], 0], *NO_RECEIPTS],
     )
 
@@ -308,7 +309,7 @@ def test_entries_that_cannot_be_imported_are_skipped_with_one_log_line(caplog: p
     ]
 
     with caplog.at_level(logging.WARNING, logger="redis_timers"):
-        ops, imported = run_flow(legacy.import_legacy(KEYSPACE, REGISTRY, SETTINGS), replies)
+        ops, imported = run_flow(legacy.import_legacy(NAMESPACE, REGISTRY, SETTINGS), replies)
 
     assert imported == 1
     assert ops[1] == Command(("HMGET", "timers_payloads", b"orders--good"))
@@ -327,7 +328,7 @@ def test_entries_that_cannot_be_imported_are_skipped_with_one_log_line(caplog: p
 
 def test_a_timer_rescheduled_between_the_read_and_its_payload_is_left_for_the_next_pass() -> None:
     """A seed write between reading the timeline and the payloads pairs a new payload with another due time."""
-    flow = legacy.import_legacy(KEYSPACE, REGISTRY, SETTINGS)
+    flow = legacy.import_legacy(NAMESPACE, REGISTRY, SETTINGS)
 
     ops, imported = run_flow(
         flow,
@@ -386,7 +387,7 @@ def test_receipts_say_what_the_original_library_did_since_the_import(caplog: pyt
     ]
 
     with caplog.at_level(logging.INFO, logger="redis_timers"):
-        ops, imported = run_flow(legacy.import_legacy(KEYSPACE, REGISTRY, SETTINGS), replies)
+        ops, imported = run_flow(legacy.import_legacy(NAMESPACE, REGISTRY, SETTINGS), replies)
 
     assert ops[1:] == [
         receipts("orders"),
@@ -417,6 +418,6 @@ def test_receipts_say_what_the_original_library_did_since_the_import(caplog: pyt
 def test_receipts_are_read_page_by_page() -> None:
     replies: list[Any] = [[], [b"17"], [b"0"], [b"0"]]
 
-    ops, _ = run_flow(legacy.import_legacy(KEYSPACE, REGISTRY, SETTINGS), replies)
+    ops, _ = run_flow(legacy.import_legacy(NAMESPACE, REGISTRY, SETTINGS), replies)
 
     assert ops[1:] == [receipts("orders"), receipts("orders", "17"), receipts("reminders")]

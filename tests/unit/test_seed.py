@@ -15,7 +15,7 @@ import redis_timers.sync
 from redis_timers import ReplacedFeatureError, TimersError, scripts, seed
 from redis_timers import settings as settings_module
 from redis_timers.errors import NaiveDatetimeError, SettingsError
-from redis_timers.keys import Keyspace
+from redis_timers.keys import Namespace
 from redis_timers.lock import consume_lock, timer_lock
 from redis_timers.ops import ScriptCall
 from redis_timers.router import Handler
@@ -23,7 +23,8 @@ from redis_timers.settings import CONSTANT_OVERRIDES, TimersSettings
 from tests.unit.support import Order, Reminder, encode, handle_order, make_registry, make_router, run_flow
 
 UTC = datetime.timezone.utc
-KEYSPACE = Keyspace("timers")
+NAMESPACE = Namespace("timers")
+KEYSPACE = NAMESPACE.keyspaces[0]
 SETTINGS = TimersSettings()
 ORDER_JSON = '{"order_id":7,"note":"pay"}'
 REMINDER_JSON = '{"text":"x"}'
@@ -42,7 +43,9 @@ def test_fetch_all_timers_lists_every_handled_topic_in_the_seeds_shape(as_bytes:
     orders = encode(["o-2", "2000", ORDER_JSON, "o--1", "3000", ORDER_JSON], as_bytes)
     reminders = encode(["r-1", "1000", REMINDER_JSON, "r-\u00e9", "2500.5", REMINDER_JSON], as_bytes)
 
-    ops, (members, payloads) = run_flow(seed.fetch_all_timers(KEYSPACE, make_registry(), SETTINGS), [orders, reminders])
+    ops, (members, payloads) = run_flow(
+        seed.fetch_all_timers(NAMESPACE, make_registry(), SETTINGS), [orders, reminders]
+    )
 
     assert ops == [listing_call("orders", "+inf", True), listing_call("reminders", "+inf", True)]
     assert members == ["reminders--r-1", "orders--o-2", "reminders--r-\u00e9", "orders--o--1"]  # earliest first
@@ -55,15 +58,17 @@ def test_fetch_all_timers_lists_every_handled_topic_in_the_seeds_shape(as_bytes:
 
 
 def test_fetch_all_timers_when_there_are_none() -> None:
-    assert run_flow(seed.fetch_all_timers(KEYSPACE, make_registry(), SETTINGS), [[], []])[1] == ([], {})
-    assert run_flow(seed.fetch_all_timers(KEYSPACE, make_registry(empty=True), SETTINGS), []) == ([], ([], {}))
+    assert run_flow(seed.fetch_all_timers(NAMESPACE, make_registry(), SETTINGS), [[], []])[1] == ([], {})
+    assert run_flow(seed.fetch_all_timers(NAMESPACE, make_registry(empty=True), SETTINGS), []) == ([], ([], {}))
 
 
 def test_fetch_all_timers_uses_the_configured_separator() -> None:
     settings = TimersSettings(separator="::")
     replies = [["o-1", "1", ORDER_JSON], []]
 
-    _, (members, payloads) = run_flow(seed.fetch_all_timers(KEYSPACE, make_registry(separator="::"), settings), replies)
+    _, (members, payloads) = run_flow(
+        seed.fetch_all_timers(NAMESPACE, make_registry(separator="::"), settings), replies
+    )
 
     assert members == ["orders::o-1"]
     assert payloads == {"orders::o-1": ORDER_JSON}
@@ -84,7 +89,7 @@ def test_fetch_all_timers_uses_the_configured_separator() -> None:
 def test_fetch_ready_timers_lists_the_timers_due_by_the_timestamp(timestamp: datetime.datetime, up_to_ms: int) -> None:
     replies = [encode(["o-1", "1700000000000"], True), ["r-1", "1699999999999"]]
 
-    ops, members = run_flow(seed.fetch_ready_timers(KEYSPACE, make_registry(), SETTINGS, timestamp), replies)
+    ops, members = run_flow(seed.fetch_ready_timers(NAMESPACE, make_registry(), SETTINGS, timestamp), replies)
 
     assert ops == [listing_call("orders", up_to_ms, False), listing_call("reminders", up_to_ms, False)]
     assert members == ["reminders--r-1", "orders--o-1"]
@@ -92,7 +97,7 @@ def test_fetch_ready_timers_lists_the_timers_due_by_the_timestamp(timestamp: dat
 
 @pytest.mark.parametrize("timestamp", [datetime.datetime(2024, 1, 1), "2024-01-01", 1_700_000_000, None])
 def test_fetch_ready_timers_refuses_anything_but_an_aware_datetime_before_any_call(timestamp: Any) -> None:
-    flow = seed.fetch_ready_timers(KEYSPACE, make_registry(), SETTINGS, timestamp)
+    flow = seed.fetch_ready_timers(NAMESPACE, make_registry(), SETTINGS, timestamp)
 
     with pytest.raises(TimersError, match="timestamp") as raised:
         next(flow)
