@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -58,7 +59,8 @@ def test_each_timer_is_written_read_and_removed_in_its_own_shard(front: Front) -
 
     for n, timer_id in enumerate(IDS):
         info = timers.call("get_timer", "jobs", timer_id)
-        assert info is not None and info.payload == Job(n=n)
+        assert info is not None
+        assert info.payload == Job(n=n)
     removed = [timers.call("remove_timer", "jobs", timer_id) for timer_id in IDS]
     assert removed == [True] * len(IDS)
     assert all(front.raw.zcard(keyspace.timeline("jobs")) == 0 for keyspace in NAMESPACE.keyspaces)
@@ -102,7 +104,7 @@ def test_dead_letters_are_listed_requeued_and_purged_across_shards(front: Front)
     assert letters[5].payload_as(Job) == Job(n=5)
 
     # The requeue finds the dead letter in its shard and schedules it there.
-    for timer_id in IDS[:SHARDS * 2]:
+    for timer_id in IDS[: SHARDS * 2]:
         assert timers.call("requeue_dead_letter", "jobs", timer_id) is True
         keyspace = NAMESPACE.keyspace_for("jobs", timer_id)
         assert front.raw.zscore(keyspace.timeline("jobs"), timer_id) is not None
@@ -130,7 +132,8 @@ def test_the_legacy_import_writes_each_timer_into_its_own_shard(front: Front) ->
         assert front.raw.zscore(keyspace.timeline("jobs"), timer_id) == due_second * 1000
         assert front.raw.hexists(keyspace.legacy_receipts("jobs"), timer_id)  # its receipt, in its shard
         info = timers.call("get_timer", "jobs", timer_id)
-        assert info is not None and info.payload == Job(n=n)
+        assert info is not None
+        assert info.payload == Job(n=n)
     assert [key for key in front.all_keys() if key.startswith("{timers}")] == [LAYOUT_KEY]
 
     # Cancelled by a process of the original library: the next pass follows each receipt in its own shard.
@@ -154,7 +157,15 @@ def test_the_first_process_records_the_shard_count_and_one_shard_writes_nothing(
     assert front.raw.get("{sharded}:shards") == str(SHARDS)
 
 
-@pytest.mark.parametrize("method", ["set_timer", "get_timer", "handle_ready_timers", "run_forever"])
+FIRST_CALLS: dict[str, Callable[[Any], object]] = {
+    "set_timer": lambda timers: timers.set_timer("jobs", "b", Job(n=2), LATER),
+    "get_timer": lambda timers: timers.call("get_timer", "jobs", "a"),
+    "handle_ready_timers": lambda timers: timers.call("handle_ready_timers"),
+    "run_forever": lambda timers: timers.background("run_forever").result(timeout=30),
+}
+
+
+@pytest.mark.parametrize("method", FIRST_CALLS)
 def test_a_process_with_another_shard_count_refuses_to_run(front: Front, method: str) -> None:
     jobs_timers(front).set_timer("jobs", "a", Job(n=1), LATER)
     assert front.raw.get(LAYOUT_KEY) == str(SHARDS)
@@ -163,18 +174,12 @@ def test_a_process_with_another_shard_count_refuses_to_run(front: Front, method:
     for shards in (1, 2):
         timers = jobs_timers(front, TimersSettings(shards=shards))
         with pytest.raises(ShardLayoutError) as refused:
-            if method == "set_timer":
-                timers.set_timer("jobs", "b", Job(n=2), LATER)
-            elif method == "get_timer":
-                timers.call("get_timer", "jobs", "a")
-            elif method == "handle_ready_timers":
-                timers.call("handle_ready_timers")
-            else:
-                timers.background("run_forever").result(timeout=30)
+            FIRST_CALLS[method](timers)
         message = str(refused.value)
         assert f"records {SHARDS} shard(s) at '{LAYOUT_KEY}'" in message
         assert f"this process has TIMERS_SHARDS={shards}" in message
-        assert "new namespace (TIMERS_NAMESPACE)" in message and "until it is drained" in message
+        assert "new namespace (TIMERS_NAMESPACE)" in message
+        assert "until it is drained" in message
 
     assert front.all_keys() == before  # nothing written, the count unchanged
 
