@@ -7,6 +7,7 @@ import datetime
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,11 @@ LAYOUT_KEY = "{timers}:shards"
 LATER = datetime.timedelta(hours=1)
 UTC = datetime.timezone.utc
 IDS = [f"t{n}" for n in range(24)]
+ROOT = Path(__file__).resolve().parents[2]
+README = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+PROTOCOL = " ".join((ROOT / "docs" / "protocol.md").read_text(encoding="utf-8").split())
+OPERATIONS = " ".join((ROOT / "docs" / "operations.md").read_text(encoding="utf-8").split())
+"""The docs with line breaks as spaces, so that a sentence is found whatever its wrapping."""
 
 
 def shard_timeline(topic: str, timer_id: str) -> str:
@@ -65,6 +71,9 @@ def test_each_timer_is_written_read_and_removed_in_its_own_shard(front: Front) -
     assert removed == [True] * len(IDS)
     assert all(front.raw.zcard(keyspace.timeline("jobs")) == 0 for keyspace in NAMESPACE.keyspaces)
     assert timers.call("get_timer", "jobs", IDS[0]) is None
+    assert "so `set_timer`, `remove_timer`, `get_timer` and `requeue_dead_letter` stay one call, to that shard" in (
+        README
+    )
 
 
 def test_the_seed_listings_cover_every_shard_earliest_first(front: Front) -> None:
@@ -82,6 +91,7 @@ def test_the_seed_listings_cover_every_shard_earliest_first(front: Front) -> Non
     assert payloads["jobs--t3"] == Job(n=3).model_dump_json()
     ready = timers.call("fetch_ready_timers", base + datetime.timedelta(seconds=3))
     assert ready == ["others--o", f"jobs--{IDS[-1]}", f"jobs--{IDS[-2]}", f"jobs--{IDS[-3]}"]
+    assert "`fetch_all_timers()` and `fetch_ready_timers()` read every shard" in README
 
 
 def bury_by_hand(front: Front, topic: str, timer_id: str, payload: str, failed_at_ms: int) -> str:
@@ -114,6 +124,7 @@ def test_dead_letters_are_listed_requeued_and_purged_across_shards(front: Front)
     assert timers.call("purge_dead_letters") == len(IDS) - SHARDS * 2
     assert timers.call("dead_letters") == []
     assert timers.call("purge_dead_letters") == 0
+    assert "a timer's dead letter is kept in its shard's `:dead` hash" in README
 
 
 def test_the_legacy_import_writes_each_timer_into_its_own_shard(front: Front) -> None:
@@ -142,6 +153,8 @@ def test_the_legacy_import_writes_each_timer_into_its_own_shard(front: Front) ->
     timers.call("handle_ready_timers")
     assert all(front.raw.zcard(keyspace.timeline("jobs")) == 0 for keyspace in NAMESPACE.keyspaces)
     assert all(front.raw.hlen(keyspace.legacy_receipts("jobs")) == 0 for keyspace in NAMESPACE.keyspaces)
+    assert "the import of the original library's timers writes each timer into its own shard" in README
+    assert "Each timer goes to its own shard: `import_legacy` is one call per shard and topic." in PROTOCOL
 
 
 # -- the recorded shard count -----------------------------------------------------------
@@ -155,6 +168,10 @@ def test_the_first_process_records_the_shard_count_and_one_shard_writes_nothing(
     other = jobs_timers(front, TimersSettings(namespace="sharded", shards=SHARDS))
     assert other.call("dead_letters") == []  # a read is the first call: it records the count all the same
     assert front.raw.get("{sharded}:shards") == str(SHARDS)
+    assert "One shard, the default, keeps every key and call as it was." in README
+    assert "The first process to run on a namespace of N > 1 shards records N at `{timers}:shards`." in README
+    assert "A process with one shard writes nothing there." in README
+    assert "| `{timers}:shards` | STRING | N, the namespace's shard count" in PROTOCOL
 
 
 FIRST_CALLS: dict[str, Callable[[Any], object]] = {
@@ -182,6 +199,10 @@ def test_a_process_with_another_shard_count_refuses_to_run(front: Front, method:
         assert "until it is drained" in message
 
     assert front.all_keys() == before  # nothing written, the count unchanged
+    assert "when the namespace records another count, when it has one shard and the namespace records several" in (
+        README
+    )
+    assert "start the new processes with the new `TIMERS_SHARDS` and a new `TIMERS_NAMESPACE`" in OPERATIONS
 
 
 @pytest.mark.parametrize("one_shard_key", ["timeline", "dead"])
@@ -202,18 +223,42 @@ def test_several_shards_refuse_a_namespace_holding_one_shard_timers(front: Front
     assert f"TIMERS_SHARDS={SHARDS}" in str(refused.value)
     assert front.all_keys() == before  # no count recorded: the one-shard processes keep working
     one.set_timer("jobs", "c", Job(n=3), LATER)
+    assert "or when it has several and the namespace holds one-shard timers or dead letters of its topics" in README
+
+
+def evalsha_calls(front: Front) -> int:
+    return int(front.raw.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
 
 
 def test_the_count_is_checked_once_per_timers_so_set_timer_stays_one_call(front: Front) -> None:
+    jobs_timers(front).set_timer("jobs", "warm", Job(n=0), LATER)  # both scripts loaded: no NOSCRIPT counted below
     timers = jobs_timers(front)
+    front.raw.config_resetstat()
     timers.set_timer("jobs", "a", Job(n=1), LATER)
+    assert evalsha_calls(front) == 2  # the check, then the write
     front.raw.set(LAYOUT_KEY, "7")  # by hand: only a Timers that has not checked yet sees it
 
+    front.raw.config_resetstat()
     timers.set_timer("jobs", "b", Job(n=2), LATER)
+    assert evalsha_calls(front) == 1
     assert timers.call("get_timer", "jobs", "b") is not None
 
     with pytest.raises(ShardLayoutError, match="records 7 shard"):
         jobs_timers(front).set_timer("jobs", "c", Job(n=3), LATER)
+    assert "before its first call to Redis (its first `set_timer`, any other method, or a worker's first" in README
+    assert "round trip) and never again, so later calls cost what they did." in README
+    assert "The check costs each `Timers` one script call, before its first call to Redis" in OPERATIONS
+
+
+def test_processes_starting_together_on_an_empty_namespace_are_not_kept_apart(front: Front) -> None:
+    one = jobs_timers(front, TimersSettings())
+    assert one.call("get_timer", "jobs", "a") is None  # checked: nothing recorded, nothing one-shard yet
+    jobs_timers(front).set_timer("jobs", "b", Job(n=2), LATER)  # records 4
+
+    one.set_timer("jobs", "a", Job(n=1), LATER)  # checked already: not refused
+
+    assert front.raw.zscore("{timers}:timeline:jobs", "a") is not None
+    assert "two processes that start at the same moment on an empty namespace, one with one shard and one" in README
 
 
 def test_bad_input_is_refused_before_anything_reaches_redis(front: Front) -> None:
