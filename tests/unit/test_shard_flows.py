@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime
 import json
 import random
+import zlib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +27,7 @@ REGISTRY = make_registry()
 SETTINGS = TimersSettings(shards=SHARDS)
 IDS = [f"o-{n}" for n in range(16)]
 LATER = datetime.timedelta(hours=1)
+PROTOCOL = " ".join((Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text(encoding="utf-8").split())
 
 
 def shard_keys(keys: tuple[str, ...]) -> Keyspace:
@@ -37,6 +40,13 @@ def shard_keys(keys: tuple[str, ...]) -> Keyspace:
 
 def test_the_ids_reach_every_shard() -> None:
     assert {NAMESPACE.keyspace_for("orders", timer_id).shard for timer_id in IDS} == set(range(SHARDS))
+
+
+@pytest.mark.parametrize("timer_id", IDS)
+def test_a_timers_shard_is_the_documented_crc(timer_id: str) -> None:
+    assert "a timer's keys are those of shard CRC-32(`topic NUL id` in UTF-8) mod N" in PROTOCOL
+    expected = zlib.crc32(f"orders\0{timer_id}".encode()) % SHARDS
+    assert NAMESPACE.keyspace_for("orders", timer_id).tag == NAMESPACE.keyspaces[expected].tag
 
 
 @pytest.mark.parametrize("timer_id", IDS)
@@ -174,6 +184,8 @@ def test_the_check_is_one_single_slot_call_with_the_count() -> None:
     )
     assert len({key_slot(key) for key in call.keys}) == 1
     assert call.args == (SHARDS,)
+    documented = "| `check_layout` | `{timers}:shards`, then the one-shard `{timers}:dead` and `{timers}:timeline:"
+    assert documented in PROTOCOL
 
 
 @pytest.mark.parametrize("as_bytes", [False, True])
