@@ -252,3 +252,46 @@ def test_a_user_without_the_original_librarys_keys_needs_the_import_switched_off
         fired.wait_for(1)
         not_importing.stop_worker()
     assert fired.items == ["now"]
+
+
+def documented_shard_rules() -> list[str]:
+    """The rules docs/operations.md says to add for a namespace of several shards."""
+    text = " ".join(OPERATIONS.read_text(encoding="utf-8").split())
+    match = re.search(
+        r"With `TIMERS_SHARDS` > 1 the shards' keys and channels carry tags of their own: add `([^`]+)`", text
+    )
+    assert match, "docs/operations.md says nothing of the ACL rules of several shards"
+    return match.group(1).split()
+
+
+def test_the_documented_user_with_the_shard_rules_runs_every_call_over_shards(
+    acl_front: Front, acl_server: EmbeddedServer
+) -> None:
+    admin = redis.Redis(host=acl_server.host, port=acl_server.port)
+    version = tuple(int(part) for part in str(admin.info("server")["redis_version"]).split(".")[:2])
+    rules = documented_acl_rules(version)
+    admin.execute_command("ACL", "SETUSER", "sharded", "reset", *rules, *documented_shard_rules())  # type: ignore[no-untyped-call]
+    admin.close()
+    settings = TimersSettings(shards=4)
+    ids = [f"t{n}" for n in range(16)]
+
+    # The documented user alone is refused the shards' keys, with a typed error.
+    plain = acl_front.timers(
+        spec("jobs", Job, lambda payload, context: None), url=user_url(acl_server, "timers"), settings=settings
+    )
+    with pytest.raises(TimersPermissionError):
+        plain.set_timer("jobs", ids[0], Job(n=0), datetime.timedelta(hours=1))
+
+    timers = acl_front.timers(
+        spec("jobs", Job, lambda payload, context: None), url=user_url(acl_server, "sharded"), settings=settings
+    )
+    for n, timer_id in enumerate(ids):
+        timers.set_timer("jobs", timer_id, Job(n=n), datetime.timedelta(hours=1))
+    assert all(timers.get_timer("jobs", timer_id) is not None for timer_id in ids)
+    assert len(timers.call("fetch_all_timers")[0]) == len(ids)
+    assert timers.remove_timer("jobs", ids[0]) is True
+    timers.handle_ready_timers()
+    assert timers.dead_letters() == []
+    assert timers.requeue_dead_letter("jobs", ids[1]) is False
+    assert timers.purge_dead_letters() == 0
+    assert [entry for entry in acl_front.raw.acl_log() if entry["username"] == "sharded"] == []
