@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from redis_timers import InvalidTimerIdError, ShardLayoutError, TimersSettings
+from redis_timers import InvalidTimerIdError, SettingsError, ShardLayoutError, TimersSettings
 from redis_timers.keys import Namespace
 from tests.harness import Front, datetime_to_ms, spec
 from tests.scenarios.models import Job, Other
@@ -197,6 +197,10 @@ def test_a_process_with_another_shard_count_refuses_to_run(front: Front, method:
         assert f"this process has TIMERS_SHARDS={shards}" in message
         assert "new namespace (TIMERS_NAMESPACE)" in message
         assert "until it is drained" in message
+        assert isinstance(refused.value, SettingsError)
+    assert "`ShardLayoutError` (a `SettingsError`) refuses a process whose `TIMERS_SHARDS` is not its namespace's" in (
+        README
+    )
 
     assert front.all_keys() == before  # nothing written, the count unchanged
     assert "when the namespace records another count, when it has one shard and the namespace records several" in (
