@@ -136,7 +136,7 @@ class TimersCore:
 
     def _new_engine(self, *, single_pass: bool, concurrency: int | None = None) -> WorkerEngine:
         return WorkerEngine(
-            keyspace=self.namespace.keyspaces[0],
+            namespace=self.namespace,
             registry=self.registry,
             settings=self.settings,
             rng=self._rng,

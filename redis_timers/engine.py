@@ -13,20 +13,20 @@ import logging
 import math
 import random
 import secrets
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pydantic
 
 from redis_timers import codec, flows, legacy, scripts, server_errors, wire
 from redis_timers.errors import STOP_REQUESTS, SettingsError
-from redis_timers.keys import Keyspace, Namespace
+from redis_timers.keys import Namespace
 from redis_timers.ops import Flow, ScriptCall
 from redis_timers.registry import HandlerRegistry
 from redis_timers.retry import cycle_failure_pause, retry_delay_ms
 from redis_timers.router import Handler
 from redis_timers.settings import TimersSettings
-from redis_timers.timing import ServerClock
+from redis_timers.shards import Settlement, ShardState, claim_shares, new_shard_states
 
 logger = logging.getLogger("redis_timers")
 
@@ -65,9 +65,20 @@ def invalid_payload(error: BaseException) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Cycle:
-    """Run this script call, then report `cycle_succeeded` or `step_failed`."""
+    """Send these script calls, one per shard that needs one, all at once; then report how each went.
+
+    A cycle of one call (always, with one shard): `cycle_succeeded` or `step_failed`. A cycle of several:
+    each call's reply or error, in order, to `calls_answered`; or `step_failed` if none could be sent.
+    """
 
     call: ScriptCall
+    """The first call (the only one, with one shard)."""
+    more: tuple[ScriptCall, ...] = ()
+    """The other shards' calls: sent with the first, concurrently, in one network round trip."""
+
+    @property
+    def calls(self) -> tuple[ScriptCall, ...]:
+        return (self.call, *self.more)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +100,8 @@ class Finished:
     """Nothing left to do: return, or raise `error` if there is one."""
 
     error: BaseException | None = None
-    """A stop request (`KeyboardInterrupt`, `SystemExit`) raised while a claimed payload was validated."""
+    """A stop request (`KeyboardInterrupt`, `SystemExit`) raised while a claimed payload was validated, or the
+    error of one shard's call that the worker stops for (see `WorkerEngine.calls_answered`)."""
 
 
 Step = Cycle | Maintain | Wait | Finished
@@ -110,15 +122,8 @@ class Run:
     renew_at_ms: float
     key: bytes
     """How settlements name this run on the wire (see `wire.py`)."""
-
-
-class Settlement(NamedTuple):
-    """What to tell Redis about one run; a tuple because a busy worker makes one per timer."""
-
-    kind: bytes
-    """One of `wire.ACK`, `RETRY`, `DEAD`, `RELEASE`, `RENEW`."""
-    encoded: bytes
-    """The whole settlement as `cycle.lua` reads it."""
+    shard: int = 0
+    """The shard it was claimed from, which its settlements go to."""
 
 
 def settle(kind: bytes, key: bytes, tail: bytes = b"") -> Settlement:
@@ -129,7 +134,7 @@ class WorkerEngine:
     def __init__(
         self,
         *,
-        keyspace: Keyspace,
+        namespace: Namespace,
         registry: HandlerRegistry,
         settings: TimersSettings,
         rng: random.Random,
@@ -137,7 +142,7 @@ class WorkerEngine:
         concurrency: int | None = None,
         layout_check: Callable[[], Flow[int]] | None = None,
     ) -> None:
-        self._keyspace = keyspace
+        self._namespace = namespace
         # The namespace's shard count, checked before the first round trip (a maintenance step, so that an
         # outage at start is ridden out like any other); None once checked, or when the Timers checked it already.
         self._layout_check = layout_check
@@ -149,44 +154,36 @@ class WorkerEngine:
         self._handlers = [registry.find(topic) for topic in self._topics]
         self._validators = [handler.schema.__pydantic_validator__.validate_json for handler in self._handlers]
         self._attempt_limits = [handler.max_attempts or settings.max_attempts for handler in self._handlers]
-        self._topic_keys = tuple(itertools.chain.from_iterable(map(keyspace.topic_keys, self._topics)))
         # Each round trip records its claims under a key of its own; the id moves on only once a reply
         # arrives, so a cycle retried after a lost reply gets the same claims back instead of new ones.
         # From the OS, not from `rng`: processes forked from one Timers share its generator's state.
         self._worker_id = secrets.token_hex(8)
-        self._cycle_number = 0
-        self._previous_record = keyspace.claim_record(f"{self._worker_id}:none")
+        self._shards = new_shard_states(namespace.keyspaces, self._topics, self._worker_id)
+        self._shard_by_channel_prefix = {shard.keyspace.channel_prefix: shard for shard in self._shards}
+        # The shards of the cycle out now, in the order of its calls; reused, not reallocated, per cycle.
+        self._outstanding: list[ShardState] = []
+        self._wanting: list[int] = []
+        self._first_extra_claim = 0  # which shard gets a claim budget's remainder first (see `claim_shares`)
         self.concurrency = settings.concurrent_processing_limit if concurrency is None else concurrency
         if not isinstance(self.concurrency, int) or self.concurrency < 1:
             raise SettingsError(f"concurrency must be an int >= 1, got {self.concurrency!r}")
         self._lease_ms = round(settings.lease_seconds * 1000)
         self._renew_every_ms = self._lease_ms * RENEW_AFTER_FRACTION
-        self._clock = ServerClock()
         self._run_ids = itertools.count(1)
         self._in_flight: dict[int, Run] = {}
-        self._pending: list[Settlement] = []
-        self._sent: list[Settlement] = []
-        self._asked = 0
-        self._rotation = 0
-        # Server ms of the earliest timer of our topics: None = unknown (claim to learn it), inf = none.
-        self._next_due: float | None = None
-        # A worker that could claim claims at least once per safety interval, whatever it believes the next
-        # due time is: a lost notification then delays a timer by one interval at most.
-        self._safety_claim_at = 0.0
+        # A worker that could claim claims from each shard at least once per safety interval, whatever it believes
+        # the shard's next due time is: a lost notification then delays a timer by one interval at most.
+        # A step that failed as a whole (the import, or a cycle none of whose calls could be sent) pauses every
+        # shard; a call that failed alone pauses its shard alone (`ShardState.paused_until`).
         self._failures = 0
         self._paused_until = 0.0
-        # A round trip whose reply never came (the front end was interrupted while waiting): it may have
-        # claimed timers, so it is sent again, even while stopping, to get those claims back and release them.
-        self._replay_due = False
         self._imports = bool(self._topics) and settings.legacy_import
         self._importing = False  # the step out is the import (a Maintain), for what a failure of it says
         self._next_import_at = 0.0 if self._imports else math.inf
         self._stop_deadline: float | None = None
         self._finished = False
         self._stop_error: BaseException | None = None
-        self._cutoff: int | None = None
         self._gathering_since: float | None = None
-        self._pass_exhausted = False
         self.stale_settlements = 0
 
     # -- what to do next ------------------------------------------------------------------
@@ -210,38 +207,57 @@ class WorkerEngine:
                 math.inf if self._single_pass else now + self._settings.legacy_import_interval_seconds
             )
             self._importing = True
-            namespace = Namespace(self._keyspace.namespace, self._keyspace.shards)
-            return Maintain(legacy.import_legacy(namespace, self._registry, self._settings))
+            return Maintain(legacy.import_legacy(self._namespace, self._registry, self._settings))
         self._plan_renewals(now)
-        if self._pending or self._wants_claim(now):
+        wanting = self._wanting
+        wanting.clear()
+        settling = False
+        claiming = len(self._in_flight) < self.concurrency
+        for shard in self._shards:
+            if now < shard.paused_until:
+                continue
+            if claiming and self._wants_claim(shard, now):
+                wanting.append(shard.index)
+            elif shard.pending:
+                settling = True
+        if wanting or settling:
             gather_until = self._gather_until(now)
             if now < gather_until:
                 return Wait(gather_until - now)
-            return Cycle(self._cycle_call(claim=True))
-        if self._single_pass and self._pass_exhausted and not self._in_flight:
+            return self._cycle(now, wanting)
+        if self._single_pass and not self._in_flight and all(shard.pass_exhausted for shard in self._shards):
             self._finished = True
             return Finished(self._stop_error)
         return Wait(self._wait_seconds(now))
 
     def _stopping_step(self, now: float) -> Step:
         assert self._stop_deadline is not None
-        if now >= self._stop_deadline + STOP_FLUSH_SECONDS:
+        flush_bound = self._stop_deadline + STOP_FLUSH_SECONDS
+        if now >= flush_bound:
             # Redis stayed unreachable: the leases will simply run out and other workers take over.
             self._finished = True
             return Finished(self._stop_error)
         if now >= self._stop_deadline and self._in_flight:
             # Grace is over: hand the leases back so other workers can take these timers at once.
             for run in self._in_flight.values():
-                self._pending.append(settle(wire.RELEASE, run.key))
+                self._shards[run.shard].pending.append(settle(wire.RELEASE, run.key))
             logger.warning("stopping with %d handler(s) unfinished; their timers are handed back", len(self._in_flight))
             self._in_flight.clear()
         self._plan_renewals(now)
-        if self._pending or self._replay_due:
-            return Cycle(self._cycle_call(claim=False))
-        if not self._in_flight:
+        self._wanting.clear()
+        resume_at = math.inf  # when a shard that backs off may try its hand-back again
+        for shard in self._shards:
+            if shard.pending or shard.replay_due:
+                if now >= shard.paused_until:
+                    return self._cycle(now, self._wanting)
+                resume_at = min(resume_at, shard.paused_until, flush_bound)
+        if not self._in_flight and resume_at == math.inf:
             self._finished = True
             return Finished(self._stop_error)
-        return Wait(min(self._stop_deadline - now, self._renewal_wait(now)))
+        wait = resume_at - now
+        if self._in_flight:
+            wait = min(wait, self._stop_deadline - now, self._renewal_wait(now))
+        return Wait(wait)
 
     def _gather_until(self, now: float) -> float:
         """While most slots are busy, wait a moment for more handlers to finish, then settle and claim at once.
@@ -257,94 +273,161 @@ class WorkerEngine:
             self._gathering_since = now
         return self._gathering_since + GATHER_SECONDS
 
-    def _wants_claim(self, now: float) -> bool:
-        if len(self._in_flight) >= self.concurrency or (self._single_pass and self._pass_exhausted):
+    def _wants_claim(self, shard: ShardState, now: float) -> bool:
+        if self._single_pass and shard.pass_exhausted:
             return False
-        if self._next_due is None or (self._topics and now >= self._safety_claim_at):
+        if shard.next_due is None or (self._topics and now >= shard.safety_claim_at):
             return True
-        server_now = self._clock.server_now_ms(now)
-        return server_now is not None and self._next_due <= math.floor(server_now)
+        server_now = shard.clock.server_now_ms(now)
+        return server_now is not None and shard.next_due <= math.floor(server_now)
 
     def _wait_seconds(self, now: float) -> float:
         wait = min(self._settings.safety_wakeup_seconds, self._renewal_wait(now), self._next_import_at - now)
-        next_due = self._next_due
-        claiming = len(self._in_flight) < self.concurrency and not (self._single_pass and self._pass_exhausted)
-        if claiming and self._topics:
-            wait = min(wait, self._safety_claim_at - now)
-            if next_due is not None and next_due != math.inf:
-                wait = min(wait, self._clock.seconds_until(math.ceil(next_due), now))
+        claiming = len(self._in_flight) < self.concurrency and bool(self._topics)
+        for shard in self._shards:
+            shard_wait = math.inf
+            if shard.pending:
+                shard_wait = 0.0  # only while the shard backs off (else the step is a cycle)
+            elif claiming and not (self._single_pass and shard.pass_exhausted):
+                shard_wait = shard.safety_claim_at - now
+                next_due = shard.next_due
+                if next_due is not None and next_due != math.inf:
+                    shard_wait = min(shard_wait, shard.clock.seconds_until(math.ceil(next_due), now))
+            if shard_wait < wait:
+                wait = min(wait, max(shard_wait, shard.paused_until - now))
         return wait
 
     def _renewal_wait(self, now: float) -> float:
         if not self._in_flight:
             return math.inf
-        earliest = min(run.renew_at_ms for run in self._in_flight.values())
-        return self._clock.seconds_until(math.ceil(earliest), now)
+        shards = self._shards
+        if len(shards) == 1:
+            earliest = min(run.renew_at_ms for run in self._in_flight.values())
+            return shards[0].clock.seconds_until(math.ceil(earliest), now)
+        return min(
+            shards[run.shard].clock.seconds_until(math.ceil(run.renew_at_ms), now) for run in self._in_flight.values()
+        )
 
     def _plan_renewals(self, now: float) -> None:
-        server_now = self._clock.server_now_ms(now)
-        if server_now is None:
+        if not self._in_flight:
             return
+        shards = self._shards
+        if len(shards) == 1:
+            server_now = shards[0].clock.server_now_ms(now)
+            if server_now is None:
+                return
+            pending = shards[0].pending
+            for run in self._in_flight.values():
+                if run.renew_at_ms <= server_now:
+                    pending.append(settle(wire.RENEW, run.key))
+                    run.renew_at_ms = server_now + self._renew_every_ms
+            return
+        # Each lease runs on its own shard's clock.
+        server_nows = [shard.clock.server_now_ms(now) for shard in shards]
         for run in self._in_flight.values():
-            if run.renew_at_ms <= server_now:
-                self._pending.append(settle(wire.RENEW, run.key))
-                run.renew_at_ms = server_now + self._renew_every_ms
+            shard_now = server_nows[run.shard]
+            if shard_now is not None and run.renew_at_ms <= shard_now:
+                shards[run.shard].pending.append(settle(wire.RENEW, run.key))
+                run.renew_at_ms = shard_now + self._renew_every_ms
 
-    def _cycle_call(self, *, claim: bool) -> ScriptCall:
+    def _cycle(self, now: float, wanting: list[int]) -> Cycle:
+        """One call per shard in `wanting` (sharing the free slots) or with settlements to send (or replay).
+
+        Only shards that are not backing off; the caller has made sure there is at least one. A stopping
+        worker claims nothing.
+        """
+        stopping = self._stop_deadline is not None
+        free = 0 if stopping else self.concurrency - len(self._in_flight)
+        outstanding = self._outstanding
+        outstanding.clear()
+        shards = self._shards
+        if len(shards) == 1:
+            shard = shards[0]
+            outstanding.append(shard)
+            return Cycle(self._cycle_call(shard, min(free, MAX_CLAIM_BATCH)))
+        shares: list[int] = []
+        if wanting:
+            shares, self._first_extra_claim = claim_shares(free, wanting, len(shards), self._first_extra_claim)
+        calls = []
+        position = 0
+        for shard in shards:
+            share = 0
+            if position < len(wanting) and wanting[position] == shard.index:
+                share = min(shares[position], MAX_CLAIM_BATCH)
+                position += 1
+            if now < shard.paused_until:
+                continue
+            if share or shard.pending or (stopping and shard.replay_due):
+                outstanding.append(shard)
+                calls.append(self._cycle_call(shard, share))
+        return Cycle(calls[0], tuple(calls[1:]))
+
+    def _cycle_call(self, shard: ShardState, asked: int) -> ScriptCall:
         # Bounded like the claims, so that no concurrency makes one call too big for the script (or the
         # server's patience); what is left is still pending, so the next step is another round trip at once.
-        if len(self._pending) <= MAX_SETTLEMENTS_PER_CYCLE:
-            self._sent, self._pending = self._pending, []
+        if len(shard.pending) <= MAX_SETTLEMENTS_PER_CYCLE:
+            shard.sent, shard.pending = shard.pending, []
         else:
-            self._sent = self._pending[:MAX_SETTLEMENTS_PER_CYCLE]
-            self._pending = self._pending[MAX_SETTLEMENTS_PER_CYCLE:]
-        self._asked = min(self.concurrency - len(self._in_flight), MAX_CLAIM_BATCH) if claim else 0
+            shard.sent = shard.pending[:MAX_SETTLEMENTS_PER_CYCLE]
+            shard.pending = shard.pending[MAX_SETTLEMENTS_PER_CYCLE:]
+        shard.asked = asked
         n_topics = len(self._topics)
         args: list[Any] = [
             self._lease_ms,
-            self._asked,
-            "" if self._cutoff is None else self._cutoff,
-            self._keyspace.channel_prefix,
+            asked,
+            "" if shard.cutoff is None else shard.cutoff,
+            shard.keyspace.channel_prefix,
             n_topics,
             *self._topics,
-            self._rotation,
-            b"".join([settlement.encoded for settlement in self._sent]),
+            shard.rotation,
+            b"".join([settlement.encoded for settlement in shard.sent]),
         ]
-        self._rotation = (self._rotation + 1) % max(1, n_topics)
-        record = self._keyspace.claim_record(f"{self._worker_id}:{self._cycle_number}")
-        keys = (self._keyspace.dead_letters, record, self._previous_record, *self._topic_keys)
+        shard.rotation = (shard.rotation + 1) % max(1, n_topics)
+        keys = (shard.keyspace.dead_letters, shard.claim_record, shard.previous_record, *shard.topic_keys)
         return ScriptCall(scripts.CYCLE, keys, tuple(args))
 
     # -- what happened --------------------------------------------------------------------
 
-    def cycle_succeeded(self, reply: list[Any], sent_at: float, received_at: float) -> list[Run]:
-        """Record a cycle's reply; returns the runs whose handlers the front end must start now."""
+    def cycle_succeeded(
+        self, reply: list[Any], sent_at: float, received_at: float, shard_index: int | None = None
+    ) -> list[Run]:
+        """Record a cycle's reply; returns the runs whose handlers the front end must start now.
+
+        `shard_index`: the shard whose call this replies to; by default the only call of the cycle.
+        """
+        if shard_index is None:
+            shard = self._outstanding[0] if self._outstanding else self._shards[0]
+            self._outstanding.clear()
+        else:
+            shard = self._shards[shard_index]
         now_ms, next_due, stale, examined = int(reply[0]), int(reply[1]), int(reply[2]), int(reply[3])
-        self._clock.observe(now_ms, sent_at, received_at)
+        shard.clock.observe(now_ms, sent_at, received_at)
         self._gathering_since = None
-        self._safety_claim_at = received_at + self._settings.safety_wakeup_seconds
-        self._previous_record = self._keyspace.claim_record(f"{self._worker_id}:{self._cycle_number}")
-        self._cycle_number += 1
+        shard.safety_claim_at = received_at + self._settings.safety_wakeup_seconds
+        shard.previous_record = shard.claim_record
+        shard.cycle_number += 1
         self._failures = 0
-        self._sent = []
-        self._replay_due = False
+        shard.failures = 0
+        shard.sent = []
+        shard.replay_due = False
         if stale:
             # Expected when a timer was rescheduled or removed while its handler ran, or its lease ran out.
             logger.debug("%d settlement(s) no longer held their lease and were dropped", stale)
             self.stale_settlements += stale
-        self._next_due = math.inf if next_due < 0 else next_due
-        if self._single_pass and self._cutoff is None:
+        shard.next_due = math.inf if next_due < 0 else next_due
+        if self._single_pass and shard.cutoff is None:
             # The pass handles what is due by the end of the millisecond it started in: a timer set with no delay
             # just before it is due at the next whole millisecond (scores from now round up), so the pass waits
             # that long for it rather than miss it. Claims never take a timer before its due time.
-            self._cutoff = now_ms + 1
+            shard.cutoff = now_ms + 1
         runs: list[Run] = []
         renew_at_ms = now_ms + self._renew_every_ms
         handlers, validators, in_flight, run_ids = self._handlers, self._validators, self._in_flight, self._run_ids
+        pending, index_of_shard = shard.pending, shard.index
         claims = wire.claims(reply[4])
         if self._stop_deadline is not None:
             # Claims reach a stopping worker only from a replayed round trip: hand them back at once.
-            self._pending.extend(settle(wire.RELEASE, claim.key) for claim in claims)
+            pending.extend(settle(wire.RELEASE, claim.key) for claim in claims)
             claims = []
         for index, (attempts, topic_index, token, raw_id, body, key) in enumerate(claims):
             handler = handlers[topic_index - 1]
@@ -358,20 +441,20 @@ class WorkerEngine:
                     f"the limit is {limit} attempt(s)"
                 )
                 logger.error("timer %r/%r %s; moved to dead letters", handler.topic, timer_id, reason)
-                self._pending.append(settle(wire.DEAD, key, wire.with_error(reason)))
+                pending.append(settle(wire.DEAD, key, wire.with_error(reason)))
                 continue
             try:
                 payload = validators[topic_index - 1](body)
                 if not isinstance(payload, handler.schema):
                     flows.of_schema(handler.schema, payload)  # raises, saying what it validated into
             except STOP_REQUESTS as stop:
-                self._stop_while_claiming(stop, runs, claims[index + 1 :], received_at)
+                self._stop_while_claiming(stop, shard, runs, claims[index + 1 :], received_at)
                 return []
             except BaseException as error:  # anything else a validator raises is this payload's fault
                 # Retrying cannot help a payload that no longer fits its schema: dead-letter it, run the others.
                 logger.error("timer %r/%r has an invalid payload; moved to dead letters", handler.topic, timer_id)
                 reason = f"payload does not validate against {handler.schema.__name__}: {invalid_payload(error)}"
-                self._pending.append(settle(wire.DEAD, key, wire.with_error(reason)))
+                pending.append(settle(wire.DEAD, key, wire.with_error(reason)))
                 continue
             # Positional: a busy worker makes one per timer (fields in declaration order).
             run_id = next(run_ids)
@@ -386,15 +469,45 @@ class WorkerEngine:
                 topic_index,
                 renew_at_ms,
                 key,
+                index_of_shard,
             )
             in_flight[run_id] = run
             runs.append(run)
-        if examined < self._asked and not (self._cutoff is not None and self._next_due <= self._cutoff):
-            self._pass_exhausted = True
+        if examined < shard.asked and not (shard.cutoff is not None and shard.next_due <= shard.cutoff):
+            shard.pass_exhausted = True
+        return runs
+
+    def calls_answered(self, outcomes: Sequence[object], sent_at: float, received_at: float) -> list[Run]:
+        """Each call's outcome, in the order of the cycle's calls: its reply, or the error it met.
+
+        A shard whose call failed backs off alone while the others go on. An error the worker must stop for
+        (see `step_failed`) ends it: the next step is `Finished` with that error, and no claim is started.
+        """
+        outstanding, self._outstanding = self._outstanding, []
+        runs: list[Run] = []
+        stop_for: BaseException | None = None
+        for shard, outcome in zip(outstanding, outcomes):
+            if isinstance(outcome, BaseException):
+                if not self.step_failed(received_at, outcome, shard.index) and stop_for is None:
+                    stop_for = outcome
+            else:
+                runs.extend(self.cycle_succeeded(outcome, sent_at, received_at, shard.index))  # type: ignore[arg-type]
+        outstanding.clear()
+        self._outstanding = outstanding
+        if stop_for is not None:
+            # As a lone call's error would: those claims are due again when their leases end.
+            self._finished = True
+            self._stop_error = stop_for
+            return []
         return runs
 
     def _stop_while_claiming(
-        self, stop: BaseException, started: list[Run], unvalidated: list[wire.Claim], now: float
+        self,
+        stop: BaseException,
+        shard: ShardState,
+        started: list[Run],
+        unvalidated: list[wire.Claim],
+        now: float,
     ) -> None:
         """A stop request raised in a validator: stop gracefully, then raise it (see `Finished.error`).
 
@@ -405,8 +518,8 @@ class WorkerEngine:
         """
         for run in started:
             del self._in_flight[run.run_id]
-            self._pending.append(settle(wire.RELEASE, run.key))
-        self._pending.extend(settle(wire.RELEASE, claim.key) for claim in unvalidated)
+            shard.pending.append(settle(wire.RELEASE, run.key))
+        shard.pending.extend(settle(wire.RELEASE, claim.key) for claim in unvalidated)
         self._stop_error = stop
         self.request_stop(now)
 
@@ -415,30 +528,43 @@ class WorkerEngine:
         self._importing = False
         if imported:
             logger.info("imported %d timer(s) written by an earlier redis-timers version", imported)
-            self._next_due = None
+            self.rearm()
 
     def cycle_interrupted(self) -> None:
-        """The front end gave up waiting for a cycle's reply (it was cancelled or interrupted).
+        """The front end gave up waiting for a cycle's replies (it was cancelled or interrupted).
 
-        The call may have run: its settlements are pending again, and the next round trip, even while
-        stopping, re-sends it under the same claim record (replaying its claims, which a stopping
+        Each call may have run: its settlements are pending again, and the next round trip to its shard, even
+        while stopping, re-sends it under the same claim record (replaying its claims, which a stopping
         worker then hands back).
         """
-        self._pending = self._sent + self._pending
-        self._sent = []
-        self._next_due = None
-        self._replay_due = True
+        for shard in self._outstanding:
+            shard.pending = shard.sent + shard.pending
+            shard.sent = []
+            shard.next_due = None
+            shard.replay_due = True
+        self._outstanding.clear()
 
-    def step_failed(self, now: float, error: BaseException) -> bool:
-        """A cycle or maintenance step failed: Redis was unreachable or answered with an error.
+    def step_failed(self, now: float, error: BaseException, shard_index: int | None = None) -> bool:
+        """A step failed: Redis was unreachable or answered with an error.
 
+        `shard_index`: the shard whose call (of a cycle of several) failed alone; by default the whole step.
         Returns False when the caller should re-raise: in a single pass, and for an error that will not pass
         on its own (a wrong password, an ACL that forbids the worker's keys, a key of the wrong type), which
         someone must fix; waiting for it would only hide it.
         """
-        self._pending = [s for s in self._sent if s.kind != wire.RENEW] + self._pending
-        self._sent = []
-        self._next_due = None
+        if shard_index is None:
+            failed, self._outstanding = self._outstanding, []
+            for shard in self._shards:
+                shard.next_due = None
+        else:
+            failed = [self._shards[shard_index]]
+            failed[0].next_due = None
+        for shard in failed:
+            shard.pending = [s for s in shard.sent if s.kind != wire.RENEW] + shard.pending
+            shard.sent = []
+        if shard_index is None:
+            failed.clear()
+            self._outstanding = failed
         importing, self._importing = self._importing, False
         permanent = not server_errors.is_outage(error)
         if importing and permanent:
@@ -460,6 +586,19 @@ class WorkerEngine:
                 codec.describe_error(error),
             )
             return False
+        if shard_index is not None:
+            # This shard's primary is down or its slot is moving: it backs off alone, the others keep firing.
+            shard = self._shards[shard_index]
+            shard.failures += 1
+            pause = cycle_failure_pause(shard.failures, self._settings, self._rng)
+            shard.paused_until = now + pause
+            logger.warning(
+                "Redis unavailable for shard %d (%s); retrying it in %.2fs",
+                shard_index,
+                codec.describe_error(error),
+                pause,
+            )
+            return True
         self._failures += 1
         pause = cycle_failure_pause(self._failures, self._settings, self._rng)
         self._paused_until = now + pause
@@ -472,13 +611,14 @@ class WorkerEngine:
     def handler_finished(self, run: Run, error: BaseException | None) -> None:
         if self._in_flight.pop(run.run_id, None) is None:
             return  # Already handed back at shutdown; its outcome no longer counts.
+        pending = self._shards[run.shard].pending
         if error is None:
-            self._pending.append(settle(wire.ACK, run.key))
+            pending.append(settle(wire.ACK, run.key))
             return
         description = codec.describe_error(error)
         limit = self._attempt_limits[run.topic_index - 1]
         if run.attempts >= limit:
-            self._pending.append(settle(wire.DEAD, run.key, wire.with_error(description)))
+            pending.append(settle(wire.DEAD, run.key, wire.with_error(description)))
             log_failure(
                 logging.ERROR,
                 "timer %r/%r failed %d time(s); moved to dead letters: %s",
@@ -487,7 +627,7 @@ class WorkerEngine:
             )
             return
         delay_ms = retry_delay_ms(run.attempts, self._settings, self._rng)
-        self._pending.append(settle(wire.RETRY, run.key, wire.with_error(description, delay_ms)))
+        pending.append(settle(wire.RETRY, run.key, wire.with_error(description, delay_ms)))
         log_failure(
             logging.WARNING,
             "timer %r/%r failed (attempt %d of %d); retrying in %.1fs: %s",
@@ -495,33 +635,40 @@ class WorkerEngine:
             error,
         )
 
-    def notified(self, topic: str, due_ms: int) -> None:
-        """Another process scheduled a timer of `topic` earlier than the head we knew."""
-        if self._next_due is not None and topic in self._topics:
-            self._next_due = min(self._next_due, due_ms)
+    def notified(self, topic: str, due_ms: int, shard_index: int = 0) -> None:
+        """Another process scheduled a timer of `topic` in shard `shard_index` earlier than the head we knew."""
+        shard = self._shards[shard_index]
+        if shard.next_due is not None and topic in self._topics:
+            shard.next_due = min(shard.next_due, due_ms)
 
     def notified_on(self, channel: str | bytes, data: str | bytes) -> None:
         channel_name = codec.text(channel)
-        prefix = self._keyspace.channel_prefix
-        if channel_name.startswith(prefix):
+        # A channel is '<shard tag>:wake:<topic>', and no tag holds '}' but at its end.
+        prefix_end = channel_name.find("}:wake:") + len("}:wake:")
+        shard = self._shard_by_channel_prefix.get(channel_name[:prefix_end])
+        if shard is not None:
             try:
                 due_ms = int(codec.text(data))
             except ValueError:
                 return
-            self.notified(channel_name[len(prefix) :], due_ms)
+            self.notified(channel_name[prefix_end:], due_ms, shard.index)
 
     @property
     def channels(self) -> list[str]:
-        return [self._keyspace.channel(topic) for topic in self._topics]
+        """Every shard's wake-up channel of every topic."""
+        return [shard.keyspace.channel(topic) for shard in self._shards for topic in self._topics]
 
     def rearm(self) -> None:
-        """Notifications may have been missed (reconnect): claim once to learn the next due time."""
-        self._next_due = None
+        """Notifications may have been missed (reconnect): claim from every shard once to learn its next due time."""
+        for shard in self._shards:
+            shard.next_due = None
 
     def request_stop(self, now: float, grace: float | None = None) -> None:
         if self._stop_deadline is None:
             self._stop_deadline = now + (self._settings.shutdown_grace_seconds if grace is None else grace)
             self._paused_until = 0.0
+            for shard in self._shards:
+                shard.paused_until = 0.0
 
     def stop_seconds_left(self, now: float) -> float:
         """While stopping: how long the stop may still take, the grace period and the flush after it.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio
@@ -22,6 +23,15 @@ RAW_REPLY = {NEVER_DECODE: True}
 def lane_framing(op: ScriptCall | Command) -> tuple[tuple[str, ...], tuple[Arg, ...]]:
     """The leading arguments a lane caches the frames of, and the rest (see `resp.CommandFramer`)."""
     return (op.evalsha_prefix, op.args) if isinstance(op, ScriptCall) else ((), op.args)
+
+
+def call_outcome(reply: Any) -> Any:
+    """One reply of a pipeline read with `raise_on_error=False`: itself, or the typed error it is."""
+    if isinstance(reply, SERVER_REPLY_ERRORS):
+        return server_errors.server_error(reply)
+    if isinstance(reply, CONNECTION_ERRORS):
+        return TimersConnectionError(f"Redis is unreachable: {reply}")
+    return reply
 
 
 class AsyncDriver:
@@ -65,15 +75,45 @@ class AsyncDriver:
             return await self._pipelined(ops)
 
     async def _pipelined(self, ops: tuple[ScriptCall | Command, ...]) -> list[Any]:
+        replies = await self._pipeline_replies(ops)
+        # Raised as it came, not annotated as `raise_on_error` would: its code says what it means.
+        failed = next((reply for reply in replies if isinstance(reply, redis.exceptions.ResponseError)), None)
+        if failed is not None:
+            raise failed
+        return replies
+
+    async def execute_each(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Send `calls` at once and return, per call, its reply or its error (a `TimersError`), in order.
+
+        One pipeline, not a transaction: every call is written before any reply is read, so the calls cost one
+        network round trip however many there are (a cluster client writes each node's share to it, then
+        reads them all). Calls that find their script missing load it and are sent again, alone. Raises
+        `TimersConnectionError` when the pipeline as a whole could not be sent or read.
+        """
+        try:
+            replies = await self._pipeline_replies(calls)
+            missing = [
+                index for index, reply in enumerate(replies) if isinstance(reply, redis.exceptions.NoScriptError)
+            ]
+            if missing:
+                # First use on this server (or it restarted, or its script cache was flushed).
+                for script in dict.fromkeys(calls[index].script for index in missing):
+                    await self._load(script)
+                resent = await self._pipeline_replies([calls[index] for index in missing])
+                for index, reply in zip(missing, resent):
+                    replies[index] = reply
+        except SERVER_REPLY_ERRORS as error:
+            raise server_errors.server_error(error) from error
+        except CONNECTION_ERRORS as error:
+            raise TimersConnectionError(f"Redis is unreachable: {error}") from error
+        return [call_outcome(reply) for reply in replies]
+
+    async def _pipeline_replies(self, ops: Sequence[ScriptCall | Command]) -> list[Any]:
         # A pipeline holds one connection of the pool for all of its commands (the lane is left to single calls).
         async with self.client.pipeline(transaction=False) as pipeline:
             for op in ops:
                 pipeline.execute_command(*resp.utf8(op.command), **RAW_REPLY)
             replies: list[Any] = await pipeline.execute(raise_on_error=False)
-        # Raised as it came, not annotated as `raise_on_error` would: its code says what it means.
-        failed = next((reply for reply in replies if isinstance(reply, redis.exceptions.ResponseError)), None)
-        if failed is not None:
-            raise failed
         return replies
 
     async def _load(self, script: LuaScript) -> None:

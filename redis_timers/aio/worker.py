@@ -123,7 +123,10 @@ class AsyncWorker:
             elif isinstance(step, Cycle):
                 sent_at = time.monotonic()
                 try:
-                    reply = await self._driver.execute(step.call)
+                    if step.more:  # a call to each of several shards, all in one round trip
+                        outcomes = await self._driver.execute_each(step.calls)
+                    else:
+                        reply = await self._driver.execute(step.call)
                 except REDIS_FAILURES as error:
                     if not engine.step_failed(time.monotonic(), error):
                         raise
@@ -132,7 +135,11 @@ class AsyncWorker:
                     # The reply is lost, not the call: the stop below replays it and hands its claims back.
                     engine.cycle_interrupted()
                     raise
-                self._queue.extend(engine.cycle_succeeded(reply, sent_at, time.monotonic()))
+                received_at = time.monotonic()
+                if step.more:
+                    self._queue.extend(engine.calls_answered(outcomes, sent_at, received_at))
+                else:
+                    self._queue.extend(engine.cycle_succeeded(reply, sent_at, received_at))
                 self._wake_a_runner()
                 while len(self._runner_scopes) < engine.in_flight:
                     self._runner_scopes.append(anyio.CancelScope(shield=True))

@@ -117,7 +117,10 @@ class SyncWorker:
             elif isinstance(step, Cycle):
                 sent_at = time.monotonic()
                 try:
-                    reply = self._driver.execute(step.call)
+                    if step.more:  # a call to each of several shards, all in one round trip
+                        outcomes = self._driver.execute_each(step.calls)
+                    else:
+                        reply = self._driver.execute(step.call)
                 except REDIS_FAILURES as error:
                     if not engine.step_failed(time.monotonic(), error):
                         raise
@@ -126,7 +129,11 @@ class SyncWorker:
                     # The reply is lost, not the call: the stop in `run` replays it and hands its claims back.
                     engine.cycle_interrupted()
                     raise
-                runs = engine.cycle_succeeded(reply, sent_at, time.monotonic())
+                received_at = time.monotonic()
+                if step.more:
+                    runs = engine.calls_answered(outcomes, sent_at, received_at)
+                else:
+                    runs = engine.cycle_succeeded(reply, sent_at, received_at)
                 with self._runner_lock:
                     self._queue.extend(runs)
                     self._wake_a_runner()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from redis_timers.engine import Cycle, Maintain, Run, Step, Wait, WorkerEngine
-from redis_timers.keys import Keyspace
+from redis_timers.keys import Namespace
 from redis_timers.ops import Arg, ScriptCall
 from redis_timers.registry import HandlerRegistry
 from redis_timers.settings import TimersSettings
@@ -96,12 +96,13 @@ class Harness:
         handler_max_attempts: dict[str, int] | None = None,
         empty: bool = False,
         registry: HandlerRegistry | None = None,
+        shards: int = 1,
         **settings: Any,
     ) -> None:
         self.settings = TimersSettings(**settings)
         self.registry = registry or make_registry(max_attempts=handler_max_attempts, empty=empty)
         self.engine = WorkerEngine(
-            keyspace=Keyspace("timers"),
+            namespace=Namespace("timers", shards),
             registry=self.registry,
             settings=self.settings,
             rng=FixedRandom(rng_value),
