@@ -216,10 +216,13 @@ class WorkerEngine:
         for shard in self._shards:
             if now < shard.paused_until:
                 continue
-            if claiming and self._wants_claim(shard, now):
-                wanting.append(shard.index)
-            elif shard.pending:
+            if shard.pending:
                 settling = True
+            elif not (claiming and self._wants_claim(shard, now)):
+                continue
+            # A call that settles claims too, as with one shard: the round trip is made anyway.
+            if claiming:
+                wanting.append(shard.index)
         if wanting or settling:
             gather_until = self._gather_until(now)
             if now < gather_until:
@@ -291,7 +294,9 @@ class WorkerEngine:
             elif claiming and not (self._single_pass and shard.pass_exhausted):
                 shard_wait = shard.safety_claim_at - now
                 next_due = shard.next_due
-                if next_due is not None and next_due != math.inf:
+                if next_due is None:
+                    shard_wait = 0.0  # only while the shard backs off (else the step is a cycle)
+                elif next_due != math.inf:
                     shard_wait = min(shard_wait, shard.clock.seconds_until(math.ceil(next_due), now))
             if shard_wait < wait:
                 wait = min(wait, max(shard_wait, shard.paused_until - now))

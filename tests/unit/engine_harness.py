@@ -101,8 +101,9 @@ class Harness:
     ) -> None:
         self.settings = TimersSettings(**settings)
         self.registry = registry or make_registry(max_attempts=handler_max_attempts, empty=empty)
+        self.namespace = Namespace("timers", shards)
         self.engine = WorkerEngine(
-            namespace=Namespace("timers", shards),
+            namespace=self.namespace,
             registry=self.registry,
             settings=self.settings,
             rng=FixedRandom(rng_value),
@@ -142,11 +143,40 @@ class Harness:
         reply = [*encode([server_ms(now), next_due, stale, looked_at], as_bytes), b"".join(claims)]
         return self.engine.cycle_succeeded(reply, now, now if received_at is None else received_at)
 
+    # -- several shards: a cycle carries a call per shard that needs one -----------------------
+
+    def shard_calls(self, now: float) -> dict[int, ScriptCall]:
+        """The next step's calls by shard (a `Cycle` of one call or more, in shard order)."""
+        step = self.step(now)
+        assert isinstance(step, Cycle), step
+        by_shard = {self.shard_of_call(call): call for call in step.calls}
+        assert list(by_shard) == sorted(by_shard), "calls go out in shard order"
+        assert len(by_shard) == len(step.calls), "one call per shard"
+        return by_shard
+
+    def shard_of_call(self, call: ScriptCall) -> int:
+        """Which shard a cycle call goes to: the one whose channel prefix it carries, and whose keys it names."""
+        [keyspace] = [ks for ks in self.namespace.keyspaces if ks.channel_prefix == call.args[3]]
+        assert all(str(key).startswith(keyspace.tag + ":") for key in call.keys)
+        return keyspace.shard
+
+    def answer(self, now: float, outcomes: dict[int, list[Any] | BaseException]) -> list[Run]:
+        """Report the outcome of each call of the cycle out now (as `shard_reply` builds them, or an error)."""
+        return self.engine.calls_answered([outcomes[shard] for shard in sorted(outcomes)], now, now)
+
     def start(self, *claims: bytes, now: float = 0.0, next_due: int = -1, as_bytes: bool = False) -> list[Run]:
         """Maintenance, then a first cycle whose reply claims `claims`."""
         self.maintain(now)
         self.cycle(now)
         return self.reply(now, *claims, next_due=next_due, as_bytes=as_bytes)
+
+
+def shard_reply(
+    now: float, *claims: bytes, next_due: int = -1, clock_ahead_ms: int = 0, examined: int | None = None
+) -> list[Any]:
+    """One shard's cycle reply; its primary's clock runs `clock_ahead_ms` ahead of `server_ms`."""
+    looked_at = len(claims) if examined is None else examined
+    return [server_ms(now) + clock_ahead_ms, next_due, 0, looked_at, b"".join(claims)]
 
 
 def wait_seconds(h: Harness, now: float) -> float:
