@@ -1,0 +1,185 @@
+"""A worker over a namespace of four shards on one server: it drains, wakes up and settles every shard.
+
+Each shard is a hash tag of its own, so one server holds them all; the engine sends a call to each shard that
+needs one, all in one pipeline. Timers are written into their own shard (`keyspace_for`) with the library's
+own `set_timer` call, sent through a driver of the raw client.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from typing import Any
+
+import pydantic
+import pytest
+import redis
+
+from redis_timers import TimersServerError, TimersSettings, flows
+from redis_timers.keys import shard_of
+from redis_timers.sync.driver import SyncDriver
+from tests.harness import Front, Recorder, TimersHarness, running, spec, subscribers, wait_until
+from tests.scenarios.models import Job
+
+SHARDS = 4
+TOPIC = "jobs"
+NOW = datetime.timedelta(0)
+
+
+class Earliest(pydantic.BaseModel):
+    """Carries the earliest instant (the test's clock, us) its handler may start: the server shares that clock."""
+
+    key: str
+    earliest_us: int
+
+
+def clock_us() -> int:
+    return time.time_ns() // 1000
+
+
+def sharded(**settings: Any) -> TimersSettings:
+    return TimersSettings(shards=SHARDS, **settings)
+
+
+def set_in_shard(
+    timers: TimersHarness, topic: str, timer_id: str, payload: pydantic.BaseModel, delay: datetime.timedelta
+) -> int:
+    """Write a timer into its own shard, as `set_timer` does over a sharded namespace; returns its due ms."""
+    core = timers.timers
+    call = flows.set_timer_call(
+        core.namespace.keyspace_for(topic, timer_id), core.registry, topic, timer_id, payload, delay, None
+    )
+    return int(SyncDriver(redis.Redis.from_url(timers.front.url)).execute(call))
+
+
+def ids_over_every_shard(count: int, topic: str = TOPIC) -> list[str]:
+    ids = [f"t{n}" for n in range(count)]
+    assert {shard_of(topic, timer_id, SHARDS) for timer_id in ids} == set(range(SHARDS))
+    return ids
+
+
+def test_timers_spread_over_four_shards_all_fire_and_never_early(front: Front) -> None:
+    starts: Recorder[tuple[str, int, int]] = Recorder()
+
+    def handler(payload: Earliest, context: dict[str, Any]) -> None:
+        starts.record((payload.key, payload.earliest_us, clock_us()))
+
+    timers = front.timers(spec(TOPIC, Earliest, handler), settings=sharded())
+    ids = ids_over_every_shard(120)
+    with running(timers):
+        for n, timer_id in enumerate(ids):
+            delay = datetime.timedelta(microseconds=(n * 7919) % 40_000)
+            earliest_us = clock_us() + delay // datetime.timedelta(microseconds=1)
+            set_in_shard(timers, TOPIC, timer_id, Earliest(key=timer_id, earliest_us=earliest_us), delay)
+        handled = starts.wait_for(len(ids), timeout=60)
+
+    early = [(key, earliest - started) for key, earliest, started in handled if started < earliest]
+    assert early == [], f"handlers started early (us): {early}"
+    assert sorted(key for key, _, _ in handled) == sorted(ids)
+
+
+def test_a_worker_drains_every_shard(front: Front) -> None:
+    done: Recorder[int] = Recorder()
+    timers = front.timers(spec(TOPIC, Job, lambda payload, context: done.record(payload.n)), settings=sharded())
+    ids = ids_over_every_shard(300)
+    for n, timer_id in enumerate(ids):
+        set_in_shard(timers, TOPIC, timer_id, Job(n=n), NOW)
+
+    with running(timers, concurrency=8):
+        done.wait_for(len(ids), timeout=60)
+        wait_until(lambda: front.timer_data() == [])  # every shard's ack landed
+
+    assert sorted(done.items) == list(range(len(ids)))
+
+
+def test_a_handlers_reschedule_in_its_own_shard_is_kept(front: Front) -> None:
+    runs: Recorder[tuple[int, str]] = Recorder()
+    holder: list[TimersHarness] = []
+
+    def handler(payload: Job, context: dict[str, Any]) -> None:
+        runs.record((payload.n, payload.note))
+        if payload.note == "":
+            # The first run sets its own timer again: the worker's ack of this run must not delete it.
+            again = Job(n=payload.n, note="again")
+            set_in_shard(holder[0], TOPIC, f"t{payload.n}", again, datetime.timedelta(milliseconds=20))
+
+    timers = front.timers(spec(TOPIC, Job, handler), settings=sharded())
+    holder.append(timers)
+    ids = ids_over_every_shard(12)
+    with running(timers):
+        for timer_id in ids:
+            set_in_shard(timers, TOPIC, timer_id, Job(n=int(timer_id[1:])), NOW)
+        runs.wait_for(2 * len(ids))
+        wait_until(lambda: front.timer_data() == [])
+
+    assert sorted(runs.items) == sorted((n, note) for n in range(len(ids)) for note in ("", "again"))
+
+
+def test_wake_ups_reach_the_worker_from_every_shard(front: Front) -> None:
+    """With a safety interval of a minute, only the wake-ups can make these timers fire within seconds.
+
+    In rounds, each set once the last has fired: the re-claim after subscribing is long past by the second.
+    """
+    fired: Recorder[str] = Recorder()
+    timers = front.timers(
+        spec(TOPIC, Earliest, lambda payload, context: fired.record(payload.key)),
+        settings=sharded(safety_wakeup_seconds=60),
+    )
+    ids = ids_over_every_shard(8)
+    channels = [keyspace.channel(TOPIC) for keyspace in timers.timers.namespace.keyspaces]
+    started_at = time.monotonic()
+    with running(timers):
+        wait_until(lambda: all(subscribers(front.raw, channel) == 1 for channel in channels))
+        for round_number in range(3):
+            for timer_id in ids:
+                key = f"{timer_id}.{round_number}"
+                set_in_shard(
+                    timers, TOPIC, timer_id, Earliest(key=key, earliest_us=0), datetime.timedelta(milliseconds=50)
+                )
+            fired.wait_for(len(ids) * (round_number + 1), timeout=30)
+
+    assert time.monotonic() - started_at < 30  # far sooner than a safety claim would find them
+    assert sorted(fired.items) == sorted(f"{timer_id}.{n}" for timer_id in ids for n in range(3))
+
+
+def test_handle_ready_timers_passes_over_every_shard(front: Front) -> None:
+    done: Recorder[int] = Recorder()
+    timers = front.timers(spec(TOPIC, Job, lambda payload, context: done.record(payload.n)), settings=sharded())
+    ids = ids_over_every_shard(40)
+    for n, timer_id in enumerate(ids):
+        set_in_shard(timers, TOPIC, timer_id, Job(n=n), NOW)
+    later = "later"
+    set_in_shard(timers, TOPIC, later, Job(n=-1), datetime.timedelta(hours=1))
+
+    timers.handle_ready_timers()
+
+    assert sorted(done.items) == list(range(len(ids)))
+    later_shard = timers.timers.namespace.keyspace_for(TOPIC, later)
+    assert front.raw.zrange(later_shard.timeline(TOPIC), 0, -1) == [later]
+
+
+def test_a_cycle_of_several_shards_reloads_its_script_after_a_flush(front: Front) -> None:
+    done: Recorder[int] = Recorder()
+    timers = front.timers(spec(TOPIC, Job, lambda payload, context: done.record(payload.n)), settings=sharded())
+    ids = ids_over_every_shard(20)
+    with running(timers):
+        for n, timer_id in enumerate(ids[:10]):
+            set_in_shard(timers, TOPIC, timer_id, Job(n=n), NOW)
+        done.wait_for(10)
+        front.raw.script_flush()
+        for n, timer_id in enumerate(ids[10:], start=10):
+            set_in_shard(timers, TOPIC, timer_id, Job(n=n), NOW)
+        done.wait_for(20)
+
+    assert sorted(done.items) == list(range(20))
+
+
+@pytest.mark.parametrize("shards", [1, SHARDS])
+def test_a_shard_whose_key_holds_another_type_stops_the_worker_with_that_error(front: Front, shards: int) -> None:
+    timers = front.timers(spec(TOPIC, Job, lambda payload, context: None), settings=TimersSettings(shards=shards))
+    front.raw.set(timers.timers.namespace.keyspaces[-1].timeline(TOPIC), "not a sorted set")
+
+    timers.start_worker()
+
+    with pytest.raises(TimersServerError, match="WRONGTYPE"):
+        timers.wait_worker()
