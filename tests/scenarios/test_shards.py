@@ -8,6 +8,7 @@ own `set_timer` call, sent through a driver of the raw client.
 from __future__ import annotations
 
 import datetime
+import threading
 import time
 from typing import Any
 
@@ -183,3 +184,19 @@ def test_a_shard_whose_key_holds_another_type_stops_the_worker_with_that_error(f
 
     with pytest.raises(TimersServerError, match="WRONGTYPE"):
         timers.wait_worker()
+
+
+def test_an_idle_worker_sends_one_call_per_shard_per_safety_interval(front: Front) -> None:
+    timers = front.timers(spec(TOPIC, Job, lambda payload, context: None), settings=sharded(safety_wakeup_seconds=1))
+    channels = [keyspace.channel(TOPIC) for keyspace in timers.timers.namespace.keyspaces]
+    with running(timers):
+        wait_until(lambda: all(subscribers(front.raw, channel) == 1 for channel in channels))
+        threading.Event().wait(0.5)  # a measurement window, not a synchronisation: the re-claim lands in it
+        front.raw.config_resetstat()
+        threading.Event().wait(3.2)  # a measurement window, not a synchronisation
+        stats = front.raw.info("commandstats")
+    calls = {name.removeprefix("cmdstat_"): int(values["calls"]) for name, values in stats.items()}
+    # Three safety intervals (a fourth may just begin): a call to each shard per interval, and the notification
+    # connection's PING (commands inside the scripts are counted too: TIME, ZRANGEBYSCORE...).
+    assert 3 * SHARDS <= calls.get("evalsha", 0) <= 4 * SHARDS, calls
+    assert calls.get("ping", 0) <= 4, calls
