@@ -17,10 +17,12 @@ from redis_timers.errors import (
 )
 
 OUTAGE_CODES = frozenset(
-    {"READONLY", "BUSY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "MISCONF"}
+    {"READONLY", "BUSY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "MOVED", "ASK", "NOREPLICAS", "MISCONF"}
 )
 """States that pass on their own: a failover, another client's slow script, a restart, a resharding, a
-snapshot that could not be saved (a full disk: Redis tries again, and takes writes once one succeeds)."""
+snapshot that could not be saved (a full disk: Redis tries again, and takes writes once one succeeds).
+MOVED and ASK reach the library only when a cluster client ran out of redirections (its slot map trails a
+failover or a slot being moved): the shard's calls are retried once the cluster settles."""
 ERROR_CLASSES: dict[str, type[TimersServerError]] = {
     **dict.fromkeys(OUTAGE_CODES, TimersUnavailableError),
     "OOM": TimersOutOfMemoryError,
@@ -38,6 +40,8 @@ CODES_OF_CLIENT_ERRORS = {
     "MasterDownError": "MASTERDOWN",
     "TryAgainError": "TRYAGAIN",
     "ClusterDownError": "CLUSTERDOWN",
+    "MovedError": "MOVED",
+    "AskError": "ASK",
     "NoScriptError": "NOSCRIPT",
     "ExecAbortError": "EXECABORT",
     "ClusterCrossSlotError": "CROSSSLOT",

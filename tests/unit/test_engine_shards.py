@@ -6,7 +6,9 @@ import random
 from typing import Any
 
 import pytest
+import redis.exceptions
 
+from redis_timers import server_errors
 from redis_timers.engine import MAX_CLAIM_BATCH, STOP_FLUSH_SECONDS, Cycle, Finished, Wait
 from redis_timers.errors import (
     TimersConnectionError,
@@ -30,10 +32,14 @@ from tests.unit.engine_harness import (
 )
 
 SHARD_OUTAGES = [
+    server_errors.server_error(redis.exceptions.MovedError("3999 127.0.0.1:6381")),
+    server_errors.server_error(redis.exceptions.AskError("3999 127.0.0.1:6381")),
     TimersUnavailableError("TRYAGAIN Multiple keys request during rehashing of slot"),
     TimersUnavailableError("CLUSTERDOWN The cluster is down"),
     TimersConnectionError("Redis is unreachable: Connection refused"),
 ]
+"""What a shard's call meets while its primary is down or its slot moves (the first two as redis-py raises them)."""
+TRYAGAIN, UNREACHABLE = SHARD_OUTAGES[2], SHARD_OUTAGES[4]
 
 
 def sharded(shards: int = 4, **settings: Any) -> Harness:
@@ -142,7 +148,7 @@ def test_no_call_claims_more_than_the_batch_limit() -> None:
 # -- one shard failing alone ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("outage", SHARD_OUTAGES, ids=lambda error: type(error).__name__ + str(error)[:12])
+@pytest.mark.parametrize("outage", SHARD_OUTAGES, ids=lambda error: getattr(error, "code", type(error).__name__))
 def test_a_shard_whose_call_fails_backs_off_alone_while_the_others_keep_firing(outage: Exception) -> None:
     h = sharded(concurrency=8, rng_value=0.0)
     h.shard_calls(0.0)
@@ -180,14 +186,14 @@ def test_a_shard_that_keeps_failing_backs_off_exponentially_on_its_own() -> None
     h = sharded(shards=2, rng_value=0.0, handling_sleep=0.05)
     now = 0.0
     h.shard_calls(now)
-    h.answer(now, {0: idle(now), 1: SHARD_OUTAGES[0]})
+    h.answer(now, {0: idle(now), 1: TRYAGAIN})
     pauses = []
     for _ in range(4):
         pause = wait_seconds(h, now)
         pauses.append(pause)
         now += pause
         assert list(h.shard_calls(now)) == [1]
-        h.answer(now, {1: SHARD_OUTAGES[0]})
+        h.answer(now, {1: TRYAGAIN})
     assert pauses == pytest.approx([0.025, 0.05, 0.1, 0.2])
 
     now += wait_seconds(h, now)
@@ -195,7 +201,7 @@ def test_a_shard_that_keeps_failing_backs_off_exponentially_on_its_own() -> None
     h.answer(now, {1: idle(now)})  # it answers again: its backoff starts afresh
     h.engine.rearm()
     calls = h.shard_calls(now)
-    h.answer(now, {0: idle(now), 1: SHARD_OUTAGES[0]})
+    h.answer(now, {0: idle(now), 1: TRYAGAIN})
     assert set(calls) == {0, 1}
     assert wait_seconds(h, now) == pytest.approx(0.025)
 
@@ -220,7 +226,7 @@ def test_a_cycle_that_fails_as_a_whole_pauses_every_shard() -> None:
     """A pipeline that could not be sent at all: the server (all of its shards) is unreachable."""
     h = sharded(rng_value=0.0)
     h.shard_calls(0.0)
-    assert h.engine.step_failed(0.0, SHARD_OUTAGES[2]) is True
+    assert h.engine.step_failed(0.0, UNREACHABLE) is True
 
     pause = wait_seconds(h, 0.0)
     assert pause == pytest.approx(0.025)
@@ -230,10 +236,10 @@ def test_a_cycle_that_fails_as_a_whole_pauses_every_shard() -> None:
 def test_in_a_single_pass_one_shards_outage_ends_the_pass_with_it() -> None:
     h = sharded(single_pass=True)
     h.shard_calls(0.0)
-    h.answer(0.0, {0: idle(0.0), 1: SHARD_OUTAGES[0], 2: idle(0.0), 3: idle(0.0)})
+    h.answer(0.0, {0: idle(0.0), 1: TRYAGAIN, 2: idle(0.0), 3: idle(0.0)})
     step = h.step(0.0)
     assert isinstance(step, Finished)
-    assert step.error is SHARD_OUTAGES[0]
+    assert step.error is TRYAGAIN
 
 
 # -- each shard's clock ---------------------------------------------------------------------
@@ -352,7 +358,7 @@ def test_an_interrupted_cycle_is_replayed_on_every_shard_under_the_same_records(
 def test_a_failed_shard_replays_its_record_while_the_others_move_on() -> None:
     h = sharded(shards=2, rng_value=0.0)
     first = h.shard_calls(0.0)
-    h.answer(0.0, {0: shard_reply(0.0, next_due=server_ms(0.0)), 1: SHARD_OUTAGES[0]})
+    h.answer(0.0, {0: shard_reply(0.0, next_due=server_ms(0.0)), 1: TRYAGAIN})
 
     second = h.shard_calls(0.0)
     assert list(second) == [0]
@@ -408,7 +414,7 @@ def test_a_stop_hands_every_shards_runs_back_to_their_shards_and_retries_the_one
     calls = h.shard_calls(1.0)
     assert list(calls) == [1, 3]
     assert kinds(calls[1]) == kinds(calls[3]) == ["release"]
-    h.answer(1.0, {1: idle(1.0), 3: SHARD_OUTAGES[2]})
+    h.answer(1.0, {1: idle(1.0), 3: UNREACHABLE})
 
     pause = wait_seconds(h, 1.0)
     calls = h.shard_calls(1.0 + pause)
@@ -424,7 +430,7 @@ def test_a_stop_gives_up_on_a_shard_that_stays_down_at_the_flush_bound() -> None
     h.answer(0.0, {0: shard_reply(0.0, claim(ORDERS, "a", "1.1")), 1: shard_reply(0.0, claim(ORDERS, "b", "1.1"))})
     h.engine.request_stop(0.0, grace=0.0)
     calls = h.shard_calls(0.0)
-    h.answer(0.0, {0: idle(0.0), 1: SHARD_OUTAGES[2]})
+    h.answer(0.0, {0: idle(0.0), 1: UNREACHABLE})
     now = 0.0
     while not isinstance(step := h.step(now), Finished):
         if isinstance(step, Wait):
@@ -432,7 +438,7 @@ def test_a_stop_gives_up_on_a_shard_that_stays_down_at_the_flush_bound() -> None
         else:
             assert isinstance(step, Cycle)
             assert [h.shard_of_call(call) for call in step.calls] == [1]
-            h.answer(now, {1: SHARD_OUTAGES[2]})
+            h.answer(now, {1: UNREACHABLE})
         assert now <= STOP_FLUSH_SECONDS + 1e-9
     assert now == pytest.approx(STOP_FLUSH_SECONDS)
     assert set(calls) == {0, 1}

@@ -23,6 +23,8 @@ REPLIES = [
     ("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.", TimersUnavailableError),
     ("TRYAGAIN Multiple keys request during rehashing of slot", TimersUnavailableError),
     ("CLUSTERDOWN The cluster is down", TimersUnavailableError),
+    ("MOVED 3999 127.0.0.1:6381", TimersUnavailableError),
+    ("ASK 3999 127.0.0.1:6381", TimersUnavailableError),
     ("NOREPLICAS Not enough good replicas to write.", TimersUnavailableError),
     (
         "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk.",
@@ -78,6 +80,8 @@ CLIENT_ERRORS = [
     (redis.exceptions.NoPermissionError("this user has no permissions to run the 'keys' command"), "NOPERM"),
     (redis.exceptions.AuthenticationError("invalid username-password pair or user is disabled."), "WRONGPASS"),
     (redis.exceptions.ResponseError("BUSY Redis is busy running a script."), "BUSY"),
+    (redis.exceptions.MovedError("3999 127.0.0.1:6381"), "MOVED"),
+    (redis.exceptions.AskError("3999 127.0.0.1:6381"), "ASK"),
     (redis.exceptions.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), "WRONGTYPE"),
 ]
 
