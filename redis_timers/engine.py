@@ -347,9 +347,8 @@ class WorkerEngine:
         outstanding.clear()
         shards = self._shards
         if len(shards) == 1:
-            shard = shards[0]
-            outstanding.append(shard)
-            return Cycle(self._cycle_call(shard, min(free, MAX_CLAIM_BATCH)))
+            outstanding.append(shards[0])
+            return Cycle(self._cycle_call(shards[0], min(free, MAX_CLAIM_BATCH)))
         shares: list[int] = []
         if wanting:
             shares, self._first_extra_claim = claim_shares(free, wanting, len(shards), self._first_extra_claim)
@@ -388,7 +387,8 @@ class WorkerEngine:
             b"".join([settlement.encoded for settlement in shard.sent]),
         ]
         shard.rotation = (shard.rotation + 1) % max(1, n_topics)
-        keys = (shard.keyspace.dead_letters, shard.claim_record, shard.previous_record, *shard.topic_keys)
+        shard.record = record = shard.claim_record
+        keys = (shard.keyspace.dead_letters, record, shard.previous_record, *shard.topic_keys)
         return ScriptCall(scripts.CYCLE, keys, tuple(args))
 
     # -- what happened --------------------------------------------------------------------
@@ -401,15 +401,16 @@ class WorkerEngine:
         `shard_index`: the shard whose call this replies to; by default the only call of the cycle.
         """
         if shard_index is None:
-            shard = self._outstanding[0] if self._outstanding else self._shards[0]
-            self._outstanding.clear()
+            outstanding = self._outstanding
+            shard = outstanding[0] if outstanding else self._shards[0]
+            outstanding.clear()
         else:
             shard = self._shards[shard_index]
         now_ms, next_due, stale, examined = int(reply[0]), int(reply[1]), int(reply[2]), int(reply[3])
         shard.clock.observe(now_ms, sent_at, received_at)
         self._gathering_since = None
         shard.safety_claim_at = received_at + self._settings.safety_wakeup_seconds
-        shard.previous_record = shard.claim_record
+        shard.previous_record = shard.record
         shard.cycle_number += 1
         self._failures = 0
         shard.failures = 0

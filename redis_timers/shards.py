@@ -37,6 +37,8 @@ class ShardState:
     """The shard's primary's clock: each primary has its own, and never-early is decided by it."""
     cycle_number: int = 0
     """Names this shard's claim record; moves on only once a reply arrives (see `claim_record`)."""
+    record: str = ""
+    """The record named by the call out now (see `claim_record`)."""
     previous_record: str = ""
     next_due: float | None = None
     """Server ms of the earliest timer of our topics here: None = unknown (claim to learn it), inf = none."""
@@ -57,6 +59,7 @@ class ShardState:
 
     def __post_init__(self) -> None:
         self.previous_record = self.keyspace.claim_record(f"{self.worker_id}:none")
+        self.record = self.claim_record
 
     @property
     def claim_record(self) -> str:
