@@ -10,7 +10,7 @@ import pytest
 from redis_timers import TimersConnectionError, TimersServerError, flows
 from redis_timers.aio.driver import AsyncDriver
 from redis_timers.cli.embedded import free_port
-from redis_timers.keys import Namespace
+from redis_timers.keys import Namespace, shard_of
 from redis_timers.ops import ScriptCall
 from redis_timers.sync.driver import SyncDriver
 from tests.harness import Front, spec
@@ -20,13 +20,21 @@ TOPIC = "jobs"
 NAMESPACE = Namespace("timers", 4)
 
 
+def one_id_per_shard() -> dict[int, str]:
+    """A timer id of each shard, shard by shard."""
+    ids: dict[int, str] = {}
+    for n in range(1000):
+        ids.setdefault(shard_of(TOPIC, f"t{n}", NAMESPACE.shards), f"t{n}")
+    return dict(sorted(ids.items()))
+
+
 def set_calls(front: Front) -> list[ScriptCall]:
-    """A `set_timer` call into each of the four shards."""
+    """A `set_timer` call into each of the four shards, in shard order."""
     registry = front.timers(spec(TOPIC, Job, lambda payload, context: None)).timers.registry
     later = datetime.timedelta(hours=1)
     return [
-        flows.set_timer_call(keyspace, registry, TOPIC, f"t{keyspace.shard}", Job(n=keyspace.shard), later, None)
-        for keyspace in NAMESPACE.keyspaces
+        flows.set_timer_call(NAMESPACE, registry, TOPIC, timer_id, Job(n=shard), later, None)
+        for shard, timer_id in one_id_per_shard().items()
     ]
 
 
@@ -44,8 +52,8 @@ def test_each_call_gets_its_own_reply(front: Front) -> None:
     replies = execute_each(front, set_calls(front))
 
     assert [type(reply) for reply in replies] == [int] * 4
-    for keyspace in NAMESPACE.keyspaces:
-        assert front.raw.zrange(keyspace.timeline(TOPIC), 0, -1) == [f"t{keyspace.shard}"]
+    for shard, timer_id in one_id_per_shard().items():
+        assert front.raw.zrange(NAMESPACE.keyspaces[shard].timeline(TOPIC), 0, -1) == [timer_id]
 
 
 def test_a_call_that_fails_gets_its_typed_error_and_the_others_their_replies(front: Front) -> None:

@@ -1,8 +1,7 @@
 """A worker over a namespace of four shards on one server: it drains, wakes up and settles every shard.
 
 Each shard is a hash tag of its own, so one server holds them all; the engine sends a call to each shard that
-needs one, all in one pipeline. Timers are written into their own shard (`keyspace_for`) with the library's
-own `set_timer` call, sent through a driver of the raw client.
+needs one, all in one pipeline.
 """
 
 from __future__ import annotations
@@ -14,12 +13,10 @@ from typing import Any
 
 import pydantic
 import pytest
-import redis
 
-from redis_timers import TimersServerError, TimersSettings, flows
-from redis_timers.keys import shard_of
-from redis_timers.sync.driver import SyncDriver
-from tests.harness import Front, Recorder, TimersHarness, running, spec, subscribers, wait_until
+from redis_timers import TimersServerError, TimersSettings
+from redis_timers.keys import Namespace, shard_of
+from tests.harness import Front, Recorder, running, spec, subscribers, wait_until
 from tests.scenarios.models import Job
 
 SHARDS = 4
@@ -42,15 +39,10 @@ def sharded(**settings: Any) -> TimersSettings:
     return TimersSettings(shards=SHARDS, **settings)
 
 
-def set_in_shard(
-    timers: TimersHarness, topic: str, timer_id: str, payload: pydantic.BaseModel, delay: datetime.timedelta
-) -> int:
-    """Write a timer into its own shard, as `set_timer` does over a sharded namespace; returns its due ms."""
-    core = timers.timers
-    call = flows.set_timer_call(
-        core.namespace.keyspace_for(topic, timer_id), core.registry, topic, timer_id, payload, delay, None
-    )
-    return int(SyncDriver(redis.Redis.from_url(timers.front.url)).execute(call))
+def timers_left(front: Front) -> list[str]:
+    """`timer_data`, but for the key that records the namespace's shard count, which stays."""
+    layout_key = Namespace("timers", SHARDS).layout_key
+    return [key for key in front.timer_data() if key != layout_key]
 
 
 def ids_over_every_shard(count: int, topic: str = TOPIC) -> list[str]:
@@ -71,7 +63,7 @@ def test_timers_spread_over_four_shards_all_fire_and_never_early(front: Front) -
         for n, timer_id in enumerate(ids):
             delay = datetime.timedelta(microseconds=(n * 7919) % 40_000)
             earliest_us = clock_us() + delay // datetime.timedelta(microseconds=1)
-            set_in_shard(timers, TOPIC, timer_id, Earliest(key=timer_id, earliest_us=earliest_us), delay)
+            timers.set_timer(TOPIC, timer_id, Earliest(key=timer_id, earliest_us=earliest_us), delay)
         handled = starts.wait_for(len(ids), timeout=60)
 
     early = [(key, earliest - started) for key, earliest, started in handled if started < earliest]
@@ -84,36 +76,38 @@ def test_a_worker_drains_every_shard(front: Front) -> None:
     timers = front.timers(spec(TOPIC, Job, lambda payload, context: done.record(payload.n)), settings=sharded())
     ids = ids_over_every_shard(300)
     for n, timer_id in enumerate(ids):
-        set_in_shard(timers, TOPIC, timer_id, Job(n=n), NOW)
+        timers.set_timer(TOPIC, timer_id, Job(n=n), NOW)
 
     with running(timers, concurrency=8):
         done.wait_for(len(ids), timeout=60)
-        wait_until(lambda: front.timer_data() == [])  # every shard's ack landed
+        wait_until(lambda: timers_left(front) == [])  # every shard's ack landed
 
     assert sorted(done.items) == list(range(len(ids)))
 
 
-def test_a_handlers_reschedule_in_its_own_shard_is_kept(front: Front) -> None:
-    runs: Recorder[tuple[int, str]] = Recorder()
-    holder: list[TimersHarness] = []
+def test_a_reschedule_made_while_its_handler_runs_is_kept_in_every_shard(front: Front) -> None:
+    gate, started = front.gate(), Recorder[Job]()
 
     def handler(payload: Job, context: dict[str, Any]) -> None:
-        runs.record((payload.n, payload.note))
+        started.record(payload)
         if payload.note == "":
-            # The first run sets its own timer again: the worker's ack of this run must not delete it.
-            again = Job(n=payload.n, note="again")
-            set_in_shard(holder[0], TOPIC, f"t{payload.n}", again, datetime.timedelta(milliseconds=20))
+            assert gate.wait(), "the test never opened the gate"
 
-    timers = front.timers(spec(TOPIC, Job, handler), settings=sharded())
-    holder.append(timers)
+    timers = front.timers(spec(TOPIC, Job, handler, blocking=True), settings=sharded())
     ids = ids_over_every_shard(12)
-    with running(timers):
-        for timer_id in ids:
-            set_in_shard(timers, TOPIC, timer_id, Job(n=int(timer_id[1:])), NOW)
-        runs.wait_for(2 * len(ids))
-        wait_until(lambda: front.timer_data() == [])
+    with running(timers, concurrency=len(ids)):
+        for n, timer_id in enumerate(ids):
+            timers.set_timer(TOPIC, timer_id, Job(n=n), NOW)
+        started.wait_for(len(ids))  # every first run holds its lease
+        for n, timer_id in enumerate(ids):
+            timers.set_timer(TOPIC, timer_id, Job(n=n, note="again"), NOW)
+        gate.open()
+        started.wait_for(2 * len(ids))  # each finished run's ack, in its shard, left the new schedule alone
+        wait_until(lambda: timers_left(front) == [])
 
-    assert sorted(runs.items) == sorted((n, note) for n in range(len(ids)) for note in ("", "again"))
+    assert sorted((job.n, job.note) for job in started.items) == sorted(
+        (n, note) for n in range(len(ids)) for note in ("", "again")
+    )
 
 
 def test_wake_ups_reach_the_worker_from_every_shard(front: Front) -> None:
@@ -134,9 +128,7 @@ def test_wake_ups_reach_the_worker_from_every_shard(front: Front) -> None:
         for round_number in range(3):
             for timer_id in ids:
                 key = f"{timer_id}.{round_number}"
-                set_in_shard(
-                    timers, TOPIC, timer_id, Earliest(key=key, earliest_us=0), datetime.timedelta(milliseconds=50)
-                )
+                timers.set_timer(TOPIC, timer_id, Earliest(key=key, earliest_us=0), datetime.timedelta(milliseconds=50))
             fired.wait_for(len(ids) * (round_number + 1), timeout=30)
 
     assert time.monotonic() - started_at < 30  # far sooner than a safety claim would find them
@@ -148,9 +140,9 @@ def test_handle_ready_timers_passes_over_every_shard(front: Front) -> None:
     timers = front.timers(spec(TOPIC, Job, lambda payload, context: done.record(payload.n)), settings=sharded())
     ids = ids_over_every_shard(40)
     for n, timer_id in enumerate(ids):
-        set_in_shard(timers, TOPIC, timer_id, Job(n=n), NOW)
+        timers.set_timer(TOPIC, timer_id, Job(n=n), NOW)
     later = "later"
-    set_in_shard(timers, TOPIC, later, Job(n=-1), datetime.timedelta(hours=1))
+    timers.set_timer(TOPIC, later, Job(n=-1), datetime.timedelta(hours=1))
 
     timers.handle_ready_timers()
 
@@ -165,11 +157,11 @@ def test_a_cycle_of_several_shards_reloads_its_script_after_a_flush(front: Front
     ids = ids_over_every_shard(20)
     with running(timers):
         for n, timer_id in enumerate(ids[:10]):
-            set_in_shard(timers, TOPIC, timer_id, Job(n=n), NOW)
+            timers.set_timer(TOPIC, timer_id, Job(n=n), NOW)
         done.wait_for(10)
         front.raw.script_flush()
         for n, timer_id in enumerate(ids[10:], start=10):
-            set_in_shard(timers, TOPIC, timer_id, Job(n=n), NOW)
+            timers.set_timer(TOPIC, timer_id, Job(n=n), NOW)
         done.wait_for(20)
 
     assert sorted(done.items) == list(range(20))

@@ -230,7 +230,7 @@ def test_a_worker_checks_the_count_first_and_again_after_an_outage_until_it_pass
         return layout.check_layout(NAMESPACE, REGISTRY.topics)
 
     engine = WorkerEngine(
-        keyspace=NAMESPACE.keyspaces[0],
+        namespace=NAMESPACE,
         registry=REGISTRY,
         settings=TimersSettings(shards=SHARDS, legacy_import=False),
         rng=random.Random(0),
