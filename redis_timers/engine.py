@@ -179,6 +179,7 @@ class WorkerEngine:
         self._paused_until = 0.0
         self._imports = bool(self._topics) and settings.legacy_import
         self._importing = False  # the step out is the import (a Maintain), for what a failure of it says
+        self._import_failures = 0  # in a row, when they pause the import alone (several shards)
         self._next_import_at = 0.0 if self._imports else math.inf
         self._stop_deadline: float | None = None
         self._finished = False
@@ -530,6 +531,7 @@ class WorkerEngine:
         self.request_stop(now)
 
     def maintenance_done(self, imported: int) -> None:
+        self._import_failures = 0
         self._layout_check = None
         self._importing = False
         if imported:
@@ -554,14 +556,20 @@ class WorkerEngine:
         """A step failed: Redis was unreachable or answered with an error.
 
         `shard_index`: the shard whose call (of a cycle of several) failed alone; by default the whole step.
-        Returns False when the caller should re-raise: in a single pass, and for an error that will not pass
-        on its own (a wrong password, an ACL that forbids the worker's keys, a key of the wrong type), which
-        someone must fix; waiting for it would only hide it.
+        A cycle of one call to one of several shards is that shard's alone too: the others back off only when
+        their own calls fail. Returns False when the caller should re-raise: in a single pass, and for an
+        error that will not pass on its own (a wrong password, an ACL that forbids the worker's keys, a key of
+        the wrong type), which someone must fix; waiting for it would only hide it.
         """
+        importing, self._importing = self._importing, False
+        if shard_index is None and len(self._outstanding) == 1 and len(self._shards) > 1:
+            shard_index = self._outstanding[0].index
+            self._outstanding.clear()
         if shard_index is None:
             failed, self._outstanding = self._outstanding, []
-            for shard in self._shards:
-                shard.next_due = None
+            if not (importing and len(self._shards) > 1):  # else the shards' calls are not in question
+                for shard in self._shards:
+                    shard.next_due = None
         else:
             failed = [self._shards[shard_index]]
             failed[0].next_due = None
@@ -571,7 +579,6 @@ class WorkerEngine:
         if shard_index is None:
             failed.clear()
             self._outstanding = failed
-        importing, self._importing = self._importing, False
         permanent = not server_errors.is_outage(error)
         if importing and permanent:
             # Say which call it was: a user who never had the original library's keys (an ACL without them)
@@ -592,6 +599,17 @@ class WorkerEngine:
                 codec.describe_error(error),
             )
             return False
+        if importing and len(self._shards) > 1:
+            # The import writes into every shard: one shard's node down must not hold back the others' timers.
+            self._import_failures += 1
+            pause = cycle_failure_pause(self._import_failures, self._settings, self._rng)
+            self._next_import_at = now + pause
+            logger.warning(
+                "the import of timers written by the original library failed (%s); retrying it in %.2fs",
+                codec.describe_error(error),
+                pause,
+            )
+            return True
         if shard_index is not None:
             # This shard's primary is down or its slot is moving: it backs off alone, the others keep firing.
             shard = self._shards[shard_index]

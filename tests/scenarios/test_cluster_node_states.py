@@ -150,3 +150,60 @@ def test_a_cluster_node_state_is_an_outage_the_worker_rides_out(
     assert fired.items == ["before", "during", "after"]
     assert writer.get_timer("other", "refused") is None
     front.raw.delete("{timers}:timeline:other", "{timers}:payloads:other")
+
+
+def shard_serves(client: redis.Redis, tag: str) -> bool:
+    try:
+        client.set(f"{tag}:probe", "1")
+    except redis.exceptions.RedisError:
+        return False
+    client.delete(f"{tag}:probe")
+    return True
+
+
+@contextlib.contextmanager
+def slot_not_served(client: redis.Redis, tag: str) -> Iterator[None]:
+    """The slot of `tag` taken off the node, which goes on serving the others'."""
+    slot = str(cluster(client, "KEYSLOT", tag))
+    client.config_set("cluster-require-full-coverage", "no")
+    cluster(client, "DELSLOTS", slot)
+    try:
+        wait_until(lambda: not shard_serves(client, tag))
+        yield
+    finally:
+        cluster(client, "ADDSLOTS", slot)
+        client.config_set("cluster-require-full-coverage", "yes")
+        wait_until(lambda: shard_serves(client, tag))
+
+
+def test_a_shard_whose_slot_is_not_served_backs_off_alone_while_the_others_keep_firing(
+    front: Front, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Four shards on the node; one shard's slot is taken off it (CLUSTERDOWN for its keys alone)."""
+    fired: Recorder[str] = Recorder()
+    worker = front.timers(
+        spec("jobs", Job, lambda payload, context: fired.record(payload.note)),
+        settings=TimersSettings(shards=4, handling_sleep=0.01),
+    )
+    namespace = worker.timers.namespace
+    ids = {namespace.keyspace_for("jobs", f"t{n}").shard: f"t{n}" for n in range(100)}
+    caplog.set_level(logging.WARNING, logger="redis_timers")
+    with contextlib.ExitStack() as stack:
+        stack.callback(worker.shutdown_worker)
+        worker.set_timer("jobs", ids[2], Job(n=2, note="down"), SOON)
+        worker.start_worker()
+        with slot_not_served(front.raw, namespace.keyspaces[2].tag):
+            wait_until(lambda: warned(caplog, "for shard 2"))  # its call meets CLUSTERDOWN once its timer is due
+            for shard in (0, 1, 3):
+                worker.set_timer("jobs", ids[shard], Job(n=shard, note=f"shard {shard}"), NOW)
+            fired.wait_for(3)
+            assert sorted(fired.items) == ["shard 0", "shard 1", "shard 3"]
+            assert worker.worker_running
+        fired.wait_for(4)
+        worker.stop_worker()
+
+    assert fired.items[-1] == "down"
+    assert not any("the worker stops" in record.getMessage() for record in caplog.records)
+    for keyspace in namespace.keyspaces:
+        front.raw.delete(keyspace.timeline("jobs"), keyspace.payloads("jobs"), keyspace.state("jobs"))
+    front.raw.delete(namespace.layout_key)

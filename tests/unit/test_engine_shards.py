@@ -9,7 +9,7 @@ import pytest
 import redis.exceptions
 
 from redis_timers import server_errors
-from redis_timers.engine import MAX_CLAIM_BATCH, STOP_FLUSH_SECONDS, Cycle, Finished, Wait
+from redis_timers.engine import MAX_CLAIM_BATCH, STOP_FLUSH_SECONDS, Cycle, Finished, Maintain, Wait
 from redis_timers.errors import (
     TimersConnectionError,
     TimersPermissionError,
@@ -524,3 +524,45 @@ def test_an_error_that_is_not_a_server_reply_still_counts_as_that_shards_outage(
     step = h.step(0.0)
     assert isinstance(step, Finished)
     assert step.error is wrongtype
+
+
+def test_a_failed_import_over_several_shards_delays_the_import_alone() -> None:
+    """The import writes into every shard: one shard's node down must not hold the other shards' timers back."""
+    h = Harness(shards=4, rng_value=0.0)
+    step = h.step(0.0)
+    assert isinstance(step, Maintain)
+
+    assert h.engine.step_failed(0.0, TRYAGAIN) is True
+
+    assert list(h.shard_calls(0.0)) == [0, 1, 2, 3]  # the shards go on at once
+    h.answer(0.0, {shard: idle(0.0) for shard in range(4)})
+    pause = wait_seconds(h, 0.0)
+    assert pause == pytest.approx(0.025)  # the import is tried again after its own pause
+    assert isinstance(h.step(pause), Maintain)
+    assert h.engine.step_failed(pause, TRYAGAIN) is True
+    second = wait_seconds(h, pause)
+    assert second == pytest.approx(0.05)  # its backoff grows like a shard's
+    assert isinstance(h.step(pause + second), Maintain)
+    h.engine.maintenance_done(0)  # Redis answers the import again
+    assert wait_seconds(h, pause + second) == pytest.approx(h.settings.safety_wakeup_seconds - pause - second)
+
+
+def test_a_lone_call_to_one_of_several_shards_that_fails_pauses_that_shard_alone() -> None:
+    """A cycle of one call goes the single-call way (`step_failed` without a shard); it is still that shard's."""
+    h = sharded(shards=2, rng_value=0.0)
+    h.shard_calls(0.0)
+    h.answer(0.0, {0: idle(0.0), 1: idle(0.0)})
+    h.engine.notified_on(h.namespace.keyspaces[1].channel("orders"), str(server_ms(0.0)))
+    step = h.step(0.0)
+    assert isinstance(step, Cycle)
+    assert step.more == ()
+    assert h.shard_of_call(step.call) == 1
+
+    assert h.engine.step_failed(0.0, TRYAGAIN) is True
+
+    h.engine.notified_on(h.namespace.keyspaces[0].channel("orders"), str(server_ms(0.0)))
+    assert list(h.shard_calls(0.0)) == [0]  # shard 0 goes on at once
+    h.answer(0.0, {0: idle(0.0)})
+    pause = wait_seconds(h, 0.0)
+    assert pause == pytest.approx(0.025)
+    assert list(h.shard_calls(pause)) == [1]
