@@ -232,8 +232,9 @@ class Front:
         self.kind: FrontKind = kind
         self.url = url
         self.cluster = cluster
-        self.raw: Any = (
-            redis.cluster.RedisCluster.from_url(url, decode_responses=True)
+        # Typed as a plain client: a cluster client has the same commands (tests of a cluster cast it).
+        self.raw: redis.Redis = (
+            cast(redis.Redis, redis.cluster.RedisCluster.from_url(url, decode_responses=True))
             if cluster
             else redis.Redis.from_url(url, decode_responses=True)
         )
@@ -323,8 +324,9 @@ class Front:
 
     def all_keys(self) -> list[str]:
         if self.cluster:  # KEYS on a cluster client asks one node: ask every primary
-            primaries = self.raw.get_primaries()
-            return sorted(key for node in primaries for key in self.raw.keys("*", target_nodes=node))
+            cluster = cast(redis.cluster.RedisCluster, self.raw)
+            primaries = cluster.get_primaries()  # type: ignore[no-untyped-call]
+            return sorted(str(key) for node in primaries for key in cluster.keys("*", target_nodes=node))
         return sorted(cast(list[str], self.raw.keys("*")))
 
     def timer_data(self) -> list[str]:

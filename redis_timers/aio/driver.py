@@ -6,14 +6,14 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio
+import redis.asyncio.cluster
 import redis.exceptions
 from redis.client import NEVER_DECODE
 
-from redis_timers import resp, server_errors
+from redis_timers import resp, routing, server_errors
 from redis_timers.aio.lane import CONNECTION_ERRORS, SERVER_REPLY_ERRORS, Lane
 from redis_timers.errors import TimersConnectionError
 from redis_timers.ops import Arg, Command, Flow, OneConnection, Op, ScriptCall
-from redis_timers.scripts import LuaScript
 
 T = TypeVar("T")
 
@@ -35,9 +35,17 @@ def call_outcome(reply: Any) -> Any:
 
 
 class AsyncDriver:
-    def __init__(self, client: redis.asyncio.Redis) -> None:
+    def __init__(self, client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster) -> None:
         self.client = client
         self._lane = Lane.for_client(client)
+        self._initialized = False
+
+    async def ready(self) -> None:
+        """Let the client load what it needs before a pub/sub or a key lookup of its own: a cluster client its
+        slot map (its `pubsub()` raises KeyError before that, redis-py #4296). Its commands do this themselves."""
+        if not self._initialized:
+            await self.client.initialize()
+            self._initialized = True
 
     async def execute(self, op: Op) -> Any:
         try:
@@ -53,8 +61,8 @@ class AsyncDriver:
                         return reply
                 return await self._via_pool((*prefix, *op.args))
             except redis.exceptions.NoScriptError:
-                # First use on this server (or it restarted, or its script cache was flushed).
-                await self._load(op.script)
+                # First use on this server (or it restarted, failed over, or flushed its script cache).
+                await self._load((op,))
                 return await self._via_pool((*prefix, *op.args))
         except SERVER_REPLY_ERRORS as error:
             raise server_errors.server_error(error) from error
@@ -69,9 +77,7 @@ class AsyncDriver:
                     return replies
             return await self._pipelined(ops)
         except redis.exceptions.NoScriptError:
-            for op in ops:
-                if isinstance(op, ScriptCall):
-                    await self._load(op.script)
+            await self._load(ops)
             return await self._pipelined(ops)
 
     async def _pipelined(self, ops: tuple[ScriptCall | Command, ...]) -> list[Any]:
@@ -110,19 +116,26 @@ class AsyncDriver:
 
     async def _pipeline_replies(self, ops: Sequence[ScriptCall | Command]) -> list[Any]:
         # A pipeline holds one connection of the pool for all of its commands (the lane is left to single calls).
+        await self.ready()
+        keyless = routing.keys_node(self.client, ops)
         async with self.client.pipeline(transaction=False) as pipeline:
             for op in ops:
-                pipeline.execute_command(*resp.utf8(op.command), **RAW_REPLY)
+                where = keyless if isinstance(op, Command) else {}
+                pipeline.execute_command(*resp.utf8(op.command), **RAW_REPLY, **where)
             replies: list[Any] = await pipeline.execute(raise_on_error=False)
         return replies
 
-    async def _load(self, script: LuaScript) -> None:
-        # As UTF-8, like every argument: `script_load` would encode the source in the client's encoding.
-        await self._via_pool(("SCRIPT", "LOAD", script.source))
+    async def _load(self, ops: tuple[ScriptCall | Command, ...]) -> None:
+        # As UTF-8, like every argument: `script_load` would encode the source in the client's encoding. Onto the
+        # node of the call's keys only (see `routing`).
+        await self.ready()
+        where = routing.keys_node(self.client, ops)
+        for script in dict.fromkeys(op.script for op in ops if isinstance(op, ScriptCall)):
+            await self.client.execute_command(*resp.utf8(("SCRIPT", "LOAD", script.source)), **RAW_REPLY, **where)
 
     async def _via_pool(self, args: tuple[Arg, ...]) -> Any:
         # As on the lane: UTF-8 whatever the client's encoding, and replies as bytes whatever its decode_responses.
-        return await self.client.execute_command(*resp.utf8(args), **RAW_REPLY)  # type: ignore[no-untyped-call]
+        return await self.client.execute_command(*resp.utf8(args), **RAW_REPLY)
 
     async def drive(self, flow: Flow[T]) -> T:
         reply: Any = None

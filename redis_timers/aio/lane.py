@@ -54,7 +54,8 @@ class Lane:
         self._dropped = False
 
     @classmethod
-    def for_client(cls, client: redis.asyncio.Redis) -> Lane | None:
+    def for_client(cls, client: Any) -> Lane | None:
+        """A lane for a plain client; None for any other (a cluster client has a pool per node, see `lane_pool`)."""
         pool = lane_pool(client, redis.asyncio.BlockingConnectionPool)
         return None if pool is None else cls(pool)
 

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import pydantic
 import redis.asyncio
+import redis.asyncio.cluster
 
 from redis_timers.aio.driver import AsyncDriver
 from redis_timers.aio.worker import AsyncWorker
@@ -21,7 +22,9 @@ class Timers(TimersCore):
     accepts_async_handlers: ClassVar[bool] = True
     front_end: ClassVar[str] = "async"
 
-    def __init__(self, *, redis_client: redis.asyncio.Redis, **kwargs: Any) -> None:
+    def __init__(
+        self, *, redis_client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster, **kwargs: Any
+    ) -> None:
         super().__init__(redis_client=redis_client, **kwargs)
         self._driver = AsyncDriver(redis_client)
         self._workers: list[AsyncWorker] = []
@@ -30,7 +33,7 @@ class Timers(TimersCore):
         self._stop_pending = False
         self._loops = 0  # run_forever calls under way
 
-    def use_client(self, redis_client: redis.asyncio.Redis) -> None:
+    def use_client(self, redis_client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster) -> None:
         """Use another client from now on (for example one built from a URL by the CLI); call it before running."""
         self.redis_client = redis_client
         self._driver = AsyncDriver(redis_client)

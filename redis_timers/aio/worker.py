@@ -242,7 +242,7 @@ class AsyncWorker:
 
     async def _listen_for_notifications(self) -> None:
         """Forward wake-ups to the loop; on any connection trouble, reconnect and make the loop re-claim."""
-        client: redis.asyncio.Redis = self._driver.client
+        client = self._driver.client
         while True:
             pubsub = client.pubsub()
             channels = events.subscription(self._engine, pubsub.encoder)
@@ -250,6 +250,7 @@ class AsyncWorker:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
                 return  # nothing this client can hear: the safety claim finds every timer
             try:
+                await self._driver.ready()  # a cluster client's pub/sub needs its slot map
                 await pubsub.subscribe(*channels)
                 await self._relay(pubsub, len(channels))
             except SERVER_REPLY_ERRORS + CONNECTION_ERRORS as error:

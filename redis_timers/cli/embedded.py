@@ -157,9 +157,7 @@ class EmbeddedCluster:
     ready once every node says `cluster_state:ok` and every replica is in sync with its primary.
     """
 
-    def __init__(
-        self, primaries: int = 3, replicas: int = 3, binary: str | None = None, timeout: float = 30.0
-    ) -> None:
+    def __init__(self, primaries: int = 3, replicas: int = 3, binary: str | None = None, timeout: float = 30.0) -> None:
         if replicas < 0:
             raise ValueError(f"a cluster cannot have {replicas} replicas")
         ranges = slot_ranges(primaries)

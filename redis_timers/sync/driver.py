@@ -6,13 +6,13 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import redis
+import redis.cluster
 import redis.exceptions
 from redis.client import NEVER_DECODE
 
-from redis_timers import resp, server_errors
+from redis_timers import resp, routing, server_errors
 from redis_timers.errors import TimersConnectionError
 from redis_timers.ops import Arg, Command, Flow, OneConnection, Op, ScriptCall
-from redis_timers.scripts import LuaScript
 from redis_timers.sync.lane import CONNECTION_ERRORS, SERVER_REPLY_ERRORS, Lane
 
 T = TypeVar("T")
@@ -35,7 +35,7 @@ def call_outcome(reply: Any) -> Any:
 
 
 class SyncDriver:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis | redis.cluster.RedisCluster) -> None:
         self.client = client
         self._lane = Lane.for_client(client)
 
@@ -53,8 +53,8 @@ class SyncDriver:
                         return reply
                 return self._via_pool((*prefix, *op.args))
             except redis.exceptions.NoScriptError:
-                # First use on this server (or it restarted, or its script cache was flushed).
-                self._load(op.script)
+                # First use on this server (or it restarted, failed over, or flushed its script cache).
+                self._load((op,))
                 return self._via_pool((*prefix, *op.args))
         except SERVER_REPLY_ERRORS as error:
             raise server_errors.server_error(error) from error
@@ -69,9 +69,7 @@ class SyncDriver:
                     return replies
             return self._pipelined(ops)
         except redis.exceptions.NoScriptError:
-            for op in ops:
-                if isinstance(op, ScriptCall):
-                    self._load(op.script)
+            self._load(ops)
             return self._pipelined(ops)
 
     def _pipelined(self, ops: tuple[ScriptCall | Command, ...]) -> list[Any]:
@@ -110,15 +108,20 @@ class SyncDriver:
 
     def _pipeline_replies(self, ops: Sequence[ScriptCall | Command]) -> list[Any]:
         # A pipeline holds one connection of the pool for all of its commands (the lane is left to single calls).
+        keyless = routing.keys_node(self.client, ops)
         with self.client.pipeline(transaction=False) as pipeline:
             for op in ops:
-                pipeline.execute_command(*resp.utf8(op.command), **RAW_REPLY)  # type: ignore[no-untyped-call]
+                where = keyless if isinstance(op, Command) else {}
+                pipeline.execute_command(*resp.utf8(op.command), **RAW_REPLY, **where)
             replies: list[Any] = pipeline.execute(raise_on_error=False)
         return replies
 
-    def _load(self, script: LuaScript) -> None:
-        # As UTF-8, like every argument: `script_load` would encode the source in the client's encoding.
-        self._via_pool(("SCRIPT", "LOAD", script.source))
+    def _load(self, ops: tuple[ScriptCall | Command, ...]) -> None:
+        # As UTF-8, like every argument: `script_load` would encode the source in the client's encoding. Onto the
+        # node of the call's keys only (see `routing`).
+        where = routing.keys_node(self.client, ops)
+        for script in dict.fromkeys(op.script for op in ops if isinstance(op, ScriptCall)):
+            self.client.execute_command(*resp.utf8(("SCRIPT", "LOAD", script.source)), **RAW_REPLY, **where)  # type: ignore[no-untyped-call]
 
     def _via_pool(self, args: tuple[Arg, ...]) -> Any:
         # As on the lane: UTF-8 whatever the client's encoding, and replies as bytes whatever its decode_responses.

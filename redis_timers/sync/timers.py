@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import pydantic
 import redis
+import redis.cluster
 
 from redis_timers.core import TimersCore
 from redis_timers.records import DeadLetter, TimerInfo
@@ -22,7 +23,7 @@ class Timers(TimersCore):
     accepts_async_handlers: ClassVar[bool] = False
     front_end: ClassVar[str] = "sync"
 
-    def __init__(self, *, redis_client: redis.Redis, **kwargs: Any) -> None:
+    def __init__(self, *, redis_client: redis.Redis | redis.cluster.RedisCluster, **kwargs: Any) -> None:
         super().__init__(redis_client=redis_client, **kwargs)
         self._driver = SyncDriver(redis_client)
         # Each run_forever's worker has a stop flag of its own: with one shared flag, the first loop to return
@@ -31,7 +32,7 @@ class Timers(TimersCore):
         self._workers: list[SyncWorker] = []
         self._workers_lock = threading.Lock()
 
-    def use_client(self, redis_client: redis.Redis) -> None:
+    def use_client(self, redis_client: redis.Redis | redis.cluster.RedisCluster) -> None:
         """Use another client from now on (for example one built from a URL by the CLI); call it before running."""
         self.redis_client = redis_client
         self._driver = SyncDriver(redis_client)

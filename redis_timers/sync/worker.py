@@ -222,7 +222,7 @@ class SyncWorker:
 
     def _listen_for_notifications(self) -> None:
         """Forward wake-ups to the loop; on any connection trouble, reconnect and make the loop re-claim."""
-        client: redis.Redis = self._driver.client
+        client = self._driver.client
         while not self._closed.is_set():
             pubsub = client.pubsub()  # type: ignore[no-untyped-call]
             channels = events.subscription(self._engine, pubsub.encoder)
