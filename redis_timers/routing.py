@@ -9,10 +9,14 @@ down). Two keyless commands must go to the node of the script call they serve:
   pipeline sends each node's commands in order on one connection of that node.
 So they name the node of the first script call's first key. Clients without `get_node_from_key` (every plain
 client) are left as they are.
+
+And a worker's notification connection: a cluster forwards every PUBLISH to every node, so one subscription on
+any node hears the wake-ups of every shard (see `listener_node`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from redis_timers.ops import Command, ScriptCall
@@ -25,3 +29,15 @@ def keys_node(client: Any, ops: tuple[ScriptCall | Command, ...]) -> dict[str, A
     if locate is None or key is None:
         return {}
     return {"target_nodes": locate(key.encode("utf-8"))}
+
+
+def listener_node(nodes: Sequence[Any], failures: int) -> Any:
+    """The cluster node (of a client's known `nodes`) a worker's notification connection subscribes on, after
+    `failures` failed attempts in a row: primaries first, each in turn by name.
+
+    After each failure the next node is tried, so a listener whose node died re-homes on a live one at once,
+    without waiting for its client to learn the new slot map (an idle worker sends no other command for a
+    safety interval).
+    """
+    ordered = sorted(nodes, key=lambda node: (getattr(node, "server_type", None) != "primary", node.name))
+    return ordered[failures % len(ordered)]

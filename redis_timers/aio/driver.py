@@ -137,6 +137,14 @@ class AsyncDriver:
         # As on the lane: UTF-8 whatever the client's encoding, and replies as bytes whatever its decode_responses.
         return await self.client.execute_command(*resp.utf8(args), **RAW_REPLY)
 
+    async def pubsub(self, failures: int) -> Any:
+        """A pub/sub for the worker's wake-ups; a cluster client's on the node `routing.listener_node` picks."""
+        await self.ready()
+        nodes = getattr(self.client, "get_nodes", None)  # a cluster client's known nodes
+        if nodes is None:
+            return self.client.pubsub()
+        return self.client.pubsub(node=routing.listener_node(nodes(), failures))
+
     async def drive(self, flow: Flow[T]) -> T:
         reply: Any = None
         while True:

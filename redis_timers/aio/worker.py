@@ -242,15 +242,13 @@ class AsyncWorker:
 
     async def _listen_for_notifications(self) -> None:
         """Forward wake-ups to the loop; on any connection trouble, reconnect and make the loop re-claim."""
-        client = self._driver.client
         while True:
-            pubsub = client.pubsub()
-            channels = events.subscription(self._engine, pubsub.encoder)
-            if not channels:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
-                return  # nothing this client can hear: the safety claim finds every timer
+            pubsub = None
             try:
-                await self._driver.ready()  # a cluster client's pub/sub needs its slot map
+                pubsub = await self._driver.pubsub(self._listener_failures)
+                channels = events.subscription(self._engine, pubsub.encoder)
+                if not channels:
+                    return  # nothing this client can hear: the safety claim finds every timer
                 await pubsub.subscribe(*channels)
                 await self._relay(pubsub, len(channels))
             except SERVER_REPLY_ERRORS + CONNECTION_ERRORS as error:
@@ -260,8 +258,9 @@ class AsyncWorker:
                 reported = server_errors.server_error(error) if isinstance(error, SERVER_REPLY_ERRORS) else error
                 await anyio.sleep(events.reconnect_pause(self._listener_failures, reported, self._settings, self._rng))
             finally:
-                with anyio.CancelScope(shield=True):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                if pubsub is not None:
+                    with anyio.CancelScope(shield=True):
+                        await pubsub.aclose()
 
     async def _relay(self, pubsub: Any, subscribed: int) -> None:
         watch = events.ConnectionWatch(self._settings.safety_wakeup_seconds, time.monotonic())

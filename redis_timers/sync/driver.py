@@ -127,6 +127,13 @@ class SyncDriver:
         # As on the lane: UTF-8 whatever the client's encoding, and replies as bytes whatever its decode_responses.
         return self.client.execute_command(*resp.utf8(args), **RAW_REPLY)  # type: ignore[no-untyped-call]
 
+    def pubsub(self, failures: int) -> Any:
+        """A pub/sub for the worker's wake-ups; a cluster client's on the node `routing.listener_node` picks."""
+        nodes = getattr(self.client, "get_nodes", None)  # a cluster client's known nodes
+        if nodes is None:
+            return self.client.pubsub()  # type: ignore[no-untyped-call]
+        return self.client.pubsub(node=routing.listener_node(nodes(), failures))  # type: ignore[no-untyped-call]
+
     def drive(self, flow: Flow[T]) -> T:
         reply: Any = None
         while True:

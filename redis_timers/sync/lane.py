@@ -38,6 +38,10 @@ CONNECTION_ERRORS = (
     OSError,
     # Bytes that are not the Redis protocol: whatever is at the other end is not a Redis server to talk to.
     redis.exceptions.InvalidResponse,
+    # A cluster client that read no slot map from any node it knows, or ran out of redirections and retries
+    # (a failover under way): there is no node to send the command to yet.
+    redis.exceptions.RedisClusterException,
+    redis.exceptions.ClusterError,
 )
 SERVER_REPLY_ERRORS = (
     redis.exceptions.ResponseError,

@@ -222,14 +222,13 @@ class SyncWorker:
 
     def _listen_for_notifications(self) -> None:
         """Forward wake-ups to the loop; on any connection trouble, reconnect and make the loop re-claim."""
-        client = self._driver.client
         while not self._closed.is_set():
-            pubsub = client.pubsub()  # type: ignore[no-untyped-call]
-            channels = events.subscription(self._engine, pubsub.encoder)
-            if not channels:
-                pubsub.close()
-                return  # nothing this client can hear: the safety claim finds every timer
+            pubsub = None
             try:
+                pubsub = self._driver.pubsub(self._listener_failures)
+                channels = events.subscription(self._engine, pubsub.encoder)
+                if not channels:
+                    return  # nothing this client can hear: the safety claim finds every timer
                 pubsub.subscribe(*channels)
                 self._relay(pubsub, len(channels))
             except SERVER_REPLY_ERRORS + CONNECTION_ERRORS as error:
@@ -239,7 +238,8 @@ class SyncWorker:
                 reported = server_errors.server_error(error) if isinstance(error, SERVER_REPLY_ERRORS) else error
                 self._closed.wait(events.reconnect_pause(self._listener_failures, reported, self._settings, self._rng))
             finally:
-                pubsub.close()
+                if pubsub is not None:
+                    pubsub.close()
 
     def _relay(self, pubsub: Any, subscribed: int) -> None:
         watch = events.ConnectionWatch(self._settings.safety_wakeup_seconds, time.monotonic())
