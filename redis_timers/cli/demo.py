@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import datetime
 import math
+import os
 import random
 import secrets
 import sys
@@ -27,10 +28,11 @@ import redis.asyncio
 import redis.exceptions
 
 from redis_timers.aio.timers import Timers as AsyncTimers
+from redis_timers.cli import clients
 from redis_timers.cli.connection_check import DEFAULT_CONNECT_TIMEOUT_SECONDS, explain
-from redis_timers.cli.embedded import EmbeddedServer
+from redis_timers.cli.embedded import EmbeddedCluster, EmbeddedServer
 from redis_timers.cli.redis_url import redact_url
-from redis_timers.keys import Keyspace
+from redis_timers.keys import Namespace
 from redis_timers.router import Router
 from redis_timers.settings import TimersSettings
 from redis_timers.sync.timers import Timers as SyncTimers
@@ -42,6 +44,12 @@ LEAD_SECONDS = 0.5
 FINISH_MARGIN_SECONDS = 5.0
 """How long after the last due time the demo waits for missing firings before it gives up on them."""
 CALIBRATION_ROUNDS = 7
+CLUSTER_PRIMARIES = 3
+CLUSTER_REPLICAS = 3
+SHARDS_PER_PRIMARY = 2
+"""On an embedded cluster the demo splits its namespace into this many shards per primary (unless TIMERS_SHARDS
+says otherwise), so that every primary fires a share of the timers."""
+SCRIPT_COMMANDS = ("cmdstat_evalsha", "cmdstat_eval")
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 
@@ -169,6 +177,7 @@ class Recorder:
 @dataclasses.dataclass(frozen=True)
 class DemoRun:
     url: str
+    cluster: bool
     topic: str
     settings: TimersSettings
     planned: list[PlannedTimer]
@@ -178,7 +187,7 @@ class DemoRun:
 
 
 async def _run_async(run: DemoRun) -> None:
-    client = redis.asyncio.Redis.from_url(run.url)
+    client = clients.async_client(run.url, cluster=run.cluster)
     all_fired = anyio.Event()
     router = Router()
 
@@ -201,7 +210,7 @@ async def _run_async(run: DemoRun) -> None:
 
 
 def _run_sync(run: DemoRun) -> None:
-    client = redis.Redis.from_url(run.url)
+    client = clients.sync_client(run.url, cluster=run.cluster)
     all_fired = threading.Event()
     router = Router()
 
@@ -241,9 +250,31 @@ def describe_server(client: redis.Redis) -> str:
     return f"{name} {version}"
 
 
+def script_calls(primaries: list[tuple[str, int]]) -> dict[str, int]:
+    """Script calls (EVALSHA and EVAL) each primary has served so far, by `host:port` (INFO commandstats)."""
+    calls: dict[str, int] = {}
+    for host, port in primaries:
+        client = redis.Redis(host=host, port=port)
+        try:
+            stats = client.info("commandstats")
+        finally:
+            client.close()
+        calls[f"{host}:{port}"] = sum(int(stats.get(name, {}).get("calls", 0)) for name in SCRIPT_COMMANDS)
+    return calls
+
+
+def shares_line(before: dict[str, int], after: dict[str, int]) -> str:
+    """Each primary's share of the script calls made between `before` and `after`: where the timers fired."""
+    made = {node: after.get(node, 0) - before.get(node, 0) for node in sorted(after)}
+    total = sum(made.values()) or 1
+    shares = ", ".join(f"{node} {calls} ({100 * calls / total:.0f}%)" for node, calls in made.items())
+    return f"script calls per primary (set_timer and worker round trips, INFO commandstats): {shares}"
+
+
 def run_demo(
     *,
     redis_url: str | None,
+    cluster: bool = False,
     count: int,
     spread: float,
     front_end: str,
@@ -252,17 +283,22 @@ def run_demo(
 ) -> int:
     """Returns 0 when every timer fired and none early, 1 otherwise, 2 when there was no Redis to run on."""
     out = sys.stdout if out is None else out
-    server: EmbeddedServer | None = None
+    server: EmbeddedServer | EmbeddedCluster | None = None
+    overrides: dict[str, Any] = {}
     if not redis_url:
         try:
-            server = EmbeddedServer()
+            server = EmbeddedCluster(CLUSTER_PRIMARIES, CLUSTER_REPLICAS) if cluster else EmbeddedServer()
         except (RuntimeError, OSError) as error:
             print(f"redis-timers demo: cannot start an embedded server: {error}", file=sys.stderr)
             return 2
         redis_url = server.url
+        if cluster and "TIMERS_SHARDS" not in os.environ:
+            overrides["shards"] = CLUSTER_PRIMARIES * SHARDS_PER_PRIMARY
     try:
         return _demo(
             redis_url,
+            cluster=cluster,
+            settings=TimersSettings.from_env(namespace=NAMESPACE, **overrides),
             embedded=server is not None,
             count=count,
             spread=spread,
@@ -276,24 +312,40 @@ def run_demo(
     finally:
         if server is not None:
             server.close()
-            print("embedded server shut down", file=out, flush=True)
+            print(f"embedded {'cluster' if cluster else 'server'} shut down", file=out, flush=True)
 
 
 def _demo(
-    url: str, *, embedded: bool, count: int, spread: float, front_end: str, connect_timeout: float, out: TextIO
+    url: str,
+    *,
+    cluster: bool,
+    settings: TimersSettings,
+    embedded: bool,
+    count: int,
+    spread: float,
+    front_end: str,
+    connect_timeout: float,
+    out: TextIO,
 ) -> int:
     # Server description, clock calibration, clean-up; with timeouts, so that a server that never answers is said.
-    control = redis.Redis.from_url(url, socket_connect_timeout=connect_timeout, socket_timeout=connect_timeout)
-    settings = TimersSettings.from_env(namespace=NAMESPACE)
+    # On a cluster: the node the URL names (every node of a cluster on this host reads the same clock).
+    timeouts = {"socket_connect_timeout": connect_timeout, "socket_timeout": connect_timeout}
+    control = redis.Redis.from_url(url, **timeouts)
+    tidy: Any = None
     topic = f"demo-{secrets.token_hex(4)}"  # one topic per run: demos sharing a server never take each other's timers
     try:
         try:
             server_name = describe_server(control)
             clock = calibrate(control)
-        except (redis.exceptions.RedisError, OSError) as error:
+            tidy = clients.sync_client(url, cluster=True, **timeouts) if cluster else control
+            primaries = [(node.host, node.port) for node in tidy.get_primaries()] if cluster else []
+            calls_before = script_calls(primaries)
+        except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError) as error:
             print(f"redis-timers demo: {explain(error, redact_url(url), connect_timeout)}", file=sys.stderr)
             return 2
         where = "embedded, started for this demo" if embedded else "from --redis-url / REDIS_URL"
+        if cluster:
+            where += f"; a cluster of {len(primaries)} primaries, namespace in {settings.shards} shard(s)"
         print(
             f"redis-timers demo: {count} timers with pydantic payloads, due at random over {spread:g} s, "
             f"{front_end} front end",
@@ -311,6 +363,7 @@ def _demo(
         recorder = Recorder(clock, start_ms, count, out)
         run = DemoRun(
             url=url,
+            cluster=cluster,
             topic=topic,
             settings=settings,
             planned=planned,
@@ -324,8 +377,16 @@ def _demo(
         print("worker stopped gracefully", file=out)
         summary = recorder.summary()
         print(summary.line(), file=out, flush=True)
+        if cluster:
+            print(shares_line(calls_before, script_calls(primaries)), file=out, flush=True)
         return 0 if summary.ok else 1
     finally:
-        with contextlib.suppress(redis.exceptions.RedisError):  # nothing to tidy on a server we cannot reach
-            control.delete(*Keyspace(settings.namespace).topic_keys(topic))
+        if tidy is not None:
+            # Nothing to tidy on a server we cannot reach. One key at a time: on a cluster, each shard is a slot.
+            with contextlib.suppress(redis.exceptions.RedisError, redis.exceptions.RedisClusterException):
+                for keyspace in Namespace(settings.namespace, settings.shards).keyspaces:
+                    for key in keyspace.topic_keys(topic):
+                        tidy.delete(key)
+            if tidy is not control:
+                tidy.close()
         control.close()

@@ -101,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="Redis to run on (default: $REDIS_URL, else an embedded server started for the demo)",
     )
+    demo.add_argument(
+        "--cluster",
+        action="store_true",
+        help=(
+            "run on a Redis Cluster: the URL names any node of it; with no URL, an embedded cluster of 3 primaries "
+            "and 3 replicas is started for the demo"
+        ),
+    )
     demo.add_argument("--count", type=_positive_int, default=40, metavar="N", help="how many timers (default: 40)")
     demo.add_argument(
         "--spread",
@@ -128,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=_redis_url,
         metavar="URL",
         help="run against this Redis instead of the app's client (also exported as REDIS_URL before the import)",
+    )
+    worker.add_argument(
+        "--cluster",
+        action="store_true",
+        help="the --redis-url names a node of a Redis Cluster: run on a cluster client of that cluster",
     )
     worker.add_argument(
         "--concurrency",
@@ -160,20 +173,30 @@ def run(argv: list[str]) -> int:
         from redis_timers.cli.bench import run_bench
 
         return run_bench(argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     _configure_logging(args.log_level)
     if args.command == "demo":
         from redis_timers.cli.demo import run_demo
 
         return run_demo(
             redis_url=args.redis_url,
+            cluster=args.cluster,
             count=args.count,
             spread=args.spread,
             front_end=args.front_end,
             connect_timeout=args.connect_timeout,
         )
+    if args.cluster and not args.redis_url:
+        parser.error(
+            "worker --cluster needs --redis-url, a node of the cluster (else the app's client is used as it is)"
+        )
     from redis_timers.cli.worker import run_worker
 
     return run_worker(
-        args.target, redis_url=args.redis_url, concurrency=args.concurrency, connect_timeout=args.connect_timeout
+        args.target,
+        redis_url=args.redis_url,
+        cluster=args.cluster,
+        concurrency=args.concurrency,
+        connect_timeout=args.connect_timeout,
     )

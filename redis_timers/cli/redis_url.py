@@ -39,6 +39,10 @@ def describe_client(client: Any) -> str:
     pool = getattr(client, "connection_pool", None)
     kwargs = getattr(pool, "connection_kwargs", None)
     if not isinstance(kwargs, dict):
+        # A cluster client has a pool per node: name the node it was made from (it found the others from there).
+        startup = getattr(getattr(client, "nodes_manager", None), "startup_nodes", None)
+        if isinstance(startup, dict) and startup:
+            return f"a Redis Cluster, via {min(startup)}"
         return type(client).__name__
     db = kwargs.get("db", 0)
     user = kwargs.get("username") or ""

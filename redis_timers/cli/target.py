@@ -6,15 +6,13 @@ import importlib
 import inspect
 import os
 import sys
-
-import redis
-import redis.asyncio
+from typing import Any
 
 from redis_timers.aio.timers import Timers as AsyncTimers
+from redis_timers.cli import clients
 from redis_timers.sync.timers import Timers as SyncTimers
 
 AnyTimers = AsyncTimers | SyncTimers
-AnyClient = redis.asyncio.Redis | redis.Redis
 
 
 class TargetError(Exception):
@@ -59,16 +57,17 @@ def load_timers(target: str) -> AnyTimers:
     )
 
 
-def use_redis_url(timers: AnyTimers, url: str) -> AnyClient:
-    """Point `timers` at a new client for `url`, of the kind its front end drives; returns that client.
+def use_redis_url(timers: AnyTimers, url: str, *, cluster: bool = False) -> Any:
+    """Point `timers` at a new client for `url` (with `cluster`, a cluster client of the cluster `url` is a node
+    of), of the kind its front end drives; returns that client.
 
     The new client belongs to the caller, who closes it: the library never closes a client it was given.
     Must be called before `run_forever`.
     """
     if isinstance(timers, AsyncTimers):
-        async_client = redis.asyncio.Redis.from_url(url)
-        timers.use_client(async_client)
-        return async_client
-    sync_client = redis.Redis.from_url(url)
-    timers.use_client(sync_client)
-    return sync_client
+        made_async = clients.async_client(url, cluster=cluster)
+        timers.use_client(made_async)
+        return made_async
+    made_sync = clients.sync_client(url, cluster=cluster)
+    timers.use_client(made_sync)
+    return made_sync

@@ -8,10 +8,9 @@ import os
 import signal
 import threading
 from types import FrameType
+from typing import Any
 
 import anyio
-import redis
-import redis.asyncio
 
 from redis_timers.aio.timers import Timers as AsyncTimers
 from redis_timers.cli.connection_check import (
@@ -36,10 +35,14 @@ def run_worker(
     target: str,
     *,
     redis_url: str | None = None,
+    cluster: bool = False,
     concurrency: int | None = None,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
 ) -> int:
-    """Exit code: 0 (or 130 after SIGINT) once stopped, 1 if the worker failed, 2 if it could not start."""
+    """Exit code: 0 (or 130 after SIGINT) once stopped, 1 if the worker failed, 2 if it could not start.
+
+    `cluster`: `redis_url` names a node of a Redis Cluster, and the worker runs on a cluster client of it.
+    """
     if redis_url:
         # Exported before the app is imported, so that clients the app builds itself go to the same server.
         os.environ["REDIS_URL"] = redis_url
@@ -51,12 +54,10 @@ def run_worker(
     if not timers.registry.topics:
         logger.error("%s has no handlers: include a router before running a worker", target)
         return 2
-    own_client = use_redis_url(timers, redis_url) if redis_url else None
+    own_client = use_redis_url(timers, redis_url, cluster=cluster) if redis_url else None
     serving = Serving(timers, concurrency, connect_timeout, redact_url(describe_client(timers.redis_client)))
     if isinstance(timers, AsyncTimers):
-        assert own_client is None or isinstance(own_client, redis.asyncio.Redis)
         return anyio.run(_serve_async, timers, own_client, serving)
-    assert own_client is None or isinstance(own_client, redis.Redis)
     return _serve_sync(timers, own_client, serving)
 
 
@@ -156,7 +157,7 @@ def _log_startup(serving: Serving) -> None:
     logger.info("SIGTERM or SIGINT stops the worker gracefully; a second one exits at once")
 
 
-async def _serve_async(timers: AsyncTimers, own_client: redis.asyncio.Redis | None, serving: Serving) -> int:
+async def _serve_async(timers: AsyncTimers, own_client: Any, serving: Serving) -> int:
     try:
         try:
             await check_async(timers.redis_client, serving.where, serving.connect_timeout)
@@ -184,7 +185,7 @@ async def _serve_async(timers: AsyncTimers, own_client: redis.asyncio.Redis | No
     return serving.stopped()
 
 
-def _serve_sync(timers: SyncTimers, own_client: redis.Redis | None, serving: Serving) -> int:
+def _serve_sync(timers: SyncTimers, own_client: Any, serving: Serving) -> int:
     failures: list[Exception] = []
 
     def work() -> None:
