@@ -1,0 +1,96 @@
+"""`redis-timers worker --cluster` and `demo --cluster` as subprocesses, on a local cluster."""
+
+from __future__ import annotations
+
+import datetime
+import re
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+import redis.cluster
+
+from redis_timers.cli.demo import NAMESPACE
+from redis_timers.sync import Router
+from redis_timers.sync import Timers as SyncTimers
+from tests.cli.app import TOPIC, Job
+from tests.cli.conftest import Spawn
+from tests.cli.test_demo import SUMMARY
+
+NOW = datetime.timedelta(0)
+SHARES = re.compile(
+    r"^script calls per primary \(set_timer and worker round trips, INFO commandstats\): (?P<shares>.*)$"
+)
+SHARE = re.compile(r"127\.0\.0\.1:\d+ (?P<calls>\d+) \((?P<percent>\d+)%\)")
+
+
+@pytest.fixture
+def cluster_client(cluster_url: str) -> Iterator[redis.cluster.RedisCluster]:
+    client = redis.cluster.RedisCluster.from_url(cluster_url)
+    yield client
+    client.close()
+
+
+def primary_shares(output_lines: list[str]) -> list[tuple[int, int]]:
+    line = next(match for line in output_lines if (match := SHARES.match(line)))
+    return [(int(share["calls"]), int(share["percent"])) for share in SHARE.finditer(line["shares"])]
+
+
+@pytest.mark.parametrize("attribute", ["async_timers", "sync_timers"])
+def test_worker_runs_on_a_cluster_named_by_any_node(
+    spawn: Spawn, cluster_url: str, cluster_client: redis.cluster.RedisCluster, attribute: str
+) -> None:
+    router = Router()
+
+    @router.handler(topic=TOPIC, schema=Job)
+    def not_run_here(job: Job, context: dict[str, Any]) -> None:
+        raise AssertionError("the test process never handles timers")
+
+    scheduler = SyncTimers(redis_client=cluster_client, routers=[router])
+    worker = spawn("worker", f"tests.cli.cluster_app:{attribute}", "--cluster", "--redis-url", cluster_url)
+    startup = worker.wait_for("redis-timers worker starting")
+    assert "Redis a Redis Cluster, via 127.0.0.1:" in startup
+
+    scheduler.set_timer(TOPIC, "job-1", Job(name="job-1"), NOW)
+    worker.wait_for("handler finished job-1")
+    worker.process.send_signal(signal.SIGTERM)
+
+    assert worker.wait_exit() == 0, worker.output
+    assert scheduler.get_timer(TOPIC, "job-1") is None
+
+
+def test_worker_cluster_needs_a_url(spawn: Spawn) -> None:
+    worker = spawn("worker", "tests.cli.cluster_app:sync_timers", "--cluster")
+    assert worker.wait_exit() == 2
+    assert "worker --cluster needs --redis-url" in worker.output
+
+
+def test_demo_on_a_cluster_named_by_any_node_reports_each_primarys_share(
+    spawn: Spawn, cluster_url: str, cluster_client: redis.cluster.RedisCluster
+) -> None:
+    demo = spawn("demo", "--cluster", "--redis-url", cluster_url, "--count", "8", "--spread", "0.5")
+
+    assert demo.wait_exit() == 0, demo.output
+    summary = next(match for line in demo.lines if (match := SUMMARY.match(line)))
+    assert summary["fired"] == summary["expected"] == "8"
+    assert "a cluster of 3 primaries, namespace in 1 shard(s)" in demo.output
+    shares = primary_shares(demo.lines)
+    assert len(shares) == 3
+    assert max(calls for calls, _ in shares) > 8  # one set_timer and at least one round trip for each timer
+    primaries = cluster_client.get_primaries()  # type: ignore[no-untyped-call]
+    keys = [key for node in primaries for key in cluster_client.keys("*", target_nodes=node)]
+    assert [key for key in keys if NAMESPACE.encode() in key and b":shards" not in key] == []  # tidied up
+
+
+def test_demo_cluster_without_a_url_starts_and_stops_an_embedded_cluster(spawn: Spawn) -> None:
+    demo = spawn("demo", "--cluster", "--count", "6", "--spread", "0.5")
+
+    assert demo.wait_exit() == 0, demo.output
+    assert "(embedded, started for this demo; a cluster of 3 primaries, namespace in 6 shard(s))" in demo.output
+    assert any(SUMMARY.match(line) for line in demo.lines)
+    shares = primary_shares(demo.lines)
+    assert len(shares) == 3
+    assert 99 <= sum(percent for _, percent in shares) <= 101
+    assert demo.lines[-1] == "embedded cluster shut down"
