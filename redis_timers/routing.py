@@ -5,9 +5,12 @@ sends a keyless one to a node of its own choosing (`SCRIPT LOAD` to every primar
 down). Two keyless commands must go to the node of the script call they serve:
 - `SCRIPT LOAD` after NOSCRIPT: the node that answered it (a promoted replica has no scripts: the script cache
   is not replicated);
-- `WAIT` after a durable write: it counts only the writes made before it on its own connection, and a cluster
-  pipeline sends each node's commands in order on one connection of that node.
-So they name the node of the first script call's first key. Clients without `get_node_from_key` (every plain
+- `WAIT` after a durable write: it counts only the writes made before it on its own connection. A cluster
+  pipeline would send the write and the WAIT on one connection of the node, but when the write meets a
+  redirection or a connection error it sends the write again alone, elsewhere, and the WAIT proves nothing.
+  So the write and its WAITs go on one connection of the node's own pool, without the cluster's retries: a
+  redirection or a lost node is then an error the caller sees (a retry is safe).
+So they go to the node of the first script call's first key. Clients without `get_node_from_key` (every plain
 client) are left as they are.
 
 And a worker's notification connection: a cluster forwards every PUBLISH to every node, so one subscription on
@@ -22,13 +25,19 @@ from typing import Any
 from redis_timers.ops import Command, ScriptCall
 
 
-def keys_node(client: Any, ops: tuple[ScriptCall | Command, ...]) -> dict[str, Any]:
-    """The keywords that send a keyless command of `client` to the node of the first script call's keys."""
+def keys_node(client: Any, ops: tuple[ScriptCall | Command, ...]) -> Any:
+    """The node of `client` (a cluster client's `ClusterNode`) that serves the first script call's keys, or None for
+    a plain client (or calls without keys)."""
     locate = getattr(client, "get_node_from_key", None)
     key = next((op.keys[0] for op in ops if isinstance(op, ScriptCall) and op.keys), None)
     if locate is None or key is None:
-        return {}
-    return {"target_nodes": locate(key.encode("utf-8"))}
+        return None
+    return locate(key.encode("utf-8"))
+
+
+def on_node(node: Any) -> dict[str, Any]:
+    """The keywords that send a cluster client's keyless command to `node` (none for None: a plain client)."""
+    return {} if node is None else {"target_nodes": node}
 
 
 def listener_node(nodes: Sequence[Any], failures: int) -> Any:

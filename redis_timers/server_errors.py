@@ -22,7 +22,8 @@ OUTAGE_CODES = frozenset(
 """States that pass on their own: a failover, another client's slow script, a restart, a resharding, a
 snapshot that could not be saved (a full disk: Redis tries again, and takes writes once one succeeds).
 MOVED and ASK reach the library only when a cluster client ran out of redirections (its slot map trails a
-failover or a slot being moved): the shard's calls are retried once the cluster settles."""
+failover or a slot being moved), or when a durable write, sent to its node without them, met one (the slot
+map is then read again): the shard's calls are retried once the cluster settles."""
 ERROR_CLASSES: dict[str, type[TimersServerError]] = {
     **dict.fromkeys(OUTAGE_CODES, TimersUnavailableError),
     "OOM": TimersOutOfMemoryError,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.exceptions
+from redis.asyncio.cluster import PipelineCommand
 from redis.client import NEVER_DECODE
 
 from redis_timers import resp, routing, server_errors
@@ -81,9 +83,25 @@ class AsyncDriver:
             return await self._pipelined(ops)
 
     async def _pipelined(self, ops: tuple[ScriptCall | Command, ...]) -> list[Any]:
-        replies = await self._pipeline_replies(ops)
+        # One connection for all of its commands (the lane is left to single calls): of the pool, or on a cluster
+        # client one connection of the node of the call's keys, without the cluster's retries (see `routing`).
+        await self.ready()
+        node = routing.keys_node(self.client, ops)
+        replies: list[Any]
+        if node is None:
+            replies = await self._pipeline_replies(ops)
+        else:
+            commands = [PipelineCommand(index, *resp.utf8(op.command), **RAW_REPLY) for index, op in enumerate(ops)]
+            try:
+                await node.execute_pipeline(commands)
+            except CONNECTION_ERRORS:
+                await self._refresh_slots()
+                raise
+            replies = [command.result for command in commands]
+            if any(isinstance(reply, (redis.exceptions.AskError, *CONNECTION_ERRORS)) for reply in replies):
+                await self._refresh_slots()  # MOVED, ASK or a lost node: the slot may be served elsewhere now
         # Raised as it came, not annotated as `raise_on_error` would: its code says what it means.
-        failed = next((reply for reply in replies if isinstance(reply, redis.exceptions.ResponseError)), None)
+        failed = next((reply for reply in replies if isinstance(reply, Exception)), None)
         if failed is not None:
             raise failed
         return replies
@@ -102,9 +120,10 @@ class AsyncDriver:
                 index for index, reply in enumerate(replies) if isinstance(reply, redis.exceptions.NoScriptError)
             ]
             if missing:
-                # First use on this server (or it restarted, or its script cache was flushed).
-                for script in dict.fromkeys(calls[index].script for index in missing):
-                    await self._load(script)
+                # First use on this server (or it restarted, failed over, or flushed its script cache): each call's
+                # script onto its own node.
+                for index in missing:
+                    await self._load((calls[index],))
                 resent = await self._pipeline_replies([calls[index] for index in missing])
                 for index, reply in zip(missing, resent):
                     replies[index] = reply
@@ -115,21 +134,25 @@ class AsyncDriver:
         return [call_outcome(reply) for reply in replies]
 
     async def _pipeline_replies(self, ops: Sequence[ScriptCall | Command]) -> list[Any]:
-        # A pipeline holds one connection of the pool for all of its commands (the lane is left to single calls).
-        await self.ready()
-        keyless = routing.keys_node(self.client, ops)
+        # A pipeline of the client: on a cluster client, each node's share on one connection of it. Its script
+        # calls may be sent again on a redirection (every script is safe to send twice); no WAIT goes this way.
         async with self.client.pipeline(transaction=False) as pipeline:
             for op in ops:
-                where = keyless if isinstance(op, Command) else {}
-                pipeline.execute_command(*resp.utf8(op.command), **RAW_REPLY, **where)
+                pipeline.execute_command(*resp.utf8(op.command), **RAW_REPLY)
             replies: list[Any] = await pipeline.execute(raise_on_error=False)
         return replies
+
+    async def _refresh_slots(self) -> None:
+        """After a node of a cluster client failed a pipeline of its own: read the slot map again, so that the
+        caller's retry goes to the slot's new node (the cluster client's own commands do this themselves)."""
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            await self.client.nodes_manager.initialize()  # type: ignore[union-attr]
 
     async def _load(self, ops: tuple[ScriptCall | Command, ...]) -> None:
         # As UTF-8, like every argument: `script_load` would encode the source in the client's encoding. Onto the
         # node of the call's keys only (see `routing`).
         await self.ready()
-        where = routing.keys_node(self.client, ops)
+        where = routing.on_node(routing.keys_node(self.client, ops))
         for script in dict.fromkeys(op.script for op in ops if isinstance(op, ScriptCall)):
             await self.client.execute_command(*resp.utf8(("SCRIPT", "LOAD", script.source)), **RAW_REPLY, **where)
 

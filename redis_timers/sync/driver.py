@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -73,9 +74,24 @@ class SyncDriver:
             return self._pipelined(ops)
 
     def _pipelined(self, ops: tuple[ScriptCall | Command, ...]) -> list[Any]:
-        replies = self._pipeline_replies(ops)
+        # One connection for all of its commands (the lane is left to single calls): of the pool, or on a cluster
+        # client one of the pool of the node of the call's keys, a plain client (see `routing`).
+        node = routing.keys_node(self.client, ops)
+        if node is None:
+            replies = self._pipeline_replies(ops)
+        else:
+            try:
+                with node.redis_connection.pipeline(transaction=False) as pipeline:
+                    for op in ops:
+                        pipeline.execute_command(*resp.utf8(op.command), **RAW_REPLY)
+                    replies = pipeline.execute(raise_on_error=False)
+            except CONNECTION_ERRORS:
+                self._refresh_slots()
+                raise
+            if any(isinstance(reply, redis.exceptions.AskError) for reply in replies):
+                self._refresh_slots()  # MOVED or ASK: the slot is served elsewhere now
         # Raised as it came, not annotated as `raise_on_error` would: its code says what it means.
-        failed = next((reply for reply in replies if isinstance(reply, redis.exceptions.ResponseError)), None)
+        failed = next((reply for reply in replies if isinstance(reply, Exception)), None)
         if failed is not None:
             raise failed
         return replies
@@ -94,9 +110,10 @@ class SyncDriver:
                 index for index, reply in enumerate(replies) if isinstance(reply, redis.exceptions.NoScriptError)
             ]
             if missing:
-                # First use on this server (or it restarted, or its script cache was flushed).
-                for script in dict.fromkeys(calls[index].script for index in missing):
-                    self._load(script)
+                # First use on this server (or it restarted, failed over, or flushed its script cache): each call's
+                # script onto its own node.
+                for index in missing:
+                    self._load((calls[index],))
                 resent = self._pipeline_replies([calls[index] for index in missing])
                 for index, reply in zip(missing, resent):
                     replies[index] = reply
@@ -107,19 +124,24 @@ class SyncDriver:
         return [call_outcome(reply) for reply in replies]
 
     def _pipeline_replies(self, ops: Sequence[ScriptCall | Command]) -> list[Any]:
-        # A pipeline holds one connection of the pool for all of its commands (the lane is left to single calls).
-        keyless = routing.keys_node(self.client, ops)
+        # A pipeline of the client: on a cluster client, each node's share on one connection of it. Its script
+        # calls may be sent again on a redirection (every script is safe to send twice); no WAIT goes this way.
         with self.client.pipeline(transaction=False) as pipeline:
             for op in ops:
-                where = keyless if isinstance(op, Command) else {}
-                pipeline.execute_command(*resp.utf8(op.command), **RAW_REPLY, **where)
+                pipeline.execute_command(*resp.utf8(op.command), **RAW_REPLY)
             replies: list[Any] = pipeline.execute(raise_on_error=False)
         return replies
+
+    def _refresh_slots(self) -> None:
+        """After a node of a cluster client failed a pipeline of its own: read the slot map again, so that the
+        caller's retry goes to the slot's new node (the cluster client's own commands do this themselves)."""
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            self.client.nodes_manager.initialize()  # type: ignore[union-attr]
 
     def _load(self, ops: tuple[ScriptCall | Command, ...]) -> None:
         # As UTF-8, like every argument: `script_load` would encode the source in the client's encoding. Onto the
         # node of the call's keys only (see `routing`).
-        where = routing.keys_node(self.client, ops)
+        where = routing.on_node(routing.keys_node(self.client, ops))
         for script in dict.fromkeys(op.script for op in ops if isinstance(op, ScriptCall)):
             self.client.execute_command(*resp.utf8(("SCRIPT", "LOAD", script.source)), **RAW_REPLY, **where)  # type: ignore[no-untyped-call]
 

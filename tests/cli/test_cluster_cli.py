@@ -84,6 +84,11 @@ def test_demo_on_a_cluster_named_by_any_node_reports_each_primarys_share(
     assert [key for key in keys if NAMESPACE.encode() in key and b":shards" not in key] == []  # tidied up
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the worker drains every shard only once the engine works over shards (the engine-shards branch); "
+    "until then it fires shard 0's timers alone. Strict: remove this mark when that lands.",
+)
 def test_demo_cluster_without_a_url_starts_and_stops_an_embedded_cluster(spawn: Spawn) -> None:
     demo = spawn("demo", "--cluster", "--count", "6", "--spread", "0.5")
 

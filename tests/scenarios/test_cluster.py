@@ -17,7 +17,7 @@ import redis
 import redis.asyncio.cluster
 import redis.cluster
 
-from redis_timers import TimersDurabilityError, TimersSettings
+from redis_timers import TimersDurabilityError, TimersSettings, TimersUnavailableError
 from redis_timers.aio.driver import AsyncDriver
 from redis_timers.aio.lane import Lane as AsyncLane
 from redis_timers.cli.embedded import EmbeddedCluster, EmbeddedServer
@@ -185,3 +185,33 @@ def test_an_async_driver_readies_a_cluster_client_for_pub_sub(cluster_url: str) 
             await client.aclose()
 
     assert anyio.run(subscribe) in ("subscribe", b"subscribe")
+
+
+def test_a_durable_write_whose_slot_is_migrating_raises_a_typed_outage_and_is_not_confirmed(
+    cluster_front: Front, redis_cluster: EmbeddedCluster
+) -> None:
+    """The write meets ASK (its keys are being moved to another node): the cluster's own pipeline would send the
+    write again alone, elsewhere, with the WAIT's reply from the first node. It is an outage instead."""
+    raw = cast(redis.cluster.RedisCluster, cluster_front.raw)
+    home = primary_of(cluster_front, "{other}")
+    slot = int(raw.keyslot("{other}"))  # type: ignore[no-untyped-call]
+    source = next(node for node in redis_cluster.primaries if node.port == home)
+    target = next(node for node in redis_cluster.primaries if node.port != home)
+    target_client = redis.Redis(host=target.host, port=target.port, decode_responses=True)
+    source_client = redis.Redis(host=source.host, port=source.port, decode_responses=True)
+    target_id = target_client.execute_command("CLUSTER", "MYID")  # type: ignore[no-untyped-call]
+    settings = TimersSettings(namespace="other")
+    timers = cluster_front.timers(spec("jobs", Job, lambda payload, context: None), settings=settings)
+    timers.get_timer("jobs", "warm")  # the client has read the slot map
+    source_client.execute_command("CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id)  # type: ignore[no-untyped-call]
+    try:
+        with pytest.raises(TimersUnavailableError) as raised:
+            timers.set_timer("jobs", "moving", Job(n=1), LATER, durable=True)
+        assert raised.value.code == "ASK"
+    finally:
+        source_client.execute_command("CLUSTER", "SETSLOT", str(slot), "STABLE")  # type: ignore[no-untyped-call]
+        source_client.close()
+        target_client.close()
+    assert timers.get_timer("jobs", "moving") is None  # refused before it was written: a retry is safe
+    timers.set_timer("jobs", "moving", Job(n=1), LATER, durable=True)
+    assert timers.get_timer("jobs", "moving") is not None

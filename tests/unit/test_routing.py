@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from redis_timers.ops import Command, ScriptCall
-from redis_timers.routing import keys_node, listener_node
+from redis_timers.routing import keys_node, listener_node, on_node
 from redis_timers.scripts import SET_TIMER
 
 
@@ -30,15 +30,18 @@ CALL = ScriptCall(SET_TIMER, ("{timers}:timeline:jobs", "{timers}:payloads:jobs"
 WAIT = Command(("WAIT", 1, 100))
 
 
-def test_keyless_commands_of_a_cluster_client_go_to_the_node_of_the_first_script_calls_first_key() -> None:
+def test_a_cluster_clients_calls_go_to_the_node_of_the_first_script_calls_first_key() -> None:
     client = ClusterLike()
-    assert keys_node(client, (CALL, WAIT)) == {"target_nodes": "node of {timers}:timeline:jobs"}
+    node = keys_node(client, (CALL, WAIT))
+    assert node == "node of {timers}:timeline:jobs"
+    assert on_node(node) == {"target_nodes": node}
     assert client.asked == [b"{timers}:timeline:jobs"]
 
 
 def test_a_plain_client_or_a_call_without_keys_is_left_as_it_is() -> None:
-    assert keys_node(object(), (CALL, WAIT)) == {}
-    assert keys_node(ClusterLike(), (WAIT,)) == {}
+    assert keys_node(object(), (CALL, WAIT)) is None
+    assert keys_node(ClusterLike(), (WAIT,)) is None
+    assert on_node(None) == {}
 
 
 def test_the_listener_starts_on_the_first_primary_by_name_and_moves_on_after_each_failure() -> None:
