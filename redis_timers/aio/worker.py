@@ -27,6 +27,10 @@ from redis_timers.settings import TimersSettings
 
 logger = logging.getLogger("redis_timers")
 
+PUBSUB_RECONNECT_ERRORS = (AttributeError,)
+"""What redis-py's asyncio pub/sub may raise when it reconnects by itself inside `get_message` to a node that
+has just gone (a cluster node SIGKILLed, under RESP2: its connection's writer is already None): the
+connection is lost like any other, and the listener connects again, elsewhere."""
 EVENT_LOOP_TIMER_SLACK_SECONDS = 0.0015
 """asyncio rounds a timer's wait up to the next millisecond; a worker wakes this much early, then yields."""
 
@@ -251,7 +255,7 @@ class AsyncWorker:
                     return  # nothing this client can hear: the safety claim finds every timer
                 await pubsub.subscribe(*channels)
                 await self._relay(pubsub, len(channels))
-            except SERVER_REPLY_ERRORS + CONNECTION_ERRORS as error:
+            except SERVER_REPLY_ERRORS + CONNECTION_ERRORS + PUBSUB_RECONNECT_ERRORS as error:
                 # Unreachable, or an error reply to SUBSCRIBE or PING (LOADING, BUSY, NOPERM...): wait, then retry.
                 # Counted until the server answers: SUBSCRIBE only sends, and its refusal comes with the first read.
                 self._listener_failures += 1
