@@ -84,13 +84,8 @@ def test_demo_on_a_cluster_named_by_any_node_reports_each_primarys_share(
     assert [key for key in keys if NAMESPACE.encode() in key and b":shards" not in key] == []  # tidied up
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the worker drains every shard only once the engine works over shards (the engine-shards branch); "
-    "until then it fires shard 0's timers alone. Strict: remove this mark when that lands.",
-)
 def test_demo_cluster_without_a_url_starts_and_stops_an_embedded_cluster(spawn: Spawn) -> None:
-    demo = spawn("demo", "--cluster", "--count", "6", "--spread", "0.5")
+    demo = spawn("demo", "--cluster", "--count", "30", "--spread", "0.5")
 
     assert demo.wait_exit() == 0, demo.output
     assert "(embedded, started for this demo; a cluster of 3 primaries, namespace in 6 shard(s))" in demo.output
@@ -98,4 +93,5 @@ def test_demo_cluster_without_a_url_starts_and_stops_an_embedded_cluster(spawn: 
     shares = primary_shares(demo.lines)
     assert len(shares) == 3
     assert 99 <= sum(percent for _, percent in shares) <= 101
+    assert all(calls > 0 for calls, _ in shares)  # 6 shards, 2 on each primary: every primary fires timers
     assert demo.lines[-1] == "embedded cluster shut down"
