@@ -27,6 +27,7 @@ from redis_timers.errors import (
     TimersServerError,
     TimersUnavailableError,
     UnstorablePayloadError,
+    UnsupportedClientError,
 )
 from redis_timers.lock import consume_lock, timer_lock
 from redis_timers.records import DeadLetter, TimerInfo
@@ -61,6 +62,7 @@ __all__ = [
     "TimersSettings",
     "TimersUnavailableError",
     "UnstorablePayloadError",
+    "UnsupportedClientError",
     "consume_lock",
     "timer_lock",
 ]

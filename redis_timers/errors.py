@@ -75,6 +75,10 @@ class StoredPayloadError(TimersError, ValueError):
     a due time written by hand is no date, or a dead letter's record is not one this library writes."""
 
 
+class UnsupportedClientError(TimersError, TypeError):
+    """The Redis client given to `Timers` is of a kind this library cannot drive with the installed redis-py."""
+
+
 class TimersConnectionError(TimersError, ConnectionError):
     """Redis could not be reached; the operation may not have been applied."""
 

@@ -22,7 +22,36 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from redis_timers.errors import UnsupportedClientError
 from redis_timers.ops import Command, ScriptCall
+
+CLUSTER_CLIENTS_SINCE = (8, 1)
+"""The oldest redis-py whose cluster clients this library drives: the one it is tested with on a cluster. Older
+ones differ in how their cluster pipelines and pub/sub ride out a failover (5.x's async client has no pub/sub)."""
+
+
+def is_cluster_client(client: Any) -> bool:
+    return getattr(client, "get_node_from_key", None) is not None
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """`8.1.0` as (8, 1, 0); stops at the first part that is not a number (`8.1.0b1` is (8, 1))."""
+    parts = []
+    for part in version.split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
+
+
+def check_client(client: Any, redis_py_version: str) -> None:
+    """Refuse a cluster client of a redis-py older than `CLUSTER_CLIENTS_SINCE`, saying what to upgrade."""
+    if is_cluster_client(client) and version_tuple(redis_py_version) < CLUSTER_CLIENTS_SINCE:
+        since = ".".join(map(str, CLUSTER_CLIENTS_SINCE))
+        raise UnsupportedClientError(
+            f"Redis Cluster clients need redis-py {since} or newer; this is redis-py {redis_py_version}. Upgrade"
+            f" redis (pip install 'redis>={since}'), or give Timers a client of a single server"
+        )
 
 
 def keys_node(client: Any, ops: tuple[ScriptCall | Command, ...]) -> Any:

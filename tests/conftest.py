@@ -6,6 +6,7 @@ import pytest
 import redis
 
 from redis_timers.cli.embedded import EmbeddedCluster, EmbeddedServer
+from redis_timers.routing import CLUSTER_CLIENTS_SINCE, version_tuple
 
 
 @pytest.fixture(scope="session")
@@ -29,12 +30,23 @@ def redis_url(redis_server: EmbeddedServer) -> str:
     return redis_server.url
 
 
+def skip_without_cluster_clients() -> None:
+    """Skip a test that drives the library through cluster clients on a redis-py it refuses them on (the floors)."""
+    if version_tuple(redis.__version__) < CLUSTER_CLIENTS_SINCE:
+        pytest.skip(
+            f"cluster clients need redis-py {'.'.join(map(str, CLUSTER_CLIENTS_SINCE))}+ (UnsupportedClientError);"
+            f" this is {redis.__version__}"
+        )
+
+
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[EmbeddedCluster]:
     """A local Redis Cluster, 3 primaries and 3 replicas, of the same binary as `redis_server`.
 
-    Shared by the session: a test that kills or stops a node starts a cluster of its own.
+    Shared by the session: a test that kills or stops a node starts a cluster of its own. Skips the tests that
+    use it where the library refuses cluster clients (see `skip_without_cluster_clients`).
     """
+    skip_without_cluster_clients()
     with EmbeddedCluster(primaries=3, replicas=3) as cluster:
         yield cluster
 

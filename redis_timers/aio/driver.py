@@ -38,6 +38,7 @@ def call_outcome(reply: Any) -> Any:
 
 class AsyncDriver:
     def __init__(self, client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster) -> None:
+        routing.check_client(client, redis.__version__)
         self.client = client
         self._lane = Lane.for_client(client)
         self._initialized = False
@@ -166,7 +167,11 @@ class AsyncDriver:
         nodes = getattr(self.client, "get_nodes", None)  # a cluster client's known nodes
         if nodes is None:
             return self.client.pubsub()
-        return self.client.pubsub(node=routing.listener_node(nodes(), failures))
+        # A plain pub/sub on a connection of that node's own, made here: redis-py's async cluster client has no
+        # pub/sub before 8.0, and its choice of a node differs between versions.
+        node = routing.listener_node(nodes(), failures)
+        pool = redis.asyncio.ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
+        return redis.asyncio.client.PubSub(pool)
 
     async def drive(self, flow: Flow[T]) -> T:
         reply: Any = None

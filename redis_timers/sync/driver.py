@@ -37,6 +37,7 @@ def call_outcome(reply: Any) -> Any:
 
 class SyncDriver:
     def __init__(self, client: redis.Redis | redis.cluster.RedisCluster) -> None:
+        routing.check_client(client, redis.__version__)
         self.client = client
         self._lane = Lane.for_client(client)
 
@@ -81,7 +82,8 @@ class SyncDriver:
             replies = self._pipeline_replies(ops)
         else:
             try:
-                with node.redis_connection.pipeline(transaction=False) as pipeline:
+                # The node's own client, made if the slot map just named a node new to this client.
+                with self.client.get_redis_connection(node).pipeline(transaction=False) as pipeline:  # type: ignore[union-attr]
                     for op in ops:
                         pipeline.execute_command(*resp.utf8(op.command), **RAW_REPLY)
                     replies = pipeline.execute(raise_on_error=False)
@@ -154,7 +156,10 @@ class SyncDriver:
         nodes = getattr(self.client, "get_nodes", None)  # a cluster client's known nodes
         if nodes is None:
             return self.client.pubsub()  # type: ignore[no-untyped-call]
-        return self.client.pubsub(node=routing.listener_node(nodes(), failures))  # type: ignore[no-untyped-call]
+        # A plain pub/sub on that node's own client, not the cluster client's ClusterPubSub, whose choice and
+        # re-choice of a node differ between redis-py versions (5.x's never left a node that had died).
+        node_client = self.client.get_redis_connection(routing.listener_node(nodes(), failures))  # type: ignore[union-attr]
+        return node_client.pubsub()
 
     def drive(self, flow: Flow[T]) -> T:
         reply: Any = None

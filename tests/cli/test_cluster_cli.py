@@ -18,6 +18,7 @@ from redis_timers.sync import Timers as SyncTimers
 from tests.cli.app import TOPIC, Job
 from tests.cli.conftest import Spawn
 from tests.cli.test_demo import SUMMARY
+from tests.conftest import skip_without_cluster_clients
 
 NOW = datetime.timedelta(0)
 SHARES = re.compile(
@@ -85,6 +86,7 @@ def test_demo_on_a_cluster_named_by_any_node_reports_each_primarys_share(
 
 
 def test_demo_cluster_without_a_url_starts_and_stops_an_embedded_cluster(spawn: Spawn) -> None:
+    skip_without_cluster_clients()
     demo = spawn("demo", "--cluster", "--count", "30", "--spread", "0.5")
 
     assert demo.wait_exit() == 0, demo.output

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
+import pytest
+
+from redis_timers.errors import UnsupportedClientError
 from redis_timers.ops import Command, ScriptCall
-from redis_timers.routing import keys_node, listener_node, on_node
+from redis_timers.routing import check_client, keys_node, listener_node, on_node, version_tuple
 from redis_timers.scripts import SET_TIMER
 
 
@@ -48,3 +52,31 @@ def test_the_listener_starts_on_the_first_primary_by_name_and_moves_on_after_eac
     nodes = [Node("b:2", "replica"), Node("c:3", "primary"), Node("a:1", "replica"), Node("b:1", "primary")]
     picked = [listener_node(nodes, failures).name for failures in range(5)]
     assert picked == ["b:1", "c:3", "a:1", "b:2", "b:1"]
+
+
+class FakeClusterClient:
+    """Only what `check_client` looks at: a cluster client locates the node of a key."""
+
+    def get_node_from_key(self, key: bytes) -> None:
+        return None
+
+
+@pytest.mark.parametrize("version", ["5.3.0", "7.4.2", "8.0.1", "8.0"])
+def test_a_cluster_client_of_an_older_redis_py_is_refused_saying_what_to_upgrade(version: str) -> None:
+    with pytest.raises(UnsupportedClientError, match=r"redis-py 8\.1 or newer; this is redis-py " + re.escape(version)):
+        check_client(FakeClusterClient(), version)
+
+
+@pytest.mark.parametrize("version", ["8.1.0", "8.1", "9.0.0", "10.2.3rc1"])
+def test_a_cluster_client_of_a_recent_redis_py_is_taken(version: str) -> None:
+    check_client(FakeClusterClient(), version)
+
+
+def test_a_plain_client_is_taken_on_every_redis_py() -> None:
+    check_client(object(), "5.3.0")
+
+
+def test_versions_compare_by_their_numbers() -> None:
+    assert version_tuple("8.1.0") == (8, 1, 0)
+    assert version_tuple("10.0") > version_tuple("8.1.0")
+    assert version_tuple("8.1.0b1") == (8, 1)
