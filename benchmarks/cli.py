@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks import drain, idle, lateness, machine, report, scale, schedule
+from benchmarks import cluster, drain, idle, lateness, machine, report, scale, schedule
 from benchmarks.common import LEGACY_IMPORT_OFF, BenchmarkError, delete_namespace
 from benchmarks.context import SCENARIOS, Config, Context
 from benchmarks.workers import WorkerPool
@@ -22,6 +22,7 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "lateness": lateness.run,
     "idle": idle.run,
     "scale": scale.run,
+    "cluster": cluster.run,
 }
 
 
@@ -77,6 +78,7 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, Config]:
             changes[name] = getattr(args, name)
     if args.timers is not None:
         changes["timers"] = args.timers
+        changes["cluster_timers"] = args.timers
         changes["scale_ops"] = max(args.timers // 5, 20)
     if args.scale_levels:
         changes["scale_levels"] = args.scale_levels

@@ -12,7 +12,7 @@ import pydantic
 import redis
 
 from redis_timers import TimersSettings
-from redis_timers.keys import Keyspace
+from redis_timers.keys import Keyspace, Namespace
 
 Front = Literal["async", "sync"]
 Impl = Literal["library", "raw"]
@@ -22,8 +22,15 @@ KINDS: tuple[tuple[Front, Impl], ...] = (("async", "library"), ("async", "raw"),
 NAMESPACE = "bench"
 """Every key the benchmark writes is `{bench}:...`, so it never touches an application's `{timers}` keys."""
 KEYSPACE = Keyspace(NAMESPACE)
+ONE_SHARD = Namespace(NAMESPACE)
 SETTINGS = TimersSettings(namespace=NAMESPACE)
 """The library's defaults (not the environment's `TIMERS_*`), so that runs compare."""
+
+CLUSTER_PRIMARIES = 3
+CLUSTER_SHARDS = 6
+"""The cluster scenario's `TIMERS_SHARDS`: a multiple of the 3 primaries, so that each holds the same number
+of shards (2), and twice as many, the shape docs/cluster.md recommends: the namespace can later be spread over
+6 primaries without changing N."""
 
 RAW_BATCH = 100
 """Timers the raw minimum pops per Lua call."""
@@ -99,17 +106,21 @@ def clock_offset_ms(client: redis.Redis, samples: int = 25) -> tuple[float, floa
 
 
 def delete_namespace(client: redis.Redis) -> None:
-    """Remove every `{bench}` key, and wait until the server has really freed them."""
-    pattern = KEYSPACE.tag.replace("{", "\\{").replace("}", "\\}") + ":*"
+    """Remove every `{bench}` key (and `{bench:...}`, a namespace of several shards), and wait until the server
+    has really freed them."""
+    pattern = "\\{" + NAMESPACE + "[}:]*"
     keys = list(client.scan_iter(match=pattern, count=1000))
     for start in range(0, len(keys), 500):
         client.unlink(*keys[start : start + 500])
     wait_lazyfree(client)
 
 
-def delete_topic(client: redis.Redis, topic: str) -> None:
-    client.unlink(*KEYSPACE.topic_keys(topic))
-    wait_lazyfree(client)
+def delete_topic(client: redis.Redis, topic: str, namespace: Namespace = ONE_SHARD) -> None:
+    """Remove `topic`'s keys in every shard (one UNLINK per shard: a shard's keys share a slot)."""
+    for keyspace in namespace.keyspaces:
+        client.unlink(*keyspace.topic_keys(topic))
+    if namespace.shards == 1:
+        wait_lazyfree(client)  # A cluster client's INFO is per node; no cluster figure reads memory.
 
 
 def wait_lazyfree(client: redis.Redis, timeout: float = 30.0) -> None:

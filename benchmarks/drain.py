@@ -10,29 +10,40 @@ from __future__ import annotations
 
 import time
 
-from benchmarks.common import KEYSPACE, KINDS, BenchmarkError, Front, Impl, delete_topic, server_time_ms, wait_until
+from benchmarks.common import KINDS, BenchmarkError, Front, Impl, delete_topic, server_time_ms, wait_until
 from benchmarks.context import Context
 from benchmarks.loader import load_timers
 
 
-def time_drain(ctx: Context, front: Front, impl: Impl, processes: int, topic: str, count: int, boundary: str) -> float:
+def time_drain(
+    ctx: Context,
+    front: Front,
+    impl: Impl,
+    processes: int,
+    topic: str,
+    count: int,
+    boundary: str,
+    loaded: dict[int, int] | None = None,
+) -> float:
     """Seconds for `processes` workers of one kind to handle `count` freshly loaded due timers of `topic`.
 
     `boundary`: timers scored above it are not part of the backlog (the scale scenario's far-future fill).
+    `loaded`, if given, gets how many timers were loaded into each shard of the context's namespace.
     """
     workers = ctx.pool.take(processes)
     now = server_time_ms(ctx.control)
-    load_timers(ctx.control, topic, "d", 0, count, lambda i: now - 1000)
-    timeline = KEYSPACE.timeline(topic)
+    per_shard = load_timers(ctx.control, topic, "d", 0, count, lambda i: now - 1000, ctx.namespace)
+    if loaded is not None:
+        loaded.update(per_shard)
 
     def drained() -> bool:
-        return int(ctx.control.zcount(timeline, "-inf", boundary)) == 0
+        return ctx.pending(topic, boundary) == 0
 
     started = time.perf_counter()
     for worker in workers:
         worker.go(front, impl, topic)
     try:
-        wait_until(drained, 30 + count / 500, f"{count} timers to drain")
+        wait_until(drained, 30 + count / 500, f"{count} timers to drain", ctx.poll_interval)
     finally:
         elapsed = time.perf_counter() - started
         handled = sum(int(worker.stop()["handled"]) for worker in workers)
@@ -43,13 +54,13 @@ def time_drain(ctx: Context, front: Front, impl: Impl, processes: int, topic: st
     return elapsed
 
 
-def warm_up(ctx: Context, count: int = 100) -> None:
+def warm_up(ctx: Context, count: int = 100, kinds: tuple[tuple[Front, Impl], ...] = KINDS) -> None:
     """A small drain of every kind by every worker process, so that no measured round is a first."""
-    for front, impl in KINDS:
+    for front, impl in kinds:
         for processes in range(1, len(ctx.pool.workers) + 1):
-            delete_topic(ctx.control, "warmup")
+            delete_topic(ctx.control, "warmup", ctx.namespace)
             time_drain(ctx, front, impl, processes, "warmup", count, "+inf")
-    delete_topic(ctx.control, "warmup")
+    delete_topic(ctx.control, "warmup", ctx.namespace)
 
 
 def run(ctx: Context) -> None:

@@ -24,7 +24,6 @@ from collections.abc import Sequence
 
 from benchmarks.common import (
     FRONTS,
-    KEYSPACE,
     RAW_POLL_SLEEPS_MS,
     BenchmarkError,
     LatenessPayload,
@@ -99,41 +98,45 @@ def _schedule(ctx: Context, topic: str, count: int, window_ms: int) -> tuple[int
     return max(dues), offset_error_ms
 
 
-def run(ctx: Context) -> None:
+def measure(ctx: Context, front: str, impl: str, options: dict[str, float], figures: str = "lateness") -> None:
+    """One lateness window of one kind of worker; its figures under `figures`.<name>, front, impl."""
     topic, count = "lateness", ctx.config.lateness_timers
     window_ms = round(ctx.config.lateness_seconds * 1000)
-    timeline = KEYSPACE.timeline(topic)
-    for rep in range(ctx.config.window_repeat):
+    delete_topic(ctx.control, topic, ctx.namespace)
+    worker = ctx.pool.take(1)[0]
+    worker_impl = "library" if impl == "library" else "raw"
+    worker.go(front, worker_impl, topic, records=True, options=options)
+    try:
+        ctx.settle(worker_impl, topic, 0.2)
+        last_due, parent_error_ms = _schedule(ctx, topic, count, window_ms)
+        time.sleep(max(0, last_due + 50 - server_time_ms(ctx.control)) / 1000)
+        wait_until(lambda: ctx.pending(topic, "+inf") == 0, 30, "the lateness timers to fire")
+    finally:
+        report = worker.stop()
+    records = report["records"]
+    if len(records) != count:
+        ctx.results.note(f"{figures} {front} {impl}: {len(records)} handler calls for {count} timers")
+    tolerance = float(report["offset_error_ms"]) + parent_error_ms
+    summary = summarize(records, tolerance)
+    for name, value in (
+        ("p50_ms", summary.p50_ms),
+        ("p99_ms", summary.p99_ms),
+        ("max_ms", summary.max_ms),
+        ("min_ms", summary.min_ms),
+        ("clock_uncertainty_ms", tolerance),
+    ):
+        ctx.results.add(f"{figures}.{name}", front, impl, value)
+    for half, early in summary.early.items():
+        ctx.results.add(f"{figures}.early.{half}", front, impl, float(early))
+    shown = ", ".join(f"{early} early ({half})" for half, early in summary.early.items())
+    ctx.progress(
+        f"{figures} {front} {impl}: p50 {summary.p50_ms:.2f} ms, "
+        f"p99 {summary.p99_ms:.2f} ms, max {summary.max_ms:.2f} ms, {shown}"
+    )
+
+
+def run(ctx: Context) -> None:
+    for _ in range(ctx.config.window_repeat):
         for front, impl, options in _kinds():
-            delete_topic(ctx.control, topic)
-            worker = ctx.pool.take(1)[0]
-            worker_impl = "library" if impl == "library" else "raw"
-            worker.go(front, worker_impl, topic, records=True, options=options)
-            try:
-                ctx.settle(worker_impl, topic, 0.2)
-                last_due, parent_error_ms = _schedule(ctx, topic, count, window_ms)
-                time.sleep(max(0, last_due + 50 - server_time_ms(ctx.control)) / 1000)
-                wait_until(lambda: int(ctx.control.zcard(timeline)) == 0, 30, "the lateness timers to fire")
-            finally:
-                report = worker.stop()
-            records = report["records"]
-            if len(records) != count:
-                ctx.results.note(f"lateness {front} {impl}: {len(records)} handler calls for {count} timers")
-            tolerance = float(report["offset_error_ms"]) + parent_error_ms
-            summary = summarize(records, tolerance)
-            for name, value in (
-                ("p50_ms", summary.p50_ms),
-                ("p99_ms", summary.p99_ms),
-                ("max_ms", summary.max_ms),
-                ("min_ms", summary.min_ms),
-                ("clock_uncertainty_ms", tolerance),
-            ):
-                ctx.results.add(f"lateness.{name}", front, impl, value)
-            for half, early in summary.early.items():
-                ctx.results.add(f"lateness.early.{half}", front, impl, float(early))
-            shown = ", ".join(f"{early} early ({half})" for half, early in summary.early.items())
-            ctx.progress(
-                f"lateness #{rep + 1} {front} {impl}: p50 {summary.p50_ms:.2f} ms, "
-                f"p99 {summary.p99_ms:.2f} ms, max {summary.max_ms:.2f} ms, {shown}"
-            )
-    delete_topic(ctx.control, topic)
+            measure(ctx, front, impl, options)
+    delete_topic(ctx.control, "lateness", ctx.namespace)

@@ -6,7 +6,15 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.common import FRONTS, RAW_POLL_SLEEP, RAW_POLL_SLEEPS_MS, poller, poller_label
+from benchmarks.common import (
+    CLUSTER_PRIMARIES,
+    CLUSTER_SHARDS,
+    FRONTS,
+    RAW_POLL_SLEEP,
+    RAW_POLL_SLEEPS_MS,
+    poller,
+    poller_label,
+)
 from benchmarks.context import Config
 from benchmarks.results import Results
 
@@ -166,6 +174,80 @@ def markdown(results: Results, config: Config, machine: dict[str, Any], elapsed:
             "| ---: | ---: |",
         ]
         lines += [f"| {_power(level)} | {value:.0f} B |" for level, value in memory if value is not None]
+    lines += cluster_tables(results, config)
     if results.notes:
         lines += ["", "Notes:"] + [f"- {note}" for note in results.notes]
     return "\n".join(lines)
+
+
+def percent(value: float) -> str:
+    return f"{value * 100:.1f}%"
+
+
+def cluster_rows(config: Config) -> list[Row]:
+    table = []
+    for processes in config.fanout:
+        figure = f"timers/s, {processes} worker process{'es' if processes > 1 else ''}"
+        table.append(Row("drain", figure, f"cluster.drain.rate.{processes}", "one-server", rate))
+    for name, key in (("p50", "p50_ms"), ("p99", "p99_ms"), ("max", "max_ms")):
+        table.append(Row("lateness", f"{name} ms", f"cluster.lateness.{key}", "one-server", ms))
+    for half in ("activate_at", "activation_period"):
+        figure = f"early, `{half}` half (must be 0)"
+        table.append(Row("lateness", figure, f"cluster.lateness.early.{half}", "one-server", count, with_ratio=False))
+    return table
+
+
+def even(shares: list[float]) -> str:
+    """Whether every primary's share is within 15% of an even split."""
+    fair = 1 / len(shares)
+    return "yes" if all(abs(share - fair) <= 0.15 * fair for share in shares) else "no"
+
+
+def cluster_tables(results: Results, config: Config) -> list[str]:
+    """The cluster scenario: its figures beside the single server's, then what each primary did."""
+    rows_present = [row for row in cluster_rows(config) if results.median(row.key, FRONTS[0], "library") is not None]
+    if not rows_present and results.median("cluster.share.commands.0", FRONTS[0], "library") is None:
+        return []
+    lines = [
+        "",
+        f"Cluster: {CLUSTER_PRIMARIES} primaries (no replicas) of the same server on this machine, "
+        f"`TIMERS_SHARDS={CLUSTER_SHARDS}`, cluster clients; ratio = cluster / one server. Both share the "
+        "machine's CPUs with the workers, so the cluster cannot drain faster than one server here: its scale-out "
+        "is the even split and the server time per timer on each primary below, not the wall-clock rate.",
+        "",
+        "| scenario | figure | async cluster | async one server | ratio | sync cluster | sync one server | ratio |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows_present:
+        cells = [row.scenario, row.figure]
+        for front in FRONTS:
+            on_cluster = results.median(row.key, front, "library")
+            alone = results.median(row.key, front, row.raw)
+            cells += [
+                "-" if on_cluster is None else row.fmt(on_cluster),
+                "-" if alone is None else row.fmt(alone),
+                ratio(on_cluster, alone) if row.with_ratio else "-",
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    primaries = range(CLUSTER_PRIMARIES)
+    header = " | ".join(f"primary {index + 1}" for index in primaries)
+    lines += [
+        "",
+        f"| per primary, over every cluster drain | front end | {header} | within 15% of an even split |",
+        "| --- | --- | " + " | ".join("---:" for _ in primaries) + " | --- |",
+    ]
+    for figure, what, fmt, judged in (
+        ("cluster.share.timers", "share of the timers (loaded into its shards)", percent, True),
+        ("cluster.share.commands", "share of the commands (INFO commandstats)", percent, True),
+        ("cluster.share.cpu", "share of the server CPU (INFO cpu)", percent, True),
+        ("cluster.cpu_us", "server CPU µs per fired timer", micros, False),
+        ("cluster.evalsha_us", "EVALSHA µs per fired timer (commandstats usec)", micros, False),
+    ):
+        for front in FRONTS:
+            values = [results.median(f"{figure}.{index}", front, "library") for index in primaries]
+            if any(value is None for value in values):
+                continue
+            shown = [fmt(value) for value in values if value is not None]
+            verdict = even([value for value in values if value is not None]) if judged else "-"
+            lines.append(f"| {what} | {front} | " + " | ".join(shown) + f" | {verdict} |")
+    return lines

@@ -1,6 +1,6 @@
 """A benchmark worker process, driven by the parent over stdin and stdout.
 
-    python -m benchmarks.worker_process --url URL
+    python -m benchmarks.worker_process --url URL [--cluster --shards N]
 
 Each round runs one worker of one kind: `library` runs `Timers.run_forever` of the async or
 the sync front end with a no-op handler; `raw` runs the raw minimum's poller
@@ -8,7 +8,9 @@ the sync front end with a no-op handler; `raw` runs the raw minimum's poller
 nothing else; the parent measures from outside, through the keyspace and INFO. Async rounds
 run on an event loop that lives in a thread of its own for the life of the process, with
 one `redis.asyncio` client; sync rounds run in a thread with one `redis.Redis` client. Both
-clients stay connected between rounds, so no measured round pays for connecting.
+clients stay connected between rounds, so no measured round pays for connecting. With `--cluster`, URL names
+a node of a Redis Cluster, both clients are cluster clients, library workers run over a namespace of N shards,
+and there is no raw round (the raw minimum's layout is one slot).
 
 Protocol, one line each way:
     child  -> ready                                  connected, scripts loaded
@@ -32,10 +34,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 
 from benchmarks import raw
 from benchmarks.common import KEYSPACE, RAW_POLL_SLEEP, SETTINGS, BenchPayload, LatenessPayload, clock_offset_ms
@@ -91,19 +95,30 @@ class Round:
 class Host:
     """The clients, the event loop thread, and the worker of the current round."""
 
-    def __init__(self, url: str) -> None:
-        self.client = redis.Redis.from_url(url)
-        _, self.pop_sha = raw.load_scripts(self.client)
+    def __init__(self, url: str, cluster: bool = False, shards: int = 1) -> None:
+        self.cluster = cluster
+        self.settings = dataclasses.replace(SETTINGS, shards=shards)
+        # Typed as plain clients: the library takes either, and the raw rounds (plain clients only) use them.
+        self.client: redis.Redis = (
+            cast(redis.Redis, redis.cluster.RedisCluster.from_url(url)) if cluster else redis.Redis.from_url(url)
+        )
+        self.pop_sha = "" if cluster else raw.load_scripts(self.client)[1]
         self.loop = asyncio.new_event_loop()
         self.loop_thread = threading.Thread(target=self.loop.run_forever, name="asyncio", daemon=True)
         self.loop_thread.start()
-        self.async_client = redis.asyncio.Redis.from_url(url)
+        self.async_client: redis.asyncio.Redis = (
+            cast(redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster.from_url(url))
+            if cluster
+            else redis.asyncio.Redis.from_url(url)
+        )
         self._stop: Callable[[], None] = lambda: None
 
     def start(self, front: str, impl: str, current: Round) -> None:
+        if self.cluster and impl != "library":
+            raise SystemExit("the raw minimum does not run on a cluster")
         timeline, payloads = KEYSPACE.timeline(current.topic), KEYSPACE.payloads(current.topic)
         overrides: dict[str, Any] = dict(current.options)
-        settings = dataclasses.replace(SETTINGS, **overrides) if impl == "library" else SETTINGS
+        settings = dataclasses.replace(self.settings, **overrides) if impl == "library" else self.settings
         sleep = current.options.get("poll_sleep", RAW_POLL_SLEEP)
         if front == "sync":
             thread: threading.Thread
@@ -162,8 +177,8 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
-def serve(url: str) -> None:
-    host = Host(url)
+def serve(url: str, cluster: bool = False, shards: int = 1) -> None:
+    host = Host(url, cluster, shards)
     say("ready")
     current: Round | None = None
     for line in sys.stdin:
@@ -172,7 +187,9 @@ def serve(url: str) -> None:
             break
         if command[0] == "go" and len(command) >= 5 and current is None:
             _, front, impl, topic, keep, *assignments = command
-            offset_ms, error_ms = clock_offset_ms(host.client)
+            # Only rounds that keep records map their start times onto the server's clock: the TIME round trips
+            # would otherwise count among the commands of a drain (on a cluster, all on one node).
+            offset_ms, error_ms = clock_offset_ms(host.client) if keep == "1" else (0.0, 0.0)
             options = {name: float(value) for name, _, value in (item.partition("=") for item in assignments)}
             current = Round(topic, keep == "1", offset_ms, error_ms, options)
             host.start(front, impl, current)
@@ -190,7 +207,10 @@ def serve(url: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", required=True)
-    serve(parser.parse_args().url)
+    parser.add_argument("--cluster", action="store_true", help="URL names a node of a Redis Cluster")
+    parser.add_argument("--shards", type=int, default=1, help="TIMERS_SHARDS of the library's rounds")
+    args = parser.parse_args()
+    serve(args.url, args.cluster, args.shards)
 
 
 if __name__ == "__main__":

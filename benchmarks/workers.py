@@ -21,11 +21,15 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class WorkerProcess:
-    def __init__(self, url: str, library_options: Mapping[str, float] | None = None) -> None:
+    def __init__(
+        self, url: str, library_options: Mapping[str, float] | None = None, cluster_shards: int | None = None
+    ) -> None:
+        """`cluster_shards`: `url` names a node of a Redis Cluster, and library rounds use that many shards."""
         self.library_options = dict(library_options or {})
         """Settings every library round runs with (e.g. LEGACY_IMPORT_OFF), under a round's own options."""
+        cluster = [] if cluster_shards is None else ["--cluster", "--shards", str(cluster_shards)]
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.worker_process", "--url", url],
+            [sys.executable, "-m", "benchmarks.worker_process", "--url", url, *cluster],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             cwd=PROJECT_ROOT,
@@ -89,10 +93,16 @@ class WorkerProcess:
 class WorkerPool:
     """`size` worker processes, started together and reused by every scenario and every kind of worker."""
 
-    def __init__(self, url: str, size: int, library_options: Mapping[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        size: int,
+        library_options: Mapping[str, float] | None = None,
+        cluster_shards: int | None = None,
+    ) -> None:
         self.workers: list[WorkerProcess] = []
         try:
-            self.workers = [WorkerProcess(url, library_options) for _ in range(size)]
+            self.workers = [WorkerProcess(url, library_options, cluster_shards) for _ in range(size)]
             for worker in self.workers:
                 worker.wait_ready()
         except BaseException:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import cli, lateness, machine, report
-from benchmarks.common import LEGACY_IMPORT_OFF
+from benchmarks import cli, cluster, lateness, machine, report
+from benchmarks.common import CLUSTER_PRIMARIES, CLUSTER_SHARDS, LEGACY_IMPORT_OFF
 from benchmarks.idle import LEGACY_IMPORT, SAFETY, IntervalCounts, steady_rates
 from benchmarks.results import Results
 from redis_timers import TimersSettings
@@ -236,3 +236,63 @@ def test_the_idle_interval_must_fit_the_window(capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit):
         cli.parse(["--idle-seconds", "1", "--idle-interval", "2"])
     assert "--idle-interval" in capsys.readouterr().err
+
+
+# -- the cluster scenario ----------------------------------------------------------------
+
+
+def test_a_primarys_counts_leave_out_the_parents_probes() -> None:
+    per = cluster.PerPrimary(2)
+    before = [({"evalsha": 10, "info": 5, "zcount": 100}, {"evalsha": 1000}, 1.0)] * 2
+    after = [
+        ({"evalsha": 40, "ping": 1, "info": 7, "zcount": 300, "cluster|slots": 3}, {"evalsha": 4000}, 1.5),
+        ({"evalsha": 20, "hello": 1, "client|setinfo": 2, "command|getkeys": 1}, {"evalsha": 2000}, 1.25),
+    ]
+
+    per.add(before, after)
+
+    assert per.commands == [31, 11]  # the client's COMMAND GETKEYS is work it makes the node do
+    assert per.cpu_seconds == pytest.approx([0.5, 0.25])
+    assert per.evalsha_usec == [3000, 1000]
+
+
+def test_a_split_is_even_when_every_share_is_within_15_percent_of_its_part() -> None:
+    assert report.even([0.34, 0.33, 0.33]) == "yes"
+    assert report.even([0.38, 0.31, 0.31]) == "yes"  # 38.0% is within 15% of 33.3% (up to 38.3%)
+    assert report.even([0.39, 0.31, 0.30]) == "no"
+    assert report.even([0.5, 0.5]) == "yes"
+
+
+def test_the_cluster_tables_show_each_figure_beside_one_server_and_each_primarys_share() -> None:
+    _, config = cli.parse(["--fanout", "1"])
+    results = Results()
+    for front in ("async", "sync"):
+        results.add("cluster.drain.rate.1", front, "library", 9000.0)
+        results.add("cluster.drain.rate.1", front, cluster.ONE_SERVER, 12000.0)
+        results.add("cluster.lateness.p99_ms", front, "library", 4.0)
+        results.add("cluster.lateness.p99_ms", front, cluster.ONE_SERVER, 2.0)
+        for index, share in enumerate((0.40, 0.30, 0.30)):
+            results.add(f"cluster.share.commands.{index}", front, "library", share)
+            results.add(f"cluster.cpu_us.{index}", front, "library", 25.0 + index)
+
+    table = report.markdown(results, config, _described(), 1.0, "cmd")
+
+    assert "| drain | timers/s, 1 worker process | 9,000 | 12,000 | 0.75 | 9,000 | 12,000 | 0.75 |" in table
+    assert "| lateness | p99 ms | 4.00 | 2.00 | 2.00 | 4.00 | 2.00 | 2.00 |" in table
+    assert "| share of the commands (INFO commandstats) | async | 40.0% | 30.0% | 30.0% | no |" in table
+    assert "| server CPU µs per fired timer | sync | 25.0 | 26.0 | 27.0 | - |" in table
+    assert "`TIMERS_SHARDS=6`" in table
+
+
+def test_no_cluster_table_without_cluster_figures() -> None:
+    table = report.markdown(_results(), cli.parse([])[1], _described(), 1.0, "cmd")
+
+    assert "Cluster:" not in table
+
+
+def test_the_cluster_scenario_has_its_own_drain_size_set_by_timers_and_quick() -> None:
+    assert cli.parse([])[1].cluster_timers == 10_000
+    assert cli.parse(["--quick"])[1].cluster_timers == 200
+    assert cli.parse(["--timers", "500"])[1].cluster_timers == 500
+    assert "cluster" in cli.parse([])[1].scenarios
+    assert CLUSTER_SHARDS % CLUSTER_PRIMARIES == 0
