@@ -502,7 +502,16 @@ class WorkerEngine:
         outstanding.clear()
         self._outstanding = outstanding
         if stop_for is not None:
-            # As a lone call's error would: those claims are due again when their leases end.
+            if runs and self._stop_deadline is None:
+                # The other shards' claims of this round trip never ran: hand them back (a lease left to run out
+                # would count an attempt for a run that never started), then stop and raise the error.
+                for run in runs:
+                    del self._in_flight[run.run_id]
+                    self._shards[run.shard].pending.append(settle(wire.RELEASE, run.key))
+                self._stop_error = stop_for
+                self.request_stop(received_at)
+                return []
+            # As a lone call's error would: the claims of handlers still running are due when their leases end.
             self._finished = True
             self._stop_error = stop_for
             return []

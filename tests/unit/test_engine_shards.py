@@ -217,6 +217,11 @@ def test_a_permanent_refusal_of_one_shard_stops_the_worker() -> None:
     )
 
     assert runs == []
+    # Shard 0's claim never ran: it is handed back before the worker stops (its attempt not counted).
+    calls = h.shard_calls(0.0)
+    assert list(calls) == [0]
+    assert settlements(calls[0]) == [("release", ORDERS, "a", "1.1", 0, "")]
+    assert h.answer(0.0, {0: idle(0.0)}) == []
     step = h.step(0.0)
     assert isinstance(step, Finished)
     assert step.error is refusal
