@@ -122,3 +122,17 @@ def test_a_one_shard_namespace_named_as_a_shard_of_another_shares_that_shards_ke
         "namespace of one shard named like that (`TIMERS_NAMESPACE=timers:1`) beside the namespace `timers` of "
         "several shards would share that shard's keys: don't name a namespace after another one's shard."
     ) in README
+
+
+@given(
+    NAMES,
+    st.integers(1, 8),
+    st.text(alphabet="{}:ab\0é", min_size=1, max_size=8),
+    st.text(alphabet="{}:ab\0é", min_size=1, max_size=8),
+)
+def test_no_topic_nor_id_moves_a_key_out_of_its_shards_slot(name: str, shards: int, topic: str, timer_id: str) -> None:
+    # Braces in a topic come after the tag's closing brace, and ids are never part of a key: every key of the
+    # timer's shard hashes as its tag does, so each call stays single-slot whatever users name things.
+    keyspace = Namespace(name, shards).keyspace_for(topic, timer_id)
+    keys = [*keyspace.topic_keys(topic), keyspace.legacy_receipts(topic), keyspace.channel(topic)]
+    assert {slots.key_slot(key) for key in keys} == {slots.key_slot(keyspace.tag)}
