@@ -504,12 +504,13 @@ class WorkerEngine:
         if stop_for is not None:
             if runs and self._stop_deadline is None:
                 # The other shards' claims of this round trip never ran: hand them back (a lease left to run out
-                # would count an attempt for a run that never started), then stop and raise the error.
+                # would count an attempt for a run that never started), then stop with the error. Handlers already
+                # running are left to their leases, as when a lone call fails: one more round trip, no grace period.
                 for run in runs:
-                    del self._in_flight[run.run_id]
                     self._shards[run.shard].pending.append(settle(wire.RELEASE, run.key))
+                self._in_flight.clear()
                 self._stop_error = stop_for
-                self.request_stop(received_at)
+                self.request_stop(received_at, grace=0.0)
                 return []
             # As a lone call's error would: the claims of handlers still running are due when their leases end.
             self._finished = True

@@ -209,6 +209,11 @@ def test_a_shard_that_keeps_failing_backs_off_exponentially_on_its_own() -> None
 def test_a_permanent_refusal_of_one_shard_stops_the_worker() -> None:
     h = sharded()
     h.shard_calls(0.0)
+    [running] = h.answer(
+        0.0, {0: idle(0.0), 1: shard_reply(0.0, claim(ORDERS, "r", "1.1")), 2: idle(0.0), 3: idle(0.0)}
+    )
+    h.engine.rearm()  # every shard claims again: one round trip to each
+    h.shard_calls(0.0)
     refusal = TimersPermissionError("NOPERM User app has no permissions to access the '{timers:2}:dead' key")
 
     runs = h.answer(
@@ -217,7 +222,8 @@ def test_a_permanent_refusal_of_one_shard_stops_the_worker() -> None:
     )
 
     assert runs == []
-    # Shard 0's claim never ran: it is handed back before the worker stops (its attempt not counted).
+    # Shard 0's claim never ran: it is handed back before the worker stops (its attempt not counted), at once,
+    # while the handler already running is left to its lease, as when a lone call is refused.
     calls = h.shard_calls(0.0)
     assert list(calls) == [0]
     assert settlements(calls[0]) == [("release", ORDERS, "a", "1.1", 0, "")]
@@ -225,6 +231,9 @@ def test_a_permanent_refusal_of_one_shard_stops_the_worker() -> None:
     step = h.step(0.0)
     assert isinstance(step, Finished)
     assert step.error is refusal
+    assert h.engine.in_flight == 0
+    h.engine.handler_finished(running, None)  # too late: its outcome no longer counts
+    assert isinstance(h.step(0.0), Finished)
 
 
 def test_a_cycle_that_fails_as_a_whole_pauses_every_shard() -> None:
