@@ -427,7 +427,7 @@ def test_receipts_are_read_page_by_page() -> None:
 @pytest.mark.parametrize("shards", [1, 4, 16])
 def test_an_import_pass_with_nothing_to_do_costs_one_call_and_one_per_topic_and_shard(shards: int) -> None:
     namespace = Namespace("timers", shards)
-    replies = [[]] + [[b"0"]] * (shards * len(REGISTRY.topics))
+    replies: list[Any] = [[]] + [[b"0"]] * (shards * len(REGISTRY.topics))
     ops, imported = run_flow(legacy.import_legacy(namespace, REGISTRY, SETTINGS), replies)
     assert imported == 0
     assert len(ops) == 1 + shards * len(REGISTRY.topics)
