@@ -482,6 +482,10 @@ class WorkerEngine:
             runs.append(run)
         if examined < shard.asked and not (shard.cutoff is not None and shard.next_due <= shard.cutoff):
             shard.pass_exhausted = True
+        elif shard.cutoff is not None and shard.next_due > shard.cutoff:
+            # Nothing of ours is due here by the pass's end. Said apart for a call that asked for no claims (it
+            # only settled, its shard's slots given to other shards): it examined nothing, yet the shard is done.
+            shard.pass_exhausted = True
         return runs
 
     def calls_answered(self, outcomes: Sequence[object], sent_at: float, received_at: float) -> list[Run]:

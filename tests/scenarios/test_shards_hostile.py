@@ -163,3 +163,22 @@ def test_ctrl_c_in_sync_run_forever_mid_round_trip_over_shards_keeps_acks_and_ha
     assert timers.get_timer(TOPIC, a) is None, "the ack of the interrupted round trip was lost"
     assert_handed_back(front, timers, b)
     assert started.items == ["n1"]
+
+
+@pytest.mark.parametrize("shards", [1, 2, 8])
+def test_a_single_pass_with_one_slot_over_shards_ends_once_every_due_timer_is_handled(
+    front: Front, shards: int
+) -> None:
+    # With one slot, a round trip that settles a run in one shard may give its one claim to another shard: the
+    # settling shard's reply (no claim asked) must still tell the pass that nothing more is due there, or the
+    # pass waits a whole safety interval for that shard.
+    done: Recorder[int] = Recorder()
+    settings = TimersSettings(shards=shards, concurrent_processing_limit=1, safety_wakeup_seconds=60)
+    timers = front.timers(spec(TOPIC, Job, lambda payload, context: done.record(payload.n)), settings=settings)
+    ids = [f"t{n}" for n in range(40)]
+    assert {shard_of(TOPIC, timer_id, shards) for timer_id in ids} == set(range(shards))
+    for n, timer_id in enumerate(ids):
+        timers.set_timer(TOPIC, timer_id, Job(n=n), NOW)
+    timers.set_timer(TOPIC, "later", Job(n=-1), datetime.timedelta(hours=1))
+    timers.background("handle_ready_timers").result(timeout=20)  # far below the safety interval
+    assert sorted(done.items) == list(range(40))

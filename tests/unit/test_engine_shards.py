@@ -317,6 +317,20 @@ def test_a_single_pass_ends_each_shard_at_its_own_cutoff() -> None:
     assert isinstance(h.step(0.1), Finished)
 
 
+def test_a_single_pass_ends_a_shard_whose_call_only_settled_once_nothing_is_due_there() -> None:
+    """One slot over two shards: the round trip that acks shard 0's run gives its one claim to shard 1."""
+    h = sharded(shards=2, single_pass=True, concurrency=1)
+    assert list(h.shard_calls(0.0)) == [0]  # the one claim goes to shard 0; shard 1 is asked nothing yet
+    [run] = h.answer(0.0, {0: shard_reply(0.0, claim(ORDERS, "a", "1.1"), next_due=server_ms(0.0))})
+    h.engine.handler_finished(run, None)
+
+    calls = h.shard_calls(0.1)
+    assert list(calls) == [0, 1]
+    assert [call.args[1] for call in calls.values()] == [0, 1]  # shard 0 settles only; shard 1 claims
+    h.answer(0.1, {0: shard_reply(0.1, examined=0), 1: idle(0.1)})
+    assert isinstance(h.step(0.1), Finished)  # not a wait for shard 0's safety claim
+
+
 # -- settlements go to the shard a run came from ----------------------------------------------
 
 
