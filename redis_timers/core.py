@@ -50,6 +50,9 @@ class TimersCore:
 
     def include_router(self, router: Router) -> None:
         self.registry.include(router)
+        if router.handlers:
+            # New topics: their one-shard data must be checked too (`layout.check_layout`), before the next call.
+            self._layout_checked = False
 
     def include_routers(self, *routers: Router) -> None:
         for router in routers:

@@ -482,6 +482,10 @@ class WorkerEngine:
             runs.append(run)
         if examined < shard.asked and not (shard.cutoff is not None and shard.next_due <= shard.cutoff):
             shard.pass_exhausted = True
+        elif shard.cutoff is not None and shard.next_due > shard.cutoff:
+            # Nothing of ours is due here by the pass's end. Said apart for a call that asked for no claims (it
+            # only settled, its shard's slots given to other shards): it examined nothing, yet the shard is done.
+            shard.pass_exhausted = True
         return runs
 
     def calls_answered(self, outcomes: Sequence[object], sent_at: float, received_at: float) -> list[Run]:
@@ -502,7 +506,17 @@ class WorkerEngine:
         outstanding.clear()
         self._outstanding = outstanding
         if stop_for is not None:
-            # As a lone call's error would: those claims are due again when their leases end.
+            if runs and self._stop_deadline is None:
+                # The other shards' claims of this round trip never ran: hand them back (a lease left to run out
+                # would count an attempt for a run that never started), then stop with the error. Handlers already
+                # running are left to their leases, as when a lone call fails: one more round trip, no grace period.
+                for run in runs:
+                    self._shards[run.shard].pending.append(settle(wire.RELEASE, run.key))
+                self._in_flight.clear()
+                self._stop_error = stop_for
+                self.request_stop(received_at, grace=0.0)
+                return []
+            # As a lone call's error would: the claims of handlers still running are due when their leases end.
             self._finished = True
             self._stop_error = stop_for
             return []

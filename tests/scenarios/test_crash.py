@@ -21,13 +21,32 @@ from tests.scenarios.worker_process import STARTED_KEY, TOPIC, CrashPayload
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LEASE_SECONDS = 1
+SHARDS = 4
 
 
 @pytest.fixture
 def worker_process(front: Front) -> Iterator[subprocess.Popen[bytes]]:
     """A worker of the same front end, in its own process, with a short lease."""
+    yield from _worker_process(front, shards=1)
+
+
+@pytest.fixture
+def sharded_worker_process(front: Front) -> Iterator[subprocess.Popen[bytes]]:
+    """The same, over a namespace of SHARDS shards."""
+    yield from _worker_process(front, shards=SHARDS)
+
+
+def _worker_process(front: Front, *, shards: int) -> Iterator[subprocess.Popen[bytes]]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.scenarios.worker_process", front.kind, front.url, str(LEASE_SECONDS)],
+        [
+            sys.executable,
+            "-m",
+            "tests.scenarios.worker_process",
+            front.kind,
+            front.url,
+            str(LEASE_SECONDS),
+            str(shards),
+        ],
         cwd=REPO_ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -80,6 +99,37 @@ def test_a_killed_worker_loses_nothing(front: Front, worker_process: subprocess.
     assert len(calls) == 1
     assert timers.get_timer(TOPIC, "victim") is None
     assert front.timer_data() == [STARTED_KEY]
+
+
+def test_a_worker_killed_while_it_holds_timers_of_every_shard_loses_none(
+    front: Front, sharded_worker_process: subprocess.Popen[bytes]
+) -> None:
+    """Each lease lives in its timer's shard: every one of them runs out, and another worker takes each over."""
+    calls: Recorder[int] = Recorder()
+    timers = front.timers(
+        spec(TOPIC, CrashPayload, lambda payload, context: calls.record(payload.n)),
+        settings=TimersSettings(lease_seconds=LEASE_SECONDS, shards=SHARDS),
+    )
+    ids = [f"v{n}" for n in range(12)]
+    assert {timers.timers.namespace.keyspace_for(TOPIC, timer_id).shard for timer_id in ids} == set(range(SHARDS))
+    for n, timer_id in enumerate(ids):
+        timers.set_timer(TOPIC, timer_id, CrashPayload(n=n), datetime.timedelta(0))
+
+    # Polling the other process's observable state: every timer is leased to it (its handlers never return).
+    def all_held() -> bool:
+        infos = [timers.get_timer(TOPIC, timer_id) for timer_id in ids]
+        return all(info is not None and info.running for info in infos) or sharded_worker_process.poll() is not None
+
+    wait_until(all_held, timeout=30)
+    assert sharded_worker_process.poll() is None
+    sharded_worker_process.send_signal(signal.SIGKILL)
+    sharded_worker_process.wait(10)
+
+    timers.start_worker()
+    calls.wait_for(len(ids), timeout=30)
+    timers.stop_worker()
+    assert sorted(calls.items) == list(range(len(ids)))
+    assert all(timers.get_timer(TOPIC, timer_id) is None for timer_id in ids)
 
 
 def _fork(work: Callable[[], None]) -> int:

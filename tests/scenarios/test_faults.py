@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from redis_timers import TimersSettings
+from redis_timers.keys import shard_of
 from tests.harness import Front, Recorder, ms_to_datetime, running, server_time_ms, spec, subscribers, wait_until
 from tests.scenarios.models import Job, Stamp
 from tests.scenarios.proxy import ReplyLosingProxy
@@ -185,3 +186,31 @@ def test_a_lost_claim_reply_does_not_hold_the_timer_for_a_lease(front: Front, pr
     assert (key, fired_due) == (marker, due)
     assert started - due < 1000, f"fired {started - due} ms late: the lost claim held it for a lease"
     assert len(calls) == 1
+
+
+def test_a_lost_reply_of_a_pipeline_over_shards_holds_no_timer_for_a_lease(
+    front: Front, proxy: ReplyLosingProxy
+) -> None:
+    calls: Recorder[tuple[str, int, int]] = Recorder()
+
+    def handler(payload: Stamp, context: dict[str, Any]) -> None:
+        calls.record((payload.key, payload.due_ms, server_time_ms(front.raw)))
+
+    lease_seconds = 3
+    settings = TimersSettings(shards=4, lease_seconds=lease_seconds)
+    worker = front.timers(spec("stamps", Stamp, handler), url=proxy.url, settings=settings)
+    scheduler = front.timers(spec("stamps", Stamp, handler), settings=settings)  # straight to Redis
+    x, z = "x", next(f"z{n}" for n in range(100) if shard_of("stamps", f"z{n}", 4) != shard_of("stamps", "x", 4))
+    marker = "claim-reply-lost-here"
+    proxy.lose_reply_containing(marker.encode())
+    with running(worker):
+        due = server_time_ms(front.raw) + 300
+        # Two shards due at once: one round trip, a call to each, whose replies come back together.
+        scheduler.set_timer("stamps", z, Stamp(key="other", due_ms=due), activate_at=ms_to_datetime(due))
+        scheduler.set_timer("stamps", x, Stamp(key=marker, due_ms=due), activate_at=ms_to_datetime(due))
+        assert proxy.lost_reply.wait(10), "the claim's reply went through"
+        fired = calls.wait_for(2, timeout=3 * lease_seconds)
+    assert sorted((key, fired_due) for key, fired_due, _ in fired) == [(marker, due), ("other", due)]
+    for key, fired_due, started in fired:
+        assert started - fired_due < 1000, f"{key} fired {started - fired_due} ms late: held for a lease"
+    assert len(calls) == 2

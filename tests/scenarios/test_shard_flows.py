@@ -250,7 +250,10 @@ def test_the_count_is_checked_once_per_timers_so_set_timer_stays_one_call(front:
     with pytest.raises(ShardLayoutError, match="records 7 shard"):
         jobs_timers(front).set_timer("jobs", "c", Job(n=3), LATER)
     assert "before its first call to Redis (its first `set_timer`, any other method, or a worker's first" in README
-    assert "round trip) and never again, so later calls cost what they did." in README
+    assert "round trip), and again after `include_router` adds topics (their one-shard data is checked too), never" in (
+        README
+    )
+    assert "otherwise, so later calls cost what they did." in README
     assert "The check costs each `Timers` one script call, before its first call to Redis" in OPERATIONS
 
 
@@ -285,3 +288,19 @@ def test_due_times_are_on_the_server_clock_in_every_shard(front: Front) -> None:
     for timer_id in IDS:
         assert timers.set_timer("jobs", timer_id, Job(n=0), activate_at=at) == at
         assert front.raw.zscore(shard_timeline("jobs", timer_id), timer_id) == datetime_to_ms(at)
+
+
+def test_a_router_included_after_the_check_has_its_topics_checked_too(front: Front) -> None:
+    # One-shard timers of `others`, then a Timers of four shards that first handles `jobs` alone (the check
+    # passes and records 4), then takes on `others`: those one-shard timers would never fire under it.
+    jobs_timers(front, TimersSettings()).set_timer("others", "x", Other(text="left"), LATER)
+    sharded = front.timers(spec("jobs", Job, no_op), settings=FOUR)
+    sharded.set_timer("jobs", "a", Job(n=1), LATER)
+
+    sharded.include_router(front.router(spec("others", Other, no_op)))
+    with pytest.raises(ShardLayoutError, match=r"holds data written with one shard \('\{timers\}:timeline:others'\)"):
+        sharded.set_timer("others", "y", Other(text="new"), LATER)
+    with pytest.raises(ShardLayoutError, match="one shard"):
+        sharded.call("handle_ready_timers")
+    assert front.raw.zscore("{timers}:timeline:others", "x") is not None
+    assert "and again after `include_router` adds topics (their one-shard data is checked too)" in README

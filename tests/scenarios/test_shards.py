@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pydantic
@@ -192,3 +193,30 @@ def test_an_idle_worker_sends_one_call_per_shard_per_safety_interval(front: Fron
     # connection's PING (commands inside the scripts are counted too: TIME, ZRANGEBYSCORE...).
     assert 3 * SHARDS <= calls.get("evalsha", 0) <= 4 * SHARDS, calls
     assert calls.get("ping", 0) <= 4, calls
+
+
+def test_a_shard_that_stops_the_worker_hands_back_what_the_other_shards_claimed_in_the_same_round_trip(
+    front: Front,
+) -> None:
+    # The first round trip calls every shard: one claims a due timer while another meets WRONGTYPE. The claimed
+    # timer never ran, so it must be handed back (its attempt uncounted), not left leased to count as an attempt.
+    ran: Recorder[int] = Recorder()
+    timers = front.timers(spec(TOPIC, Job, lambda payload, context: ran.record(payload.n)), settings=sharded())
+    namespace = timers.timers.namespace
+    healthy = next(f"t{n}" for n in range(100) if shard_of(TOPIC, f"t{n}", SHARDS) == 0)
+    timers.set_timer(TOPIC, healthy, Job(n=1), NOW)
+    front.raw.set(namespace.keyspaces[-1].timeline(TOPIC), "not a sorted set")
+
+    timers.start_worker()
+    with pytest.raises(TimersServerError, match="WRONGTYPE"):
+        timers.wait_worker()
+
+    info = timers.call("get_timer", TOPIC, healthy)
+    assert info is not None
+    assert (info.running, info.attempts) == (False, 0), info
+    assert ran.items == []
+    protocol = " ".join((Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text().split())
+    assert (
+        "Over several shards, what the other shards' calls of that round trip claimed has not run yet: the worker"
+        " hands it back before it stops, so no attempt is counted for a run that never started."
+    ) in protocol

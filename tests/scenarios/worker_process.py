@@ -1,4 +1,4 @@
-"""A worker process to kill: `python -m tests.scenarios.worker_process {sync|async} REDIS_URL LEASE_SECONDS`.
+"""A worker process to kill: `python -m tests.scenarios.worker_process {sync|async} REDIS_URL LEASE_SECONDS [SHARDS]`.
 
 It handles TOPIC with a handler that writes `STARTED_KEY` (the timer id) to Redis and then
 blocks forever, so the test knows when the process holds a lease and can kill it mid-handler.
@@ -53,7 +53,8 @@ async def run_async(url: str, settings: TimersSettings) -> None:
 
 def main(argv: list[str]) -> None:
     front, url, lease_seconds = argv[1], argv[2], float(argv[3])
-    settings = TimersSettings(lease_seconds=lease_seconds)
+    shards = int(argv[4]) if len(argv) > 4 else 1
+    settings = TimersSettings(lease_seconds=lease_seconds, shards=shards)
     if front == "sync":
         run_sync(url, settings)
     else:

@@ -209,6 +209,11 @@ def test_a_shard_that_keeps_failing_backs_off_exponentially_on_its_own() -> None
 def test_a_permanent_refusal_of_one_shard_stops_the_worker() -> None:
     h = sharded()
     h.shard_calls(0.0)
+    [running] = h.answer(
+        0.0, {0: idle(0.0), 1: shard_reply(0.0, claim(ORDERS, "r", "1.1")), 2: idle(0.0), 3: idle(0.0)}
+    )
+    h.engine.rearm()  # every shard claims again: one round trip to each
+    h.shard_calls(0.0)
     refusal = TimersPermissionError("NOPERM User app has no permissions to access the '{timers:2}:dead' key")
 
     runs = h.answer(
@@ -217,9 +222,18 @@ def test_a_permanent_refusal_of_one_shard_stops_the_worker() -> None:
     )
 
     assert runs == []
+    # Shard 0's claim never ran: it is handed back before the worker stops (its attempt not counted), at once,
+    # while the handler already running is left to its lease, as when a lone call is refused.
+    calls = h.shard_calls(0.0)
+    assert list(calls) == [0]
+    assert settlements(calls[0]) == [("release", ORDERS, "a", "1.1", 0, "")]
+    assert h.answer(0.0, {0: idle(0.0)}) == []
     step = h.step(0.0)
     assert isinstance(step, Finished)
     assert step.error is refusal
+    assert h.engine.in_flight == 0
+    h.engine.handler_finished(running, None)  # too late: its outcome no longer counts
+    assert isinstance(h.step(0.0), Finished)
 
 
 def test_a_cycle_that_fails_as_a_whole_pauses_every_shard() -> None:
@@ -301,6 +315,20 @@ def test_a_single_pass_ends_each_shard_at_its_own_cutoff() -> None:
     assert calls[1].args[2] == server_ms(0.0) + 1000 + 1
     h.answer(0.1, {1: shard_reply(0.1, clock_ahead_ms=1000)})
     assert isinstance(h.step(0.1), Finished)
+
+
+def test_a_single_pass_ends_a_shard_whose_call_only_settled_once_nothing_is_due_there() -> None:
+    """One slot over two shards: the round trip that acks shard 0's run gives its one claim to shard 1."""
+    h = sharded(shards=2, single_pass=True, concurrency=1)
+    assert list(h.shard_calls(0.0)) == [0]  # the one claim goes to shard 0; shard 1 is asked nothing yet
+    [run] = h.answer(0.0, {0: shard_reply(0.0, claim(ORDERS, "a", "1.1"), next_due=server_ms(0.0))})
+    h.engine.handler_finished(run, None)
+
+    calls = h.shard_calls(0.1)
+    assert list(calls) == [0, 1]
+    assert [call.args[1] for call in calls.values()] == [0, 1]  # shard 0 settles only; shard 1 claims
+    h.answer(0.1, {0: shard_reply(0.1, examined=0), 1: idle(0.1)})
+    assert isinstance(h.step(0.1), Finished)  # not a wait for shard 0's safety claim
 
 
 # -- settlements go to the shard a run came from ----------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from pathlib import Path
 from typing import Any
 
 import hypothesis
@@ -421,3 +422,21 @@ def test_receipts_are_read_page_by_page() -> None:
     ops, _ = run_flow(legacy.import_legacy(NAMESPACE, REGISTRY, SETTINGS), replies)
 
     assert ops[1:] == [receipts("orders"), receipts("orders", "17"), receipts("reminders")]
+
+
+@pytest.mark.parametrize("shards", [1, 4, 16])
+def test_an_import_pass_with_nothing_to_do_costs_one_call_and_one_per_topic_and_shard(shards: int) -> None:
+    namespace = Namespace("timers", shards)
+    replies: list[Any] = [[]] + [[b"0"]] * (shards * len(REGISTRY.topics))
+    ops, imported = run_flow(legacy.import_legacy(namespace, REGISTRY, SETTINGS), replies)
+    assert imported == 0
+    assert len(ops) == 1 + shards * len(REGISTRY.topics)
+    assert {op.keys[1] for op in ops[1:] if isinstance(op, ScriptCall)} == {
+        keyspace.legacy_receipts(topic) for keyspace in namespace.keyspaces for topic in REGISTRY.topics
+    }
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8").split())
+    assert (
+        "With N shards the import's pass is one call to read the original timeline and one per topic and shard "
+        "to follow its receipts, one after the other, during which the worker claims nothing: with many shards "
+        "and topics, switch the import off once nothing is left to import."
+    ) in readme

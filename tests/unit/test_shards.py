@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import zlib
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -89,3 +91,48 @@ def test_shards_come_from_the_environment() -> None:
     assert TimersSettings.from_env({"TIMERS_SHARDS": "6"}).shards == 6
     with pytest.raises(SettingsError, match="TIMERS_SHARDS"):
         TimersSettings.from_env({"TIMERS_SHARDS": "many"})
+
+
+NAMES = st.text(alphabet="ab:.01", min_size=1, max_size=6)
+"""Names made of what shard tags are made of, so that any collision between two namespaces' tags can turn up."""
+README = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8").split())
+
+
+@given(NAMES, NAMES, st.integers(1, 8), st.integers(1, 8))
+def test_two_namespaces_share_a_tag_only_when_one_is_named_as_a_shard_of_the_other(
+    name: str, other: str, shards: int, other_shards: int
+) -> None:
+    if name == other:
+        return  # one namespace: the recorded shard count keeps two counts apart (`layout.py`)
+    shared = set(shard_tags(name, shards)) & set(shard_tags(other, other_shards))
+    if other_shards == 1 and shards > 1 and re.fullmatch(re.escape(name) + r":\d+(\.\d+)?", other):
+        return  # the documented case below: it may share a shard's keys
+    if shards == 1 and other_shards > 1 and re.fullmatch(re.escape(other) + r":\d+(\.\d+)?", name):
+        return
+    assert not shared, (name, shards, other, other_shards)
+
+
+def test_a_one_shard_namespace_named_as_a_shard_of_another_shares_that_shards_keys_as_documented() -> None:
+    # `timers` of 2 shards has the tags `{timers:0.2}` and `{timers:1}`: a one-shard namespace `timers:1` is
+    # that shard, key for key. Refusing such names would break one-shard namespaces that have them today.
+    assert shard_tags("timers", 2) == ("{timers:0.2}", "{timers:1}")
+    assert Keyspace("timers:1").timeline("jobs") == Namespace("timers", 2).keyspaces[1].timeline("jobs")
+    assert (
+        "A shard's tag is its namespace's name followed by `:` and a number (`timers:1`, `timers:0.2`), so a "
+        "namespace of one shard named like that (`TIMERS_NAMESPACE=timers:1`) beside the namespace `timers` of "
+        "several shards would share that shard's keys: don't name a namespace after another one's shard."
+    ) in README
+
+
+@given(
+    NAMES,
+    st.integers(1, 8),
+    st.text(alphabet="{}:ab\0é", min_size=1, max_size=8),
+    st.text(alphabet="{}:ab\0é", min_size=1, max_size=8),
+)
+def test_no_topic_nor_id_moves_a_key_out_of_its_shards_slot(name: str, shards: int, topic: str, timer_id: str) -> None:
+    # Braces in a topic come after the tag's closing brace, and ids are never part of a key: every key of the
+    # timer's shard hashes as its tag does, so each call stays single-slot whatever users name things.
+    keyspace = Namespace(name, shards).keyspace_for(topic, timer_id)
+    keys = [*keyspace.topic_keys(topic), keyspace.legacy_receipts(topic), keyspace.channel(topic)]
+    assert {slots.key_slot(key) for key in keys} == {slots.key_slot(keyspace.tag)}
