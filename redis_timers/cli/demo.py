@@ -94,6 +94,10 @@ class PlannedTimer:
     activate_at: datetime.datetime
 
 
+def timer_id(number: int) -> str:
+    return f"timer-{number:03d}"
+
+
 def plan_timers(count: int, spread: float, start_ms: float, rng: random.Random) -> list[PlannedTimer]:
     """`count` timers due at random whole milliseconds (server clock) over `spread` seconds after the lead."""
     planned = []
@@ -101,7 +105,7 @@ def plan_timers(count: int, spread: float, start_ms: float, rng: random.Random) 
         due_ms = math.ceil(start_ms + (LEAD_SECONDS + rng.uniform(0.0, spread)) * 1000.0)
         payload = Greeting(number=number, due_ms=due_ms, text=f"hello from timer {number}")
         activate_at = _EPOCH + datetime.timedelta(milliseconds=due_ms)
-        planned.append(PlannedTimer(f"timer-{number:03d}", payload, activate_at))
+        planned.append(PlannedTimer(timer_id(number), payload, activate_at))
     return planned
 
 
@@ -166,6 +170,10 @@ class Recorder:
             line = f"  timer {payload.number:3d}  due +{due_s:6.3f} s  fired {verdict}{note}"
             print(line, file=self._out, flush=True)
             return len(self._lateness_ms) == self._expected
+
+    def fired_numbers(self) -> list[int]:
+        with self._lock:
+            return sorted(self._lateness_ms)
 
     def summary(self) -> Summary:
         with self._lock:
@@ -261,6 +269,17 @@ def script_calls(primaries: list[tuple[str, int]]) -> dict[str, int]:
             client.close()
         calls[f"{host}:{port}"] = sum(int(stats.get(name, {}).get("calls", 0)) for name in SCRIPT_COMMANDS)
     return calls
+
+
+def fired_per_primary_line(cluster_client: Any, namespace: Namespace, topic: str, numbers: list[int]) -> str:
+    """Each primary's share of the timers that fired: the primary serving each timer's shard (its tag's slot)."""
+    fired: dict[str, int] = {node.name: 0 for node in cluster_client.get_primaries()}
+    for number in numbers:
+        node = cluster_client.get_node_from_key(namespace.keyspace_for(topic, timer_id(number)).tag)
+        fired[node.name] = fired.get(node.name, 0) + 1
+    total = sum(fired.values()) or 1
+    shares = ", ".join(f"{node} {count} ({100 * count / total:.0f}%)" for node, count in sorted(fired.items()))
+    return f"timers fired per primary (the primary of each timer's shard): {shares}"
 
 
 def shares_line(before: dict[str, int], after: dict[str, int]) -> str:
@@ -379,6 +398,8 @@ def _demo(
         print(summary.line(), file=out, flush=True)
         if cluster:
             print(shares_line(calls_before, script_calls(primaries)), file=out, flush=True)
+            namespace = Namespace(settings.namespace, settings.shards)
+            print(fired_per_primary_line(tidy, namespace, topic, recorder.fired_numbers()), file=out, flush=True)
         return 0 if summary.ok else 1
     finally:
         if tidy is not None:

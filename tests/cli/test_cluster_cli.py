@@ -34,8 +34,11 @@ def cluster_client(cluster_url: str) -> Iterator[redis.cluster.RedisCluster]:
     client.close()
 
 
-def primary_shares(output_lines: list[str]) -> list[tuple[int, int]]:
-    line = next(match for line in output_lines if (match := SHARES.match(line)))
+FIRED = re.compile(r"^timers fired per primary \(the primary of each timer's shard\): (?P<shares>.*)$")
+
+
+def primary_shares(output_lines: list[str], pattern: re.Pattern[str] = SHARES) -> list[tuple[int, int]]:
+    line = next(match for line in output_lines if (match := pattern.match(line)))
     return [(int(share["calls"]), int(share["percent"])) for share in SHARE.finditer(line["shares"])]
 
 
@@ -95,5 +98,9 @@ def test_demo_cluster_without_a_url_starts_and_stops_an_embedded_cluster(spawn: 
     shares = primary_shares(demo.lines)
     assert len(shares) == 3
     assert 99 <= sum(percent for _, percent in shares) <= 101
-    assert all(calls > 0 for calls, _ in shares)  # 6 shards, 2 on each primary: every primary fires timers
+    assert all(calls > 0 for calls, _ in shares)
+    fired = primary_shares(demo.lines, FIRED)
+    assert len(fired) == 3
+    assert sum(count for count, _ in fired) == 30
+    assert all(count > 0 for count, _ in fired)  # 6 shards, 2 on each primary: every primary fires timers
     assert demo.lines[-1] == "embedded cluster shut down"
