@@ -38,6 +38,7 @@ import redis.cluster
 import redis_timers
 import redis_timers.sync
 from redis_timers import DeadLetter, Router, TimerInfo, TimersSettings
+from redis_timers.keys import Keyspace, Namespace
 
 FrontKind = Literal["sync", "async"]
 FRONT_KINDS: tuple[FrontKind, ...] = ("sync", "async")
@@ -227,11 +228,18 @@ def _as_coroutine_function(handler: HandlerSpec) -> Callable[[Any, dict[str, Any
 class Front:
     """A front end under test: builds `Timers` instances and closes everything it built."""
 
-    def __init__(self, kind: FrontKind, url: str, *, cluster: bool = False) -> None:
-        """`cluster`: `url` names a node of a Redis Cluster, and every client is a cluster client of it."""
+    def __init__(self, kind: FrontKind, url: str, *, cluster: bool = False, shards: int = 1) -> None:
+        """`cluster`: `url` names a node of a Redis Cluster, and every client is a cluster client of it.
+
+        `shards`: other than 1, every `Timers` built here has that many shards, whatever settings a test
+        passes (the cluster variants of the contract tests use two per primary, so every primary does its share).
+        """
         self.kind: FrontKind = kind
         self.url = url
         self.cluster = cluster
+        self.shards = shards
+        self.namespace = Namespace(TimersSettings().namespace, shards)
+        """The default namespace as this front's `Timers` split it: where to look for a timer's keys."""
         # Typed as a plain client: a cluster client has the same commands (tests of a cluster cast it).
         self.raw: redis.Redis = (
             cast(redis.Redis, redis.cluster.RedisCluster.from_url(url, decode_responses=True))
@@ -245,6 +253,7 @@ class Front:
             self._portal = self._stack.enter_context(anyio.from_thread.start_blocking_portal())
         self._instances: list[TimersHarness] = []
         self._gates: list[Gate] = []
+        self._node_clients: list[redis.Redis] = []
 
     @property
     def is_async(self) -> bool:
@@ -307,11 +316,10 @@ class Front:
         owns_client = client is None
         if client is None:
             client = self.client(url=url, decode_responses=decode_responses, **(client_kwargs or {}))
-        # Explicit settings by default, so that TIMERS_* variables in the environment don't leak in.
         kwargs: dict[str, Any] = {
             "redis_client": client,
             "context": context,
-            "settings": settings or TimersSettings(),
+            "settings": self.settings(settings),
         }
         if routers:
             kwargs["routers"] = list(routers)
@@ -321,6 +329,37 @@ class Front:
             harness.include_router(self.router(*handlers))
         self._instances.append(harness)
         return harness
+
+    def settings(self, settings: TimersSettings | None = None) -> TimersSettings:
+        """`settings` (explicit defaults if None, so TIMERS_* variables don't leak in) with this front's shards."""
+        chosen = settings or TimersSettings()
+        return chosen if self.shards == 1 else dataclasses.replace(chosen, shards=self.shards)
+
+    def keyspace_for(self, topic: str, timer_id: str) -> Keyspace:
+        """The keys of the shard that holds timer (`topic`, `timer_id`) of the default namespace."""
+        return self.namespace.keyspace_for(topic, timer_id)
+
+    def nodes(self, *, replicas: bool = False) -> list[redis.Redis]:
+        """A plain client of each server: the one server, or every primary of the cluster (and replica if asked).
+
+        For what a cluster client asks one node only or answers per node (INFO, CONFIG RESETSTAT, PUBSUB
+        NUMSUB): a test adds up the nodes' answers itself. The clients are closed with the front.
+        """
+        if not self.cluster:
+            return [self.raw]
+        cluster = cast(redis.cluster.RedisCluster, self.raw)
+        nodes = cluster.get_nodes() if replicas else cluster.get_primaries()  # type: ignore[no-untyped-call]
+        clients = [redis.Redis(host=node.host, port=node.port, decode_responses=True) for node in nodes]
+        self._node_clients.extend(clients)
+        return clients
+
+    def subscribers(self, channel: str) -> int:
+        """How many connections listen on `channel`, on any server (a cluster's regular pub/sub spans every node)."""
+        return sum(subscribers(node, channel) for node in self.nodes(replicas=True))
+
+    def wake_channels(self, topic: str) -> list[str]:
+        """The wake-up channel of `topic` on every shard (a worker listens on each)."""
+        return [keyspace.channel(topic) for keyspace in self.namespace.keyspaces]
 
     def all_keys(self) -> list[str]:
         if self.cluster:  # KEYS on a cluster client asks one node: ask every primary
@@ -332,10 +371,13 @@ class Front:
     def timer_data(self) -> list[str]:
         """Every key, and every per-timer field of the state hashes: empty once no timer or dead letter is left.
 
-        State hashes keep bookkeeping fields (`#seq`, the claim counter) after their timers are gone.
+        State hashes keep bookkeeping fields (`#seq`, the claim counter) after their timers are gone, and a
+        namespace of several shards its recorded shard count.
         """
         leftovers: list[str] = []
         for key in self.all_keys():
+            if self.shards > 1 and key == self.namespace.layout_key:
+                continue  # the recorded shard count stays for the namespace's life
             if ":state:" not in key:
                 leftovers.append(key)
                 continue
@@ -356,6 +398,8 @@ class Front:
                 with contextlib.suppress(RuntimeError):
                     self._portal.call(self._portal.stop, True)
             self._stack.close()
+            for node in self._node_clients:
+                node.close()
             self.raw.close()
 
 

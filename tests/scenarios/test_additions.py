@@ -46,6 +46,7 @@ def test_activate_at_rounds_up_to_the_next_millisecond(front: Front) -> None:
     assert fraction.due_at == base + datetime.timedelta(milliseconds=1)  # never earlier than asked
 
 
+@pytest.mark.cluster
 def test_naive_datetime_is_refused(front: Front) -> None:
     timers = front.timers(spec("jobs", Job, lambda payload, context: None))
     with pytest.raises(NaiveDatetimeError):
@@ -118,6 +119,7 @@ def test_get_timer(front: Front, decode_responses: bool) -> None:
 
 
 @pytest.mark.parametrize("decode_responses", [True, False])
+@pytest.mark.cluster
 def test_dead_letters_api(front: Front, decode_responses: bool) -> None:
     from redis_timers import TimersSettings
 

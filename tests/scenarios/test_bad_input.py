@@ -46,6 +46,7 @@ def assert_nothing_written(front: Front) -> None:
     [Other(text="wrong schema"), {"n": 1}, None, '{"n": 1}', 1],
     ids=["other-model", "dict", "none", "json-str", "int"],
 )
+@pytest.mark.cluster
 def test_wrong_payload_type(front: Front, payload: Any) -> None:
     timers = front.timers(spec("jobs", Job, nothing))
     with pytest.raises(PayloadTypeError) as raised:
@@ -105,6 +106,7 @@ BAD_IDS = st.one_of(
 )
 
 
+@pytest.mark.cluster
 def test_fuzzed_bad_ids_write_nothing(front: Front) -> None:
     timers = front.timers(spec("jobs", Job, nothing))
 

@@ -26,8 +26,8 @@ SHARDS = 4
 
 @pytest.fixture
 def worker_process(front: Front) -> Iterator[subprocess.Popen[bytes]]:
-    """A worker of the same front end, in its own process, with a short lease."""
-    yield from _worker_process(front, shards=1)
+    """A worker of the same front end, in its own process, with a short lease (and the front's shards)."""
+    yield from _worker_process(front, shards=front.shards)
 
 
 @pytest.fixture
@@ -46,6 +46,7 @@ def _worker_process(front: Front, *, shards: int) -> Iterator[subprocess.Popen[b
             front.url,
             str(LEASE_SECONDS),
             str(shards),
+            *(["--cluster"] if front.cluster else []),
         ],
         cwd=REPO_ROOT,
         stdout=subprocess.DEVNULL,
@@ -61,6 +62,7 @@ def _worker_process(front: Front, *, shards: int) -> Iterator[subprocess.Popen[b
         process.stderr.close()
 
 
+@pytest.mark.cluster
 def test_a_killed_worker_loses_nothing(front: Front, worker_process: subprocess.Popen[bytes]) -> None:
     calls: Recorder[tuple[int, int]] = Recorder()
 

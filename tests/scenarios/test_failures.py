@@ -16,6 +16,7 @@ NOW = datetime.timedelta(0)
 FAST_RETRIES = TimersSettings(max_attempts=3, retry_backoff_seconds=0.05)
 
 
+@pytest.mark.cluster
 def test_retried_then_dead_lettered_with_its_error(front: Front) -> None:
     attempts: Recorder[int] = Recorder()
 
@@ -103,6 +104,7 @@ def test_a_raising_handler_never_stops_the_worker(front: Front) -> None:
     assert sorted(letter.timer_id for letter in timers.dead_letters()) == [f"b{n}" for n in range(5)]
 
 
+@pytest.mark.cluster
 def test_requeued_dead_letter_fires_again(front: Front) -> None:
     calls: Recorder[tuple[int, bool]] = Recorder()
     healed = Gate()
@@ -127,6 +129,7 @@ def test_requeued_dead_letter_fires_again(front: Front) -> None:
     assert front.timer_data() == []
 
 
+@pytest.mark.cluster
 def test_payload_written_with_another_schema_is_dead_lettered_at_once(front: Front) -> None:
     calls: Recorder[Job] = Recorder()
     reader = front.timers(spec("jobs", Job, lambda payload, context: calls.record(payload)), settings=FAST_RETRIES)

@@ -8,6 +8,8 @@ call, plus the delay, and no handler may start before that instant. The server r
 
 from __future__ import annotations
 
+import pytest
+
 import datetime
 import random
 import time
@@ -40,6 +42,7 @@ def clock_us() -> int:
     return time.time_ns() // 1000
 
 
+@pytest.mark.cluster
 def test_set_timer_due_times_and_handler_starts_are_never_before_the_call_plus_the_delay(front: Front) -> None:
     starts: Recorder[tuple[str, int, int]] = Recorder()
 

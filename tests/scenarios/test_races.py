@@ -25,6 +25,7 @@ def blocking_first_run(gate: Gate, started: Recorder[Job]) -> Any:
     return handler
 
 
+@pytest.mark.cluster
 def test_reschedule_during_handler_is_kept(front: Front) -> None:
     gate, started = front.gate(), Recorder[Job]()
     timers = front.timers(spec("jobs", Job, blocking_first_run(gate, started), blocking=True))
@@ -81,6 +82,7 @@ def test_remove_during_handler_is_kept(front: Front) -> None:
     assert front.timer_data() == []
 
 
+@pytest.mark.cluster
 def test_remove_during_handler_with_run_forever(front: Front) -> None:
     gate, started = front.gate(), Recorder[Job]()
     timers = front.timers(spec("jobs", Job, blocking_first_run(gate, started), blocking=True))
@@ -190,6 +192,7 @@ def test_remove_during_a_failing_handler_is_kept(front: Front) -> None:
     assert front.timer_data() == []
 
 
+@pytest.mark.cluster
 def test_lease_renewals_never_move_a_timer_rescheduled_during_its_run(front: Front) -> None:
     hold, started, finished = front.gate(), Recorder[Job](), Recorder[Job]()
 

@@ -23,6 +23,7 @@ class MyPayload(pydantic.BaseModel):
 
 
 @pytest.mark.parametrize("decode_responses", [True, False])
+@pytest.mark.cluster
 def test_quick_start_shape(front: Front, decode_responses: bool) -> None:
     calls: Recorder[tuple[MyPayload, dict[str, Any]]] = Recorder()
 
@@ -65,6 +66,7 @@ def test_include_routers_and_constructor_routers(front: Front) -> None:
     assert sorted(calls.items) == ["first", "second", "third"]
 
 
+@pytest.mark.cluster
 def test_timer_set_due_now_is_handled_on_the_very_next_call(front: Front) -> None:
     calls: Recorder[int] = Recorder()
     timers = front.timers(spec("jobs", Job, lambda payload, context: calls.record(payload.n)))
@@ -74,6 +76,7 @@ def test_timer_set_due_now_is_handled_on_the_very_next_call(front: Front) -> Non
         assert calls.items == list(range(round_number + 1))
 
 
+@pytest.mark.cluster
 def test_future_timers_are_not_handled(front: Front) -> None:
     calls: Recorder[int] = Recorder()
     timers = front.timers(spec("jobs", Job, lambda payload, context: calls.record(payload.n)))
@@ -85,6 +88,7 @@ def test_future_timers_are_not_handled(front: Front) -> None:
     assert timers.get_timer("jobs", "later") is not None
 
 
+@pytest.mark.cluster
 def test_set_timer_on_an_existing_id_replaces_due_time_and_payload(front: Front) -> None:
     calls: Recorder[Job] = Recorder()
     timers = front.timers(spec("jobs", Job, lambda payload, context: calls.record(payload)))
@@ -124,6 +128,7 @@ def test_remove_timer_returns_whether_a_timer_was_removed(front: Front) -> None:
     assert front.all_keys() == []
 
 
+@pytest.mark.cluster
 def test_unknown_topic_raises_handler_not_found(front: Front) -> None:
     timers = front.timers(spec("jobs", Job, lambda payload, context: None))
     with pytest.raises(RuntimeError, match="Handler is not found"):

@@ -19,6 +19,7 @@ UTC = datetime.timezone.utc
 
 
 @pytest.mark.parametrize("decode_responses", [True, False])
+@pytest.mark.cluster
 def test_fetch_all_timers_in_the_seeds_shape(front: Front, decode_responses: bool) -> None:
     timers = front.timers(
         spec("jobs", Job, lambda payload, context: None),

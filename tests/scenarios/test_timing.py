@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 import datetime
 import random
 import statistics
 from typing import Any
 
-from tests.harness import Front, Recorder, ms_to_datetime, running, server_time_ms, spec, subscribers, wait_until
+from tests.harness import Front, Recorder, ms_to_datetime, running, server_time_ms, spec, wait_until
 from tests.scenarios.models import Stamp
 
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
@@ -24,6 +26,7 @@ def stamp_recorder(front: Front) -> tuple[Recorder[tuple[str, int, int]], Any]:
     return calls, handler
 
 
+@pytest.mark.cluster
 def test_never_early_over_hundreds_of_timers(front: Front) -> None:
     calls, handler = stamp_recorder(front)
     timers = front.timers(spec("stamps", Stamp, handler))
@@ -47,6 +50,7 @@ def test_never_early_over_hundreds_of_timers(front: Front) -> None:
     assert lateness[-1] < 3000, "firing should be near-immediate, not polled"
 
 
+@pytest.mark.cluster
 def test_a_sleeping_worker_wakes_for_a_timer_due_sooner(front: Front) -> None:
     calls, handler = stamp_recorder(front)
     worker = front.timers(spec("stamps", Stamp, handler), spec("other", Stamp, handler))
@@ -56,8 +60,8 @@ def test_a_sleeping_worker_wakes_for_a_timer_due_sooner(front: Front) -> None:
     worker.set_timer("stamps", "far", Stamp(key="far", due_ms=far), activate_at=ms_to_datetime(far))
     with running(worker):
         # The worker now sleeps toward a timer an hour away (or its 8 s safety wake-up).
-        wait_until(lambda: subscribers(front.raw, "{timers}:wake:stamps") >= 1)
-        wait_until(lambda: subscribers(front.raw, "{timers}:wake:other") >= 1)
+        for topic in ("stamps", "other"):
+            wait_until(lambda: all(front.subscribers(channel) >= 1 for channel in front.wake_channels(topic)))
         steps = [("stamps", "soon"), ("other", "other-topic"), ("stamps", "far")]  # the last moves "far" closer
         for index, (topic, key) in enumerate(steps):
             due = server_time_ms(front.raw) + 300

@@ -20,6 +20,7 @@ LEGACY_PAYLOADS = "timers_payloads"
 # -- scenario 10: unknown topics ------------------------------------------------------------
 
 
+@pytest.mark.cluster
 def test_timers_of_unknown_topics_are_left_alone_and_do_not_hold_back_others(front: Front) -> None:
     mine: Recorder[int] = Recorder()
     theirs: Recorder[str] = Recorder()

@@ -15,6 +15,7 @@ from tests.scenarios.models import Job
 NOW = datetime.timedelta(0)
 
 
+@pytest.mark.cluster
 def test_two_workers_handle_each_of_1000_timers_exactly_once(front: Front) -> None:
     calls: Recorder[tuple[int, str]] = Recorder()
 
@@ -39,6 +40,7 @@ def test_two_workers_handle_each_of_1000_timers_exactly_once(front: Front) -> No
     assert front.timer_data() == []
 
 
+@pytest.mark.cluster
 def test_a_handler_longer_than_the_lease_runs_once(front: Front) -> None:
     """Lease renewal keeps a slow run owned: a second worker never takes it over."""
     hold, started, finished = front.gate(), Recorder[str](), Recorder[str]()

@@ -1,4 +1,7 @@
-"""A worker process to kill: `python -m tests.scenarios.worker_process {sync|async} REDIS_URL LEASE_SECONDS [SHARDS]`.
+"""A worker process to kill: `python -m tests.scenarios.worker_process {sync|async} URL LEASE [SHARDS [--cluster]]`.
+
+SHARDS (default 1) is the namespace's, as the test's own `Timers` have it; with `--cluster`, URL names a node
+of a Redis Cluster and the worker uses a cluster client.
 
 It handles TOPIC with a handler that writes `STARTED_KEY` (the timer id) to Redis and then
 blocks forever, so the test knows when the process holds a lease and can kill it mid-handler.
@@ -6,6 +9,7 @@ blocks forever, so the test knows when the process holds a lease and can kill it
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 from typing import Any
@@ -14,6 +18,8 @@ import anyio
 import pydantic
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 
 import redis_timers
 import redis_timers.sync
@@ -27,8 +33,8 @@ class CrashPayload(pydantic.BaseModel):
     n: int
 
 
-def run_sync(url: str, settings: TimersSettings) -> None:
-    client = redis.Redis.from_url(url)
+def run_sync(url: str, settings: TimersSettings, *, cluster: bool) -> None:
+    client = redis.cluster.RedisCluster.from_url(url) if cluster else redis.Redis.from_url(url)
     router = Router()
 
     @router.handler(topic=TOPIC, schema=CrashPayload)
@@ -39,8 +45,10 @@ def run_sync(url: str, settings: TimersSettings) -> None:
     redis_timers.sync.Timers(redis_client=client, routers=[router], settings=settings).run_forever()
 
 
-async def run_async(url: str, settings: TimersSettings) -> None:
-    client = redis.asyncio.Redis.from_url(url)
+async def run_async(url: str, settings: TimersSettings, *, cluster: bool) -> None:
+    client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster = (
+        redis.asyncio.cluster.RedisCluster.from_url(url) if cluster else redis.asyncio.Redis.from_url(url)
+    )
     router = Router()
 
     @router.handler(topic=TOPIC, schema=CrashPayload)
@@ -54,11 +62,12 @@ async def run_async(url: str, settings: TimersSettings) -> None:
 def main(argv: list[str]) -> None:
     front, url, lease_seconds = argv[1], argv[2], float(argv[3])
     shards = int(argv[4]) if len(argv) > 4 else 1
+    cluster = argv[5:] == ["--cluster"]
     settings = TimersSettings(lease_seconds=lease_seconds, shards=shards)
     if front == "sync":
-        run_sync(url, settings)
+        run_sync(url, settings, cluster=cluster)
     else:
-        anyio.run(run_async, url, settings)
+        anyio.run(functools.partial(run_async, url, settings, cluster=cluster))
 
 
 if __name__ == "__main__":
