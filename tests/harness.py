@@ -253,7 +253,7 @@ class Front:
             self._portal = self._stack.enter_context(anyio.from_thread.start_blocking_portal())
         self._instances: list[TimersHarness] = []
         self._gates: list[Gate] = []
-        self._node_clients: list[redis.Redis] = []
+        self._node_clients: dict[str, redis.Redis] = {}
 
     @property
     def is_async(self) -> bool:
@@ -349,9 +349,11 @@ class Front:
             return [self.raw]
         cluster = cast(redis.cluster.RedisCluster, self.raw)
         nodes = cluster.get_nodes() if replicas else cluster.get_primaries()  # type: ignore[no-untyped-call]
-        clients = [redis.Redis(host=node.host, port=node.port, decode_responses=True) for node in nodes]
-        self._node_clients.extend(clients)
-        return clients
+        # One client per node for the front's life: a new connection's HELLO would be counted as traffic.
+        for node in nodes:
+            if node.name not in self._node_clients:
+                self._node_clients[node.name] = redis.Redis(host=node.host, port=node.port, decode_responses=True)
+        return [self._node_clients[node.name] for node in nodes]
 
     def subscribers(self, channel: str) -> int:
         """How many connections listen on `channel`, on any server (a cluster's regular pub/sub spans every node)."""
@@ -398,7 +400,7 @@ class Front:
                 with contextlib.suppress(RuntimeError):
                     self._portal.call(self._portal.stop, True)
             self._stack.close()
-            for node in self._node_clients:
+            for node in self._node_clients.values():
                 node.close()
             self.raw.close()
 
