@@ -42,6 +42,10 @@ from redis_timers.keys import Keyspace, Namespace
 
 FrontKind = Literal["sync", "async"]
 FRONT_KINDS: tuple[FrontKind, ...] = ("sync", "async")
+CLUSTER_VARIANTS = tuple(f"{kind}-cluster" for kind in FRONT_KINDS)
+"""`front` over cluster clients (`@pytest.mark.cluster` adds them; `parametrize("front", CLUSTER_VARIANTS)` alone)."""
+CLUSTER_SHARDS = 6
+"""Shards of a cluster variant's namespace: two per primary of the session cluster, so each holds timers."""
 HandlerFunc = Callable[[Any, dict[str, Any]], object]
 T = TypeVar("T")
 
@@ -349,11 +353,15 @@ class Front:
             return [self.raw]
         cluster = cast(redis.cluster.RedisCluster, self.raw)
         nodes = cluster.get_nodes() if replicas else cluster.get_primaries()  # type: ignore[no-untyped-call]
-        # One client per node for the front's life: a new connection's HELLO would be counted as traffic.
-        for node in nodes:
-            if node.name not in self._node_clients:
-                self._node_clients[node.name] = redis.Redis(host=node.host, port=node.port, decode_responses=True)
-        return [self._node_clients[node.name] for node in nodes]
+        return [self.node(node.host, node.port) for node in nodes]
+
+    def node(self, host: str, port: int) -> redis.Redis:
+        """A plain client of one server, the same one for the front's life (a new connection's HELLO would be
+        counted as traffic); closed with the front."""
+        name = f"{host}:{port}"
+        if name not in self._node_clients:
+            self._node_clients[name] = redis.Redis(host=host, port=port, decode_responses=True)
+        return self._node_clients[name]
 
     def subscribers(self, channel: str) -> int:
         """How many connections listen on `channel`, on any server (a cluster's regular pub/sub spans every node)."""

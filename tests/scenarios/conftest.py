@@ -13,12 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness import FRONT_KINDS, Front, FrontKind
-
-CLUSTER_SHARDS = 6
-"""Two shards per primary of the session cluster: every primary holds timers of every marked test."""
-
-CLUSTER_VARIANTS = tuple(f"{kind}-cluster" for kind in FRONT_KINDS)
+from tests.harness import CLUSTER_SHARDS, CLUSTER_VARIANTS, FRONT_KINDS, Front, FrontKind
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -3,7 +3,9 @@
 A primary with one replica (two embedded servers, `--replicaof`) shows the confirmed case: the
 replica has the write the moment the call returns. The session's server, which has no replica,
 and a demand for more replicas than there are show the refusal: `TimersDurabilityError` within
-the timeout, with the write standing on the primary.
+the timeout, with the write standing on the primary. On the session cluster (each primary with one
+replica, the namespace in six shards) every durable write is on the replica of its own shard's primary
+when the call returns.
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ import datetime
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
+import redis.cluster
 
 from redis_timers import TimersDurabilityError, TimersSettings
 from redis_timers.cli.embedded import EmbeddedServer
 from redis_timers.keys import dead_letter_field
-from tests.harness import FRONT_KINDS, Front, FrontKind, datetime_to_ms, spec, wait_until
+from tests.harness import CLUSTER_VARIANTS, FRONT_KINDS, Front, FrontKind, datetime_to_ms, spec, wait_until
 from tests.scenarios.models import Job
 
 TIMELINE = "{timers}:timeline:jobs"
@@ -99,6 +102,33 @@ def test_a_durable_requeue_returns_once_the_replica_has_it(replicated_front: tup
 
     assert replica.zscore(TIMELINE, "t7") is not None
     assert replica.hlen("{timers}:dead") == 0
+
+
+def replica_of_shard(front: Front, key: str) -> redis.Redis:
+    """A plain client of the replica of the primary that serves `key`'s slot, allowed to read there (READONLY)."""
+    cluster = cast(redis.cluster.RedisCluster, front.raw)
+    primary = cluster.get_node_from_key(key)  # type: ignore[no-untyped-call]
+    first_replica = front.node(primary.host, primary.port).info("replication")["slave0"]
+    replica = front.node(str(first_replica["ip"]), int(first_replica["port"]))
+    replica.execute_command("READONLY")
+    return replica
+
+
+@pytest.mark.parametrize("front", CLUSTER_VARIANTS, indirect=True)
+def test_a_durable_write_on_a_cluster_is_on_its_shards_replica_when_it_returns(front: Front) -> None:
+    timers = front.timers(spec("jobs", Job, lambda payload, context: None))
+    ids = [f"t{n}" for n in range(12)]  # over every shard, so over every primary
+    assert {front.keyspace_for("jobs", timer_id).shard for timer_id in ids} == set(range(front.shards))
+
+    for n, timer_id in enumerate(ids):
+        due = timers.set_timer("jobs", timer_id, Job(n=n), LATER, durable=True)
+        timeline = front.keyspace_for("jobs", timer_id).timeline("jobs")
+        assert replica_of_shard(front, timeline).zscore(timeline, timer_id) == datetime_to_ms(due)
+
+    for timer_id in ids:
+        assert timers.remove_timer("jobs", timer_id, durable=True) is True
+        timeline = front.keyspace_for("jobs", timer_id).timeline("jobs")
+        assert replica_of_shard(front, timeline).zscore(timeline, timer_id) is None
 
 
 def test_only_durable_writes_wait(replicated_front: tuple[Front, redis.Redis]) -> None:
