@@ -21,8 +21,8 @@ import pytest
 import redis
 
 from redis_timers import TimersDurabilityError, TimersPermissionError, TimersSettings
-from redis_timers.cli.embedded import EmbeddedServer
-from tests.harness import FRONT_KINDS, Front, FrontKind, Recorder, spec, subscribers, wait_until
+from redis_timers.cli.embedded import EmbeddedCluster, EmbeddedServer
+from tests.harness import CLUSTER_VARIANTS, FRONT_KINDS, Front, FrontKind, Recorder, spec, subscribers, wait_until
 from tests.scenarios import servers
 from tests.scenarios.models import Job
 
@@ -44,6 +44,14 @@ def documented_acl_rules(server_version: tuple[int, ...]) -> list[str]:
         assert "+client|setinfo" in rules
         rules.remove("+client|setinfo")
     return rules
+
+
+def documented_extra_rules(condition: str) -> list[str]:
+    """The rules docs/operations.md says to add under `condition` (a bullet "With ... add `RULES`...")."""
+    text = OPERATIONS.read_text(encoding="utf-8")
+    match = re.search(re.escape(condition) + r"[^`]*?add\s+`([^`]+)`", text)
+    assert match, f"docs/operations.md says nothing to add {condition}"
+    return match.group(1).split()
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +154,53 @@ def test_the_documented_user_may_make_durable_writes(acl_front: Front, acl_serve
     with pytest.raises(TimersDurabilityError):
         writer.set_timer("jobs", "durable", Job(n=1), datetime.timedelta(hours=1), durable=True)
     assert acl_front.raw.zscore("{timers}:timeline:jobs", "durable") is not None
+
+
+@pytest.mark.parametrize("front", CLUSTER_VARIANTS, indirect=True)
+def test_everything_works_under_the_documented_user_on_a_cluster(front: Front, redis_cluster: EmbeddedCluster) -> None:
+    """The documented line, with what docs/operations.md adds for shards and for a cluster, on every node."""
+    version = server_version(front.nodes()[0])
+    rules = [
+        *documented_acl_rules(version),
+        *documented_extra_rules("With `TIMERS_SHARDS` > 1"),
+        *documented_extra_rules("On Redis Cluster"),
+    ]
+    nodes = [front.node(node.host, node.port) for node in redis_cluster.live_nodes]
+    for node in nodes:
+        node.execute_command("ACL", "SETUSER", "timers", "reset", *rules)
+        node.acl_log_reset()
+    url = f"redis://timers:{PASSWORD}@{redis_cluster.url.removeprefix('redis://')}"
+    fired: Recorder[int] = Recorder()
+
+    def handle(payload: Job, context: dict[str, Any]) -> None:
+        if payload.note == "doomed":
+            raise RuntimeError("never works")
+        fired.record(payload.n)
+
+    try:
+        worker = front.timers(spec("jobs", Job, handle, max_attempts=1), url=url)
+        writer = front.timers(spec("jobs", Job, handle, max_attempts=1), url=url)
+        writer.set_timer("jobs", "doomed", Job(n=-1, note="doomed"), NOW)
+        ids = [f"t{n}" for n in range(12)]  # over every shard, so over every primary
+        for n, timer_id in enumerate(ids):
+            writer.set_timer("jobs", timer_id, Job(n=n), NOW)
+        with contextlib.ExitStack() as stack:
+            stack.callback(worker.shutdown_worker)
+            worker.start_worker()
+            fired.wait_for(len(ids))
+            wait_until(lambda: len(writer.dead_letters()) == 1)
+            writer.set_timer("jobs", "woken", Job(n=99), NOW)  # a wake-up reaches the sleeping worker
+            assert fired.wait_for(len(ids) + 1)[-1] == 99
+            assert writer.requeue_dead_letter("jobs", "doomed") is True
+            wait_until(lambda: len(writer.dead_letters()) == 1)
+            assert writer.purge_dead_letters() == 1
+            worker.stop_worker()
+        assert sorted(fired.items) == [*range(len(ids)), 99]
+        # Nothing was refused on any node, not even what redis-py ignores a refusal of.
+        assert [entry for node in nodes for entry in node.acl_log() if entry["username"] == "timers"] == []
+    finally:
+        for node in nodes:
+            node.acl_deluser("timers")
 
 
 @pytest.mark.parametrize(
