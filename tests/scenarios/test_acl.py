@@ -167,7 +167,7 @@ def test_everything_works_under_the_documented_user_on_a_cluster(front: Front, r
     ]
     nodes = [front.node(node.host, node.port) for node in redis_cluster.live_nodes]
     for node in nodes:
-        node.execute_command("ACL", "SETUSER", "timers", "reset", *rules)
+        node.execute_command("ACL", "SETUSER", "timers", "reset", *rules)  # type: ignore[no-untyped-call]
         node.acl_log_reset()
     url = f"redis://timers:{PASSWORD}@{redis_cluster.url.removeprefix('redis://')}"
     fired: Recorder[int] = Recorder()

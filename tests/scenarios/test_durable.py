@@ -110,7 +110,7 @@ def replica_of_shard(front: Front, key: str) -> redis.Redis:
     primary = cluster.get_node_from_key(key)  # type: ignore[no-untyped-call]
     first_replica = front.node(primary.host, primary.port).info("replication")["slave0"]
     replica = front.node(str(first_replica["ip"]), int(first_replica["port"]))
-    replica.execute_command("READONLY")
+    replica.execute_command("READONLY")  # type: ignore[no-untyped-call]
     return replica
 
 

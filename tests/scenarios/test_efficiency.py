@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from redis_timers import TimersSettings
-from tests.harness import Front, Recorder, running, spec, subscribers, wait_until
+from tests.harness import Front, Recorder, running, spec, wait_until
 from tests.scenarios.models import Job
 
 NOW = datetime.timedelta(0)

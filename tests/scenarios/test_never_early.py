@@ -8,8 +8,6 @@ call, plus the delay, and no handler may start before that instant. The server r
 
 from __future__ import annotations
 
-import pytest
-
 import datetime
 import random
 import time
@@ -18,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
+import pytest
 import redis
 
 from redis_timers import scripts, wire
