@@ -1,4 +1,5 @@
-"""The list of contract points in `tests/scenarios/conftest.py` names exactly the tests that run on the cluster.
+"""The list of contract points in `tests/scenarios/conftest.py` names exactly the tests that run on the cluster,
+and docs/operations.md says what that subset is.
 
 No server: the marks are read from the test functions.
 """
@@ -9,10 +10,11 @@ import importlib
 import pkgutil
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import tests.scenarios
-from tests.harness import CLUSTER_VARIANTS
+from tests.harness import CLUSTER_SHARDS, CLUSTER_VARIANTS
 from tests.scenarios import conftest
 
 LISTED = re.compile(r"^ {4}(test_\w+)::(test_\w+)$", re.MULTILINE)
@@ -44,3 +46,10 @@ def test_every_listed_test_runs_on_the_cluster_and_every_one_that_does_is_listed
     listed = {f"{module}::{name}" for module, name in LISTED.findall(conftest.__doc__)}
     assert listed, "no test listed"
     assert sorted(listed) == sorted(cluster_tests())
+
+
+def test_the_operations_guide_says_what_runs_on_the_cluster() -> None:
+    operations = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+    text = " ".join(operations.read_text(encoding="utf-8").split())
+    assert "the test suite runs a subset of its scenarios that covers every point of the project's contract" in text
+    assert f"on a local cluster of 3 primaries and 3 replicas, with the namespace in {CLUSTER_SHARDS} shards" in text
