@@ -54,7 +54,7 @@ class SetResult(NamedTuple):
 
 def located(error: TimersError, index: int) -> TimersError:
     """`error` saying which timer of the call it is about, when its class takes a plain message."""
-    if type(error).__init__ is not Exception.__init__:
+    if any("__init__" in vars(cls) for cls in type(error).__mro__ if issubclass(cls, TimersError)):
         return error  # its message already names what it is about (HandlerNotFoundError names the topic)
     return type(error)(f"timer {index} of the call: {error}")
 

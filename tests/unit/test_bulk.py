@@ -1,0 +1,142 @@
+"""`set_timers` / `remove_timers` and the conditional modes, without Redis: checks first, then batches per shard."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from redis_timers import bulk, flows, scripts
+from redis_timers.bulk import SetResult, TimerRef, TimerSpec
+from redis_timers.errors import (
+    HandlerNotFoundError,
+    InvalidTimerError,
+    InvalidTimerIdError,
+    PayloadTypeError,
+    SetModeError,
+    TimersConnectionError,
+)
+from redis_timers.keys import Namespace
+from redis_timers.timing import ms_to_datetime
+from tests.unit.support import Order, Reminder, make_registry
+
+LATER = datetime.timedelta(hours=1)
+ONE = Namespace("timers")
+FOUR = Namespace("timers", 4)
+
+
+def orders(count: int, *, note: str = "") -> list[TimerSpec]:
+    return [TimerSpec("orders", f"o{n}", Order(order_id=n, note=note), LATER) for n in range(count)]
+
+
+def test_one_shard_is_cut_into_batches_of_at_most_500_timers_in_the_calls_order() -> None:
+    batches = bulk.set_batches(ONE, make_registry(), orders(1200), "replace")
+
+    assert [len(positions) for positions in batches.positions] == [500, 500, 200]
+    assert [position for positions in batches.positions for position in positions] == list(range(1200))
+    first = batches.calls[0]
+    assert first.script is scripts.SET_TIMERS
+    assert first.keys == ONE.keyspaces[0].topic_keys("orders")
+    # mode, the topic's channel, then per timer: topic number, id, payload, 'in', milliseconds.
+    assert first.args[:7] == (
+        "replace",
+        ONE.keyspaces[0].channel("orders"),
+        1,
+        "o0",
+        b'{"order_id":0,"note":""}',
+        "in",
+        3_600_000,
+    )
+
+
+def test_each_batch_holds_one_shards_timers_of_several_topics() -> None:
+    items = [*orders(400), *(TimerSpec("reminders", f"r{n}", Reminder(text="x"), LATER) for n in range(400))]
+    batches = bulk.set_batches(FOUR, make_registry(), items, "keep")
+
+    assert sum(map(len, batches.positions)) == 800
+    for call, positions in zip(batches.calls, batches.positions):
+        shards = {FOUR.keyspace_for(items[p].topic, items[p].timer_id).shard for p in positions}
+        assert len(shards) == 1
+        assert len(positions) <= bulk.MAX_BATCH_TIMERS
+        tag = FOUR.keyspaces[shards.pop()].tag
+        assert all(key.startswith(tag + ":") for key in call.keys)
+        assert call.args[0] == "keep"
+    assert {len(call.keys) for call in batches.calls} == {6}  # both topics, three keys each
+
+
+def test_a_batch_is_closed_once_its_bytes_reach_the_bound() -> None:
+    big = "x" * 300_000
+    batches = bulk.set_batches(ONE, make_registry(), orders(7, note=big), "replace")
+
+    assert [len(positions) for positions in batches.positions] == [3, 3, 1]
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        (TimerSpec("orders", "", Order(order_id=1), LATER), InvalidTimerIdError),
+        (TimerSpec("orders", "o", Reminder(text="x"), LATER), PayloadTypeError),
+        (TimerSpec("orders", "o", Order(order_id=1)), InvalidTimerError),
+        (TimerSpec("nobody", "o", Order(order_id=1), LATER), HandlerNotFoundError),
+        ("orders", InvalidTimerError),
+    ],
+)
+def test_bad_input_anywhere_raises_before_any_call_is_made(bad: object, error: type[Exception]) -> None:
+    items: list[object] = [*orders(3999), bad, *orders(10)]
+    with pytest.raises(error) as raised:
+        bulk.set_batches(FOUR, make_registry(), items, "replace")  # type: ignore[arg-type]
+    if error is not HandlerNotFoundError:  # which names its topic instead
+        assert "timer 3999 of the call" in str(raised.value)
+
+
+def test_plain_tuples_are_accepted_as_records() -> None:
+    batches = bulk.set_batches(ONE, make_registry(), [("orders", "a", Order(order_id=1), LATER)], "replace")  # type: ignore[list-item]
+    assert batches.positions == [[0]]
+    removal = bulk.remove_batches(ONE, make_registry(), [("orders", "a")])  # type: ignore[list-item]
+    assert removal.calls[0].args == (1, "a")
+
+
+@pytest.mark.parametrize("mode", ["Keep", "", None, "first"])
+def test_an_unknown_mode_is_refused(mode: object) -> None:
+    with pytest.raises(SetModeError, match="mode must be one of 'replace', 'keep', 'earlier', 'later'"):
+        bulk.set_batches(ONE, make_registry(), orders(1), mode)  # type: ignore[arg-type]
+    with pytest.raises(SetModeError):
+        flows.set_timer_call(ONE, make_registry(), "orders", "a", Order(order_id=1), LATER, None, mode)  # type: ignore[arg-type]
+
+
+def test_the_default_mode_sends_what_set_timer_always_sent_and_the_others_add_the_mode() -> None:
+    default = flows.set_timer_call(ONE, make_registry(), "orders", "a", Order(order_id=1), LATER, None)
+    replace = flows.set_timer_call(ONE, make_registry(), "orders", "a", Order(order_id=1), LATER, None, "replace")
+    keep = flows.set_timer_call(ONE, make_registry(), "orders", "a", Order(order_id=1), LATER, None, "keep")
+
+    assert default == replace
+    assert len(default.args) == 5
+    assert keep.args == (*default.args, "keep")
+    assert flows.set_reply(1234) == (1234, True)
+    assert flows.set_reply([1234, 0]) == (1234, False)
+
+
+def test_results_come_back_in_the_calls_order_and_the_first_failed_batch_raises() -> None:
+    items = orders(4)
+    batches = bulk.SetBatches([], [[0, 2], [1, 3]], items)
+
+    results = batches.results([[10, 1, 30, 0], [20, 1, 40, 1]])
+    assert results == [
+        SetResult("orders", "o0", ms_to_datetime(10), True),
+        SetResult("orders", "o1", ms_to_datetime(20), True),
+        SetResult("orders", "o2", ms_to_datetime(30), False),
+        SetResult("orders", "o3", ms_to_datetime(40), True),
+    ]
+    failure = TimersConnectionError("gone")
+    with pytest.raises(TimersConnectionError):
+        batches.results([[10, 1, 30, 0], failure])
+
+
+def test_removals_are_checked_batched_and_read_back_in_order() -> None:
+    refs = [TimerRef("orders", f"o{n}") for n in range(1001)]
+    batches = bulk.remove_batches(ONE, make_registry(), refs)
+    assert [len(p) for p in batches.positions] == [500, 500, 1]
+    assert batches.calls[0].script is scripts.REMOVE_TIMERS
+    assert batches.results([[1] * 500, [0] * 500, [1]]) == [True] * 500 + [False] * 500 + [True]
+    with pytest.raises(InvalidTimerIdError, match="timer 3 of the call"):
+        bulk.remove_batches(ONE, make_registry(), [*refs[:3], TimerRef("orders", "")])
