@@ -12,7 +12,7 @@ import pytest
 
 from redis_timers import InvalidTimerIdError, PayloadTypeError, SetResult, TimerRef, TimersSettings, TimerSpec
 from redis_timers.keys import Namespace
-from tests.harness import Front, Gate, Recorder, datetime_to_ms, running, spec, wait_until
+from tests.harness import Front, Gate, Recorder, datetime_to_ms, running, spec, subscribers, wait_until
 from tests.scenarios.models import Job, Other
 
 NOW = datetime.timedelta(0)
@@ -229,9 +229,14 @@ def test_bulk_set_timers_are_due_and_start_never_before_the_call_plus_their_dela
     def handler(payload: Earliest, context: dict[str, Any]) -> None:
         starts.record((payload.key, payload.earliest_us, time.time_ns() // 1000))
 
-    timers = front.timers(spec("early", Earliest, handler), settings=TimersSettings(shards=shards))
+    # No safety wake-up within the test: only the bulk writes' notifications can wake the worker.
+    timers = front.timers(
+        spec("early", Earliest, handler), settings=TimersSettings(shards=shards, safety_wakeup_seconds=120)
+    )
     timers.set_timer("early", "far", Earliest(key="far", earliest_us=0), LATER)  # a worker sleeping until it
     with running(timers):
+        for keyspace in Namespace("timers", shards).keyspaces:
+            wait_until(lambda: subscribers(front.raw, keyspace.channel("early")) >= 1)  # noqa: B023
         total = 0
         for round_ in range(4):
             before_us = time.time_ns() // 1000
