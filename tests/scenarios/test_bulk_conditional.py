@@ -4,13 +4,24 @@ and on four (`TimersSettings(shards=4)`: each shard its own hash tag on one serv
 from __future__ import annotations
 
 import datetime
+import inspect
 import time
+from pathlib import Path
 from typing import Any
 
 import pydantic
 import pytest
 
-from redis_timers import InvalidTimerIdError, PayloadTypeError, SetResult, TimerRef, TimersSettings, TimerSpec
+import redis_timers.sync
+from redis_timers import (
+    InvalidTimerIdError,
+    PayloadTypeError,
+    SetResult,
+    TimerRef,
+    TimersServerError,
+    TimersSettings,
+    TimerSpec,
+)
 from redis_timers.keys import Namespace
 from tests.harness import Front, Gate, Recorder, datetime_to_ms, running, spec, subscribers, wait_until
 from tests.scenarios.models import Job, Other
@@ -21,6 +32,15 @@ LATER = datetime.timedelta(hours=1)
 LATEST = datetime.timedelta(hours=2)
 UTC = datetime.timezone.utc
 SHARD_COUNTS = [1, 4]
+ROOT = Path(__file__).resolve().parents[2]
+README = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+PROTOCOL = " ".join((ROOT / "docs" / "protocol.md").read_text(encoding="utf-8").split())
+"""The docs with line breaks as spaces, so that a sentence is found whatever its wrapping."""
+
+
+def documents(*sentences: str) -> None:
+    for sentence in sentences:
+        assert sentence in README, sentence
 
 
 @pytest.fixture(params=SHARD_COUNTS, ids=lambda shards: f"shards={shards}")
@@ -40,6 +60,11 @@ def jobs_timers(front: Front, shards: int, handler: Any = no_op, **settings: Any
     )
 
 
+def evalsha_calls(front: Front) -> int:
+    stats = front.raw.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
 def timelines(front: Front, shards: int, topic: str) -> list[int]:
     return [front.raw.zcard(keyspace.timeline(topic)) for keyspace in Namespace("timers", shards).keyspaces]
 
@@ -53,8 +78,18 @@ def test_a_bulk_of_5000_across_topics_and_shards_is_written_read_back_and_remove
         for n in range(5000)
     ]
     before = datetime.datetime.now(UTC)
+    # Loads the scripts (a first call answered NOSCRIPT counts too) and makes the layout check before the count.
+    timers.call("set_timers", [TimerSpec("jobs", "warm-up", Job(n=0), LATER)])
+    assert timers.call("remove_timers", [TimerRef("jobs", "warm-up")]) == [True]
+    calls_before = evalsha_calls(front)
 
     results = timers.call("set_timers", items)
+
+    # One script call per batch: at most 500 timers of one shard each.
+    per_shard = [0] * shards
+    for item in items:
+        per_shard[Namespace("timers", shards).keyspace_for(item.topic, item.timer_id).shard] += 1
+    assert evalsha_calls(front) - calls_before == sum(-(-count // 500) for count in per_shard)
 
     assert [(result.topic, result.timer_id) for result in results] == [(item.topic, item.timer_id) for item in items]
     assert all(isinstance(result, SetResult) and result.written for result in results)
@@ -73,6 +108,52 @@ def test_a_bulk_of_5000_across_topics_and_shards_is_written_read_back_and_remove
     assert sum(timelines(front, shards, "jobs")) + sum(timelines(front, shards, "others")) == 0
     assert timers.call("set_timers", []) == []
     assert timers.call("remove_timers", []) == []
+    documents(
+        '`set_timers(timers, *, mode="replace")` takes an iterable of '
+        "`TimerSpec(topic, timer_id, payload, activation_period=None, activate_at=None)` (or plain tuples in that "
+        "order) and returns one `SetResult(topic, timer_id, due_at, written)` per timer, in the order given.",
+        "`remove_timers(timers)` takes `TimerRef(topic, timer_id)`s (or pairs) and returns, per timer, whether one "
+        "was scheduled.",
+    )
+
+
+def test_plain_tuples_serve_as_records(front: Front, shards: int) -> None:
+    timers = jobs_timers(front, shards)
+    [result] = timers.call("set_timers", [("jobs", "a", Job(n=1), LATER)])
+    assert result.written
+    assert timers.call("remove_timers", [("jobs", "a")]) == [True]
+
+
+def test_a_batch_that_fails_raises_its_error_and_the_other_batches_stay(front: Front) -> None:
+    timers = jobs_timers(front, 4)
+    items = [TimerSpec("jobs", f"j{n}", Job(n=n), LATER) for n in range(40)]
+    namespace = Namespace("timers", 4)
+    broken = namespace.keyspaces[1]
+    front.raw.set(broken.timeline("jobs"), "not a sorted set")  # WRONGTYPE for that shard's batch alone
+
+    with pytest.raises(TimersServerError, match="WRONGTYPE"):
+        timers.call("set_timers", items)
+
+    for item in items:
+        keyspace = namespace.keyspace_for("jobs", item.timer_id)
+        written = keyspace != broken and front.raw.zscore(keyspace.timeline("jobs"), item.timer_id) is not None
+        assert written is (keyspace != broken)
+    assert not front.raw.hlen(broken.payloads("jobs"))  # nothing half-written in the failed batch
+    # The same call again, once the server is fixed, is safe: every timer is one timer.
+    front.raw.delete(broken.timeline("jobs"))
+    assert all(result.written for result in timers.call("set_timers", items))
+    assert sum(timelines(front, 4, "jobs")) == 40
+    documents(
+        "Each batch is atomic. If Redis fails midway, the batches already written stay and the call raises the "
+        "error of the first batch that failed; making the same call again is safe, since a timer set twice is "
+        "still one timer.",
+    )
+
+
+@pytest.mark.parametrize("timers_class", [redis_timers.Timers, redis_timers.sync.Timers], ids=["async", "sync"])
+def test_set_timers_has_no_durable_variant(timers_class: Any) -> None:
+    assert "durable" not in inspect.signature(timers_class.set_timers).parameters
+    documents("There is no `durable` variant: the batches of one call may go to several primaries.")
 
 
 @pytest.mark.parametrize(
@@ -96,6 +177,10 @@ def test_bad_input_in_timer_3999_writes_nothing(
         timers.call("remove_timers", [TimerRef("jobs", "ok")] * 3999 + [TimerRef("jobs", "")])
 
     assert front.all_keys() == []
+    documents(
+        "Every timer is checked as `set_timer` checks it before anything is written: one bad timer raises its "
+        'error, naming its place ("timer 3999 of the call"), and nothing is written.',
+    )
 
 
 def test_an_id_given_twice_ends_as_two_calls_one_after_the_other_would_leave_it(front: Front, shards: int) -> None:
@@ -127,6 +212,10 @@ def test_an_id_given_twice_ends_as_two_calls_one_after_the_other_would_leave_it(
     assert info is not None and info.payload == Job(n=2) and info.due_at == earliest[1].due_at == earliest[2].due_at
     assert [result.written for result in earliest] == [True, True, False]
     assert sum(timelines(front, shards, "jobs")) == 3
+    documents(
+        'An id given twice in one call ends as two calls one after the other would leave it (with `"replace"`, '
+        "the last one wins)."
+    )
 
 
 # mode, then whether a timer due in an hour is replaced by one due in 30 minutes / in 2 hours.
@@ -157,6 +246,26 @@ def test_each_mode_keeps_or_replaces_an_existing_timer(
         assert (due == fresh_due) is not wins
         if call == "set_timers":
             assert written is wins
+    documents(
+        '- `"replace"` (the default): the new due time and payload replace the existing ones (a debounce).',
+        '- `"keep"`: the existing timer stays as it is (a throttle, or a schedule made idempotent).',
+        '- `"earlier"` / `"later"`: whichever due time is earlier / later stays, with its payload (a deadline '
+        "that only moves one way); on a tie the existing timer stays.",
+        "When the existing timer is kept, `set_timer` returns its due time and its `SetResult` has `written=False`.",
+    )
+
+
+@pytest.mark.parametrize("mode", ["keep", "earlier", "later"])
+def test_on_a_tie_the_existing_timer_stays(front: Front, shards: int, mode: str) -> None:
+    timers = jobs_timers(front, shards)
+    at = datetime.datetime.now(UTC).replace(microsecond=0) + LATER
+    timers.set_timer("jobs", "a", Job(n=1), activate_at=at)
+
+    [result] = timers.call("set_timers", [TimerSpec("jobs", "a", Job(n=2), activate_at=at)], mode=mode)
+
+    assert result == SetResult("jobs", "a", at, False)
+    info = timers.get_timer("jobs", "a")
+    assert info is not None and info.payload == Job(n=1)
 
 
 def blocking_first_run(gate: Gate, started: Recorder[Job]) -> Any:
@@ -196,6 +305,11 @@ def test_a_timer_whose_handler_runs_is_not_existing_so_every_mode_schedules_anew
     assert info.payload == Job(n=2)
     assert info.running is False
     assert info.due_at == due > datetime.datetime.now(UTC) + datetime.timedelta(minutes=50)
+    documents(
+        "A timer whose handler runs right now does not count as scheduled: every mode schedules the new timer, as "
+        '`"replace"` does, so a call made while a timer fires is never lost (the run\'s end leaves the new timer '
+        "alone)."
+    )
 
 
 def failing(payload: Job, context: dict[str, Any]) -> None:
@@ -216,6 +330,7 @@ def test_a_dead_letter_is_not_an_existing_timer_and_stays_as_it_is(front: Front,
     info = timers.get_timer("jobs", "a")
     assert info is not None and info.payload == Job(n=2)
     assert [letter.timer_id for letter in timers.dead_letters()] == ["a"]
+    documents("A dead letter does not count either: the new timer is scheduled and the dead letter stays as it is.")
 
 
 class Earliest(pydantic.BaseModel):
@@ -256,3 +371,7 @@ def test_bulk_set_timers_are_due_and_start_never_before_the_call_plus_their_dela
     early = [(key, earliest, start) for key, earliest, start in fired if start < earliest]
     assert early == []
     wait_until(lambda: timers.get_timer("early", "t3.99") is None)
+    assert (
+        "publishes once per topic, if the batch made its head earlier; replies with a due time and 1 (written) or 0 "
+        "(kept) per timer" in PROTOCOL
+    )

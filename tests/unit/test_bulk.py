@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import inspect
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+import redis_timers
+import redis_timers.sync
 from redis_timers import bulk, flows, scripts
 from redis_timers.bulk import SetResult, TimerRef, TimerSpec
 from redis_timers.errors import (
@@ -21,6 +26,9 @@ from redis_timers.timing import ms_to_datetime
 from tests.unit.support import Order, Reminder, make_registry
 
 LATER = datetime.timedelta(hours=1)
+ROOT = Path(__file__).resolve().parents[2]
+README = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+PROTOCOL = " ".join((ROOT / "docs" / "protocol.md").read_text(encoding="utf-8").split())
 ONE = Namespace("timers")
 FOUR = Namespace("timers", 4)
 
@@ -34,10 +42,18 @@ def test_one_shard_is_cut_into_batches_of_at_most_500_timers_in_the_calls_order(
 
     assert [len(positions) for positions in batches.positions] == [500, 500, 200]
     assert [position for positions in batches.positions for position in positions] == list(range(1200))
+    assert (
+        "Both are one call to Redis per batch of at most 500 timers (and about 1 MB of payloads) of one shard, all "
+        "batches sent in one pipeline." in README
+    )
     first = batches.calls[0]
     assert first.script is scripts.SET_TIMERS
     assert first.keys == ONE.keyspaces[0].topic_keys("orders")
     # mode, the topic's channel, then per timer: topic number, id, payload, 'in', milliseconds.
+    assert (
+        "arguments: the mode, one channel per topic, then per timer its topic's number, id, payload, `in`/`at` and "
+        "ms; sets each timer as `set_timer` does with that mode, in order;" in PROTOCOL
+    )
     assert first.args[:7] == (
         "replace",
         ONE.keyspaces[0].channel("orders"),
@@ -69,6 +85,7 @@ def test_a_batch_is_closed_once_its_bytes_reach_the_bound() -> None:
     batches = bulk.set_batches(ONE, make_registry(), orders(7, note=big), "replace")
 
     assert [len(positions) for positions in batches.positions] == [3, 3, 1]
+    assert bulk.MAX_BATCH_BYTES == 1_000_000
 
 
 @pytest.mark.parametrize(
@@ -114,6 +131,28 @@ def test_the_default_mode_sends_what_set_timer_always_sent_and_the_others_add_th
     assert keep.args == (*default.args, "keep")
     assert flows.set_reply(1234) == (1234, True)
     assert flows.set_reply([1234, 0]) == (1234, False)
+    assert "With the default mode, `set_timer` sends the same script call as it did before modes existed." in README
+    assert (
+        "with a sixth argument (`keep`, `earlier` or `later`), first keep a pending timer (on the timeline and not "
+        "leased) that the mode prefers, replying `{due, 0}` without writing, else write and reply `{due, 1}`"
+        in PROTOCOL
+    )
+    # One script call decides and writes.
+    assert keep.script is scripts.SET_TIMER
+    assert bulk.set_batches(ONE, make_registry(), orders(3), "later").calls[0].script is scripts.SET_TIMERS
+    assert (
+        "says what to do when the timer is already scheduled; the check and the write are one script, so nothing "
+        "comes between them" in README
+    )
+
+
+@pytest.mark.parametrize("timers_class", [redis_timers.Timers, redis_timers.sync.Timers], ids=["async", "sync"])
+def test_mode_is_a_keyword_only_replace_by_default(timers_class: Any) -> None:
+    for method in ("set_timer", "set_timers"):
+        parameter = inspect.signature(getattr(timers_class, method)).parameters["mode"]
+        assert parameter.kind is inspect.Parameter.KEYWORD_ONLY
+        assert parameter.default == "replace"
+    assert '| `set_timer(..., *, mode="replace")` |' in README
 
 
 def test_results_come_back_in_the_calls_order_and_the_first_failed_batch_raises() -> None:
@@ -137,6 +176,12 @@ def test_removals_are_checked_batched_and_read_back_in_order() -> None:
     batches = bulk.remove_batches(ONE, make_registry(), refs)
     assert [len(p) for p in batches.positions] == [500, 500, 1]
     assert batches.calls[0].script is scripts.REMOVE_TIMERS
+    assert batches.calls[0].args[:4] == (1, "o0", 1, "o1")
+    assert (
+        "| `remove_timers` | timeline, payloads, state of each topic of the batch (all in one shard) | arguments: per "
+        "timer its topic's number and id; removes each as `remove_timer` does; replies with 1 or 0 per timer |"
+        in PROTOCOL
+    )
     assert batches.results([[1] * 500, [0] * 500, [1]]) == [True] * 500 + [False] * 500 + [True]
     with pytest.raises(InvalidTimerIdError, match="timer 3 of the call"):
         bulk.remove_batches(ONE, make_registry(), [*refs[:3], TimerRef("orders", "")])
