@@ -18,9 +18,9 @@ from redis_timers import (
     PayloadTypeError,
     SetResult,
     TimerRef,
+    TimerSpec,
     TimersServerError,
     TimersSettings,
-    TimerSpec,
 )
 from redis_timers.keys import Namespace
 from tests.harness import Front, Gate, Recorder, datetime_to_ms, running, spec, subscribers, wait_until
@@ -203,13 +203,19 @@ def test_an_id_given_twice_ends_as_two_calls_one_after_the_other_would_leave_it(
     )
 
     info = timers.get_timer("jobs", "a")
-    assert info is not None and info.payload == Job(n=2) and info.due_at == replaced[1].due_at
+    assert info is not None
+    assert info.payload == Job(n=2)
+    assert info.due_at == replaced[1].due_at
     assert [result.written for result in replaced] == [True, True]
     info = timers.get_timer("jobs", "b")
-    assert info is not None and info.payload == Job(n=1) and info.due_at == kept[0].due_at == kept[1].due_at
+    assert info is not None
+    assert info.payload == Job(n=1)
+    assert info.due_at == kept[0].due_at == kept[1].due_at
     assert [result.written for result in kept] == [True, False]
     info = timers.get_timer("jobs", "c")
-    assert info is not None and info.payload == Job(n=2) and info.due_at == earliest[1].due_at == earliest[2].due_at
+    assert info is not None
+    assert info.payload == Job(n=2)
+    assert info.due_at == earliest[1].due_at == earliest[2].due_at
     assert [result.written for result in earliest] == [True, True, False]
     assert sum(timelines(front, shards, "jobs")) == 3
     documents(
@@ -265,7 +271,8 @@ def test_on_a_tie_the_existing_timer_stays(front: Front, shards: int, mode: str)
 
     assert result == SetResult("jobs", "a", at, False)
     info = timers.get_timer("jobs", "a")
-    assert info is not None and info.payload == Job(n=1)
+    assert info is not None
+    assert info.payload == Job(n=1)
 
 
 def blocking_first_run(gate: Gate, started: Recorder[Job]) -> Any:
@@ -328,7 +335,8 @@ def test_a_dead_letter_is_not_an_existing_timer_and_stays_as_it_is(front: Front,
 
     assert result.written
     info = timers.get_timer("jobs", "a")
-    assert info is not None and info.payload == Job(n=2)
+    assert info is not None
+    assert info.payload == Job(n=2)
     assert [letter.timer_id for letter in timers.dead_letters()] == ["a"]
     documents("A dead letter does not count either: the new timer is scheduled and the dead letter stays as it is.")
 
