@@ -61,23 +61,35 @@ def located(error: TimersError, index: int) -> TimersError:
 
 @dataclasses.dataclass
 class _Batch:
+    """One script call's timers: one shard's, grouped by topic (each topic's in the call's order)."""
+
     keyspace: Keyspace
-    topics: dict[str, int] = dataclasses.field(default_factory=dict)  # topic -> its number in KEYS, from 1
-    timers: list[tuple[Arg, ...]] = dataclasses.field(default_factory=list)
-    positions: list[int] = dataclasses.field(default_factory=list)  # each timer's index in the call
+    topics: dict[str, list[tuple[int, tuple[Arg, ...]]]] = dataclasses.field(default_factory=dict)
+    count: int = 0
     size: int = 0
 
     def add(self, position: int, topic: str, size: int, *args: Arg) -> None:
-        number = self.topics.setdefault(topic, len(self.topics) + 1)
-        self.timers.append((number, *args))
-        self.positions.append(position)
+        self.topics.setdefault(topic, []).append((position, args))
+        self.count += 1
         self.size += size
 
     def keys(self) -> tuple[str, ...]:
         return tuple(key for topic in self.topics for key in self.keyspace.topic_keys(topic))
 
-    def timer_args(self) -> tuple[Arg, ...]:
-        return tuple(arg for timer in self.timers for arg in timer)
+    def positions(self) -> list[int]:
+        """Each timer's index in the call, in the order the script sees the timers."""
+        return [position for timers in self.topics.values() for position, _ in timers]
+
+    def timer_args(self, channels: bool) -> tuple[Arg, ...]:
+        """Per topic: its channel (`channels`), its number of timers, and each timer's arguments."""
+        args: list[Arg] = []
+        for topic, timers in self.topics.items():
+            if channels:
+                args.append(self.keyspace.channel(topic))
+            args.append(len(timers))
+            for _, timer in timers:
+                args.extend(timer)
+        return tuple(args)
 
 
 class _Batcher:
@@ -89,7 +101,7 @@ class _Batcher:
 
     def batch_for(self, keyspace: Keyspace, size: int) -> _Batch:
         batch = self.open.get(keyspace.shard)
-        if batch is not None and (len(batch.timers) >= MAX_BATCH_TIMERS or batch.size + size > MAX_BATCH_BYTES):
+        if batch is not None and (batch.count >= MAX_BATCH_TIMERS or batch.size + size > MAX_BATCH_BYTES):
             self.closed.append(batch)
             batch = None
         if batch is None:
@@ -97,7 +109,7 @@ class _Batcher:
         return batch
 
     def batches(self) -> list[_Batch]:
-        return [batch for batch in (*self.closed, *self.open.values()) if batch.timers]
+        return [batch for batch in (*self.closed, *self.open.values()) if batch.count]
 
 
 def _records(items: Iterable[Any], record: type[tuple[Any, ...]], fields: str) -> list[Any]:
@@ -120,20 +132,33 @@ def _records(items: Iterable[Any], record: type[tuple[Any, ...]], fields: str) -
 class SetBatches:
     calls: list[ScriptCall]
     positions: list[list[int]]
+    """Per call, each timer's index in the call, in the order its script sees them."""
+    whens: list[list[int]]
+    """Per call, each timer's `when` as sent: a due time in ms, or -1 - delay."""
     specs: list[TimerSpec]
 
     def results(self, replies: list[Any]) -> list[SetResult]:
-        """Each timer's result, in the call's order; raises the first failed batch's error (the others stand)."""
+        """Each timer's result, in the call's order; raises the first failed batch's error (the others stand).
+
+        A script replies with its now (delays count from it) and the timers it kept, so that a batch of writes
+        costs a reply of one number.
+        """
         failed = next((reply for reply in replies if isinstance(reply, BaseException)), None)
         if failed is not None:
             raise failed
-        results: list[SetResult | None] = [None] * len(self.specs)
-        for positions, reply in zip(self.positions, replies):
-            for n, position in enumerate(positions):
-                spec = self.specs[position]
-                due, written = reply[2 * n], reply[2 * n + 1]
-                results[position] = SetResult(spec.topic, spec.timer_id, ms_to_datetime(int(due)), bool(int(written)))
-        return [result for result in results if result is not None]
+        due: list[int] = [0] * len(self.specs)
+        written = [True] * len(self.specs)
+        for positions, whens, reply in zip(self.positions, self.whens, replies):
+            now_up = int(reply[0])
+            for position, when in zip(positions, whens):
+                due[position] = when if when >= 0 else now_up - 1 - when
+            for n in range(1, len(reply), 2):
+                position = positions[int(reply[n]) - 1]
+                due[position], written[position] = int(reply[n + 1]), False
+        return [
+            SetResult(spec.topic, spec.timer_id, ms_to_datetime(due_ms), was_written)
+            for spec, due_ms, was_written in zip(self.specs, due, written)
+        ]
 
 
 def set_batches(namespace: Namespace, registry: HandlerRegistry, items: Iterable[TimerSpec], mode: str) -> SetBatches:
@@ -143,23 +168,20 @@ def set_batches(namespace: Namespace, registry: HandlerRegistry, items: Iterable
     batcher = _Batcher()
     for index, spec in enumerate(specs):
         try:
-            keyspace, body, when, milliseconds = timer_write(
+            keyspace, body, kind, milliseconds = timer_write(
                 namespace, registry, spec.topic, spec.timer_id, spec.payload, spec.activation_period, spec.activate_at
             )
         except TimersError as error:
             raise located(error, index) from error
+        when = milliseconds if kind == "at" else -1 - milliseconds  # one argument where set_timer sends two
         size = len(body) + len(spec.timer_id)
-        batcher.batch_for(keyspace, size).add(index, spec.topic, size, spec.timer_id, body, when, milliseconds)
+        batcher.batch_for(keyspace, size).add(index, spec.topic, size, spec.timer_id, body, when)
     batches = batcher.batches()
     calls = [
-        ScriptCall(
-            scripts.SET_TIMERS,
-            batch.keys(),
-            (mode, *(batch.keyspace.channel(topic) for topic in batch.topics), *batch.timer_args()),
-        )
-        for batch in batches
+        ScriptCall(scripts.SET_TIMERS, batch.keys(), (mode, *batch.timer_args(channels=True))) for batch in batches
     ]
-    return SetBatches(calls, [batch.positions for batch in batches], specs)
+    whens = [[int(timer[2]) for timers in batch.topics.values() for _, timer in timers] for batch in batches]
+    return SetBatches(calls, [batch.positions() for batch in batches], whens, specs)
 
 
 class TimerRef(NamedTuple):
@@ -201,5 +223,5 @@ def remove_batches(namespace: Namespace, registry: HandlerRegistry, items: Itera
             index, ref.topic, size, ref.timer_id
         )
     batches = batcher.batches()
-    calls = [ScriptCall(scripts.REMOVE_TIMERS, batch.keys(), batch.timer_args()) for batch in batches]
-    return RemoveBatches(calls, [batch.positions for batch in batches], len(refs))
+    calls = [ScriptCall(scripts.REMOVE_TIMERS, batch.keys(), batch.timer_args(channels=False)) for batch in batches]
+    return RemoveBatches(calls, [batch.positions() for batch in batches], len(refs))

@@ -49,19 +49,28 @@ def test_one_shard_is_cut_into_batches_of_at_most_500_timers_in_the_calls_order(
     first = batches.calls[0]
     assert first.script is scripts.SET_TIMERS
     assert first.keys == ONE.keyspaces[0].topic_keys("orders")
-    # mode, the topic's channel, then per timer: topic number, id, payload, 'in', milliseconds.
+    # mode, the topic's channel and number of timers, then per timer: id, payload, -1 - delay.
     assert (
-        "arguments: the mode, one channel per topic, then per timer its topic's number, id, payload, `in`/`at` and "
-        "ms; sets each timer as `set_timer` does with that mode, in order;" in PROTOCOL
+        "arguments: the mode, then per topic its channel, its number of timers and, per timer, id, payload and when "
+        "(a due time in ms, or -1 - delay for a delay in ms); sets each timer as `set_timer` does with that mode, "
+        "in order (with `replace`, each topic's timers in one ZADD, one HSET and one HDEL);" in PROTOCOL
     )
-    assert first.args[:7] == (
+    assert first.args[:6] == (
         "replace",
         ONE.keyspaces[0].channel("orders"),
-        1,
+        500,
         "o0",
         b'{"order_id":0,"note":""}',
-        "in",
-        3_600_000,
+        -1 - 3_600_000,
+    )
+    at = datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)
+    [call] = bulk.set_batches(
+        ONE, make_registry(), [TimerSpec("orders", "a", Order(order_id=1), activate_at=at)], "keep"
+    ).calls
+    assert call.args[-1] == 1_893_456_000_000  # a due time is sent as it is
+    assert (
+        "replies with the rounded-up now that delays count from, then the place (from 1) and existing due time of "
+        "each timer it kept" in PROTOCOL
     )
 
 
@@ -157,18 +166,19 @@ def test_mode_is_a_keyword_only_replace_by_default(timers_class: Any) -> None:
 
 def test_results_come_back_in_the_calls_order_and_the_first_failed_batch_raises() -> None:
     items = orders(4)
-    batches = bulk.SetBatches([], [[0, 2], [1, 3]], items)
+    # The first call's timers are o0 (due at 10) and o2 (a delay of 5 ms); o2 was kept, due at 30.
+    batches = bulk.SetBatches([], [[0, 2], [1, 3]], [[10, -1 - 5], [-1 - 0, 40]], items)
 
-    results = batches.results([[10, 1, 30, 0], [20, 1, 40, 1]])
+    results = batches.results([[1000, 2, 30], [2000]])
     assert results == [
         SetResult("orders", "o0", ms_to_datetime(10), True),
-        SetResult("orders", "o1", ms_to_datetime(20), True),
+        SetResult("orders", "o1", ms_to_datetime(2000), True),
         SetResult("orders", "o2", ms_to_datetime(30), False),
         SetResult("orders", "o3", ms_to_datetime(40), True),
     ]
     failure = TimersConnectionError("gone")
     with pytest.raises(TimersConnectionError):
-        batches.results([[10, 1, 30, 0], failure])
+        batches.results([[1000], failure])
 
 
 def test_removals_are_checked_batched_and_read_back_in_order() -> None:
@@ -176,11 +186,11 @@ def test_removals_are_checked_batched_and_read_back_in_order() -> None:
     batches = bulk.remove_batches(ONE, make_registry(), refs)
     assert [len(p) for p in batches.positions] == [500, 500, 1]
     assert batches.calls[0].script is scripts.REMOVE_TIMERS
-    assert batches.calls[0].args[:4] == (1, "o0", 1, "o1")
+    assert batches.calls[0].args[:3] == (500, "o0", "o1")
     assert (
         "| `remove_timers` | timeline, payloads, state of each topic of the batch (all in one shard) | arguments: per "
-        "timer its topic's number and id; removes each as `remove_timer` does; replies with 1 or 0 per timer |"
-        in PROTOCOL
+        "topic its number of timers and their ids; removes each as `remove_timer` does; replies with 1 or 0 per "
+        "timer |" in PROTOCOL
     )
     assert batches.results([[1] * 500, [0] * 500, [1]]) == [True] * 500 + [False] * 500 + [True]
     with pytest.raises(InvalidTimerIdError, match="timer 3 of the call"):
