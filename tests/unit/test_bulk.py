@@ -195,3 +195,23 @@ def test_removals_are_checked_batched_and_read_back_in_order() -> None:
     assert batches.results([[1] * 500, [0] * 500, [1]]) == [True] * 500 + [False] * 500 + [True]
     with pytest.raises(InvalidTimerIdError, match="timer 3 of the call"):
         bulk.remove_batches(ONE, make_registry(), [*refs[:3], TimerRef("orders", "")])
+
+
+def test_the_benchmark_runs_bulk_alone_and_shows_it_beside_the_raw_pipeline_and_one_at_a_time() -> None:
+    from benchmarks import bulk as bulk_scenario
+    from benchmarks import cli, report
+    from benchmarks.results import Results
+
+    _, config = cli.parse(["--only", "bulk"])
+    assert config.scenarios == ("bulk",)
+    assert cli.RUNNERS["bulk"] is bulk_scenario.run
+    assert [len(chunk) for chunk in bulk_scenario.chunks(range(0, 2500))] == [1000, 1000, 500]
+    results = Results()
+    for front in ("async", "sync"):
+        for impl, value in (("library", 40_000.0), ("raw-pipeline", 20_000.0), ("one-at-a-time", 4_000.0)):
+            results.add("bulk.rate", front, impl, value)
+    machine = dict.fromkeys(("nproc", "cpu", "python", "redis_py", "server", "os", "date", "library"), "x")
+    table = report.markdown(results, config, machine, 1.0, "cmd")
+
+    assert "| bulk | set_timers timers/s (raw: ZADD + HSET, one pipeline per 1,000) | 40,000 | 20,000 | 2.00 |" in table
+    assert "| bulk | set_timers timers/s (raw: set_timer one at a time) | 40,000 | 4,000 | 10.00 |" in table
