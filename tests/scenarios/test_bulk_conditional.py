@@ -380,3 +380,19 @@ def test_bulk_set_timers_are_due_and_start_never_before_the_call_plus_their_dela
     assert early == []
     wait_until(lambda: timers.get_timer("early", "t3.99") is None)
     assert "publishes once per topic, if the batch made its head earlier;" in PROTOCOL
+
+
+def test_a_bulk_over_six_shards_of_a_cluster_lands_each_timer_in_its_shard(cluster_front: Front) -> None:
+    timers = cluster_front.timers(spec("jobs", Job, no_op), settings=TimersSettings(shards=6))
+    items = [TimerSpec("jobs", f"j{n}", Job(n=n), LATER) for n in range(3000)]
+
+    assert all(result.written for result in timers.call("set_timers", items))
+    kept = timers.call("set_timers", [TimerSpec("jobs", "j7", Job(n=-1), SOON)], mode="later")
+
+    assert [result.written for result in kept] == [False]
+    for keyspace in Namespace("timers", 6).keyspaces:
+        assert cluster_front.raw.zcard(keyspace.timeline("jobs")) > 0
+    info = timers.get_timer("jobs", "j2999")
+    assert info is not None
+    assert info.payload == Job(n=2999)
+    assert timers.call("remove_timers", [TimerRef("jobs", item.timer_id) for item in items]) == [True] * 3000
