@@ -11,13 +11,14 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks import cluster, drain, idle, lateness, machine, report, scale, schedule
+from benchmarks import bulk, cluster, drain, idle, lateness, machine, report, scale, schedule
 from benchmarks.common import LEGACY_IMPORT_OFF, BenchmarkError, delete_namespace
 from benchmarks.context import SCENARIOS, Config, Context
 from benchmarks.workers import WorkerPool
 
 RUNNERS: dict[str, Callable[[Context], None]] = {
     "schedule": schedule.run,
+    "bulk": bulk.run,
     "drain": drain.run,
     "lateness": lateness.run,
     "idle": idle.run,

@@ -5,6 +5,7 @@
 """
 
 from redis_timers.aio.timers import Timers
+from redis_timers.bulk import SetResult, TimerRef, TimerSpec
 from redis_timers.errors import (
     ActivationError,
     HandlerNotFoundError,
@@ -15,6 +16,7 @@ from redis_timers.errors import (
     NaiveDatetimeError,
     PayloadTypeError,
     ReplacedFeatureError,
+    SetModeError,
     SettingsError,
     ShardLayoutError,
     StoredPayloadError,
@@ -47,10 +49,14 @@ __all__ = [
     "PayloadTypeError",
     "ReplacedFeatureError",
     "Router",
+    "SetModeError",
+    "SetResult",
     "SettingsError",
     "ShardLayoutError",
     "StoredPayloadError",
     "TimerInfo",
+    "TimerRef",
+    "TimerSpec",
     "Timers",
     "TimersAuthenticationError",
     "TimersConnectionError",

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, TypeVar
 
 import pydantic
 
-from redis_timers import flows, layout, seed
+from redis_timers import bulk, flows, layout, seed
 from redis_timers.engine import WorkerEngine
 from redis_timers.keys import Namespace
 from redis_timers.ops import Flow, ScriptCall
@@ -65,10 +65,17 @@ class TimersCore:
         payload: pydantic.BaseModel,
         activation_period: datetime.timedelta | None,
         activate_at: datetime.datetime | None,
+        mode: str = "replace",
     ) -> ScriptCall:
         return flows.set_timer_call(
-            self.namespace, self.registry, topic, timer_id, payload, activation_period, activate_at
+            self.namespace, self.registry, topic, timer_id, payload, activation_period, activate_at, mode
         )
+
+    def _set_batches(self, timers: Iterable[bulk.TimerSpec], mode: str) -> bulk.SetBatches:
+        return bulk.set_batches(self.namespace, self.registry, timers, mode)
+
+    def _remove_batches(self, timers: Iterable[bulk.TimerRef]) -> bulk.RemoveBatches:
+        return bulk.remove_batches(self.namespace, self.registry, timers)
 
     def _layout_flow(self) -> Flow[int]:
         """The shard-count check (`layout.check_layout`); once it passed, this instance never sends it again.

@@ -42,6 +42,10 @@ class ActivationError(InvalidTimerError):
     """Exactly one of `activation_period` and `activate_at` must be given, and it must be valid."""
 
 
+class SetModeError(InvalidTimerError):
+    """`mode` is not one of "replace", "keep", "earlier" and "later"."""
+
+
 class PayloadTypeError(TimersError, TypeError):
     """The payload is not an instance of the topic's schema."""
 

@@ -18,11 +18,12 @@ from redis_timers.errors import (
     ActivationError,
     InvalidTopicError,
     PayloadTypeError,
+    SetModeError,
     StoredPayloadError,
     TimersDurabilityError,
     UnstorablePayloadError,
 )
-from redis_timers.keys import Namespace, dead_letter_field
+from redis_timers.keys import Keyspace, Namespace, dead_letter_field
 from redis_timers.ops import Command, Flow, OneConnection, ScriptCall
 from redis_timers.records import DeadLetter, TimerInfo
 from redis_timers.registry import HandlerRegistry
@@ -40,8 +41,10 @@ def set_timer(
     activation_period: Any,
     activate_at: Any,
 ) -> Flow[int]:
-    due_ms = yield set_timer_call(namespace, registry, topic, timer_id, payload, activation_period, activate_at)
-    return int(due_ms)
+    due_ms, _ = set_reply(
+        (yield set_timer_call(namespace, registry, topic, timer_id, payload, activation_period, activate_at))
+    )
+    return due_ms
 
 
 def set_timer_call(
@@ -52,12 +55,50 @@ def set_timer_call(
     payload: pydantic.BaseModel,
     activation_period: Any,
     activate_at: Any,
+    mode: str = "replace",
 ) -> ScriptCall:
-    """`set_timer`'s one script call, once every check passed; its reply is the due time in server ms.
+    """`set_timer`'s one script call, once every check passed; its reply is the due time in server ms (with a
+    `mode` other than replace, `[due ms, 1 if written else 0]`: see `set_reply`).
 
     The front ends call this directly rather than drive the flow: `set_timer` is the hot path of a web
-    application, and a generator round costs as much as a check. The call goes to the timer's shard.
+    application, and a generator round costs as much as a check. The call goes to the timer's shard. The
+    default mode sends exactly what it always sent.
     """
+    check_mode(mode)
+    keyspace, body, when, milliseconds = timer_write(
+        namespace, registry, topic, timer_id, payload, activation_period, activate_at
+    )
+    args: tuple[str | int | bytes, ...] = (timer_id, body, when, milliseconds, keyspace.channel(topic))
+    return ScriptCall(scripts.SET_TIMER, keyspace.topic_keys(topic), args if mode == "replace" else (*args, mode))
+
+
+SET_MODES = ("replace", "keep", "earlier", "later")
+"""What `set_timer` does when the timer exists (see README "Bulk and conditional scheduling")."""
+
+
+def check_mode(mode: object) -> None:
+    if mode not in SET_MODES:
+        raise SetModeError(f"mode must be one of {', '.join(map(repr, SET_MODES))}, got {mode!r}")
+
+
+def set_reply(reply: Any) -> tuple[int, bool]:
+    """A set script's reply, as (due ms, whether it was written rather than the existing timer kept)."""
+    if isinstance(reply, list):
+        due, written = reply
+        return int(due), bool(int(written))
+    return int(reply), True
+
+
+def timer_write(
+    namespace: Namespace,
+    registry: HandlerRegistry,
+    topic: str,
+    timer_id: str,
+    payload: pydantic.BaseModel,
+    activation_period: Any,
+    activate_at: Any,
+) -> tuple[Keyspace, bytes, str, int]:
+    """Every check of one timer to set: its shard's keys, stored payload, 'in' or 'at', and milliseconds."""
     handler = registry.find(topic)
     check_timer_id(timer_id)
     if not isinstance(payload, handler.schema):
@@ -67,16 +108,11 @@ def set_timer_call(
     if (activation_period is None) == (activate_at is None):
         raise ActivationError("give exactly one of activation_period and activate_at")
     if activate_at is None:
-        mode, milliseconds = "in", delay_to_ms(activation_period)
+        when, milliseconds = "in", delay_to_ms(activation_period)
     else:
-        mode, milliseconds = "at", instant_to_ms(activate_at)
+        when, milliseconds = "at", instant_to_ms(activate_at)
     body = payload_json(handler.schema, payload)
-    keyspace = namespace.keyspace_for(topic, timer_id)  # once the id is known to be a valid string
-    return ScriptCall(
-        scripts.SET_TIMER,
-        keyspace.topic_keys(topic),
-        (timer_id, body, mode, milliseconds, keyspace.channel(topic)),
-    )
+    return namespace.keyspace_for(topic, timer_id), body, when, milliseconds  # once the id is a valid string
 
 
 @functools.cache
@@ -167,8 +203,8 @@ def set_timer_durably(
     call: ScriptCall, settings: TimersSettings, read_timeout_seconds: float | None = None
 ) -> Flow[int]:
     """`set_timer(..., durable=True)`: its one script call (`set_timer_call`), then the wait for replicas."""
-    due_ms = yield from write(call, settings, read_timeout_seconds)
-    return int(due_ms)
+    due_ms, _ = set_reply((yield from write(call, settings, read_timeout_seconds)))
+    return due_ms
 
 
 def remove_timer(

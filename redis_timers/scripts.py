@@ -60,6 +60,8 @@ def _load(name: str, *, with_prelude: bool = True) -> LuaScript:
 
 SET_TIMER = _load("set_timer")
 REMOVE_TIMER = _load("remove_timer")
+SET_TIMERS = _load("set_timers")
+REMOVE_TIMERS = _load("remove_timers")
 GET_TIMER = _load("get_timer")
 CYCLE = _load("cycle")
 REQUEUE_DEAD_LETTER = _load("requeue_dead_letter")

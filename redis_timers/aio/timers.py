@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import pydantic
 import redis.asyncio
 import redis.asyncio.cluster
 
+from redis_timers import flows
 from redis_timers.aio.driver import AsyncDriver
 from redis_timers.aio.worker import AsyncWorker
+from redis_timers.bulk import SetMode, SetResult, TimerRef, TimerSpec
 from redis_timers.core import TimersCore
 from redis_timers.records import DeadLetter, TimerInfo
 from redis_timers.timing import ms_to_datetime
@@ -47,19 +50,43 @@ class Timers(TimersCore):
         *,
         activate_at: datetime.datetime | None = None,
         durable: bool = False,
+        mode: SetMode = "replace",
     ) -> datetime.datetime:
         """Schedule (or replace) a timer, due after `activation_period` or at the aware `activate_at`.
 
         Returns the due time (UTC, millisecond precision, on the Redis server's clock); with `durable`, once
         replicas confirmed the write (else `TimersDurabilityError`: the write stands, a retry is safe).
+        `mode` says what to do when the timer is already scheduled ("replace", "keep", "earlier", "later"); when
+        it kept the existing timer, the due time returned is the existing one.
         """
-        call = self._set_timer_call(topic, timer_id, payload, activation_period, activate_at)
+        call = self._set_timer_call(topic, timer_id, payload, activation_period, activate_at, mode)
         if not self._layout_checked:
             await self._driver.drive(self._layout_flow())
         if durable:
             return ms_to_datetime(await self._driver.drive(self._set_timer_durably_flow(call)))
         # The hot path: the call's one script call, without a flow's generator round.
-        return ms_to_datetime(int(await self._driver.execute(call)))
+        return ms_to_datetime(flows.set_reply(await self._driver.execute(call))[0])
+
+    async def set_timers(self, timers: Iterable[TimerSpec], *, mode: SetMode = "replace") -> list[SetResult]:
+        """Set many timers (`TimerSpec`s) as `set_timer` would one after the other, in batches per shard.
+
+        Every timer is checked before anything is written. Returns each timer's `SetResult`, in order.
+        """
+        batches = self._set_batches(timers, mode)
+        if not batches.calls:
+            return []
+        if not self._layout_checked:
+            await self._driver.drive(self._layout_flow())
+        return batches.results(await self._driver.execute_each(batches.calls))
+
+    async def remove_timers(self, timers: Iterable[TimerRef]) -> list[bool]:
+        """Remove many timers (`(topic, timer_id)` pairs); returns, per timer in order, whether one was scheduled."""
+        batches = self._remove_batches(timers)
+        if not batches.calls:
+            return []
+        if not self._layout_checked:
+            await self._driver.drive(self._layout_flow())
+        return batches.results(await self._driver.execute_each(batches.calls))
 
     async def remove_timer(self, topic: str, timer_id: str, *, durable: bool = False) -> bool:
         """Remove a timer; returns whether one was scheduled (with `durable`, once replicas confirmed it)."""

@@ -82,6 +82,25 @@ local function unpack_stored(stored)
   return tonumber(attempts), token, string.sub(stored, json_at)
 end
 
+-- The due time of id's pending timer when `mode` ('keep', 'earlier' or 'later') keeps it rather than
+-- scheduling `score`, else nil. A timer a handler runs is not pending: its score is the lease's expiry,
+-- and keeping it would lose the new schedule once the handler acks, so every mode schedules anew.
+local function kept_due(timeline, payloads, id, score, mode)
+  local current = redis.call('ZSCORE', timeline, id)
+  if not current then
+    return nil
+  end
+  local _, token = run_of(redis.call('HGET', payloads, id))
+  if token ~= '' then
+    return nil
+  end
+  current = tonumber(current)
+  if mode == 'keep' or (mode == 'earlier' and current <= score) or (mode == 'later' and current >= score) then
+    return current
+  end
+  return nil
+end
+
 local function forget(timeline, payloads, state, id)
   local removed = redis.call('ZREM', timeline, id)
   redis.call('HDEL', payloads, id)

@@ -49,6 +49,8 @@ def documented(name: str, func: Callable[..., Any]) -> str:
         "include_router",
         "include_routers",
         "remove_timer",
+        "set_timers",
+        "remove_timers",
         "get_timer",
         "handle_ready_timers",
         "stop",

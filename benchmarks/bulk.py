@@ -1,0 +1,165 @@
+"""bulk: `set_timers` (many timers per call) beside the raw pipelined minimum and one `set_timer` at a time.
+
+The raw minimum writes each batch of BATCH timers as ZADD + HSET per timer in one pipeline (no script, no
+checks). The library's `set_timers` is given the same BATCH timers per call (it cuts them into its own batches
+per shard and pipelines those). One-at-a-time is `set_timer` called once per timer, as a loop over rows would.
+The three are measured in one loop, interleaved in slices, on one client per front end, each into a topic of
+its own, so that a burst of load elsewhere on the machine hits them all alike. Timers are due in an hour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Literal
+
+import redis
+import redis.asyncio
+
+from benchmarks.common import FRONTS, KEYSPACE, SETTINGS, BenchPayload, Front, body, delete_topic
+from benchmarks.context import Context
+from redis_timers import Router, TimerSpec
+from redis_timers import Timers as AsyncTimers
+from redis_timers.sync import Timers as SyncTimers
+
+BulkImpl = Literal["library", "raw-pipeline", "one-at-a-time"]
+BULK_IMPLS: tuple[BulkImpl, ...] = ("library", "raw-pipeline", "one-at-a-time")
+BATCH = 1000
+"""Timers per bulk call (library) and per pipeline (raw)."""
+SLICES = 5
+DELAY = datetime.timedelta(hours=1)
+DELAY_MS = round(DELAY.total_seconds() * 1000)
+
+Chunk = range
+SyncOp = Callable[[str, Chunk], object]
+AsyncOp = Callable[[str, Chunk], Awaitable[object]]
+
+
+def chunks(numbers: range) -> list[range]:
+    return [range(low, min(low + BATCH, numbers.stop)) for low in range(numbers.start, numbers.stop, BATCH)]
+
+
+def slices(count: int) -> list[range]:
+    step = max(BATCH, -(-count // SLICES))
+    return [range(low, min(low + step, count)) for low in range(0, count, step)]
+
+
+def specs(topic: str, prefix: str, numbers: Chunk) -> list[TimerSpec]:
+    return [TimerSpec(topic, f"{prefix}{i}", BenchPayload(due_ms=i), DELAY) for i in numbers]
+
+
+def _noop(payload: BenchPayload, context: dict[str, object]) -> None:
+    pass
+
+
+async def _async_noop(payload: BenchPayload, context: dict[str, object]) -> None:
+    pass
+
+
+def time_bulk(url: str, front: Front, topics: Mapping[BulkImpl, str], count: int) -> dict[BulkImpl, float]:
+    """Seconds each implementation took to write `count` timers into its topic."""
+    if front == "sync":
+        return _time_sync(url, topics, count)
+    return asyncio.run(_time_async(url, topics, count))
+
+
+def _time_sync(url: str, topics: Mapping[BulkImpl, str], count: int) -> dict[BulkImpl, float]:
+    client = redis.Redis.from_url(url)
+
+    def operation(impl: BulkImpl, topic: str) -> SyncOp:
+        router = Router()
+        router.handler(topic=topic, schema=BenchPayload)(_noop)
+        timers = SyncTimers(redis_client=client, routers=[router], settings=SETTINGS)
+        if impl == "library":
+            return lambda prefix, numbers: timers.set_timers(specs(topic, prefix, numbers))
+        if impl == "one-at-a-time":
+            return lambda prefix, numbers: [
+                timers.set_timer(topic, f"{prefix}{i}", BenchPayload(due_ms=i), DELAY) for i in numbers
+            ]
+        timeline, payloads = KEYSPACE.timeline(topic), KEYSPACE.payloads(topic)
+
+        def raw_pipeline(prefix: str, numbers: Chunk) -> object:
+            due = int(time.time() * 1000) + DELAY_MS
+            pipeline = client.pipeline(transaction=False)
+            for i in numbers:
+                pipeline.zadd(timeline, {f"{prefix}{i}": due})
+                pipeline.hset(payloads, f"{prefix}{i}", body(i))
+            return pipeline.execute()
+
+        return raw_pipeline
+
+    try:
+        operations = {impl: operation(impl, topic) for impl, topic in topics.items()}
+        totals = dict.fromkeys(operations, 0.0)
+        for op in operations.values():
+            op("w", range(10))  # untimed: script loads, the layout check, first-use costs
+        for numbers in slices(count):
+            for impl, op in operations.items():
+                started = time.perf_counter()
+                for chunk in chunks(numbers):
+                    op("b", chunk)
+                totals[impl] += time.perf_counter() - started
+        return totals
+    finally:
+        client.close()
+
+
+async def _time_async(url: str, topics: Mapping[BulkImpl, str], count: int) -> dict[BulkImpl, float]:
+    client = redis.asyncio.Redis.from_url(url)
+
+    def operation(impl: BulkImpl, topic: str) -> AsyncOp:
+        router = Router()
+        router.handler(topic=topic, schema=BenchPayload)(_async_noop)
+        timers = AsyncTimers(redis_client=client, routers=[router], settings=SETTINGS)
+        if impl == "library":
+            return lambda prefix, numbers: timers.set_timers(specs(topic, prefix, numbers))
+        if impl == "one-at-a-time":
+
+            async def one_at_a_time(prefix: str, numbers: Chunk) -> object:
+                return [await timers.set_timer(topic, f"{prefix}{i}", BenchPayload(due_ms=i), DELAY) for i in numbers]
+
+            return one_at_a_time
+        timeline, payloads = KEYSPACE.timeline(topic), KEYSPACE.payloads(topic)
+
+        async def raw_pipeline(prefix: str, numbers: Chunk) -> object:
+            due = int(time.time() * 1000) + DELAY_MS
+            async with client.pipeline(transaction=False) as pipeline:
+                for i in numbers:
+                    pipeline.zadd(timeline, {f"{prefix}{i}": due})
+                    pipeline.hset(payloads, f"{prefix}{i}", body(i))
+                return await pipeline.execute()
+
+        return raw_pipeline
+
+    try:
+        operations = {impl: operation(impl, topic) for impl, topic in topics.items()}
+        totals = dict.fromkeys(operations, 0.0)
+        for op in operations.values():
+            await op("w", range(10))
+        for numbers in slices(count):
+            for impl, op in operations.items():
+                started = time.perf_counter()
+                for chunk in chunks(numbers):
+                    await op("b", chunk)
+                totals[impl] += time.perf_counter() - started
+        return totals
+    finally:
+        await client.aclose()
+
+
+def run(ctx: Context) -> None:
+    count = ctx.config.timers
+    topics: dict[BulkImpl, str] = {impl: f"bulk-{impl}" for impl in BULK_IMPLS}
+    for rep in range(ctx.config.repeat):
+        for front in FRONTS:
+            for topic in topics.values():
+                delete_topic(ctx.control, topic)
+            seconds = time_bulk(ctx.url, front, topics, count)
+            for impl in BULK_IMPLS:
+                ctx.results.add("bulk.rate", front, impl, count / seconds[impl])
+            shown = ", ".join(f"{impl} {count / seconds[impl]:,.0f}/s" for impl in BULK_IMPLS)
+            ctx.progress(f"bulk #{rep + 1} {front}: {shown}")
+    for topic in topics.values():
+        delete_topic(ctx.control, topic)

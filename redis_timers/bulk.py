@@ -1,0 +1,227 @@
+"""Many timers set or removed in one call: every timer checked first, then one script call per batch.
+
+A batch holds the timers of one shard (its keys share one hash tag, so one script can touch them all, on a
+cluster too), at most `MAX_BATCH_TIMERS` of them and about `MAX_BATCH_BYTES` of arguments, so that no script
+call holds the server for long. The front ends send every batch in one pipeline (`execute_each`) and read the
+replies back through `SetBatches.results` / `RemoveBatches.results`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Iterable
+from typing import Any, Literal, NamedTuple
+
+import pydantic
+
+from redis_timers import scripts
+from redis_timers.errors import InvalidTimerError, TimersError
+from redis_timers.flows import check_mode, timer_write
+from redis_timers.keys import Keyspace, Namespace
+from redis_timers.ops import Arg, ScriptCall
+from redis_timers.registry import HandlerRegistry
+from redis_timers.timing import ms_to_datetime
+from redis_timers.validation import check_timer_id
+
+SetMode = Literal["replace", "keep", "earlier", "later"]
+
+MAX_BATCH_TIMERS = 500
+MAX_BATCH_BYTES = 1_000_000
+"""A batch is closed once its payloads and ids reach this many bytes (a bigger payload is a batch of its own)."""
+
+
+class TimerSpec(NamedTuple):
+    """One timer for `set_timers`: the arguments of `set_timer`, with exactly one of the last two."""
+
+    topic: str
+    timer_id: str
+    payload: pydantic.BaseModel
+    activation_period: datetime.timedelta | None = None
+    activate_at: datetime.datetime | None = None
+
+
+class SetResult(NamedTuple):
+    """What `set_timers` (or a conditional `set_timer`) did with one timer."""
+
+    topic: str
+    timer_id: str
+    due_at: datetime.datetime
+    """When the timer is due now: the new due time if `written`, else the existing timer's."""
+    written: bool
+    """False when the mode kept the existing timer (due time and payload untouched)."""
+
+
+def located(error: TimersError, index: int) -> TimersError:
+    """`error` saying which timer of the call it is about, when its class takes a plain message."""
+    if any("__init__" in vars(cls) for cls in type(error).__mro__ if issubclass(cls, TimersError)):
+        return error  # its message already names what it is about (HandlerNotFoundError names the topic)
+    return type(error)(f"timer {index} of the call: {error}")
+
+
+@dataclasses.dataclass
+class _Batch:
+    """One script call's timers: one shard's, grouped by topic (each topic's in the call's order)."""
+
+    keyspace: Keyspace
+    topics: dict[str, list[tuple[int, tuple[Arg, ...]]]] = dataclasses.field(default_factory=dict)
+    count: int = 0
+    size: int = 0
+
+    def add(self, position: int, topic: str, size: int, *args: Arg) -> None:
+        self.topics.setdefault(topic, []).append((position, args))
+        self.count += 1
+        self.size += size
+
+    def keys(self) -> tuple[str, ...]:
+        return tuple(key for topic in self.topics for key in self.keyspace.topic_keys(topic))
+
+    def positions(self) -> list[int]:
+        """Each timer's index in the call, in the order the script sees the timers."""
+        return [position for timers in self.topics.values() for position, _ in timers]
+
+    def timer_args(self, channels: bool) -> tuple[Arg, ...]:
+        """Per topic: its channel (`channels`), its number of timers, and each timer's arguments."""
+        args: list[Arg] = []
+        for topic, timers in self.topics.items():
+            if channels:
+                args.append(self.keyspace.channel(topic))
+            args.append(len(timers))
+            for _, timer in timers:
+                args.extend(timer)
+        return tuple(args)
+
+
+class _Batcher:
+    """Timers, in the call's order, grouped into each shard's batches (in order too)."""
+
+    def __init__(self) -> None:
+        self.open: dict[int, _Batch] = {}
+        self.closed: list[_Batch] = []
+
+    def batch_for(self, keyspace: Keyspace, size: int) -> _Batch:
+        batch = self.open.get(keyspace.shard)
+        if batch is not None and (batch.count >= MAX_BATCH_TIMERS or batch.size + size > MAX_BATCH_BYTES):
+            self.closed.append(batch)
+            batch = None
+        if batch is None:
+            batch = self.open[keyspace.shard] = _Batch(keyspace)
+        return batch
+
+    def batches(self) -> list[_Batch]:
+        return [batch for batch in (*self.closed, *self.open.values()) if batch.count]
+
+
+def _records(items: Iterable[Any], record: type[tuple[Any, ...]], fields: str) -> list[Any]:
+    """`items` as `record`s; anything else is refused before anything is written."""
+    records = []
+    for index, item in enumerate(items):
+        if isinstance(item, record):
+            records.append(item)
+            continue
+        try:
+            if not isinstance(item, (tuple, list)):
+                raise TypeError
+            records.append(record(*item))
+        except TypeError:
+            raise InvalidTimerError(f"timer {index} of the call is not a ({fields}) record: {item!r}") from None
+    return records
+
+
+@dataclasses.dataclass(frozen=True)
+class SetBatches:
+    calls: list[ScriptCall]
+    positions: list[list[int]]
+    """Per call, each timer's index in the call, in the order its script sees them."""
+    whens: list[list[int]]
+    """Per call, each timer's `when` as sent: a due time in ms, or -1 - delay."""
+    specs: list[TimerSpec]
+
+    def results(self, replies: list[Any]) -> list[SetResult]:
+        """Each timer's result, in the call's order; raises the first failed batch's error (the others stand).
+
+        A script replies with its now (delays count from it) and the timers it kept, so that a batch of writes
+        costs a reply of one number.
+        """
+        failed = next((reply for reply in replies if isinstance(reply, BaseException)), None)
+        if failed is not None:
+            raise failed
+        due: list[int] = [0] * len(self.specs)
+        written = [True] * len(self.specs)
+        for positions, whens, reply in zip(self.positions, self.whens, replies):
+            now_up = int(reply[0])
+            for position, when in zip(positions, whens):
+                due[position] = when if when >= 0 else now_up - 1 - when
+            for n in range(1, len(reply), 2):
+                position = positions[int(reply[n]) - 1]
+                due[position], written[position] = int(reply[n + 1]), False
+        return [
+            SetResult(spec.topic, spec.timer_id, ms_to_datetime(due_ms), was_written)
+            for spec, due_ms, was_written in zip(self.specs, due, written)
+        ]
+
+
+def set_batches(namespace: Namespace, registry: HandlerRegistry, items: Iterable[TimerSpec], mode: str) -> SetBatches:
+    """Every timer checked as `set_timer` checks it, then batched: bad input raises before anything is sent."""
+    check_mode(mode)
+    specs: list[TimerSpec] = _records(items, TimerSpec, "topic, timer_id, payload, activation_period, activate_at")
+    batcher = _Batcher()
+    for index, spec in enumerate(specs):
+        try:
+            keyspace, body, kind, milliseconds = timer_write(
+                namespace, registry, spec.topic, spec.timer_id, spec.payload, spec.activation_period, spec.activate_at
+            )
+        except TimersError as error:
+            raise located(error, index) from error
+        when = milliseconds if kind == "at" else -1 - milliseconds  # one argument where set_timer sends two
+        size = len(body) + len(spec.timer_id)
+        batcher.batch_for(keyspace, size).add(index, spec.topic, size, spec.timer_id, body, when)
+    batches = batcher.batches()
+    calls = [
+        ScriptCall(scripts.SET_TIMERS, batch.keys(), (mode, *batch.timer_args(channels=True))) for batch in batches
+    ]
+    whens = [[int(timer[2]) for timers in batch.topics.values() for _, timer in timers] for batch in batches]
+    return SetBatches(calls, [batch.positions() for batch in batches], whens, specs)
+
+
+class TimerRef(NamedTuple):
+    """One timer for `remove_timers`."""
+
+    topic: str
+    timer_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoveBatches:
+    calls: list[ScriptCall]
+    positions: list[list[int]]
+    count: int
+
+    def results(self, replies: list[Any]) -> list[bool]:
+        """Per timer, in the call's order, whether one was removed; raises the first failed batch's error."""
+        failed = next((reply for reply in replies if isinstance(reply, BaseException)), None)
+        if failed is not None:
+            raise failed
+        removed = [False] * self.count
+        for positions, reply in zip(self.positions, replies):
+            for position, one in zip(positions, reply):
+                removed[position] = bool(int(one))
+        return removed
+
+
+def remove_batches(namespace: Namespace, registry: HandlerRegistry, items: Iterable[TimerRef]) -> RemoveBatches:
+    refs: list[TimerRef] = _records(items, TimerRef, "topic, timer_id")
+    batcher = _Batcher()
+    for index, ref in enumerate(refs):
+        try:
+            registry.find(ref.topic)
+            check_timer_id(ref.timer_id)
+        except TimersError as error:
+            raise located(error, index) from error
+        size = len(ref.timer_id)
+        batcher.batch_for(namespace.keyspace_for(ref.topic, ref.timer_id), size).add(
+            index, ref.topic, size, ref.timer_id
+        )
+    batches = batcher.batches()
+    calls = [ScriptCall(scripts.REMOVE_TIMERS, batch.keys(), batch.timer_args(channels=False)) for batch in batches]
+    return RemoveBatches(calls, [batch.positions() for batch in batches], len(refs))
