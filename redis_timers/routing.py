@@ -79,3 +79,17 @@ def listener_node(nodes: Sequence[Any], failures: int) -> Any:
     """
     ordered = sorted(nodes, key=lambda node: (getattr(node, "server_type", None) != "primary", node.name))
     return ordered[failures % len(ordered)]
+
+
+def node_groups(nodes: Sequence[Any]) -> list[list[int]]:
+    """The indices of `nodes` (the node of each call's keys, as `keys_node` says, None for a plain client) grouped
+    by node name, in order of first appearance.
+
+    When a cluster pipeline fails as a whole (one of its nodes refuses connections: a primary down before its
+    failover, or with no replica), a driver sends each group on its own, so that each call gets its own node's
+    outcome and a dead node's shards back off alone while the others keep firing.
+    """
+    groups: dict[Any, list[int]] = {}
+    for index, node in enumerate(nodes):
+        groups.setdefault(getattr(node, "name", node), []).append(index)
+    return list(groups.values())

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+import anyio
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.exceptions
@@ -116,7 +117,7 @@ class AsyncDriver:
         `TimersConnectionError` when the pipeline as a whole could not be sent or read.
         """
         try:
-            replies = await self._pipeline_replies(calls)
+            replies = await self._replies_each(calls)
             missing = [
                 index for index, reply in enumerate(replies) if isinstance(reply, redis.exceptions.NoScriptError)
             ]
@@ -125,7 +126,7 @@ class AsyncDriver:
                 # script onto its own node.
                 for index in missing:
                     await self._load((calls[index],))
-                resent = await self._pipeline_replies([calls[index] for index in missing])
+                resent = await self._replies_each([calls[index] for index in missing])
                 for index, reply in zip(missing, resent):
                     replies[index] = reply
         except SERVER_REPLY_ERRORS as error:
@@ -133,6 +134,40 @@ class AsyncDriver:
         except CONNECTION_ERRORS as error:
             raise TimersConnectionError(f"Redis is unreachable: {error}") from error
         return [call_outcome(reply) for reply in replies]
+
+    async def _replies_each(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """The replies of `calls`, sent at once: on a whole-pipeline failure, each node's share again on its own (see
+        `routing.node_groups`), a call whose node cannot be reached or found getting that error as its reply."""
+        try:
+            return await self._pipeline_replies(calls)
+        except CONNECTION_ERRORS as error:
+            failure = error
+        nodes: list[Any] = []
+        for call in calls:
+            try:
+                nodes.append(routing.keys_node(self.client, (call,)))
+            except CONNECTION_ERRORS as unlocated:  # its slot is in no slot map the client could read
+                nodes.append(unlocated)
+        groups = routing.node_groups(nodes)
+        if len(groups) < 2:
+            raise failure  # one server (or node): sending again would only fail again
+        replies: list[Any] = [failure] * len(calls)
+
+        async def send(group: list[int]) -> None:
+            node = nodes[group[0]]
+            try:
+                if isinstance(node, Exception):
+                    raise node
+                replies_of_group = await self._pipeline_replies([calls[index] for index in group])
+            except CONNECTION_ERRORS as error:
+                replies_of_group = [error] * len(group)
+            for index, reply in zip(group, replies_of_group):
+                replies[index] = reply
+
+        async with anyio.create_task_group() as sending:  # concurrently: one round trip, as the pipeline
+            for group in groups:
+                sending.start_soon(send, group)
+        return replies
 
     async def _pipeline_replies(self, ops: Sequence[ScriptCall | Command]) -> list[Any]:
         # A pipeline of the client: on a cluster client, each node's share on one connection of it. Its script

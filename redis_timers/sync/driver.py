@@ -107,7 +107,7 @@ class SyncDriver:
         `TimersConnectionError` when the pipeline as a whole could not be sent or read.
         """
         try:
-            replies = self._pipeline_replies(calls)
+            replies = self._replies_each(calls)
             missing = [
                 index for index, reply in enumerate(replies) if isinstance(reply, redis.exceptions.NoScriptError)
             ]
@@ -116,7 +116,7 @@ class SyncDriver:
                 # script onto its own node.
                 for index in missing:
                     self._load((calls[index],))
-                resent = self._pipeline_replies([calls[index] for index in missing])
+                resent = self._replies_each([calls[index] for index in missing])
                 for index, reply in zip(missing, resent):
                     replies[index] = reply
         except SERVER_REPLY_ERRORS as error:
@@ -124,6 +124,37 @@ class SyncDriver:
         except CONNECTION_ERRORS as error:
             raise TimersConnectionError(f"Redis is unreachable: {error}") from error
         return [call_outcome(reply) for reply in replies]
+
+    def _replies_each(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """The replies of `calls`, sent at once: on a whole-pipeline failure, each node's share again on its own (see
+        `routing.node_groups`), a call whose node cannot be reached or found getting that error as its reply."""
+        try:
+            return self._pipeline_replies(calls)
+        except CONNECTION_ERRORS as error:
+            failure = error
+        nodes: list[Any] = []
+        for call in calls:
+            try:
+                nodes.append(routing.keys_node(self.client, (call,)))
+            except CONNECTION_ERRORS as unlocated:  # its slot is in no slot map the client could read
+                nodes.append(unlocated)
+        groups = routing.node_groups(nodes)
+        if len(groups) < 2:
+            raise failure  # one server (or node): sending again would only fail again
+        replies: list[Any] = [failure] * len(calls)
+        for group in groups:
+            replies_of_group = self._group_replies([calls[index] for index in group], nodes[group[0]])
+            for index, reply in zip(group, replies_of_group):
+                replies[index] = reply
+        return replies
+
+    def _group_replies(self, calls: Sequence[ScriptCall], node: Any) -> list[Any]:
+        if isinstance(node, Exception):
+            return [node] * len(calls)
+        try:
+            return self._pipeline_replies(calls)
+        except CONNECTION_ERRORS as error:
+            return [error] * len(calls)
 
     def _pipeline_replies(self, ops: Sequence[ScriptCall | Command]) -> list[Any]:
         # A pipeline of the client: on a cluster client, each node's share on one connection of it. Its script

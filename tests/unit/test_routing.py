@@ -9,7 +9,7 @@ import pytest
 
 from redis_timers.errors import UnsupportedClientError
 from redis_timers.ops import Command, ScriptCall
-from redis_timers.routing import check_client, keys_node, listener_node, on_node, version_tuple
+from redis_timers.routing import check_client, keys_node, listener_node, node_groups, on_node, version_tuple
 from redis_timers.scripts import SET_TIMER
 
 
@@ -80,3 +80,13 @@ def test_versions_compare_by_their_numbers() -> None:
     assert version_tuple("8.1.0") == (8, 1, 0)
     assert version_tuple("10.0") > version_tuple("8.1.0")
     assert version_tuple("8.1.0b1") == (8, 1)
+
+
+def test_calls_are_grouped_by_the_name_of_their_node_in_order_of_first_appearance() -> None:
+    a, b = Node("a:1", "primary"), Node("b:1", "primary")
+    unlocated = ConnectionError("slot not covered")
+    assert node_groups([b, a, b, unlocated, a]) == [[0, 2], [1, 4], [3]]
+
+
+def test_the_calls_of_a_plain_client_are_one_group() -> None:
+    assert node_groups([None, None, None]) == [[0, 1, 2]]
