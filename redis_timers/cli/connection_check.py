@@ -53,12 +53,16 @@ def explain(error: BaseException, where: str, within_seconds: float | None = Non
         return f"Redis at {where} refused: {error}"
     if isinstance(error, (redis.exceptions.ConnectionError, OSError)):
         return f"cannot reach Redis at {where}: {error}"
+    if isinstance(error, redis.exceptions.RedisClusterException):
+        return f"no Redis Cluster at {where}: {error}"
     if isinstance(error, TimersError):
         return f"{type(error).__name__}: {error}"
     return f"{type(error).__name__} from Redis at {where}: {error}"
 
 
-CHECKED_ERRORS = (redis.exceptions.RedisError, OSError, TimersError)
+# A cluster client's own error (not a RedisError) when it reads no slot map from the node it was given: nothing
+# listens there, or the server is not in cluster mode.
+CHECKED_ERRORS = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError, TimersError)
 
 
 def check_sync(client: redis.Redis, where: str, within_seconds: float) -> None:

@@ -54,7 +54,13 @@ def run_worker(
     if not timers.registry.topics:
         logger.error("%s has no handlers: include a router before running a worker", target)
         return 2
-    own_client = use_redis_url(timers, redis_url, cluster=cluster) if redis_url else None
+    own_client = None
+    if redis_url:
+        try:
+            own_client = use_redis_url(timers, redis_url, cluster=cluster)
+        except CHECKED_ERRORS as error:  # a sync cluster client reads its slot map as it is made
+            logger.error("redis-timers worker cannot start: %s", explain(error, redact_url(redis_url), connect_timeout))
+            return 2
     serving = Serving(timers, concurrency, connect_timeout, redact_url(describe_client(timers.redis_client)))
     if isinstance(timers, AsyncTimers):
         return anyio.run(_serve_async, timers, own_client, serving)

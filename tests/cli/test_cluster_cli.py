@@ -13,6 +13,7 @@ import redis
 import redis.cluster
 
 from redis_timers.cli.demo import NAMESPACE
+from redis_timers.cli.embedded import free_port
 from redis_timers.sync import Router
 from redis_timers.sync import Timers as SyncTimers
 from tests.cli.app import TOPIC, Job
@@ -69,6 +70,19 @@ def test_worker_cluster_needs_a_url(spawn: Spawn) -> None:
     worker = spawn("worker", "tests.cli.cluster_app:sync_timers", "--cluster")
     assert worker.wait_exit() == 2
     assert "worker --cluster needs --redis-url" in worker.output
+
+
+@pytest.mark.parametrize("attribute", ["async_timers", "sync_timers"])
+@pytest.mark.parametrize("server", ["not a cluster node", "nothing listening"])
+def test_worker_cluster_on_a_url_that_is_no_cluster_node_says_so_in_one_line_and_exits_2(
+    spawn: Spawn, redis_url: str, attribute: str, server: str
+) -> None:
+    url = redis_url if server == "not a cluster node" else f"redis://127.0.0.1:{free_port()}"
+    worker = spawn("worker", f"tests.cli.cluster_app:{attribute}", "--cluster", "--redis-url", url)
+    assert worker.wait_exit() == 2, worker.output
+    assert "redis-timers worker cannot start:" in worker.output
+    assert "Traceback" not in worker.output
+    assert ("Cluster mode is not enabled" if server == "not a cluster node" else "onnect") in worker.output
 
 
 def test_demo_on_a_cluster_named_by_any_node_reports_each_primarys_share(
