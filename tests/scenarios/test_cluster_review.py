@@ -1,0 +1,51 @@
+"""A hostile review of both front ends on a real local cluster, a namespace of six shards (two per primary).
+
+Each test uses the shared cluster (`cluster_front`) and leaves every node as it found it.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import cast
+
+import redis
+import redis.cluster
+
+from redis_timers import TimersSettings
+from tests.harness import Front, Recorder, running, spec
+from tests.scenarios.models import Job
+
+NOW = datetime.timedelta(0)
+SHARDS = TimersSettings(shards=6, handling_sleep=0.01)
+
+
+def one_id_per_shard(front: Front) -> dict[int, str]:
+    namespace = front.timers(settings=SHARDS).timers.namespace
+    ids: dict[int, str] = {}
+    for n in range(1000):
+        ids.setdefault(namespace.keyspace_for("jobs", f"t{n}").shard, f"t{n}")
+    return dict(sorted(ids.items()))
+
+
+def test_a_script_cache_flushed_on_one_primary_only_is_reloaded_there_while_a_worker_drains(
+    cluster_front: Front,
+) -> None:
+    fired: Recorder[str] = Recorder()
+    worker = cluster_front.timers(
+        spec("jobs", Job, lambda payload, context: fired.record(payload.note)), settings=SHARDS
+    )
+    ids = one_id_per_shard(cluster_front)
+    raw = cast(redis.cluster.RedisCluster, cluster_front.raw)
+    with running(worker):
+        for shard, timer_id in ids.items():
+            worker.set_timer("jobs", timer_id, Job(n=shard, note=f"first {timer_id}"), NOW)
+        fired.wait_for(len(ids))
+        flushed = raw.get_primaries()[1]  # type: ignore[no-untyped-call]
+        flushed.redis_connection.script_flush()
+        for shard, timer_id in ids.items():  # set_timer meets NOSCRIPT on that node, and so do the worker's calls
+            worker.set_timer("jobs", timer_id, Job(n=shard, note=f"second {timer_id}"), NOW)
+        fired.wait_for(2 * len(ids))
+    assert sorted(fired.items) == sorted(
+        f"{round} {timer_id}" for round in ("first", "second") for timer_id in ids.values()
+    )
+    assert cluster_front.timer_data() == ["{timers}:shards"]  # every timer fired and settled: only the layout is left
