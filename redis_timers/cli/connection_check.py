@@ -65,6 +65,31 @@ def explain(error: BaseException, where: str, within_seconds: float | None = Non
 CHECKED_ERRORS = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError, TimersError)
 
 
+def is_cluster_node(info: dict[str, object]) -> bool:
+    """Whether `INFO cluster` says the server runs in cluster mode."""
+    return str(info.get("cluster_enabled", 0)) == "1"
+
+
+def cluster_info(client: redis.Redis) -> dict[str, object]:
+    try:
+        return client.info("cluster")
+    except redis.exceptions.NoPermissionError:
+        return {}  # a user limited to what the worker needs (docs/operations.md) has no INFO: nothing to tell
+
+
+async def cluster_info_async(client: redis.asyncio.Redis) -> dict[str, object]:
+    try:
+        return await client.info("cluster")
+    except redis.exceptions.NoPermissionError:
+        return {}  # as `cluster_info`
+
+
+def plain_client_on_cluster_node(where: str) -> RedisUnusable:
+    # A plain client of one node gets MOVED for every key of another node's slots, and the worker would retry
+    # that for ever: a setup to fix, said at once.
+    return RedisUnusable(f"Redis at {where} is a node of a Redis Cluster: run with --cluster (and a cluster client)")
+
+
 def check_sync(client: redis.Redis, where: str, within_seconds: float) -> None:
     """PING with `client` within `within_seconds`, or raise RedisUnusable saying why not.
 
@@ -77,7 +102,10 @@ def check_sync(client: redis.Redis, where: str, within_seconds: float) -> None:
     def ping() -> None:
         try:
             client.ping()
-            outcome.append(None)
+            if isinstance(client, redis.Redis) and is_cluster_node(cluster_info(client)):
+                outcome.append(plain_client_on_cluster_node(where))
+            else:
+                outcome.append(None)
         except BaseException as error:
             outcome.append(error)
         finally:
@@ -89,6 +117,8 @@ def check_sync(client: redis.Redis, where: str, within_seconds: float) -> None:
     failure = outcome[0]
     if failure is None:
         return
+    if isinstance(failure, RedisUnusable):
+        raise failure
     if isinstance(failure, CHECKED_ERRORS):
         raise RedisUnusable(explain(failure, where, within_seconds)) from failure
     raise failure
@@ -99,7 +129,10 @@ async def check_async(client: redis.asyncio.Redis, where: str, within_seconds: f
     try:
         with anyio.fail_after(within_seconds):
             await client.ping()
+            cluster_node = isinstance(client, redis.asyncio.Redis) and is_cluster_node(await cluster_info_async(client))
     except TimeoutError as error:  # anyio's deadline; before OSError, whose subclass it is
         raise RedisUnusable(f"Redis at {where} did not answer within {within_seconds:g}s") from error
     except CHECKED_ERRORS as error:
         raise RedisUnusable(explain(error, where, within_seconds)) from error
+    if cluster_node:
+        raise plain_client_on_cluster_node(where)

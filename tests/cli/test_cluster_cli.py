@@ -20,6 +20,7 @@ from tests.cli.app import TOPIC, Job
 from tests.cli.conftest import Spawn
 from tests.cli.test_demo import SUMMARY
 from tests.conftest import skip_without_cluster_clients
+from tests.scenarios.test_acl import PASSWORD, documented_acl_rules
 
 NOW = datetime.timedelta(0)
 SHARES = re.compile(
@@ -83,6 +84,33 @@ def test_worker_cluster_on_a_url_that_is_no_cluster_node_says_so_in_one_line_and
     assert "redis-timers worker cannot start:" in worker.output
     assert "Traceback" not in worker.output
     assert ("Cluster mode is not enabled" if server == "not a cluster node" else "onnect") in worker.output
+
+
+@pytest.mark.parametrize("attribute", ["async_timers", "sync_timers"])
+def test_worker_without_cluster_on_a_cluster_node_says_to_run_with_cluster_and_exits_2(
+    spawn: Spawn, cluster_url: str, attribute: str
+) -> None:
+    """A plain client of one node would get MOVED for the keys of the others' slots, retried for ever."""
+    worker = spawn("worker", f"tests.cli.app:{attribute}", "--redis-url", cluster_url)
+    assert worker.wait_exit() == 2, worker.output
+    assert "is a node of a Redis Cluster: run with --cluster" in worker.output
+
+
+@pytest.mark.parametrize("attribute", ["async_timers", "sync_timers"])
+def test_worker_under_the_documented_acl_user_starts_without_info(spawn: Spawn, redis_url: str, attribute: str) -> None:
+    """The start-up check asks whether the server is a cluster node; the documented ACL has no INFO."""
+    admin = redis.Redis.from_url(redis_url)
+    version = tuple(int(part) for part in str(admin.info("server")["redis_version"]).split(".")[:2])
+    admin.execute_command("ACL", "SETUSER", "timers", *documented_acl_rules(version))  # type: ignore[no-untyped-call]
+    try:
+        url = redis_url.replace("redis://", f"redis://timers:{PASSWORD}@")
+        worker = spawn("worker", f"tests.cli.app:{attribute}", "--redis-url", url)
+        worker.wait_for("redis-timers worker starting")
+        worker.process.send_signal(signal.SIGTERM)
+        assert worker.wait_exit() == 0, worker.output
+    finally:
+        admin.acl_deluser("timers")
+        admin.close()
 
 
 def test_demo_on_a_cluster_named_by_any_node_reports_each_primarys_share(
