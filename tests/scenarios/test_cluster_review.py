@@ -6,16 +6,20 @@ Each test uses the shared cluster (`cluster_front`) and leaves every node as it 
 from __future__ import annotations
 
 import datetime
+import signal
 from typing import cast
 
+import anyio
 import redis
 import redis.cluster
 
 from redis_timers import TimersSettings
+from redis_timers.cli.embedded import EmbeddedCluster
 from tests.harness import Front, Recorder, running, spec
 from tests.scenarios.models import Job
 
 NOW = datetime.timedelta(0)
+LATER = datetime.timedelta(hours=1)
 SHARDS = TimersSettings(shards=6, handling_sleep=0.01)
 
 
@@ -49,3 +53,40 @@ def test_a_script_cache_flushed_on_one_primary_only_is_reloaded_there_while_a_wo
         f"{round} {timer_id}" for round in ("first", "second") for timer_id in ids.values()
     )
     assert cluster_front.timer_data() == ["{timers}:shards"]  # every timer fired and settled: only the layout is left
+
+
+def test_a_durable_write_cancelled_while_its_wait_blocks_leaves_no_stale_reply_on_the_nodes_connection() -> None:
+    """Async only (cancellation): the write and its WAIT go on a connection of the node's own pool, which goes back
+    to the pool when the call ends however it ends. The replica is stopped (SIGSTOP), so the WAIT blocks until the
+    call is cancelled; the replica's late acknowledgement must not be read as the reply of a later command."""
+    with EmbeddedCluster(primaries=1, replicas=1) as cluster:
+        front = Front("async", cluster.nodes[0].url, cluster=True)
+        try:
+            timers = front.timers(
+                spec("jobs", Job, lambda payload, context: None),
+                settings=TimersSettings(durable_timeout_seconds=30.0),
+            )
+            replica = cluster.nodes[1]
+            process = replica._process
+            assert process is not None
+
+            async def cancelled_durable_write() -> bool:
+                with anyio.move_on_after(0.5) as scope:
+                    await timers.timers.set_timer("jobs", "cancelled", Job(n=1), LATER, durable=True)
+                return scope.cancelled_caught
+
+            process.send_signal(signal.SIGSTOP)
+            try:
+                assert front.portal.call(cancelled_durable_write)
+            finally:
+                process.send_signal(signal.SIGCONT)
+            cluster.wait_healthy()
+            for n in range(5):
+                due = timers.set_timer("jobs", f"after{n}", Job(n=n), LATER, durable=True)
+                info = timers.get_timer("jobs", f"after{n}")
+                assert info is not None
+                assert info.due_at == due
+                assert info.payload == Job(n=n)
+            assert timers.get_timer("jobs", "cancelled") is not None  # the write stands (a retry is safe)
+        finally:
+            front.close()
