@@ -6,16 +6,19 @@ Each test uses the shared cluster (`cluster_front`) and leaves every node as it 
 from __future__ import annotations
 
 import datetime
+import functools
 import signal
-from typing import cast
+from collections.abc import Callable
+from typing import Any, cast
 
 import anyio
+import pytest
 import redis
 import redis.cluster
 
-from redis_timers import TimersSettings
-from redis_timers.cli.embedded import EmbeddedCluster
-from tests.harness import Front, Recorder, running, spec
+from redis_timers import TimersConnectionError, TimersSettings, TimersUnavailableError
+from redis_timers.cli.embedded import EmbeddedCluster, EmbeddedServer
+from tests.harness import FRONT_KINDS, Front, FrontKind, Recorder, running, spec, wait_until
 from tests.scenarios.models import Job
 
 NOW = datetime.timedelta(0)
@@ -88,5 +91,92 @@ def test_a_durable_write_cancelled_while_its_wait_blocks_leaves_no_stale_reply_o
                 assert info.due_at == due
                 assert info.payload == Job(n=n)
             assert timers.get_timer("jobs", "cancelled") is not None  # the write stands (a retry is safe)
+        finally:
+            front.close()
+
+
+def cluster_command(node: EmbeddedServer, *args: str) -> Any:
+    client = redis.Redis(host=node.host, port=node.port)
+    try:
+        return client.execute_command("CLUSTER", *args)  # type: ignore[no-untyped-call]
+    finally:
+        client.close()
+
+
+def migrate_slot(slot: int, source: EmbeddedServer, target: EmbeddedServer, between: Callable[[], None]) -> None:
+    """Move `slot` from `source` to `target` as `valkey-cli --cluster reshard` does, calling `between` while it
+    is migrating (its keys partly moved)."""
+    source_id, target_id = (str(cluster_command(node, "MYID").decode()) for node in (source, target))
+    cluster_command(target, "SETSLOT", str(slot), "IMPORTING", source_id)
+    cluster_command(source, "SETSLOT", str(slot), "MIGRATING", target_id)
+    client = redis.Redis(host=source.host, port=source.port)
+    try:
+        keys = cluster_command(source, "GETKEYSINSLOT", str(slot), "1000")
+        half = len(keys) // 2
+        for batch in (keys[:half], keys[half:]):
+            if batch:
+                client.execute_command("MIGRATE", target.host, target.port, "", 0, 5000, "KEYS", *batch)  # type: ignore[no-untyped-call]
+            between()
+    finally:
+        client.close()
+    for node in (target, source):
+        cluster_command(node, "SETSLOT", str(slot), "NODE", target_id)
+
+
+@pytest.mark.parametrize("kind", FRONT_KINDS)
+def test_a_shards_slot_migrated_to_another_primary_while_a_worker_drains_loses_nothing_and_runs_nothing_twice(
+    kind: FrontKind,
+) -> None:
+    with EmbeddedCluster(primaries=2, replicas=0) as cluster:
+        front = Front(kind, cluster.nodes[0].url, cluster=True)
+        try:
+            fired: Recorder[str] = Recorder()
+            worker = front.timers(
+                spec("jobs", Job, lambda payload, context: fired.record(payload.note)), settings=SHARDS
+            )
+            writer = front.timers(spec("jobs", Job, lambda payload, context: None), settings=SHARDS)
+            namespace = worker.timers.namespace
+            raw = cast(redis.cluster.RedisCluster, front.raw)
+            source, target = cluster.nodes[0], cluster.nodes[1]
+            moved = next(
+                keyspace
+                for keyspace in namespace.keyspaces
+                if raw.get_node_from_key(keyspace.tag).port == source.port  # type: ignore[no-untyped-call]
+            )
+            ids = [f"t{n}" for n in range(5000) if namespace.keyspace_for("jobs", f"t{n}").shard == moved.shard]
+            written: list[str] = []
+
+            refused: set[str] = set()
+
+            def accepted(timer_id: str) -> bool:
+                try:
+                    writer.set_timer("jobs", timer_id, Job(n=0, note=timer_id), datetime.timedelta(milliseconds=300))
+                except (TimersUnavailableError, TimersConnectionError) as error:
+                    # The slot's keys split between the nodes (TRYAGAIN, which a cluster client retries until its
+                    # redirection budget is spent: "TTL exhausted"): nothing written, a retry is safe.
+                    refused.add(f"{type(error).__name__}: {error}")
+                    return False
+                written.append(timer_id)
+                return True
+
+            def write(count: int) -> None:
+                for _ in range(count):
+                    timer_id = ids[len(written)]
+                    wait_until(functools.partial(accepted, timer_id), timeout=30.0, interval=0.05)
+
+            def try_writing() -> None:
+                for _ in range(3):
+                    accepted(ids[len(written)])
+
+            with running(worker):
+                write(5)
+                slot = int(cluster_command(source, "KEYSLOT", moved.tag))
+                migrate_slot(slot, source, target, try_writing)
+                write(5)
+                fired.wait_until(lambda items: set(written) <= set(items), timeout=30.0)
+            assert sorted(fired.items) == sorted(written)  # each once
+            print(f"writes refused during the migration: {sorted(refused)}")
+            raw.nodes_manager.initialize()  # the test's own client has not been told yet
+            assert raw.get_node_from_key(moved.tag).port == target.port  # type: ignore[no-untyped-call]
         finally:
             front.close()
