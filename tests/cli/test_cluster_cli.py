@@ -78,6 +78,7 @@ def test_worker_cluster_needs_a_url(spawn: Spawn) -> None:
 def test_worker_cluster_on_a_url_that_is_no_cluster_node_says_so_in_one_line_and_exits_2(
     spawn: Spawn, redis_url: str, attribute: str, server: str
 ) -> None:
+    skip_without_cluster_clients()
     url = redis_url if server == "not a cluster node" else f"redis://127.0.0.1:{free_port()}"
     worker = spawn("worker", f"tests.cli.cluster_app:{attribute}", "--cluster", "--redis-url", url)
     assert worker.wait_exit() == 2, worker.output

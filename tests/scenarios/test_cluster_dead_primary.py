@@ -18,6 +18,7 @@ import redis
 
 from redis_timers import TimersError, TimersSettings
 from redis_timers.cli.embedded import EmbeddedCluster, EmbeddedServer
+from tests.conftest import skip_without_cluster_clients
 from tests.harness import FRONT_KINDS, Front, FrontKind, Recorder, spec, wait_until
 from tests.scenarios.models import Job
 
@@ -30,6 +31,7 @@ OUTAGE_WAIT = 40.0
 @pytest.fixture(params=FRONT_KINDS)
 def partial_cluster(request: pytest.FixtureRequest) -> Iterator[tuple[Front, EmbeddedCluster]]:
     kind: FrontKind = request.param
+    skip_without_cluster_clients()
     with EmbeddedCluster(primaries=3, replicas=0) as cluster:
         for node in cluster.nodes:
             client = redis.Redis(host=node.host, port=node.port)

@@ -18,6 +18,7 @@ import redis.cluster
 
 from redis_timers import TimersConnectionError, TimersSettings, TimersUnavailableError
 from redis_timers.cli.embedded import EmbeddedCluster, EmbeddedServer
+from tests.conftest import skip_without_cluster_clients
 from tests.harness import FRONT_KINDS, Front, FrontKind, Recorder, running, spec, wait_until
 from tests.scenarios.models import Job
 
@@ -62,6 +63,7 @@ def test_a_durable_write_cancelled_while_its_wait_blocks_leaves_no_stale_reply_o
     """Async only (cancellation): the write and its WAIT go on a connection of the node's own pool, which goes back
     to the pool when the call ends however it ends. The replica is stopped (SIGSTOP), so the WAIT blocks until the
     call is cancelled; the replica's late acknowledgement must not be read as the reply of a later command."""
+    skip_without_cluster_clients()
     with EmbeddedCluster(primaries=1, replicas=1) as cluster:
         front = Front("async", cluster.nodes[0].url, cluster=True)
         try:
@@ -127,6 +129,7 @@ def migrate_slot(slot: int, source: EmbeddedServer, target: EmbeddedServer, betw
 def test_a_shards_slot_migrated_to_another_primary_while_a_worker_drains_loses_nothing_and_runs_nothing_twice(
     kind: FrontKind,
 ) -> None:
+    skip_without_cluster_clients()
     with EmbeddedCluster(primaries=2, replicas=0) as cluster:
         front = Front(kind, cluster.nodes[0].url, cluster=True)
         try:
