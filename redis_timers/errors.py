@@ -150,13 +150,19 @@ class TimersDurabilityError(TimersError):
     `acknowledged` is how many replicas confirmed it, `required` how many were asked for.
     """
 
-    def __init__(self, acknowledged: int, required: int, timeout_seconds: float) -> None:
+    def __init__(self, acknowledged: int, required: int, timeout_seconds: float, *, fsync: bool = False) -> None:
+        if fsync:
+            what = f"{acknowledged} of the {required} replica(s) asked for (and the primary) wrote it to their AOF"
+        else:
+            what = f"{acknowledged} of the {required} replica(s) asked for confirmed it"
         super().__init__(
-            f"the write was applied on the primary, but {acknowledged} of the {required} replica(s) asked for "
-            f"confirmed it within {timeout_seconds:g} s; it stands, and calling again is safe"
+            f"the write was applied on the primary, but {what} within {timeout_seconds:g} s; it stands, and "
+            "calling again is safe"
         )
         self.acknowledged = acknowledged
         self.required = required
+        self.fsync = fsync
+        """Whether it was the append-only files' sync (`TIMERS_DURABLE_FSYNC`) that was not confirmed in time."""
 
 
 REDIS_FAILURES = (TimersConnectionError, TimersServerError)

@@ -162,19 +162,28 @@ def write(
     confirmed it, else `TimersDurabilityError` (the write stands).
 
     `WAIT` counts the replicas that received every earlier write of its own connection (and never blocks
-    inside a script), so it follows the script call on the same connection. WAITAOF is not used: it would
-    add an fsync on each replica, but it needs Redis 7.2, and a replica that received the write is what a
-    failover promotes. `read_timeout_seconds` is the client's socket timeout (see `wait_commands`).
+    inside a script), so it follows the script call on the same connection. With `durable_fsync`, WAITAOF
+    takes its place: it waits for the primary and the replicas to write it to their append-only files (Redis
+    7.2+, AOF on). `read_timeout_seconds` is the client's socket timeout (see `wait_commands`).
     """
     if durability is None:
         return (yield call)
     required = durability.durable_replicas
-    waits = wait_commands(required, durability.durable_timeout_seconds, read_timeout_seconds)
-    reply, *acknowledged_by_each = yield OneConnection((call, *waits))
+    timeout = durability.durable_timeout_seconds
+    waits = wait_commands(required, timeout, read_timeout_seconds, fsync=durability.durable_fsync)
+    reply, *replies = yield OneConnection((call, *waits))
+    if durability.durable_fsync:
+        # WAITAOF replies with how many of the primary (0 or 1) and of the replicas synced the write to their AOF
+        # (a replica that did has received it, so no WAIT is needed beside it).
+        synced = [(int(local), int(replicas)) for local, replicas in replies]
+        acknowledged = max(replicas for _, replicas in synced)
+        if max(local for local, _ in synced) < 1 or acknowledged < required:
+            raise TimersDurabilityError(acknowledged, required, timeout, fsync=True)
+        return reply
     # WAIT replies, once enough replicas caught up or its timeout passed, with how many did.
-    acknowledged = max(int(count) for count in acknowledged_by_each)
+    acknowledged = max(int(count) for count in replies)
     if acknowledged < required:
-        raise TimersDurabilityError(acknowledged, required, durability.durable_timeout_seconds)
+        raise TimersDurabilityError(acknowledged, required, timeout)
     return reply
 
 
@@ -182,7 +191,9 @@ MAX_WAITS = 1000
 """Bounds the WAITs of one durable write, whatever the client's socket timeout."""
 
 
-def wait_commands(required: int, timeout_seconds: float, read_timeout_seconds: float | None) -> tuple[Command, ...]:
+def wait_commands(
+    required: int, timeout_seconds: float, read_timeout_seconds: float | None, *, fsync: bool = False
+) -> tuple[Command, ...]:
     """The WAITs that wait `timeout_seconds` in all for `required` replicas, each replying within half of
     `read_timeout_seconds`.
 
@@ -196,6 +207,9 @@ def wait_commands(required: int, timeout_seconds: float, read_timeout_seconds: f
     if read_timeout_seconds is not None and read_timeout_seconds > 0:
         step_ms = max(1, math.floor(read_timeout_seconds * 1000 / 2), math.ceil(total_ms / MAX_WAITS))
     steps = [step_ms] * (total_ms // step_ms) + ([total_ms % step_ms] if total_ms % step_ms else [])
+    if fsync:
+        # The primary's own AOF too (1), so that the write is on a disk wherever the failover lands.
+        return tuple(Command(("WAITAOF", 1, required, step)) for step in steps)
     return tuple(Command(("WAIT", required, step)) for step in steps)
 
 

@@ -59,6 +59,9 @@ class TimersSettings:
     """Replicas that must confirm a `durable=True` write (`WAIT`) before the call returns."""
     durable_timeout_seconds: float = 2.0
     """Longest a `durable=True` write waits for them before raising `TimersDurabilityError`."""
+    durable_fsync: bool = False
+    """A `durable=True` write also waits until the primary and `durable_replicas` replicas wrote it to their
+    append-only files (`WAITAOF`: Redis 7.2+ or Valkey, with AOF on the primary and those replicas)."""
 
     def __post_init__(self) -> None:
         # Checked here, not when used: a bad value would otherwise surface deep in a worker, at run time.
@@ -185,6 +188,7 @@ ENVIRONMENT_VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "shards": ("TIMERS_SHARDS", int),
     "durable_replicas": ("TIMERS_DURABLE_REPLICAS", int),
     "durable_timeout_seconds": ("TIMERS_DURABLE_TIMEOUT_SECONDS", float),
+    "durable_fsync": ("TIMERS_DURABLE_FSYNC", flag),
 }
 """Setting name -> (environment variable, parser). The README's configuration table mirrors this."""
 

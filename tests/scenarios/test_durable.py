@@ -20,7 +20,7 @@ import pytest
 import redis
 import redis.cluster
 
-from redis_timers import TimersDurabilityError, TimersSettings
+from redis_timers import TimersDurabilityError, TimersServerError, TimersSettings
 from redis_timers.cli.embedded import EmbeddedServer
 from redis_timers.keys import dead_letter_field
 from tests.harness import CLUSTER_VARIANTS, FRONT_KINDS, Front, FrontKind, datetime_to_ms, spec, wait_until
@@ -260,3 +260,98 @@ def test_a_durable_write_loads_its_script_on_a_client_of_another_encoding(
         timers.set_timer("jobs", "t1", Job(n=1), LATER, durable=True)
 
     assert front.raw.zscore(TIMELINE, "t1") is not None
+
+
+AOF_ALWAYS = ("--appendonly", "yes", "--appendfsync", "always")
+"""Every write synced at once, so that WAITAOF answers as soon as the write arrives (everysec: within a second)."""
+
+
+def has_waitaof(client: redis.Redis) -> bool:
+    """WAITAOF came with Redis 7.2; Valkey forked from it (Debian's Redis 7.0 has none)."""
+    info = client.info("server")
+    version = tuple(int(part) for part in str(info["redis_version"]).split(".")[:2])
+    return "valkey_version" in info or version >= (7, 2)
+
+
+def both_replicas_online(primary: redis.Redis) -> bool:
+    info = primary.info("replication")
+    online = [info.get(f"slave{index}", {}).get("state") for index in range(2)]
+    return int(info.get("connected_slaves", 0)) == 2 and online == ["online", "online"]
+
+
+@pytest.fixture(scope="module")
+def aof_replicated() -> Iterator[EmbeddedServer]:
+    """A primary with AOF on and two replicas: one with AOF on, one with it off. Yields the primary."""
+    fast_sync = ("--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0")
+    with EmbeddedServer(extra_args=(*fast_sync, *AOF_ALWAYS)) as primary:
+        replica_of = ("--replicaof", primary.host, str(primary.port))
+        with (
+            EmbeddedServer(extra_args=(*fast_sync, *AOF_ALWAYS, *replica_of)),
+            EmbeddedServer(extra_args=(*fast_sync, *replica_of)),
+        ):
+            client = redis.Redis(host=primary.host, port=primary.port)
+            try:
+                if not has_waitaof(client):
+                    pytest.skip("this server has no WAITAOF (Redis 7.0)")
+                wait_until(lambda: both_replicas_online(client))
+            finally:
+                client.close()
+            yield primary
+
+
+@pytest.mark.parametrize("kind", FRONT_KINDS)
+def test_with_fsync_a_durable_write_returns_once_the_primary_and_a_replica_wrote_it_to_their_aof(
+    aof_replicated: EmbeddedServer, kind: FrontKind
+) -> None:
+    front = Front(kind, aof_replicated.url)
+    try:
+        front.raw.flushall()
+        settings = TimersSettings(durable_fsync=True, durable_timeout_seconds=5.0)
+        timers = front.timers(spec("jobs", Job, lambda payload, context: None), settings=settings)
+        aof_syncs = int(front.raw.info("commandstats").get("cmdstat_waitaof", {}).get("calls", 0))
+
+        timers.set_timer("jobs", "t1", Job(n=1), LATER, durable=True)
+        assert timers.remove_timer("jobs", "t1", durable=True) is True
+
+        # At least one WAITAOF per write (a wait longer than half the socket timeout is split, see wait_commands).
+        assert int(front.raw.info("commandstats")["cmdstat_waitaof"]["calls"]) >= aof_syncs + 2
+        assert wait_calls(front.raw) == 0  # WAITAOF in place of WAIT, not beside it
+    finally:
+        front.close()
+
+
+@pytest.mark.parametrize("kind", FRONT_KINDS)
+def test_with_fsync_fewer_replicas_with_aof_than_asked_raise_and_the_write_stands(
+    aof_replicated: EmbeddedServer, kind: FrontKind
+) -> None:
+    front = Front(kind, aof_replicated.url)
+    try:
+        front.raw.flushall()
+        settings = TimersSettings(durable_fsync=True, durable_replicas=2, durable_timeout_seconds=0.3)
+        timers = front.timers(spec("jobs", Job, lambda payload, context: None), settings=settings)
+
+        started = time.monotonic()
+        with pytest.raises(TimersDurabilityError, match="wrote it to their AOF") as raised:
+            timers.set_timer("jobs", "t1", Job(n=1), LATER, durable=True)
+
+        assert time.monotonic() - started < 3.0
+        assert raised.value.fsync is True
+        # The replica with AOF off never syncs it (the other may not have reported its sync yet).
+        assert raised.value.acknowledged < raised.value.required == 2
+        assert front.raw.zscore(TIMELINE, "t1") is not None  # the write stands
+    finally:
+        front.close()
+
+
+def test_with_fsync_a_primary_with_aof_off_or_without_waitaof_refuses_durable_writes_with_a_server_error(
+    replicated_front: tuple[Front, redis.Redis],
+) -> None:
+    front, _ = replicated_front
+    refusal = "appendonly is disabled" if has_waitaof(front.raw) else "unknown command"  # Redis 7.0: no WAITAOF
+    settings = TimersSettings(durable_fsync=True, durable_timeout_seconds=0.3)
+    timers = front.timers(spec("jobs", Job, lambda payload, context: None), settings=settings)
+
+    with pytest.raises(TimersServerError, match=refusal):
+        timers.set_timer("jobs", "t1", Job(n=1), LATER, durable=True)
+
+    assert front.raw.zscore(TIMELINE, "t1") is not None  # the write itself stands, as after any durability error

@@ -133,3 +133,33 @@ def test_wait_commands(timeout_seconds: float, read_timeout: float | None, steps
 
     assert waits == tuple(Command(("WAIT", 2, step)) for step in steps)
     assert sum(steps) == max(1, round(timeout_seconds * 1000 + 0.4999))
+
+
+FSYNC_SETTINGS = TimersSettings(durable_replicas=2, durable_timeout_seconds=0.25, durable_fsync=True)
+
+
+def test_with_fsync_a_durable_write_waits_for_the_append_only_files_in_place_of_wait() -> None:
+    flow = flows.remove_timer(NAMESPACE, REGISTRY, "orders", "o-1", durability=FSYNC_SETTINGS)
+
+    ops, removed = run_flow(flow, [[1, [1, 2]]])
+
+    assert ops == [OneConnection((REMOVE, Command(("WAITAOF", 1, 2, 250))))]
+    assert removed is True
+
+
+@pytest.mark.parametrize(("local", "replicas"), [(0, 2), (1, 1), (0, 0), (b"1", b"1")])
+def test_with_fsync_a_write_not_synced_by_the_primary_and_the_replicas_raises(local: Any, replicas: Any) -> None:
+    flow = flows.remove_timer(NAMESPACE, REGISTRY, "orders", "o-1", durability=FSYNC_SETTINGS)
+
+    with pytest.raises(TimersDurabilityError, match=r"wrote it to their AOF within 0\.25 s") as raised:
+        run_flow(flow, [[1, [local, replicas]]])
+
+    assert raised.value.fsync is True
+    assert raised.value.acknowledged == int(replicas)
+    assert raised.value.required == 2
+
+
+def test_with_fsync_a_long_wait_is_split_like_wait() -> None:
+    waits = flows.wait_commands(1, 3.0, 1.0, fsync=True)
+
+    assert waits == tuple(Command(("WAITAOF", 1, 1, 500)) for _ in range(6))
