@@ -64,6 +64,18 @@ def keys_node(client: Any, ops: tuple[ScriptCall | Command, ...]) -> Any:
     return locate(key.encode("utf-8"))
 
 
+def call_nodes(client: Any, calls: Sequence[ScriptCall], unlocatable: tuple[type[BaseException], ...]) -> list[Any]:
+    """The node of each call's keys (see `keys_node`), or, for a call whose slot is in no slot map the client could
+    read, the error (one of `unlocatable`) that said so."""
+    nodes: list[Any] = []
+    for call in calls:
+        try:
+            nodes.append(keys_node(client, (call,)))
+        except unlocatable as unlocated:
+            nodes.append(unlocated)
+    return nodes
+
+
 def on_node(node: Any) -> dict[str, Any]:
     """The keywords that send a cluster client's keyless command to `node` (none for None: a plain client)."""
     return {} if node is None else {"target_nodes": node}

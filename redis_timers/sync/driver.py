@@ -132,12 +132,7 @@ class SyncDriver:
             return self._pipeline_replies(calls)
         except CONNECTION_ERRORS as error:
             failure = error
-        nodes: list[Any] = []
-        for call in calls:
-            try:
-                nodes.append(routing.keys_node(self.client, (call,)))
-            except CONNECTION_ERRORS as unlocated:  # its slot is in no slot map the client could read
-                nodes.append(unlocated)
+        nodes = routing.call_nodes(self.client, calls, CONNECTION_ERRORS)
         groups = routing.node_groups(nodes)
         if len(groups) < 2:
             raise failure  # one server (or node): sending again would only fail again
