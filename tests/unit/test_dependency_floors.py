@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -75,3 +77,13 @@ def test_the_docs_list_exactly_the_original_tests_left_out_in_ci() -> None:
 
     assert listed == names
     assert f"except these {['zero', 'one', 'two', 'three', 'four', 'five', 'six'][len(names)]}" in section
+
+
+def test_a_client_of_redis_py_before_8_speaks_resp2_by_default() -> None:
+    """The floors pass (redis-py 5.3) is what runs every non-cluster scenario over RESP2 (docs/operations.md)."""
+    import redis
+
+    if int(redis.__version__.split(".")[0]) >= 8:
+        pytest.skip("redis-py 8 speaks RESP3 by default; this checks the floors pass's client")
+    client = redis.Redis()
+    assert client.connection_pool.connection_kwargs.get("protocol", 2) in (2, "2")
