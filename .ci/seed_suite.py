@@ -10,7 +10,7 @@ under keys of its own, so a `conftest.py` beside the copy empties the server's d
 test instead: no test sees timers another left behind.
 
 The tests in `KNOWN_DIFFERENCES` are deselected: they check what this library deliberately does
-differently. The README's "Upgrading from the original redis-timers" lists the same tests, and a unit
+differently. docs/upgrading.md ("Upgrading from the original redis-timers") lists the same tests, and a unit
 test keeps the two lists equal.
 """
 

@@ -40,17 +40,26 @@ class TimersSettings:
     handling_sleep: float = 0.05
     """First pause, in seconds, after a failed worker cycle (grows exponentially up to a cap)."""
     handling_jitter_min_value: float = 0.5
+    """Lowest jitter factor applied to that pause."""
     handling_jitter_max_value: float = 2.0
+    """Highest jitter factor applied to that pause."""
     concurrent_processing_limit: int = 100
     """Handlers one worker runs at once; a worker claims only as many timers as it has free slots."""
     lease_seconds: float = 30.0
+    """Lease of a running handler, in seconds; renewed every third of it while the handler runs."""
     max_attempts: int = 5
+    """Attempts before a timer goes to dead letters (a handler's own `max_attempts` overrides it)."""
     retry_backoff_seconds: float = 1.0
+    """Delay before the first retry, in seconds; doubles each attempt."""
     retry_backoff_max_seconds: float = 3600.0
+    """Longest retry delay, in seconds, jitter included."""
     safety_wakeup_seconds: float = 8.0
-    """Longest an idle worker waits before checking that its notification connection is alive."""
+    """How often, in seconds, an idle worker claims once anyway (in case a notification was lost) and checks that
+    its notification connection is alive."""
     shutdown_grace_seconds: float = 10.0
+    """How long `stop()` waits for in-flight handlers before handing them back, in seconds."""
     legacy_import_interval_seconds: float = 60.0
+    """How often, in seconds, a worker looks for timers written by the original library."""
     legacy_import: bool = True
     """Whether workers import timers written by the original library (off: its keys are never read)."""
     shards: int = 1
