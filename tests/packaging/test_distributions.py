@@ -117,7 +117,10 @@ def test_the_sdist_ships_the_license_readme_and_docs(dist: Path) -> None:
     documents = {f"docs/{path.name}" for path in (ROOT / "docs").glob("*.md")}
     assert documents <= names
     named_in_readme = set(re.findall(r"`(docs/[\w.-]+\.md)`", README))
-    assert named_in_readme == documents  # the README names them as files of the sdist, and every one is there
+    # The README names the documents it refers to as files of the sdist, and every one is there (the site's own
+    # pages, which include the README's sections or are generated, need no mention).
+    assert named_in_readme <= documents
+    assert {"docs/operations.md", "docs/protocol.md", "docs/performance.md", "docs/cluster.md"} <= named_in_readme
 
 
 def test_the_readme_links_only_to_absolute_urls() -> None:
