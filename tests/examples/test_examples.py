@@ -90,6 +90,7 @@ def stop(worker: subprocess.Popen[str]) -> tuple[int, str]:
 
 
 def test_fastapi_app_runs_its_worker_in_its_lifespan(redis_url: str, store: redis.Redis) -> None:
+    pytest.importorskip("fastapi", reason="installed with the `examples` dependency group")
     driver = (
         "import os\nfrom fastapi.testclient import TestClient\nfrom service import app\n"
         "with TestClient(app) as client:\n"
@@ -100,6 +101,7 @@ def test_fastapi_app_runs_its_worker_in_its_lifespan(redis_url: str, store: redi
 
 
 def test_flask_views_schedule_and_a_worker_process_fires(redis_url: str, store: redis.Redis) -> None:
+    pytest.importorskip("flask", reason="installed with the `examples` dependency group")
     env = environment(redis_url)
     worker = subprocess.Popen(
         ["redis-timers", "worker", "timers_app:timers"],
@@ -121,6 +123,7 @@ def test_flask_views_schedule_and_a_worker_process_fires(redis_url: str, store: 
 
 
 def test_django_views_schedule_and_the_management_command_fires(redis_url: str, store: redis.Redis) -> None:
+    pytest.importorskip("django", reason="installed with the `examples` dependency group")
     project = EXAMPLES / "django_project"
     env = environment(redis_url, DJANGO_SETTINGS_MODULE="shop.settings")
     worker = subprocess.Popen(
