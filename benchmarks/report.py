@@ -35,6 +35,10 @@ def count(value: float) -> str:
     return f"{value:.0f}"
 
 
+def per_timer(value: float) -> str:
+    return f"{value:.2f}"
+
+
 def per_second(value: float) -> str:
     """Rates from a few thousand down to an idle worker's tenths: three digits where they matter."""
     if value >= 10:
@@ -62,6 +66,10 @@ class Row:
     with_ratio: bool = True
     breakdown: str | None = None
     """A per-command breakdown figure to show in a row of its own below this one."""
+    breakdown_figure: str | None = None
+    """That row's figure, by default "by command, per second" and this row's figure after its first comma."""
+    breakdown_fmt: Callable[[float], str] | None = None
+    """How that row shows each command's value, by default `per_second`."""
 
 
 def _power(level: int) -> str:
@@ -85,6 +93,28 @@ def rows(config: Config) -> list[Row]:
         scenario = "drain" if processes == 1 else "fan-out"
         figure = f"timers/s, {processes} worker process{'es' if processes > 1 else ''} (raw: {drain_poller})"
         table.append(Row(scenario, figure, f"drain.rate.{processes}", "raw", rate))
+        of = f"{processes} worker process{'es' if processes > 1 else ''}"
+        table.append(
+            Row(
+                scenario,
+                f"server commands per fired timer, {of} (INFO commandstats; raw: {drain_poller})",
+                f"drain.commands.{processes}",
+                "raw",
+                per_timer,
+                breakdown=f"drain.by_command.{processes}",
+                breakdown_figure=f"by command, per fired timer, {of}",
+                breakdown_fmt=per_timer,
+            )
+        )
+        table.append(
+            Row(
+                scenario,
+                f"EVALSHA µs per fired timer, {of} (commandstats usec; raw: {drain_poller})",
+                f"drain.evalsha_us.{processes}",
+                "raw",
+                micros,
+            )
+        )
     for sleep in RAW_POLL_SLEEPS_MS:
         for name, key in (("p50", "p50_ms"), ("p99", "p99_ms"), ("max", "max_ms")):
             table.append(
@@ -124,13 +154,13 @@ def rows(config: Config) -> list[Row]:
 
 def _breakdown(results: Results, row: Row) -> str:
     assert row.breakdown is not None
-    cells = [row.scenario, "by command, per second," + row.figure.split(",", 1)[1]]
+    figure = row.breakdown_figure or "by command, per second," + row.figure.split(",", 1)[1]
+    fmt = row.breakdown_fmt or per_second
+    cells = [row.scenario, figure]
     for front in FRONTS:
         for impl in ("library", row.raw):
             parts = results.median_breakdown(row.breakdown, front, impl) or {}
-            cells.append(
-                ", ".join(f"{name} {per_second(value)}" for name, value in parts.items() if value > 0) or "none"
-            )
+            cells.append(", ".join(f"{name} {fmt(value)}" for name, value in parts.items() if value > 0) or "none")
         cells.append("-")
     return "| " + " | ".join(cells) + " |"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import cli, cluster, lateness, machine, report
+from benchmarks import cli, cluster, drain, lateness, machine, report
 from benchmarks.common import CLUSTER_PRIMARIES, CLUSTER_SHARDS, LEGACY_IMPORT_OFF
 from benchmarks.idle import LEGACY_IMPORT, SAFETY, IntervalCounts, steady_rates
 from benchmarks.results import Results
@@ -236,6 +236,40 @@ def test_the_idle_interval_must_fit_the_window(capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit):
         cli.parse(["--idle-seconds", "1", "--idle-interval", "2"])
     assert "--idle-interval" in capsys.readouterr().err
+
+
+# -- drain -------------------------------------------------------------------------------
+
+
+def test_a_drains_commands_leave_out_the_parents_polls_and_info() -> None:
+    before = {"evalsha": (10, 100), "zcount": (5, 10), "info": (3, 30)}
+    after = {"evalsha": (110, 2100), "zcount": (45, 90), "info": (4, 40), "zadd": (100, 300)}
+
+    delta = drain._own_left_out(drain._delta(before, after), {"zcount": 40, "info": drain.OWN_INFO_CALLS})
+
+    assert delta == {"evalsha": (100, 2000), "zadd": (100, 300)}
+
+
+def test_the_drain_rows_show_commands_per_fired_timer_by_command_and_the_script_time() -> None:
+    _, config = cli.parse(["--fanout", "1"])
+    results = Results()
+    for front in ("async", "sync"):
+        for impl, parts in (("library", {"evalsha": 0.01, "zadd": 0.02}), ("raw", {"evalsha": 0.01, "time": 0.01})):
+            results.add("drain.rate.1", front, impl, 1000.0)
+            results.add("drain.commands.1", front, impl, sum(parts.values()))
+            results.add_breakdown("drain.by_command.1", front, impl, parts)
+            results.add("drain.evalsha_us.1", front, impl, 12.5 if impl == "library" else 2.5)
+
+    table = report.markdown(results, config, _described(), 1.0, "cmd")
+
+    figure = "server commands per fired timer, 1 worker process (INFO commandstats; raw: a poller sleeping 1 ms)"
+    assert f"| drain | {figure} | 0.03 | 0.02 | 1.50 |" in table
+    assert (
+        "| drain | by command, per fired timer, 1 worker process | evalsha 0.01, zadd 0.02 | evalsha 0.01, time 0.01 |"
+        in table
+    )
+    usec = "EVALSHA µs per fired timer, 1 worker process (commandstats usec; raw: a poller sleeping 1 ms)"
+    assert f"| drain | {usec} | 12.5 | 2.5 | 5.00 |" in table
 
 
 # -- the cluster scenario ----------------------------------------------------------------
