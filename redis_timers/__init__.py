@@ -10,6 +10,8 @@ from redis_timers.errors import (
     ActivationError,
     HandlerNotFoundError,
     HandlerRegistrationError,
+    InspectionArgumentError,
+    InvalidCursorError,
     InvalidTimerError,
     InvalidTimerIdError,
     InvalidTopicError,
@@ -32,23 +34,28 @@ from redis_timers.errors import (
     UnsupportedClientError,
 )
 from redis_timers.lock import consume_lock, timer_lock
-from redis_timers.records import DeadLetter, TimerInfo
+from redis_timers.records import DeadLetter, DueHistogram, Page, ScheduledTimer, TimerInfo, TimersStats, TopicStats
 from redis_timers.router import Handler, Router
 from redis_timers.settings import TimersSettings
 
 __all__ = [
     "ActivationError",
     "DeadLetter",
+    "DueHistogram",
     "Handler",
     "HandlerNotFoundError",
     "HandlerRegistrationError",
+    "InspectionArgumentError",
+    "InvalidCursorError",
     "InvalidTimerError",
     "InvalidTimerIdError",
     "InvalidTopicError",
     "NaiveDatetimeError",
+    "Page",
     "PayloadTypeError",
     "ReplacedFeatureError",
     "Router",
+    "ScheduledTimer",
     "SetModeError",
     "SetResult",
     "SettingsError",
@@ -66,7 +73,9 @@ __all__ = [
     "TimersPermissionError",
     "TimersServerError",
     "TimersSettings",
+    "TimersStats",
     "TimersUnavailableError",
+    "TopicStats",
     "UnstorablePayloadError",
     "UnsupportedClientError",
     "consume_lock",

@@ -9,11 +9,11 @@ from typing import Any, ClassVar, TypeVar
 
 import pydantic
 
-from redis_timers import bulk, flows, layout, seed
+from redis_timers import bulk, flows, inspect, layout, seed
 from redis_timers.engine import WorkerEngine
 from redis_timers.keys import Namespace
 from redis_timers.ops import Flow, ScriptCall
-from redis_timers.records import DeadLetter, TimerInfo
+from redis_timers.records import DeadLetter, DueHistogram, Page, ScheduledTimer, TimerInfo, TimersStats
 from redis_timers.registry import HandlerRegistry
 from redis_timers.router import Router
 from redis_timers.settings import TimersSettings
@@ -132,6 +132,47 @@ class TimersCore:
 
     def _purge_dead_letters_flow(self) -> Flow[int]:
         return self._checked(flows.purge_dead_letters(self.namespace))
+
+    def _topics_flow(self) -> Flow[list[str]]:
+        return self._checked(inspect.topics(self.namespace, self.registry))
+
+    def _count_timers_flow(
+        self, topic: str | None, due_after: datetime.datetime | None, due_before: datetime.datetime | None
+    ) -> Flow[int]:
+        return self._checked(
+            inspect.count_timers(self.namespace, self.registry, self.settings, topic, due_after, due_before)
+        )
+
+    def _list_timers_flow(
+        self,
+        topic: str | None,
+        due_after: datetime.datetime | None,
+        due_before: datetime.datetime | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Flow[Page[ScheduledTimer]]:
+        return self._checked(
+            inspect.list_timers(
+                self.namespace, self.registry, self.settings, topic, due_after, due_before, limit, cursor
+            )
+        )
+
+    def _running_timers_flow(self, topic: str | None, limit: int, cursor: str | None) -> Flow[Page[ScheduledTimer]]:
+        return self._checked(inspect.running_timers(self.namespace, self.registry, self.settings, topic, limit, cursor))
+
+    def _stats_flow(self, overdue_after: datetime.timedelta) -> Flow[TimersStats]:
+        return self._checked(inspect.stats(self.namespace, self.registry, self.settings, overdue_after))
+
+    def _due_histogram_flow(self, window: datetime.timedelta, buckets: int, topic: str | None) -> Flow[DueHistogram]:
+        return self._checked(
+            inspect.due_histogram(self.namespace, self.registry, self.settings, window, buckets, topic)
+        )
+
+    def _dead_letter_page_flow(self, topic: str | None, limit: int, cursor: str | None) -> Flow[Page[DeadLetter]]:
+        return self._checked(inspect.dead_letter_page(self.namespace, self.settings, topic, limit, cursor))
+
+    def _count_dead_letters_flow(self, topic: str | None) -> Flow[int]:
+        return self._checked(inspect.count_dead_letters(self.namespace, self.settings, topic))
 
     @property
     def handlers_by_topics(self) -> seed.HandlersByTopic:

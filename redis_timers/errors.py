@@ -46,6 +46,15 @@ class SetModeError(InvalidTimerError):
     """`mode` is not one of "replace", "keep", "earlier" and "later"."""
 
 
+class InspectionArgumentError(TimersError, ValueError):
+    """An inspection call (`list_timers`, `stats`, ...) got an argument it can't use: a `limit` out of range, a
+    due window that is not one, a histogram's `window` or `buckets`."""
+
+
+class InvalidCursorError(InspectionArgumentError):
+    """A `cursor=` that no page of this same call (same method, topic and window) returned."""
+
+
 class PayloadTypeError(TimersError, TypeError):
     """The payload is not an instance of the topic's schema."""
 

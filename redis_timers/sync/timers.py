@@ -14,7 +14,7 @@ import redis.cluster
 from redis_timers import flows
 from redis_timers.bulk import SetMode, SetResult, TimerRef, TimerSpec
 from redis_timers.core import TimersCore
-from redis_timers.records import DeadLetter, TimerInfo
+from redis_timers.records import DeadLetter, DueHistogram, Page, ScheduledTimer, TimerInfo, TimersStats
 from redis_timers.sync.driver import SyncDriver
 from redis_timers.sync.worker import SyncWorker
 from redis_timers.timing import ms_to_datetime
@@ -104,6 +104,8 @@ class Timers(TimersCore):
         return self._driver.drive(self._fetch_ready_timers_flow(timestamp))
 
     def dead_letters(self) -> list[DeadLetter]:
+        """Every dead letter, oldest failure first, in one `HGETALL` per shard: for small sets. For big ones,
+        `dead_letter_page` and `count_dead_letters` read them in bounded pages."""
         return self._driver.drive(self._dead_letters_flow())
 
     def requeue_dead_letter(self, topic: str, timer_id: str, *, durable: bool = False) -> bool:
@@ -111,8 +113,60 @@ class Timers(TimersCore):
         return self._driver.drive(self._requeue_dead_letter_flow(topic, timer_id, durable))
 
     def purge_dead_letters(self) -> int:
-        """Delete every dead letter; returns how many there were."""
+        """Delete every dead letter; returns how many there were. The server frees them in the background (`UNLINK`)."""
         return self._driver.drive(self._purge_dead_letters_flow())
+
+    def topics(self) -> list[str]:
+        """The handled topics and every topic with timers in the namespace (bounded SCAN pages per shard), sorted."""
+        return self._driver.drive(self._topics_flow())
+
+    def count_timers(
+        self,
+        topic: str | None = None,
+        *,
+        due_after: datetime.datetime | None = None,
+        due_before: datetime.datetime | None = None,
+    ) -> int:
+        """How many timers (of `topic`, or of every topic) are due at or after `due_after` and before `due_before`
+        (a running one counts at its lease's end); one `ZCOUNT` per topic and shard."""
+        return self._driver.drive(self._count_timers_flow(topic, due_after, due_before))
+
+    def list_timers(
+        self,
+        topic: str | None = None,
+        *,
+        due_after: datetime.datetime | None = None,
+        due_before: datetime.datetime | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[ScheduledTimer]:
+        """A page of at most `limit` timers, earliest first, across every shard (see docs/operations.md
+        "Inspection"); pass the page's `cursor` back for the next one."""
+        return self._driver.drive(self._list_timers_flow(topic, due_after, due_before, limit, cursor))
+
+    def running_timers(
+        self, topic: str | None = None, *, limit: int = 100, cursor: str | None = None
+    ) -> Page[ScheduledTimer]:
+        """A page of the timers a handler runs now (live lease), earliest lease end first."""
+        return self._driver.drive(self._running_timers_flow(topic, limit, cursor))
+
+    def stats(self, *, overdue_after: datetime.timedelta = datetime.timedelta(seconds=1)) -> TimersStats:
+        """Per topic: pending, due now, overdue, running, dead, next due and oldest overdue (see docs/operations.md)."""
+        return self._driver.drive(self._stats_flow(overdue_after))
+
+    def due_histogram(self, window: datetime.timedelta, *, buckets: int = 24, topic: str | None = None) -> DueHistogram:
+        """How many timers are due in each of `buckets` equal parts of the next `window`, and how many before."""
+        return self._driver.drive(self._due_histogram_flow(window, buckets, topic))
+
+    def dead_letter_page(
+        self, topic: str | None = None, *, limit: int = 100, cursor: str | None = None
+    ) -> Page[DeadLetter]:
+        """A page of at most `limit` dead letters (of `topic`, or all), one bounded `HSCAN` at a time."""
+        return self._driver.drive(self._dead_letter_page_flow(topic, limit, cursor))
+
+    def count_dead_letters(self, topic: str | None = None) -> int:
+        """How many dead letters there are: `HLEN` per shard, or for one topic a bounded `HSCAN` pass."""
+        return self._driver.drive(self._count_dead_letters_flow(topic))
 
     def handle_ready_timers(self) -> None:
         """Handle every timer due now, then return."""
