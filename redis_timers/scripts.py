@@ -86,6 +86,10 @@ READ_LEGACY = LuaScript(
 
 PURGE_DEAD_LETTERS = LuaScript(
     name="purge_dead_letters",
-    source="local n = redis.call('HLEN', KEYS[1]); redis.call('DEL', KEYS[1]); return n",
+    # UNLINK: the server frees the hash in the background, so a purge of any size blocks it for O(1).
+    source="local n = redis.call('HLEN', KEYS[1]); redis.call('UNLINK', KEYS[1]); return n",
 )
 CHECK_LAYOUT = _load("check_layout", with_prelude=False)
+INSPECT_RANGE = _load("inspect_range")
+INSPECT_COUNTS = _load("inspect_counts")
+INSPECT_SCAN = _load("inspect_scan", with_prelude=False)
