@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import time
 from typing import Any
 
 import pytest
@@ -40,10 +39,12 @@ def sharded(shards: int) -> TimersSettings:
     return TimersSettings(shards=shards)
 
 
-def every_page(timers: TimersHarness, method: str, *args: Any, **kwargs: Any) -> tuple[list[Any], int]:
-    """Every item of a paged call, following cursors to the end; and how many pages it took."""
+def every_page(
+    timers: TimersHarness, method: str, *args: Any, cursor_from: str | None = None, **kwargs: Any
+) -> tuple[list[Any], int]:
+    """Every item of a paged call (from `cursor_from`'s page on), following cursors to the end; and how many pages."""
     items: list[Any] = []
-    cursor = None
+    cursor = cursor_from
     pages = 0
     while True:
         page = timers.call(method, *args, cursor=cursor, **kwargs)
@@ -288,7 +289,8 @@ def test_purge_of_200000_dead_letters_does_not_block_the_server(front: Front) ->
     for first in range(0, len(letters), 20_000):
         bury(front, 1, letters[first : first + 20_000])
     timers = front.timers()
-    saved = front.raw.config_get("slowlog-log-slower-than") | front.raw.config_get("lazyfree-lazy-user-del")
+    names = ("slowlog-log-slower-than", "lazyfree-lazy-user-del")
+    saved = {name: str(front.raw.config_get(name)[name]) for name in names}
     # As Redis ships: DEL frees a value in the foreground (Valkey frees it in the background by default).
     front.raw.config_set("lazyfree-lazy-user-del", "no")
     front.raw.config_set("slowlog-log-slower-than", "20000")  # 20 ms; the DEL of this hash blocks it for ~250 ms
@@ -335,15 +337,31 @@ def test_bad_arguments_are_refused(front: Front) -> None:
     schedule_many(timers, 30)
     page = timers.call("list_timers", limit=5)
     assert page.cursor is not None
-    for other_call in (
-        lambda cursor: timers.call("list_timers", "jobs", limit=5, cursor=cursor),
-        lambda cursor: timers.call("list_timers", due_after=BASE, limit=5, cursor=cursor),
-        lambda cursor: timers.call("running_timers", cursor=cursor),
-        lambda cursor: timers.call("dead_letter_page", cursor=cursor),
-    ):
+    other_calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
+        ("list_timers", ("jobs",), {"limit": 5}),
+        ("list_timers", (), {"due_after": BASE, "limit": 5}),
+        ("running_timers", (), {}),
+        ("dead_letter_page", (), {}),
+    ]
+    for method, args, kwargs in other_calls:
         with pytest.raises(InvalidCursorError):
-            other_call(page.cursor)
+            timers.call(method, *args, cursor=page.cursor, **kwargs)
     for garbage in ("", "not a cursor", page.cursor[:-3], 42):
         with pytest.raises(InvalidCursorError):
             timers.call("list_timers", limit=5, cursor=garbage)
     assert front.timer_data() != []  # nothing was changed by the refusals
+
+
+def test_a_timer_changed_between_pages_is_listed_at_its_new_place(front: Front) -> None:
+    timers = handlers(front, settings=sharded(4))
+    for n in range(10):
+        timers.set_timer("jobs", f"j{n}", Job(n=n), activate_at=BASE + n * SECOND)
+
+    first = timers.call("list_timers", limit=4)
+    assert [timer.timer_id for timer in first.items] == ["j0", "j1", "j2", "j3"]
+    timers.set_timer("jobs", "j1", Job(n=1), activate_at=BASE + datetime.timedelta(hours=1))  # listed; moves on
+    timers.remove_timer("jobs", "j5")
+    timers.set_timer("jobs", "j8", Job(n=8), activate_at=BASE - SECOND)  # not listed yet; moves before the cursor
+    rest, _ = every_page(timers, "list_timers", limit=4, cursor_from=first.cursor)
+
+    assert [timer.timer_id for timer in rest] == ["j4", "j6", "j7", "j9", "j1"]

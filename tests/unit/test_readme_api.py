@@ -57,6 +57,14 @@ def documented(name: str, func: Callable[..., Any]) -> str:
         "dead_letters",
         "requeue_dead_letter",
         "purge_dead_letters",
+        "dead_letter_page",
+        "count_dead_letters",
+        "topics",
+        "count_timers",
+        "list_timers",
+        "running_timers",
+        "stats",
+        "due_histogram",
     ],
 )
 def test_the_api_table_writes_each_call_as_its_signature(timers_class: Any, method: str) -> None:
