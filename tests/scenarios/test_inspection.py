@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -365,3 +366,29 @@ def test_a_timer_changed_between_pages_is_listed_at_its_new_place(front: Front) 
     rest, _ = every_page(timers, "list_timers", limit=4, cursor_from=first.cursor)
 
     assert [timer.timer_id for timer in rest] == ["j4", "j6", "j7", "j9", "j1"]
+
+
+def test_the_readme_example_runs_in_a_process_without_handlers(front: Front) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Inspection", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    writer = front.timers(spec("orders", Job, lambda payload, context: None))
+    writer.call("set_timers", [TimerSpec("orders", f"o{n}", Job(n=n), activate_at=BASE) for n in range(120)])
+    inspector = front.timers()
+    printed: list[tuple[Any, ...]] = []
+    if not front.is_async:
+        example = example.replace("await ", "")
+    source = "async def example(timers, print):\n" + "".join(f"    {line}\n" for line in example.splitlines())
+    scope: dict[str, Any] = {}
+    exec(compile(source, "README.md", "exec"), scope)  # noqa: S102 - the README's own example
+
+    def run() -> Any:
+        return scope["example"](inspector.timers, lambda *values: printed.append(values))
+
+    if front.is_async:
+        front.portal.call(run)
+    else:
+        coroutine = run()
+        with pytest.raises(StopIteration):
+            coroutine.send(None)  # no await left in it: it runs to its end at once
+    assert printed == [(0, 0, 0, 0, BASE)]
