@@ -153,7 +153,9 @@ def test_topics_finds_the_namespaces_topics_without_handlers(front: Front) -> No
     assert json.loads(listed[0].payload)["n"] in range(1, 20, 2)
 
 
-def test_running_timers_and_stats_while_a_handler_holds_its_lease(front: Front) -> None:
+@pytest.mark.cluster
+@pytest.mark.parametrize("shards", [1, 4])
+def test_running_timers_and_stats_while_a_handler_holds_its_lease(front: Front, shards: int) -> None:
     gate = front.gate()
     started: Recorder[int] = Recorder()
 
@@ -161,7 +163,7 @@ def test_running_timers_and_stats_while_a_handler_holds_its_lease(front: Front) 
         started.record(payload.n)
         gate.wait()
 
-    settings = TimersSettings(shards=4, lease_seconds=60)
+    settings = TimersSettings(shards=shards, lease_seconds=60)
     timers = front.timers(spec("jobs", Job, handler, blocking=True), settings=settings)
     now = ms_to_datetime(server_time_ms(front.raw))
     for n in range(3):
@@ -191,6 +193,7 @@ def test_running_timers_and_stats_while_a_handler_holds_its_lease(front: Front) 
     assert every_page(inspector, "running_timers")[0] == []
 
 
+@pytest.mark.cluster
 def test_stats_counts_due_overdue_and_dead_per_topic(front: Front) -> None:
     failing = front.timers(
         spec("fails", Job, lambda payload, context: 1 / 0, max_attempts=1),
