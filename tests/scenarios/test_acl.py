@@ -350,3 +350,43 @@ def test_the_documented_user_with_the_shard_rules_runs_every_call_over_shards(
     assert timers.requeue_dead_letter("jobs", ids[1]) is False
     assert timers.purge_dead_letters() == 0
     assert [entry for entry in acl_front.raw.acl_log() if entry["username"] == "sharded"] == []
+
+
+def test_inspection_works_under_the_documented_user_with_its_rules(
+    acl_front: Front, acl_server: EmbeddedServer
+) -> None:
+    admin = redis.Redis(host=acl_server.host, port=acl_server.port)
+    version = server_version(admin)
+    rules = [
+        *documented_acl_rules(version),
+        *documented_extra_rules("With `TIMERS_SHARDS` > 1"),
+        *documented_extra_rules("For the inspection calls"),
+    ]
+    admin.execute_command("ACL", "SETUSER", "inspector", "reset", *rules)  # type: ignore[no-untyped-call]
+    try:
+        settings = TimersSettings(shards=4)
+        writer = acl_front.timers(
+            spec("jobs", Job, lambda payload, context: None),
+            spec("doomed", Job, lambda payload, context: 1 / 0, max_attempts=1),
+            url=user_url(acl_server, "inspector"),
+            settings=settings,
+        )
+        for n in range(10):
+            writer.set_timer("jobs", f"t{n}", Job(n=n), datetime.timedelta(hours=1))
+        writer.set_timer("doomed", "d", Job(n=0), NOW)
+        writer.handle_ready_timers()
+        inspector = acl_front.timers(url=user_url(acl_server, "inspector"), settings=settings)
+
+        assert inspector.call("topics") == ["jobs"]
+        assert inspector.call("count_timers") == 10
+        assert len(inspector.call("list_timers", limit=20).items) == 10
+        assert inspector.call("running_timers").items == []
+        assert inspector.call("stats").dead == 1
+        assert sum(inspector.call("due_histogram", datetime.timedelta(hours=2), buckets=2).counts) == 10
+        assert len(inspector.call("dead_letter_page").items) == 1
+        assert inspector.call("count_dead_letters", "doomed") == 1
+        assert inspector.purge_dead_letters() == 1
+        assert [entry for entry in admin.acl_log() if entry["username"] == "inspector"] == []
+    finally:
+        admin.acl_deluser("inspector")
+        admin.close()
