@@ -55,6 +55,13 @@ Which marked test shows which contract point (module::test):
 - the seed's interface:
     test_seed_interface::test_quick_start_shape
     test_seed_listing::test_fetch_all_timers_in_the_seeds_shape
+- inspection, paged and bounded across every shard:
+    test_inspection::test_paging_across_the_shards_of_a_cluster
+    test_inspection::test_running_timers_and_stats_while_a_handler_holds_its_lease
+    test_inspection::test_stats_counts_due_overdue_and_dead_per_topic
+    test_inspection::test_histogram_of_due_times
+    test_inspection::test_dead_letter_pages_on_every_shard
+    test_inspection::test_bad_arguments_are_refused
 """
 
 from __future__ import annotations
