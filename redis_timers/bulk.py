@@ -74,7 +74,8 @@ class _Batch:
         self.size += size
 
     def keys(self) -> tuple[str, ...]:
-        return tuple(key for topic in self.topics for key in self.keyspace.topic_keys(topic))
+        """Each topic's keys, then the shard's heads index (which the scripts keep up to date)."""
+        return (*(key for topic in self.topics for key in self.keyspace.topic_keys(topic)), self.keyspace.heads)
 
     def positions(self) -> list[int]:
         """Each timer's index in the call, in the order the script sees the timers."""

@@ -38,6 +38,8 @@ STOP_FLUSH_SECONDS = 5.0
 """After the grace period, how long a stopping worker keeps trying to hand leases back to an unreachable Redis."""
 GATHER_SECONDS = 0.001
 """Longest a busy worker waits for more handlers to finish before a round trip (see `_gather_until`)."""
+UNREGISTERED = -2
+"""A cycle's next due time when the shard does not have the worker's topic set (see cycle.lua)."""
 RENEW_AFTER_FRACTION = 1 / 3
 """A lease is renewed once a third of it has passed, so two renewals can fail before it runs out."""
 
@@ -349,7 +351,7 @@ class WorkerEngine:
         shards = self._shards
         if len(shards) == 1:
             outstanding.append(shards[0])
-            return Cycle(self._cycle_call(shards[0], min(free, MAX_CLAIM_BATCH)))
+            return Cycle(self._cycle_call(shards[0], min(free, MAX_CLAIM_BATCH), now))
         shares: list[int] = []
         if wanting:
             shares, self._first_extra_claim = claim_shares(free, wanting, len(shards), self._first_extra_claim)
@@ -364,10 +366,10 @@ class WorkerEngine:
                 continue
             if share or shard.pending or (stopping and shard.replay_due):
                 outstanding.append(shard)
-                calls.append(self._cycle_call(shard, share))
+                calls.append(self._cycle_call(shard, share, now))
         return Cycle(calls[0], tuple(calls[1:]))
 
-    def _cycle_call(self, shard: ShardState, asked: int) -> ScriptCall:
+    def _cycle_call(self, shard: ShardState, asked: int, now: float) -> ScriptCall:
         # Bounded like the claims, so that no concurrency makes one call too big for the script (or the
         # server's patience); what is left is still pending, so the next step is another round trip at once.
         if len(shard.pending) <= MAX_SETTLEMENTS_PER_CYCLE:
@@ -377,19 +379,29 @@ class WorkerEngine:
             shard.pending = shard.pending[MAX_SETTLEMENTS_PER_CYCLE:]
         shard.asked = asked
         n_topics = len(self._topics)
+        keyspace = shard.keyspace
+        shard.repairing = not shard.registered or now >= shard.repair_at
         args: list[Any] = [
             self._lease_ms,
             asked,
             "" if shard.cutoff is None else shard.cutoff,
-            shard.keyspace.channel_prefix,
-            n_topics,
-            *self._topics,
+            keyspace.channel_prefix,
+            keyspace.tag,
             shard.rotation,
+            # The heads index is kept by every write script, but not by processes of earlier versions: once per
+            # safety interval the call rebuilds the entries of our topics, so their timers fire within one interval.
+            "1" if shard.repairing else "",
             b"".join([settlement.encoded for settlement in shard.sent]),
         ]
+        if not shard.registered:
+            # The call names no topic: the shard keeps the set, registered by the first call (and again whenever
+            # the server answers that it has lost it: flushed, restarted without persistence, failed over).
+            args += [n_topics, *self._topics]
+        else:
+            args.append("")
         shard.rotation = (shard.rotation + 1) % max(1, n_topics)
         shard.record = record = shard.claim_record
-        keys = (shard.keyspace.dead_letters, record, shard.previous_record, *shard.topic_keys)
+        keys = (keyspace.dead_letters, record, shard.previous_record, keyspace.heads, shard.topic_set)
         return ScriptCall(scripts.CYCLE, keys, tuple(args))
 
     # -- what happened --------------------------------------------------------------------
@@ -410,6 +422,18 @@ class WorkerEngine:
         now_ms, next_due, stale, examined = int(reply[0]), int(reply[1]), int(reply[2]), int(reply[3])
         shard.clock.observe(now_ms, sent_at, received_at)
         self._gathering_since = None
+        if next_due == UNREGISTERED:
+            # The shard does not have our topic set: the call did nothing. Send it again at once, with the set.
+            shard.registered = False
+            shard.pending = shard.sent + shard.pending
+            shard.sent = []
+            shard.next_due = None
+            shard.repair_at = 0.0
+            return []
+        if shard.repairing:
+            # This call rebuilt the heads of our topics (a call that registers the set always does).
+            shard.repair_at = sent_at + self._settings.safety_wakeup_seconds
+        shard.registered = True
         shard.safety_claim_at = received_at + self._settings.safety_wakeup_seconds
         shard.previous_record = shard.record
         shard.cycle_number += 1

@@ -69,7 +69,7 @@ def set_timer_call(
         namespace, registry, topic, timer_id, payload, activation_period, activate_at
     )
     args: tuple[str | int | bytes, ...] = (timer_id, body, when, milliseconds, keyspace.channel(topic))
-    return ScriptCall(scripts.SET_TIMER, keyspace.topic_keys(topic), args if mode == "replace" else (*args, mode))
+    return ScriptCall(scripts.SET_TIMER, keyspace.write_keys(topic), args if mode == "replace" else (*args, mode))
 
 
 SET_MODES = ("replace", "keep", "earlier", "later")
@@ -232,7 +232,7 @@ def remove_timer(
 ) -> Flow[bool]:
     registry.find(topic)
     check_timer_id(timer_id)
-    keys = namespace.keyspace_for(topic, timer_id).topic_keys(topic)
+    keys = namespace.keyspace_for(topic, timer_id).write_keys(topic)
     call = ScriptCall(scripts.REMOVE_TIMER, keys, (timer_id,))
     removed = yield from write(call, durability, read_timeout_seconds)
     return bool(removed)
@@ -301,7 +301,7 @@ def requeue_dead_letter(
     keyspace = namespace.keyspace_for(topic, timer_id)
     call = ScriptCall(
         scripts.REQUEUE_DEAD_LETTER,
-        (keyspace.dead_letters, *keyspace.topic_keys(topic)),
+        (keyspace.dead_letters, *keyspace.write_keys(topic)),
         (dead_letter_field(topic, timer_id), timer_id, keyspace.channel(topic)),
     )
     requeued = yield from write(call, settings if durable else None, read_timeout_seconds)

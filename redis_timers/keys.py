@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import zlib
+from collections.abc import Sequence
 
 from redis_timers.slots import SLOTS, key_slot
 
@@ -79,6 +81,20 @@ class Keyspace:
 
     def state(self, topic: str) -> str:
         return f"{self.tag}:state:{topic}"
+
+    @functools.cached_property
+    def heads(self) -> str:
+        """The shard's index of topic heads: topic -> the lowest score of its timeline (see docs/protocol.md)."""
+        return f"{self.tag}:heads"
+
+    def topic_set(self, topics: Sequence[str]) -> str:
+        """Where a worker's `topics` (in its order) are registered, so that its round trips need not name them."""
+        digest = hashlib.sha1("\n".join(topics).encode("utf-8"), usedforsecurity=False).hexdigest()
+        return f"{self.tag}:topics:{digest}"
+
+    def write_keys(self, topic: str) -> tuple[str, str, str, str]:
+        """What a script that writes one topic's timeline names: its keys, then the shard's heads index."""
+        return (*self.topic_keys(topic), self.heads)
 
     def topic_keys(self, topic: str) -> tuple[str, str, str]:
         keys = self._keys_by_topic.get(topic)

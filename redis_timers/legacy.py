@@ -98,7 +98,7 @@ def _import_original_timeline(namespace: Namespace, registry: HandlerRegistry, s
         for (keyspace, topic), rows in rows_by_shard_and_topic.items():
             imported += yield ScriptCall(
                 scripts.IMPORT_LEGACY,
-                (*keyspace.topic_keys(topic), keyspace.legacy_receipts(topic)),
+                (*keyspace.topic_keys(topic), keyspace.legacy_receipts(topic), keyspace.heads),
                 (keyspace.channel(topic), *rows),
             )
         if moved:
@@ -153,7 +153,7 @@ def _follow_imported(keyspace: Keyspace, settings: TimersSettings, topic: str) -
     """
     timeline, payloads, state = keyspace.topic_keys(topic)
     receipts_key = keyspace.legacy_receipts(topic)
-    our_keys = (timeline, payloads, state, receipts_key)
+    our_keys = (timeline, payloads, state, receipts_key, keyspace.heads)
     reimported = 0
     cursor = "0"
     while True:

@@ -7,7 +7,6 @@ times. The engine keeps one `ShardState` per shard and sends a call only to the 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -30,8 +29,8 @@ class ShardState:
 
     index: int
     keyspace: Keyspace
-    topic_keys: tuple[str, ...]
-    """Every topic's timeline, payloads and state key in this shard, in the order of the call's topics."""
+    topic_set: str
+    """Where the worker's topics are registered in this shard (`Keyspace.topic_set`)."""
     worker_id: str
     clock: ServerClock = dataclasses.field(default_factory=ServerClock)
     """The shard's primary's clock: each primary has its own, and never-early is decided by it."""
@@ -51,6 +50,12 @@ class ShardState:
     cutoff: int | None = None
     """A single pass's end, on this shard's clock (see `WorkerEngine.cycle_succeeded`)."""
     pass_exhausted: bool = False
+    registered: bool = False
+    """The shard has answered a call that registered the worker's topics (or found them registered)."""
+    repair_at: float = 0.0
+    """When the next call rebuilds the heads index entries of the worker's topics (once per safety interval)."""
+    repairing: bool = False
+    """The call out now rebuilds them."""
     rotation: int = 0
     """Which topic this shard's next call claims from first, for fairness between topics."""
     asked: int = 0
@@ -72,7 +77,7 @@ def new_shard_states(keyspaces: Sequence[Keyspace], topics: Sequence[str], worke
         ShardState(
             keyspace.shard,
             keyspace,
-            tuple(itertools.chain.from_iterable(map(keyspace.topic_keys, topics))),
+            keyspace.topic_set(topics),
             worker_id,
         )
         for keyspace in keyspaces

@@ -1,8 +1,10 @@
 -- One worker round trip: settle finished runs, renew leases, then claim due timers.
--- KEYS: dead, this call's claim record, the previous call's claim record, then per topic: timeline,
---       payloads, state.
--- ARGV: lease_ms, claim_limit, cutoff ('' = now), channel_prefix, n_topics, topics...,
---       first topic to claim from (rotates for fairness), then every settlement in one string.
+-- KEYS: dead, this call's claim record, the previous call's claim record, the shard's heads index (topic -> lowest
+--       score of its timeline), the worker's topic set (topic -> its index from 1, ' <index>' -> topic, ' n' -> count;
+--       no topic holds a space, so the fields never collide).
+-- ARGV: lease_ms, claim_limit, cutoff ('' = now), channel_prefix, the shard's tag, rotation (which due topic to
+--       claim from first, for fairness), '1' to rebuild the heads index entries of every topic of the set, every
+--       settlement in one string, then '' or (to register the set) its number of topics and the topics in order.
 --       A settlement is '<kind><topic index>:<token>:<id length>:<id>', followed for 'r' (retry) by
 --       '<delay_ms>:<error length>:<error>' and for 'd' (dead letter) by '<error length>:<error>'.
 --       Kinds: a = ack, r = retry, d = dead letter, l = release the lease, n = renew the lease.
@@ -13,6 +15,8 @@
 --          '<attempts>:<payload length>:<topic index>:<token>:<id length>:<id><payload>', whose middle
 --          ('<topic index>:<token>:<id length>:<id>') is what the settlement of that run repeats. A token
 --          is '<claim counter>.<n>.<due ms>'.
+--          next_due is -2 when the topic set is not on the server (a first call, a flushed or failed-over server):
+--          then nothing was done, and the worker sends the call again with the set.
 -- now (rounded down) decides what is due; now_up (rounded up) is the base of every score computed here.
 local now, now_up = server_now_ms()
 local lease_ms = tonumber(ARGV[1])
@@ -22,14 +26,52 @@ if ARGV[3] ~= '' then
   cutoff = math.min(now, tonumber(ARGV[3]))
 end
 local channel_prefix = ARGV[4]
-local n = tonumber(ARGV[5])
-local start = tonumber(ARGV[6 + n])
-local wire = ARGV[7 + n]
-local dead = KEYS[1]
+local tag = ARGV[5]
+local rotation = tonumber(ARGV[6])
+local repair = ARGV[7] == '1'
+local wire = ARGV[8]
+local dead, heads, topic_set = KEYS[1], KEYS[4], KEYS[5]
+-- Heads of topics of other workers a walk of the index steps over before it gives up on the index and looks at
+-- each of this worker's topics instead (see docs/protocol.md): bounds what they cost this worker's call.
+local max_foreign = 1000
 
-local function topic_keys(i)
-  return KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
+local n
+if ARGV[9] ~= '' then
+  n = tonumber(ARGV[9])
+  redis.call('DEL', topic_set)
+  local fields = {' n', ms(n)}
+  for i = 1, n do
+    local topic = ARGV[9 + i]
+    fields[#fields + 1] = topic
+    fields[#fields + 1] = ms(i)
+    fields[#fields + 1] = ' ' .. i
+    fields[#fields + 1] = topic
+  end
+  call_sliced('HSET', topic_set, fields)
+  -- The set is new here: its topics' timelines may have been written by a version that kept no index.
+  repair = true
+else
+  n = tonumber(redis.call('HGET', topic_set, ' n'))
+  if not n then
+    return {now, -2, 0, 0, ''}
+  end
 end
+
+local names = {}  -- topic index -> topic
+local function topic_name(ti)
+  local topic = names[ti]
+  if topic == nil then
+    topic = redis.call('HGET', topic_set, ' ' .. ti) or false
+    names[ti] = topic
+  end
+  return topic
+end
+local function topic_keys(topic)
+  return tag .. ':timeline:' .. topic, tag .. ':payloads:' .. topic, tag .. ':state:' .. topic
+end
+-- Topics whose timeline this call wrote: their heads are brought up to date once each, after the writes.
+local touched = {}
+
 local record, previous_record = KEYS[2], KEYS[3]
 -- The previous call's reply arrived (this call comes after it), so its record is no longer needed.
 redis.call('DEL', previous_record)
@@ -60,16 +102,21 @@ while at <= #wire do
   end
   group[#group + 1] = op
 end
--- One read of the stored payloads per topic, then the checks.
+-- One read of the stored payloads per topic, then the checks. A topic index the set does not have (no run of
+-- this set names one) leaves its settlements without a holder: stale.
 for ti, group in pairs(ops_by_topic) do
-  local ids = {}
-  for j, op in ipairs(group) do
-    ids[j] = op.id
-  end
-  local stored = call_sliced('HMGET', KEYS[3 * ti + 2], ids)
-  for j, op in ipairs(group) do
-    op.stored = stored[j]
-    op.attempts, op.held_by = run_of(stored[j])
+  local topic = topic_name(ti)
+  if topic then
+    local ids = {}
+    for j, op in ipairs(group) do
+      ids[j] = op.id
+    end
+    local _, payloads = topic_keys(topic)
+    local stored = call_sliced('HMGET', payloads, ids)
+    for j, op in ipairs(group) do
+      op.stored = stored[j]
+      op.attempts, op.held_by = run_of(stored[j])
+    end
   end
 end
 
@@ -77,15 +124,20 @@ local stale = 0
 local acked = {}  -- topic index -> ids, removed in one batch per topic below
 for _, op in ipairs(ops) do
   local kind, ti, id = op.kind, op.ti, op.id
-  local timeline, payloads, state = topic_keys(ti)
-  local topic = ARGV[5 + ti]
+  local topic = topic_name(ti)
   if op.held_by ~= op.token then
     stale = stale + 1
+  else
+    touched[topic] = true
+  end
+  local timeline, payloads, state = topic_keys(topic or '')
+  if op.held_by ~= op.token then
+    -- counted above
   elseif kind == 'a' then
-    local batch = acked[ti]
+    local batch = acked[topic]
     if not batch then
       batch = {ids = {}, errors = {}}
-      acked[ti] = batch
+      acked[topic] = batch
     end
     batch.ids[#batch.ids + 1] = id
     if op.attempts > 1 then
@@ -113,8 +165,8 @@ for _, op in ipairs(ops) do
     bury(timeline, payloads, state, dead, topic, id, op.err, now)
   end
 end
-for ti, batch in pairs(acked) do
-  local timeline, payloads, state = topic_keys(ti)
+for topic, batch in pairs(acked) do
+  local timeline, payloads, state = topic_keys(topic)
   call_sliced('ZREM', timeline, batch.ids)
   call_sliced('HDEL', payloads, batch.ids)
   if #batch.errors > 0 then
@@ -143,7 +195,7 @@ if recorded then
     local body_at = id_at + tonumber(id_length)
     local id = string.sub(recorded, id_at, body_at - 1)
     at = body_at + tonumber(body_length)
-    local _, payloads, state = topic_keys(tonumber(ti))
+    local _, payloads = topic_keys(topic_name(tonumber(ti)) or '')
     local _, held_by, json = unpack_stored(redis.call('HGET', payloads, id))
     if held_by == token then
       add_claim(ti, attempts, token, id, json)
@@ -151,14 +203,50 @@ if recorded then
   end
   reply[4] = limit
 else
+  -- The due topics of this worker: from the heads index, earliest head first, stepping over other workers' topics;
+  -- past max_foreign of those, every topic of the set instead (what each round trip cost before the index).
+  local candidates = {}
+  local every_topic = false
+  local foreign = 0
+  local page_size = 256
+  local offset = 0
+  while #candidates < limit do
+    local page = redis.call('ZRANGEBYSCORE', heads, '-inf', ms(cutoff), 'LIMIT', offset, page_size)
+    for _, topic in ipairs(page) do
+      local ti = redis.call('HGET', topic_set, topic)
+      if ti then
+        candidates[#candidates + 1] = tonumber(ti)
+        names[tonumber(ti)] = topic
+      else
+        foreign = foreign + 1
+      end
+    end
+    if #page < page_size then
+      break
+    end
+    if foreign > max_foreign then
+      candidates, every_topic = {}, true
+      for ti = 1, n do
+        candidates[ti] = ti
+      end
+      break
+    end
+    offset = offset + page_size
+  end
   local remaining = limit
-  for step = 0, n - 1 do
+  for step = 0, #candidates - 1 do
     if remaining <= 0 then
       break
     end
-    local ti = ((start + step) % n) + 1
-    local timeline, payloads, state = topic_keys(ti)
+    -- The first due topic rotates between calls, so a busy topic can't starve the others.
+    local ti = candidates[((rotation + step) % #candidates) + 1]
+    local topic = topic_name(ti)
+    local timeline, payloads, state = topic_keys(topic)
     local due = redis.call('ZRANGEBYSCORE', timeline, '-inf', ms(cutoff), 'WITHSCORES', 'LIMIT', 0, remaining)
+    if #due > 0 or not every_topic then
+      -- Claimed from, or a head the index held as due that was not (written by an earlier version): repaired.
+      touched[topic] = true
+    end
     local ids, due_ms = {}, {}
     for j = 1, #due, 2 do
       ids[#ids + 1] = due[j]
@@ -198,7 +286,7 @@ else
           hset[#hset + 1] = attempts .. ':' .. token .. '|' .. json
           add_claim(ti, attempts, token, id, json)
         else
-          bury(timeline, payloads, state, dead, ARGV[5 + ti], id, 'payload missing', now)
+          bury(timeline, payloads, state, dead, topic, id, 'payload missing', now)
         end
       end
       if #hset > 0 then
@@ -214,15 +302,49 @@ else
 end
 reply[5] = reply[5] or table.concat(claims)
 
-local next_due = -1
-for i = 1, n do
-  local head = redis.call('ZRANGE', KEYS[3 * i + 1], 0, 0, 'WITHSCORES')
-  if head[1] then
-    local score = tonumber(head[2])
-    if next_due < 0 or score < next_due then
-      next_due = score
+if repair then
+  -- Once per safety interval (and when the set is registered): every topic of the set, so that a timeline written
+  -- by a process of an earlier version, which keeps no index, is in it within one interval.
+  local all = redis.call('HGETALL', topic_set)
+  for j = 1, #all, 2 do
+    local topic = all[j]
+    if string.sub(topic, 1, 1) ~= ' ' then
+      touched[topic] = true
     end
   end
 end
-reply[2] = next_due
+for topic in pairs(touched) do
+  update_head(heads, tag .. ':timeline:' .. topic, topic)
+end
+
+-- Next due: the lowest head of this worker's topics, the first of the set's topics met walking the index from its
+-- start; past max_foreign heads of other topics, the lowest of the set's own heads, one by one.
+local next_due = nil
+local offset = 0
+local page_size = 64
+while true do
+  local page = redis.call('ZRANGE', heads, offset, offset + page_size - 1, 'WITHSCORES')
+  for j = 1, #page, 2 do
+    if redis.call('HGET', topic_set, page[j]) then
+      next_due = tonumber(page[j + 1])
+      break
+    end
+  end
+  if next_due or #page < 2 * page_size then
+    break
+  end
+  offset = offset + page_size
+  if offset > max_foreign then
+    for ti = 1, n do
+      local topic = topic_name(ti)
+      local score = topic and redis.call('ZSCORE', heads, topic)
+      if score and (not next_due or tonumber(score) < next_due) then
+        next_due = tonumber(score)
+      end
+    end
+    break
+  end
+end
+-- Never below 0 (a score written by hand): -1 and -2 say other things.
+reply[2] = next_due and math.max(0, next_due) or -1
 return reply

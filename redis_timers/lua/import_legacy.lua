@@ -1,4 +1,4 @@
--- KEYS: timeline, payloads, state, legacy receipts. ARGV: channel, then (id, due ms, payload, expected receipt)
+-- KEYS: timeline, payloads, state, legacy receipts, the shard's heads index. ARGV: channel, then (id, due ms, payload, expected receipt)
 -- quadruples. Imports timers the original library wrote. Each import leaves a receipt (due ms and SHA1 of the
 -- payload), so that the next passes can tell what a process of the original library changed since.
 -- Returns how many timers were (re)scheduled.
@@ -31,5 +31,8 @@ for o = 2, #ARGV, 4 do
     redis.call('HSET', KEYS[4], id, receipt)
     imported = imported + 1
   end
+end
+if imported > 0 then
+  update_head(KEYS[5], KEYS[1], topic_of(KEYS[1]))
 end
 return imported

@@ -51,6 +51,23 @@ local function schedule(timeline, channel, id, score)
   return added
 end
 
+-- The shard's index of topic heads ({ns}:heads, topic -> the lowest score of its timeline, leases included) lets a
+-- worker's round trip find its due topics in O(log N) rather than look at every topic. Every script that writes a
+-- timeline calls this after its writes, once per topic it touched: O(log N). An empty timeline leaves the index.
+local function update_head(heads, timeline, topic)
+  local head = redis.call('ZRANGE', timeline, 0, 0, 'WITHSCORES')
+  if head[1] then
+    redis.call('ZADD', heads, head[2], topic)
+  else
+    redis.call('ZREM', heads, topic)
+  end
+end
+
+-- The topic of a timeline key '<tag>:timeline:<topic>': no tag holds '}' but at its end.
+local function topic_of(timeline)
+  return string.sub(timeline, string.find(timeline, '}:timeline:', 1, true) + 11)
+end
+
 local function forget_state(state, id)
   redis.call('HDEL', state, 'e:' .. id)
 end

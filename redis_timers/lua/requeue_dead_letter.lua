@@ -1,4 +1,4 @@
--- KEYS: dead, timeline, payloads, state. ARGV: dead-letter field, id, channel.
+-- KEYS: dead, timeline, payloads, state, the shard's heads index. ARGV: dead-letter field, id, channel.
 -- Schedules the parked payload as a fresh timer due now (last write wins) and drops the dead letter.
 -- Returns 1, 0 if there is no such dead letter, or -1 if its record is not one `bury` writes (by hand, or by
 -- another version): then nothing is written, rather than a timer on the timeline without its payload.
@@ -22,5 +22,6 @@ local _, now_up = server_now_ms()
 schedule(KEYS[2], ARGV[3], ARGV[2], now_up)
 redis.call('HSET', KEYS[3], ARGV[2], payload)
 forget_state(KEYS[4], ARGV[2])
+update_head(KEYS[5], KEYS[2], topic_of(KEYS[2]))
 redis.call('HDEL', KEYS[1], ARGV[1])
 return 1

@@ -1,4 +1,4 @@
--- KEYS: timeline, payloads, state. ARGV: id, payload, 'in'|'at', milliseconds, channel[, mode].
+-- KEYS: timeline, payloads, state, the shard's heads index. ARGV: id, payload, 'in'|'at', milliseconds, channel[, mode].
 -- Replaces due time and payload at once and drops any lease: a handler still running for the
 -- old schedule then fails its token check and cannot delete this one. Without a mode (replace) the
 -- reply is the due time; with 'keep', 'earlier' or 'later' it is {due time, 1 if written else 0}, the
@@ -22,6 +22,7 @@ if added == 0 then
   -- Only a timer that was scheduled can have an error on record (acks and removals delete it).
   forget_state(KEYS[3], id)
 end
+update_head(KEYS[4], KEYS[1], topic_of(KEYS[1]))
 if mode then
   return {score, 1}
 end

@@ -1,4 +1,4 @@
--- KEYS: per topic of the batch, its timeline, payloads and state (all in one shard). ARGV: the mode ('replace',
+-- KEYS: per topic of the batch, its timeline, payloads and state (all in one shard), then the shard's heads index. ARGV: the mode ('replace',
 -- 'keep', 'earlier' or 'later'), then per topic (in KEYS order) its channel, its number of timers n, and n times
 -- id, payload and when: a due time in ms, or -1 - delay for a delay in ms from now. Each timer is set as
 -- set_timer.lua sets it with that mode, in order, so an id given twice ends as two calls one after the other
@@ -9,7 +9,8 @@ local _, now_up = server_now_ms()
 local reply = {now_up}
 local place = 0
 local i = 2
-for t = 1, #KEYS / 3 do
+local heads = KEYS[#KEYS]
+for t = 1, (#KEYS - 1) / 3 do
   local timeline, payloads, state = KEYS[3 * t - 2], KEYS[3 * t - 1], KEYS[3 * t]
   local channel, count = ARGV[i], tonumber(ARGV[i + 1])
   i = i + 2
@@ -57,6 +58,9 @@ for t = 1, #KEYS / 3 do
   -- The topic's workers are woken once, and only when the batch made its head earlier.
   if earliest and (head[1] == nil or earliest < tonumber(head[2])) then
     redis.call('PUBLISH', channel, ms(earliest))
+  end
+  if earliest then
+    update_head(heads, timeline, topic_of(timeline))
   end
 end
 return reply

@@ -113,9 +113,16 @@ def cycle_call(
     limit: int, record: str, previous: str, settlements: bytes = b"", *, lease_ms: int = 30_000
 ) -> ScriptCall:
     """One worker round trip over topic `jobs`, as the engine builds it (see `WorkerEngine._cycle_call`)."""
-    keys = (KEYSPACE.dead_letters, KEYSPACE.claim_record(record), KEYSPACE.claim_record(previous))
-    args = (lease_ms, limit, "", KEYSPACE.channel_prefix, 1, "jobs", 0, settlements)
-    return ScriptCall(scripts.CYCLE, (*keys, *KEYSPACE.topic_keys("jobs")), args)
+    keys = (
+        KEYSPACE.dead_letters,
+        KEYSPACE.claim_record(record),
+        KEYSPACE.claim_record(previous),
+        KEYSPACE.heads,
+        KEYSPACE.topic_set(["jobs"]),
+    )
+    # Every call registers the topic set (as a worker's first call does).
+    args = (lease_ms, limit, "", KEYSPACE.channel_prefix, KEYSPACE.tag, 0, "", settlements, 1, "jobs")
+    return ScriptCall(scripts.CYCLE, keys, args)
 
 
 def test_one_round_trip_claims_and_acks_more_timers_than_lua_can_unpack(redis_url: str) -> None:

@@ -89,10 +89,17 @@ def test_a_requeued_dead_letter_is_due_no_earlier_than_the_requeue(front: Front)
 
 def cycle(client: redis.Redis, *, lease_ms: int, limit: int, settlements: Sequence[bytes] = ()) -> list[Any]:
     """One `cycle.lua` call as a worker of the single topic `TOPIC` makes it (claim records of its own)."""
-    keys = (KEYSPACE.dead_letters, KEYSPACE.claim_record("test:now"), KEYSPACE.claim_record("test:before"))
-    args = (lease_ms, limit, "", KEYSPACE.channel_prefix, 1, TOPIC, 0, b"".join(settlements))
+    keys = (
+        KEYSPACE.dead_letters,
+        KEYSPACE.claim_record("test:now"),
+        KEYSPACE.claim_record("test:before"),
+        KEYSPACE.heads,
+        KEYSPACE.topic_set([TOPIC]),
+    )
+    # Every call registers the topic set (as a worker's first call does).
+    args = (lease_ms, limit, "", KEYSPACE.channel_prefix, KEYSPACE.tag, 0, "", b"".join(settlements), 1, TOPIC)
     client.delete(keys[1])  # every call is a fresh one, never a replay
-    reply: list[Any] = client.eval(scripts.CYCLE.source, 6, *keys, TIMELINE, PAYLOADS, STATE, *args)
+    reply: list[Any] = client.eval(scripts.CYCLE.source, len(keys), *keys, *args)
     return reply
 
 

@@ -42,9 +42,9 @@ def settlements(call: ScriptCall) -> list[tuple[Arg, ...]]:
     `'<delay_ms>:<error length>:<error>'` for a retry and `'<error length>:<error>'` for a dead
     letter; this parser checks that the lengths add up and nothing is left over.
     """
-    n_topics = int(call.args[4])
-    assert len(call.args) == 7 + n_topics, "settlements travel as one argument after the rotation"
-    wire = call.args[6 + n_topics]
+    registering = call.args[8]
+    assert len(call.args) == 9 + (int(registering) if registering != "" else 0), "one string of settlements"
+    wire = call.args[7]
     assert isinstance(wire, bytes)
     blob: bytes = wire
     parsed: list[tuple[Arg, ...]] = []

@@ -48,7 +48,7 @@ def test_one_shard_is_cut_into_batches_of_at_most_500_timers_in_the_calls_order(
     )
     first = batches.calls[0]
     assert first.script is scripts.SET_TIMERS
-    assert first.keys == ONE.keyspaces[0].topic_keys("orders")
+    assert first.keys == ONE.keyspaces[0].write_keys("orders")
     # mode, the topic's channel and number of timers, then per timer: id, payload, -1 - delay.
     assert (
         "arguments: the mode, then per topic its channel, its number of timers and, per timer, id, payload and when "
@@ -86,7 +86,7 @@ def test_each_batch_holds_one_shards_timers_of_several_topics() -> None:
         tag = FOUR.keyspaces[shards.pop()].tag
         assert all(key.startswith(tag + ":") for key in call.keys)
         assert call.args[0] == "keep"
-    assert {len(call.keys) for call in batches.calls} == {6}  # both topics, three keys each
+    assert {len(call.keys) for call in batches.calls} == {7}  # both topics, three keys each, and the heads
 
 
 def test_a_batch_is_closed_once_its_bytes_reach_the_bound() -> None:

@@ -17,7 +17,7 @@ from tests.unit.support import Order, make_registry, run_flow
 NAMESPACE = Namespace("timers")
 KEYSPACE = NAMESPACE.keyspaces[0]
 REGISTRY = make_registry()
-REMOVE = ScriptCall(scripts.REMOVE_TIMER, KEYSPACE.topic_keys("orders"), ("o-1",))
+REMOVE = ScriptCall(scripts.REMOVE_TIMER, KEYSPACE.write_keys("orders"), ("o-1",))
 SETTINGS = TimersSettings(durable_replicas=2, durable_timeout_seconds=0.25)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import math
 
 import pytest
@@ -56,23 +58,18 @@ def test_first_step_imports_seed_timers_then_a_cycle_claims() -> None:
 
     call = h.cycle(0.0)
     assert call.script is scripts.CYCLE
-    dead, record, previous, *topic_keys = call.keys
+    dead, record, previous, heads, topic_set = call.keys
     assert dead == "{timers}:dead"
     assert record.startswith("{timers}:claim:")
     assert record.endswith(":0")
     assert previous.startswith("{timers}:claim:")
     assert previous.endswith(":none")
-    assert tuple(topic_keys) == (
-        "{timers}:timeline:orders",
-        "{timers}:payloads:orders",
-        "{timers}:state:orders",
-        "{timers}:timeline:reminders",
-        "{timers}:payloads:reminders",
-        "{timers}:state:reminders",
-    )
+    assert heads == "{timers}:heads"
+    assert topic_set == "{timers}:topics:" + hashlib.sha1(b"orders\nreminders").hexdigest()
     assert_single_slot(call.keys, "timers")
-    # lease ms, claim limit, cutoff ('' = now), channel prefix, topics, rotation, no settlements.
-    assert call.args == (30_000, 100, "", "{timers}:wake:", 2, "orders", "reminders", 0, b"")
+    # lease ms, claim limit, cutoff ('' = now), channel prefix, tag, rotation, rebuild the heads (a first call), no
+    # settlements, then the topic set it registers (a first call).
+    assert call.args == (30_000, 100, "", "{timers}:wake:", "{timers}", 0, "1", b"", 2, "orders", "reminders")
 
 
 def test_maintenance_runs_again_after_the_import_interval() -> None:
@@ -99,8 +96,8 @@ def test_a_worker_without_topics_never_imports() -> None:
     call = h.cycle(0.0)
 
     assert call.keys[0] == "{timers}:dead"
-    assert len(call.keys) == 3  # dead letters and the two claim records: no topic keys
-    assert call.args == (30_000, 100, "", "{timers}:wake:", 0, 0, b"")
+    assert len(call.keys) == 5  # dead letters, the two claim records, the heads and the (empty) topic set
+    assert call.args == (30_000, 100, "", "{timers}:wake:", "{timers}", 0, "1", b"", 0)
     h.reply(0.0)
     assert wait_seconds(h, 1000.0) > 0, "no safety claim: it has nothing to claim"
 
@@ -161,7 +158,7 @@ def test_claims_rotate_the_first_topic_for_fairness() -> None:
     rotations = []
     for _ in range(3):
         call = h.cycle(0.0)
-        rotations.append(call.args[7])
+        rotations.append(call.args[5])
         h.reply(0.0, next_due=server_ms(0.0))
 
     assert rotations == [0, 1, 0]
@@ -280,7 +277,7 @@ def test_settlements_on_the_wire() -> None:
 
     call = h.cycle(0.1)
 
-    assert call.args[8:] == (b"a1:1.1:3:o-1r1:1.2:3:o-21000:15:RuntimeError: xd2:1.3:3:r-115:RuntimeError: y",)
+    assert call.args[7:] == (b"a1:1.1:3:o-1r1:1.2:3:o-21000:15:RuntimeError: xd2:1.3:3:r-115:RuntimeError: y", "")
 
 
 def test_ids_with_colons_survive_the_claim_reply() -> None:

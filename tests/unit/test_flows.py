@@ -32,6 +32,7 @@ REGISTRY = make_registry()
 ORDER = Order(order_id=7, note="pay")
 ORDER_JSON = '{"order_id":7,"note":"pay"}'
 ORDER_KEYS = ("{timers}:timeline:orders", "{timers}:payloads:orders", "{timers}:state:orders")
+ORDER_WRITE_KEYS = (*ORDER_KEYS, "{timers}:heads")
 
 BYTES_OR_STR = pytest.mark.parametrize("as_bytes", [False, True], ids=["decoded", "raw-bytes"])
 
@@ -61,10 +62,10 @@ def test_set_timer_with_a_delay_yields_one_script_call_and_returns_the_due_ms(re
     ops, due_ms = run_flow(set_timer(activation_period=datetime.timedelta(seconds=5)), [reply])
 
     assert ops == [
-        ScriptCall(scripts.SET_TIMER, ORDER_KEYS, ("o-1", ORDER_JSON.encode(), "in", 5000, "{timers}:wake:orders")),
+        ScriptCall(scripts.SET_TIMER, ORDER_WRITE_KEYS, ("o-1", ORDER_JSON.encode(), "in", 5000, "{timers}:wake:orders")),
     ]
     assert due_ms == 5042
-    assert_single_slot(ORDER_KEYS, "timers")
+    assert_single_slot(ORDER_WRITE_KEYS, "timers")
 
 
 def test_set_timer_at_an_instant_sends_epoch_milliseconds() -> None:
@@ -74,7 +75,7 @@ def test_set_timer_at_an_instant_sends_epoch_milliseconds() -> None:
 
     assert ops == [
         ScriptCall(
-            scripts.SET_TIMER, ORDER_KEYS, ("o-1", ORDER_JSON.encode(), "at", 1_700_000_000_123, "{timers}:wake:orders")
+            scripts.SET_TIMER, ORDER_WRITE_KEYS, ("o-1", ORDER_JSON.encode(), "at", 1_700_000_000_123, "{timers}:wake:orders")
         ),
     ]
     assert due_ms == 1_700_000_000_123
@@ -100,6 +101,7 @@ def test_set_timer_uses_the_namespace_as_hash_tag_of_every_key() -> None:
         "{billing:eu}:timeline:orders",
         "{billing:eu}:payloads:orders",
         "{billing:eu}:state:orders",
+        "{billing:eu}:heads",
     )
     assert ops[0].args[-1] == "{billing:eu}:wake:orders"
     assert_single_slot(ops[0].keys, "billing:eu")
@@ -242,7 +244,7 @@ def test_set_timer_checks_the_topic_before_anything_else() -> None:
 def test_remove_timer(reply: Any, expected: bool) -> None:
     ops, removed = run_flow(flows.remove_timer(NAMESPACE, REGISTRY, "orders", "o-1"), [reply])
 
-    assert ops == [ScriptCall(scripts.REMOVE_TIMER, ORDER_KEYS, ("o-1",))]
+    assert ops == [ScriptCall(scripts.REMOVE_TIMER, ORDER_WRITE_KEYS, ("o-1",))]
     assert removed is expected
 
 
@@ -385,7 +387,7 @@ def test_requeue_dead_letter(reply: int, expected: bool) -> None:
     assert ops == [
         ScriptCall(
             scripts.REQUEUE_DEAD_LETTER,
-            ("{timers}:dead", *ORDER_KEYS),
+            ("{timers}:dead", *ORDER_WRITE_KEYS),
             ("orders\0o--1", "o--1", "{timers}:wake:orders"),
         )
     ]

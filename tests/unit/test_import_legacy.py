@@ -28,8 +28,8 @@ ORDER_KEYS = ("{timers}:timeline:orders", "{timers}:payloads:orders", "{timers}:
 REMINDER_KEYS = ("{timers}:timeline:reminders", "{timers}:payloads:reminders", "{timers}:state:reminders")
 BATCH = legacy.LEGACY_BATCH
 
-ORDER_IMPORT_KEYS = (*ORDER_KEYS, "{timers}:legacy:orders")
-REMINDER_IMPORT_KEYS = (*REMINDER_KEYS, "{timers}:legacy:reminders")
+ORDER_IMPORT_KEYS = (*ORDER_KEYS, "{timers}:legacy:orders", "{timers}:heads")
+REMINDER_IMPORT_KEYS = (*REMINDER_KEYS, "{timers}:legacy:reminders", "{timers}:heads")
 NO_RECEIPTS: list[Any] = [[b"0"], [b"0"]]
 """Replies to the receipts pages of the two topics (orders, reminders) when nothing was imported before."""
 
@@ -265,7 +265,7 @@ def test_uses_the_configured_legacy_keys_and_separator() -> None:
     assert ops[2] == ScriptCall(scripts.LEGACY_SCORES, ("old:tl",), ("orders::1",))
     assert ops[3] == ScriptCall(
         scripts.IMPORT_LEGACY,
-        ("{ns}:timeline:orders", "{ns}:payloads:orders", "{ns}:state:orders", "{ns}:legacy:orders"),
+        ("{ns}:timeline:orders", "{ns}:payloads:orders", "{ns}:state:orders", "{ns}:legacy:orders", "{ns}:heads"),
         ("{ns}:wake:orders", "1", 2000, '{"order_id":1}', ""),
     )
     assert ops[4] == ScriptCall(scripts.REMOVE_LEGACY, ("old:tl",), ("orders::1", "2"))

@@ -78,7 +78,7 @@ def test_set_timer_carries_only_what_it_calls() -> None:
 def test_remove_timer_carries_what_forget_calls() -> None:
     defined = defined_prelude_functions(scripts.REMOVE_TIMER.source)
 
-    assert defined == {"forget", "forget_state"}
+    assert defined == {"forget", "forget_state", "update_head", "topic_of"}
     assert (
         definitions(scripts.REMOVE_TIMER.source, "forget_state")[0]
         < definitions(scripts.REMOVE_TIMER.source, "forget")[0]

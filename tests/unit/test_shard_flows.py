@@ -82,7 +82,7 @@ def test_a_durable_remove_waits_on_the_connection_of_its_shards_write() -> None:
 def test_one_shard_keeps_every_call_as_it_was() -> None:
     one, keyspace = Namespace("timers"), Keyspace("timers")
     call = flows.set_timer_call(one, REGISTRY, "orders", "o-1", Order(order_id=1), LATER, None)
-    assert call.keys == keyspace.topic_keys("orders") == ORDER_KEYS_OF_ONE_SHARD
+    assert call.keys == keyspace.write_keys("orders") == (*ORDER_KEYS_OF_ONE_SHARD, "{timers}:heads")
     assert call.args[-1] == "{timers}:wake:orders"
     ops, _ = run_flow(flows.dead_letters(one), [[]])
     assert ops == [Command(("HGETALL", "{timers}:dead"))]
