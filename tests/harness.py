@@ -381,13 +381,15 @@ class Front:
     def timer_data(self) -> list[str]:
         """Every key, and every per-timer field of the state hashes: empty once no timer or dead letter is left.
 
-        State hashes keep bookkeeping fields (`#seq`, the claim counter) after their timers are gone, and a
-        namespace of several shards its recorded shard count.
+        State hashes keep bookkeeping fields (`#seq`, the claim counter) after their timers are gone, each shard the
+        topic sets its workers registered, and a namespace of several shards its recorded shard count.
         """
         leftovers: list[str] = []
         for key in self.all_keys():
             if self.shards > 1 and key == self.namespace.layout_key:
                 continue  # the recorded shard count stays for the namespace's life
+            if "}:topics:" in key:
+                continue  # a worker's registered topic set (see docs/protocol.md)
             if ":state:" not in key:
                 leftovers.append(key)
                 continue

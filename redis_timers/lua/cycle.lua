@@ -72,6 +72,18 @@ end
 -- Topics whose timeline this call wrote: their heads are brought up to date once each, after the writes.
 local touched = {}
 
+if repair then
+  -- Once per safety interval (and when the set is registered), before claiming: every topic of the set, so that a
+  -- timeline written by a process of an earlier version, which keeps no index, is in it within one interval.
+  local all = redis.call('HGETALL', topic_set)
+  for j = 1, #all, 2 do
+    local topic = all[j]
+    if string.sub(topic, 1, 1) ~= ' ' then
+      update_head(heads, tag .. ':timeline:' .. topic, topic)
+    end
+  end
+end
+
 local record, previous_record = KEYS[2], KEYS[3]
 -- The previous call's reply arrived (this call comes after it), so its record is no longer needed.
 redis.call('DEL', previous_record)
@@ -302,17 +314,6 @@ else
 end
 reply[5] = reply[5] or table.concat(claims)
 
-if repair then
-  -- Once per safety interval (and when the set is registered): every topic of the set, so that a timeline written
-  -- by a process of an earlier version, which keeps no index, is in it within one interval.
-  local all = redis.call('HGETALL', topic_set)
-  for j = 1, #all, 2 do
-    local topic = all[j]
-    if string.sub(topic, 1, 1) ~= ' ' then
-      touched[topic] = true
-    end
-  end
-end
 for topic in pairs(touched) do
   update_head(heads, tag .. ':timeline:' .. topic, topic)
 end
