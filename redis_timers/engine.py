@@ -171,6 +171,7 @@ class WorkerEngine:
             raise SettingsError(f"concurrency must be an int >= 1, got {self.concurrency!r}")
         self._lease_ms = round(settings.lease_seconds * 1000)
         self._renew_every_ms = self._lease_ms * RENEW_AFTER_FRACTION
+        self._repair_every_ms = round(settings.safety_wakeup_seconds * 1000)
         self._run_ids = itertools.count(1)
         self._in_flight: dict[int, Run] = {}
         # A worker that could claim claims from each shard at least once per safety interval, whatever it believes
@@ -351,7 +352,7 @@ class WorkerEngine:
         shards = self._shards
         if len(shards) == 1:
             outstanding.append(shards[0])
-            return Cycle(self._cycle_call(shards[0], min(free, MAX_CLAIM_BATCH), now))
+            return Cycle(self._cycle_call(shards[0], min(free, MAX_CLAIM_BATCH)))
         shares: list[int] = []
         if wanting:
             shares, self._first_extra_claim = claim_shares(free, wanting, len(shards), self._first_extra_claim)
@@ -366,10 +367,10 @@ class WorkerEngine:
                 continue
             if share or shard.pending or (stopping and shard.replay_due):
                 outstanding.append(shard)
-                calls.append(self._cycle_call(shard, share, now))
+                calls.append(self._cycle_call(shard, share))
         return Cycle(calls[0], tuple(calls[1:]))
 
-    def _cycle_call(self, shard: ShardState, asked: int, now: float) -> ScriptCall:
+    def _cycle_call(self, shard: ShardState, asked: int) -> ScriptCall:
         # Bounded like the claims, so that no concurrency makes one call too big for the script (or the
         # server's patience); what is left is still pending, so the next step is another round trip at once.
         if len(shard.pending) <= MAX_SETTLEMENTS_PER_CYCLE:
@@ -380,7 +381,6 @@ class WorkerEngine:
         shard.asked = asked
         n_topics = len(self._topics)
         keyspace = shard.keyspace
-        shard.repairing = not shard.registered or now >= shard.repair_at
         args: list[Any] = [
             self._lease_ms,
             asked,
@@ -389,13 +389,13 @@ class WorkerEngine:
             keyspace.tag,
             shard.rotation,
             # The heads index is kept by every write script, but not by processes of earlier versions: once per
-            # safety interval the call rebuilds the entries of our topics, so their timers fire within one interval.
-            "1" if shard.repairing else "",
+            # safety interval a call rebuilds the entries of our topics, so their timers fire within one interval.
+            self._repair_every_ms,
             b"".join([settlement.encoded for settlement in shard.sent]),
         ]
         if not shard.registered:
-            # The call names no topic: the shard keeps the set, registered by the first call (and again whenever
-            # the server answers that it has lost it: flushed, restarted without persistence, failed over).
+            # The call names no topic: the shard keeps the set, registered when the server answers that it does not
+            # have it (a first worker of this set, a flushed server, one restarted without persistence, failed over).
             args += [n_topics, *self._topics]
         else:
             args.append("")
@@ -428,11 +428,7 @@ class WorkerEngine:
             shard.pending = shard.sent + shard.pending
             shard.sent = []
             shard.next_due = None
-            shard.repair_at = 0.0
             return []
-        if shard.repairing:
-            # This call rebuilt the heads of our topics (a call that registers the set always does).
-            shard.repair_at = sent_at + self._settings.safety_wakeup_seconds
         shard.registered = True
         shard.safety_claim_at = received_at + self._settings.safety_wakeup_seconds
         shard.previous_record = shard.record

@@ -50,12 +50,8 @@ class ShardState:
     cutoff: int | None = None
     """A single pass's end, on this shard's clock (see `WorkerEngine.cycle_succeeded`)."""
     pass_exhausted: bool = False
-    registered: bool = False
-    """The shard has answered a call that registered the worker's topics (or found them registered)."""
-    repair_at: float = 0.0
-    """When the next call rebuilds the heads index entries of the worker's topics (once per safety interval)."""
-    repairing: bool = False
-    """The call out now rebuilds them."""
+    registered: bool = True
+    """False once the shard answered that it does not have the worker's topic set: the next call registers it."""
     rotation: int = 0
     """Which topic this shard's next call claims from first, for fairness between topics."""
     asked: int = 0

@@ -1,10 +1,11 @@
 -- One worker round trip: settle finished runs, renew leases, then claim due timers.
 -- KEYS: dead, this call's claim record, the previous call's claim record, the shard's heads index (topic -> lowest
---       score of its timeline), the worker's topic set (topic -> its index from 1, ' <index>' -> topic, ' n' -> count;
---       no topic holds a space, so the fields never collide).
+--       score of its timeline), the worker's topic set (topic -> its index from 1, ' <index>' -> topic, ' n' -> count,
+--       ' repair' -> when its heads are next rebuilt; no topic holds a space, so the fields never collide).
 -- ARGV: lease_ms, claim_limit, cutoff ('' = now), channel_prefix, the shard's tag, rotation (which due topic to
---       claim from first, for fairness), '1' to rebuild the heads index entries of every topic of the set, every
---       settlement in one string, then '' or (to register the set) its number of topics and the topics in order.
+--       claim from first, for fairness), the safety interval in ms (how often the heads of the set's topics are
+--       rebuilt), every settlement in one string, then '' or (to register the set) its number of topics and the
+--       topics in order.
 --       A settlement is '<kind><topic index>:<token>:<id length>:<id>', followed for 'r' (retry) by
 --       '<delay_ms>:<error length>:<error>' and for 'd' (dead letter) by '<error length>:<error>'.
 --       Kinds: a = ack, r = retry, d = dead letter, l = release the lease, n = renew the lease.
@@ -28,7 +29,7 @@ end
 local channel_prefix = ARGV[4]
 local tag = ARGV[5]
 local rotation = tonumber(ARGV[6])
-local repair = ARGV[7] == '1'
+local repair_every_ms = tonumber(ARGV[7])
 local wire = ARGV[8]
 local dead, heads, topic_set = KEYS[1], KEYS[4], KEYS[5]
 -- Heads of topics of other workers a walk of the index steps over before it gives up on the index and looks at
@@ -48,8 +49,6 @@ if ARGV[9] ~= '' then
     fields[#fields + 1] = topic
   end
   call_sliced('HSET', topic_set, fields)
-  -- The set is new here: its topics' timelines may have been written by a version that kept no index.
-  repair = true
 else
   n = tonumber(redis.call('HGET', topic_set, ' n'))
   if not n then
@@ -72,9 +71,11 @@ end
 -- Topics whose timeline this call wrote: their heads are brought up to date once each, after the writes.
 local touched = {}
 
-if repair then
-  -- Once per safety interval (and when the set is registered), before claiming: every topic of the set, so that a
-  -- timeline written by a process of an earlier version, which keeps no index, is in it within one interval.
+-- Once per safety interval for the set (whichever of its workers' calls comes first; at once for a set registered
+-- anew), before claiming: the heads of every topic of the set, so that a timeline written by a process of an
+-- earlier version, which keeps no index, is in it within one interval.
+if now >= (tonumber(redis.call('HGET', topic_set, ' repair')) or 0) then
+  redis.call('HSET', topic_set, ' repair', ms(now + repair_every_ms))
   local all = redis.call('HGETALL', topic_set)
   for j = 1, #all, 2 do
     local topic = all[j]

@@ -121,7 +121,7 @@ def cycle_call(
         KEYSPACE.topic_set(["jobs"]),
     )
     # Every call registers the topic set (as a worker's first call does).
-    args = (lease_ms, limit, "", KEYSPACE.channel_prefix, KEYSPACE.tag, 0, "", settlements, 1, "jobs")
+    args = (lease_ms, limit, "", KEYSPACE.channel_prefix, KEYSPACE.tag, 0, 8000, settlements, 1, "jobs")
     return ScriptCall(scripts.CYCLE, keys, args)
 
 

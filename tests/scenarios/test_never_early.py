@@ -97,7 +97,7 @@ def cycle(client: redis.Redis, *, lease_ms: int, limit: int, settlements: Sequen
         KEYSPACE.topic_set([TOPIC]),
     )
     # Every call registers the topic set (as a worker's first call does).
-    args = (lease_ms, limit, "", KEYSPACE.channel_prefix, KEYSPACE.tag, 0, "", b"".join(settlements), 1, TOPIC)
+    args = (lease_ms, limit, "", KEYSPACE.channel_prefix, KEYSPACE.tag, 0, 8000, b"".join(settlements), 1, TOPIC)
     client.delete(keys[1])  # every call is a fresh one, never a replay
     reply: list[Any] = client.eval(scripts.CYCLE.source, len(keys), *keys, *args)
     return reply

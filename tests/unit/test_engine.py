@@ -9,7 +9,16 @@ import math
 import pytest
 
 from redis_timers import scripts
-from redis_timers.engine import GATHER_SECONDS, MAX_CLAIM_BATCH, STOP_FLUSH_SECONDS, Cycle, Finished, Maintain, Wait
+from redis_timers.engine import (
+    GATHER_SECONDS,
+    MAX_CLAIM_BATCH,
+    STOP_FLUSH_SECONDS,
+    UNREGISTERED,
+    Cycle,
+    Finished,
+    Maintain,
+    Wait,
+)
 from redis_timers.errors import (
     TimersAuthenticationError,
     TimersConnectionError,
@@ -67,9 +76,28 @@ def test_first_step_imports_seed_timers_then_a_cycle_claims() -> None:
     assert heads == "{timers}:heads"
     assert topic_set == "{timers}:topics:" + hashlib.sha1(b"orders\nreminders").hexdigest()
     assert_single_slot(call.keys, "timers")
-    # lease ms, claim limit, cutoff ('' = now), channel prefix, tag, rotation, rebuild the heads (a first call), no
-    # settlements, then the topic set it registers (a first call).
-    assert call.args == (30_000, 100, "", "{timers}:wake:", "{timers}", 0, "1", b"", 2, "orders", "reminders")
+    # lease ms, claim limit, cutoff ('' = now), channel prefix, tag, rotation, how often the heads of the topic set are
+    # rebuilt (the safety interval), no settlements, and no topics: the server has them (see below when it has not).
+    assert call.args == (30_000, 100, "", "{timers}:wake:", "{timers}", 0, 8000, b"", "")
+
+
+def test_a_shard_without_the_topic_set_gets_it_in_the_next_call_with_the_settlements_again() -> None:
+    h = Harness()
+    [run] = h.start(claim(ORDERS, "o-1", "1.1"))
+    h.engine.handler_finished(run, None)
+    first = h.cycle(0.1)
+    assert first.args[7:] == (b"a1:1.1:3:o-1", "")
+
+    h.reply(0.1, next_due=UNREGISTERED)  # the server lost the set (flushed): the call did nothing
+
+    again = h.cycle(0.1)
+    assert again.keys == first.keys, "the same claim record: the first call ran nothing"
+    assert again.args[7:] == (b"a1:1.1:3:o-1", 2, "orders", "reminders")
+    h.reply(0.1, next_due=server_ms(60.0))
+
+    assert isinstance(h.step(0.2), Wait)
+    h.engine.rearm()
+    assert h.cycle(0.2).args[7:] == (b"", ""), "registered once: later calls name no topic"
 
 
 def test_maintenance_runs_again_after_the_import_interval() -> None:
@@ -97,7 +125,7 @@ def test_a_worker_without_topics_never_imports() -> None:
 
     assert call.keys[0] == "{timers}:dead"
     assert len(call.keys) == 5  # dead letters, the two claim records, the heads and the (empty) topic set
-    assert call.args == (30_000, 100, "", "{timers}:wake:", "{timers}", 0, "1", b"", 0)
+    assert call.args == (30_000, 100, "", "{timers}:wake:", "{timers}", 0, 8000, b"", "")
     h.reply(0.0)
     assert wait_seconds(h, 1000.0) > 0, "no safety claim: it has nothing to claim"
 

@@ -62,7 +62,9 @@ def test_set_timer_with_a_delay_yields_one_script_call_and_returns_the_due_ms(re
     ops, due_ms = run_flow(set_timer(activation_period=datetime.timedelta(seconds=5)), [reply])
 
     assert ops == [
-        ScriptCall(scripts.SET_TIMER, ORDER_WRITE_KEYS, ("o-1", ORDER_JSON.encode(), "in", 5000, "{timers}:wake:orders")),
+        ScriptCall(
+            scripts.SET_TIMER, ORDER_WRITE_KEYS, ("o-1", ORDER_JSON.encode(), "in", 5000, "{timers}:wake:orders")
+        ),
     ]
     assert due_ms == 5042
     assert_single_slot(ORDER_WRITE_KEYS, "timers")
@@ -75,7 +77,9 @@ def test_set_timer_at_an_instant_sends_epoch_milliseconds() -> None:
 
     assert ops == [
         ScriptCall(
-            scripts.SET_TIMER, ORDER_WRITE_KEYS, ("o-1", ORDER_JSON.encode(), "at", 1_700_000_000_123, "{timers}:wake:orders")
+            scripts.SET_TIMER,
+            ORDER_WRITE_KEYS,
+            ("o-1", ORDER_JSON.encode(), "at", 1_700_000_000_123, "{timers}:wake:orders"),
         ),
     ]
     assert due_ms == 1_700_000_000_123
