@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-
 import math
 
 import pytest
@@ -74,7 +73,7 @@ def test_first_step_imports_seed_timers_then_a_cycle_claims() -> None:
     assert previous.startswith("{timers}:claim:")
     assert previous.endswith(":none")
     assert heads == "{timers}:heads"
-    assert topic_set == "{timers}:topics:" + hashlib.sha1(b"orders\nreminders").hexdigest()
+    assert topic_set == "{timers}:topics:" + hashlib.sha1(b"orders\nreminders", usedforsecurity=False).hexdigest()
     assert_single_slot(call.keys, "timers")
     # lease ms, claim limit, cutoff ('' = now), channel prefix, tag, rotation, how often the heads of the topic set are
     # rebuilt (the safety interval), no settlements, and no topics: the server has them (see below when it has not).
