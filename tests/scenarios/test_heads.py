@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import datetime
 import time
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from redis_timers import TimerSpec, TimersSettings
+from redis_timers import TimerSpec, TimersSettings, scripts, wire
 from tests.harness import Front, Recorder, running, spec, wait_until
 from tests.scenarios.models import Job
 from tests.scenarios.test_efficiency import command_counts, reset_stats, script_calls
 
 NOW = datetime.timedelta(0)
+PROTOCOL = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text(encoding="utf-8")
 HOUR = datetime.timedelta(hours=1)
 
 
@@ -264,3 +266,43 @@ def test_a_round_trip_costs_the_same_with_5000_topics_as_with_one(front: Front, 
     assert counts.get("zrangebyscore", 0) <= 3 * 2
     assert counts.get("zrange", 0) <= 3 * 4
     assert counts.get("hget", 0) <= 3 * 4
+
+
+# -- topics of other workers in the index ----------------------------------------------------------------
+
+
+def cycle_reply(front: Front, topics: list[str], limit: int) -> list[Any]:
+    """One `cycle.lua` call of a worker of `topics` (claim records of its own), registering the set."""
+    keyspace = front.namespace.keyspaces[0]
+    keys = (
+        keyspace.dead_letters,
+        keyspace.claim_record("test:now"),
+        keyspace.claim_record("test:before"),
+        keyspace.heads,
+        keyspace.topic_set(topics),
+    )
+    args = (30_000, limit, "", keyspace.channel_prefix, keyspace.tag, 0, 8000, b"", len(topics), *topics)
+    front.raw.delete(keys[1])
+    reply: list[Any] = front.raw.eval(scripts.CYCLE.source, len(keys), *keys, *args)
+    return reply
+
+
+@pytest.mark.parametrize("foreign", [10, 1500])
+def test_heads_of_topics_nobody_here_handles_are_stepped_over(front: Front, foreign: int) -> None:
+    """Past 1,000 foreign heads in a walk, the call looks at its own topics one by one: slower, never wrong."""
+    others = front.timers(*(spec(f"f{i}", Job, lambda payload, context: None) for i in range(foreign)))
+    ours = front.timers(spec("mine", Job, lambda payload, context: None))
+    others.call("set_timers", [TimerSpec(f"f{i}", "due", Job(n=i), NOW) for i in range(foreign)])
+    ours.set_timer("mine", "later", Job(n=1), datetime.timedelta(hours=2))
+    later = int(front.raw.zscore("{timers}:timeline:mine", "later") or 0)
+
+    reply = cycle_reply(front, ["mine"], 10)
+    assert reply[1] == later  # the next due time: every foreign head before it is stepped over
+    assert not reply[4]
+
+    ours.set_timer("mine", "now", Job(n=2), NOW)
+    reply = cycle_reply(front, ["mine"], 10)
+    claims = reply[4]
+    [claim] = wire.claims(claims.encode() if isinstance(claims, str) else claims)
+    assert claim.timer_id == b"now"
+    assert "past 1,000 of them in a walk, the call looks at each of its own topics instead" in PROTOCOL
