@@ -42,6 +42,8 @@ class Config:
     scale_levels: tuple[int, ...] = (10**4, 10**5, 10**6)
     scale_ops: int = 2_000
     """set_timer calls and fired timers measured at each scale level."""
+    topic_levels: tuple[int, ...] = (1, 100, 1000, 5000)
+    """Topic counts of the scale scenario's round-trip cost (benchmarks/topics.py)."""
     fanout: tuple[int, ...] = (1, 2, 4)
     cluster_timers: int = 10_000
     """Timers per drain of the cluster scenario."""
@@ -62,6 +64,7 @@ class Config:
             settle_seconds=0.3,
             scale_levels=(10**3, 10**4),
             scale_ops=40,
+            topic_levels=(1, 100),
             cluster_timers=200,
         )
 

@@ -150,6 +150,10 @@ def rows(config: Config) -> list[Row]:
     for level in sorted(config.scale_levels):
         figure = f"fire µs/timer, {_power(level)} pending (raw: {drain_poller})"
         table.append(Row("scale", figure, f"scale.fire_us.{level}", "raw", micros))
+    for level in sorted({1, *config.topic_levels}):
+        for key, what in (("call_us", "round trip"), ("timer_us", "fired timer")):
+            figure = f"server µs per {what} firing 200 timers of one topic, {level:,} topics (raw: 1 topic)"
+            table.append(Row("scale", figure, f"scale.topics.{key}.{level}", "one-topic", micros))
     return table
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 
+from benchmarks import topics
 from benchmarks.common import FRONTS, KEYSPACE, KINDS, BenchmarkError, delete_namespace, server_time_ms, used_memory
 from benchmarks.context import Context
 from benchmarks.drain import time_drain
@@ -61,3 +62,4 @@ def run(ctx: Context) -> None:
         )
         ctx.progress(f"scale: {level:,} pending: {summary}")
     delete_namespace(ctx.control)
+    topics.run(ctx)

@@ -281,7 +281,18 @@ def cycle_reply(front: Front, topics: list[str], limit: int) -> list[Any]:
         keyspace.heads,
         keyspace.topic_set(topics),
     )
-    args = (30_000, limit, "", keyspace.channel_prefix, keyspace.tag, 0, 8000, b"", len(topics), *topics)
+    args: tuple[Any, ...] = (
+        30_000,
+        limit,
+        "",
+        keyspace.channel_prefix,
+        keyspace.tag,
+        0,
+        8000,
+        b"",
+        len(topics),
+        *topics,
+    )
     front.raw.delete(keys[1])
     reply: list[Any] = front.raw.eval(scripts.CYCLE.source, len(keys), *keys, *args)
     return reply
