@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import redis
 
@@ -25,8 +25,8 @@ def load_timers(
 ) -> dict[int, int]:
     """Timers `prefix<i>` for i in [start, stop), due at `score(i)` ms, with payload `BenchPayload(due_ms=score(i))`.
 
-    What `set_timer` would leave behind (a timeline entry and a payload), written in bulk, each timer in its
-    shard of `namespace`. Returns how many went into each shard.
+    What `set_timer` would leave behind (a timeline entry, a payload, and the topic's entry in the shard's heads
+    index), written in bulk, each timer in its shard of `namespace`. Returns how many went into each shard.
     """
     by_shard: dict[Keyspace, dict[str, int]] = defaultdict(dict)
     for i in range(start, stop):
@@ -43,7 +43,18 @@ def load_timers(
             if len(pipe) >= COMMANDS_PER_ROUND_TRIP:
                 pipe.execute()
     pipe.execute()
+    index_heads(client, topic, by_shard)
     return {keyspace.shard: len(scores) for keyspace, scores in by_shard.items()}
+
+
+def index_heads(client: redis.Redis, topic: str, keyspaces: Iterable[Keyspace]) -> None:
+    """Set `topic`'s entry in each shard's heads index to its timeline's lowest score, as the scripts keep it."""
+    for keyspace in keyspaces:
+        head = client.zrange(keyspace.timeline(topic), 0, 0, withscores=True)
+        if head:
+            client.zadd(keyspace.heads, {topic: head[0][1]})
+        else:
+            client.zrem(keyspace.heads, topic)
 
 
 def unload_timers(client: redis.Redis, topic: str, timer_ids: list[str]) -> None:
@@ -54,3 +65,4 @@ def unload_timers(client: redis.Redis, topic: str, timer_ids: list[str]) -> None
         pipe.zrem(timeline, *part)
         pipe.hdel(payloads, *part)
     pipe.execute()
+    index_heads(client, topic, ONE_SHARD.keyspaces)
