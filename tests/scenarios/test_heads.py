@@ -317,3 +317,18 @@ def test_heads_of_topics_nobody_here_handles_are_stepped_over(front: Front, fore
     [claim] = wire.claims(claims.encode() if isinstance(claims, str) else claims)
     assert claim.timer_id == b"now"
     assert "past 1,000 of them in a walk, the call looks at each of its own topics instead" in PROTOCOL
+
+
+def test_the_docs_say_what_the_index_costs_and_guarantees() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    operations = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text(encoding="utf-8")
+    # test_a_round_trip_costs_the_same_with_5000_topics_as_with_one
+    assert "so a round trip costs the server the same with 5,000 topics as with one" in " ".join(readme.split())
+    assert "A call that fires 200 timers of one topic among 5,000 topics runs about as many commands" in " ".join(
+        PROTOCOL.split()
+    )
+    # test_a_timer_written_by_an_old_process_while_the_worker_runs_fires_within_one_safety_interval
+    assert "it fires at most about two safety intervals late" in " ".join(operations.split())
+    # test_a_worker_registers_its_topics_again_when_the_server_lost_them
+    assert "the call does nothing and answers a next due time of `-2`" in " ".join(PROTOCOL.split())
+    assert "| `{ns}:heads` | ZSET |" in PROTOCOL
