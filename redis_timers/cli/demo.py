@@ -406,7 +406,8 @@ def _demo(
             # Nothing to tidy on a server we cannot reach. One key at a time: on a cluster, each shard is a slot.
             with contextlib.suppress(redis.exceptions.RedisError, redis.exceptions.RedisClusterException):
                 for keyspace in Namespace(settings.namespace, settings.shards).keyspaces:
-                    for key in keyspace.topic_keys(topic):
+                    # The topic's keys, the shard's heads index and the demo worker's registered topic set.
+                    for key in (*keyspace.topic_keys(topic), keyspace.heads, keyspace.topic_set([topic])):
                         tidy.delete(key)
             if tidy is not control:
                 tidy.close()

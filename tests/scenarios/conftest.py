@@ -52,6 +52,11 @@ Which marked test shows which contract point (module::test):
     test_durable::test_a_durable_write_on_a_cluster_is_on_its_shards_replica_when_it_returns
 - 8 least privilege (cluster only):
     test_acl::test_everything_works_under_the_documented_user_on_a_cluster
+- 6 the heads index kept by every write, and timers written before it found (every shard):
+    test_heads::test_the_scheduling_paths_keep_the_index
+    test_heads::test_the_worker_paths_keep_the_index
+    test_heads::test_renewals_and_hand_backs_keep_the_index
+    test_heads::test_timers_written_before_the_index_fire_at_once_when_a_worker_starts
 - the seed's interface:
     test_seed_interface::test_quick_start_shape
     test_seed_listing::test_fetch_all_timers_in_the_seeds_shape
