@@ -188,9 +188,9 @@ def test_removals_are_checked_batched_and_read_back_in_order() -> None:
     assert batches.calls[0].script is scripts.REMOVE_TIMERS
     assert batches.calls[0].args[:3] == (500, "o0", "o1")
     assert (
-        "| `remove_timers` | timeline, payloads, state of each topic of the batch (all in one shard), then heads | arguments: per "
-        "topic its number of timers and their ids; removes each as `remove_timer` does; replies with 1 or 0 per "
-        "timer |" in PROTOCOL
+        "| `remove_timers` | timeline, payloads, state of each topic of the batch (all in one shard), then heads | "
+        "arguments: per topic its number of timers and their ids; removes each as `remove_timer` does; replies with 1 "
+        "or 0 per timer |" in PROTOCOL
     )
     assert batches.results([[1] * 500, [0] * 500, [1]]) == [True] * 500 + [False] * 500 + [True]
     with pytest.raises(InvalidTimerIdError, match="timer 3 of the call"):
