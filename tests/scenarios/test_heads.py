@@ -312,6 +312,8 @@ def test_heads_of_topics_nobody_here_handles_are_stepped_over(front: Front, fore
     assert not reply[4]
 
     ours.set_timer("mine", "now", Job(n=2), NOW)
+    due = int(front.raw.zscore("{timers}:timeline:mine", "now") or 0)
+    wait_until(lambda: server_ms(front) >= due)  # due from the next whole millisecond on
     reply = cycle_reply(front, ["mine"], 10)
     claims = reply[4]
     [claim] = wire.claims(claims.encode() if isinstance(claims, str) else claims)
