@@ -261,11 +261,14 @@ def test_a_round_trip_costs_the_same_with_5000_topics_as_with_one(front: Front, 
     counts = command_counts(front)
 
     assert len(calls.items) == 400
-    assert script_calls(counts) <= 3  # the claim, then the acks (and a last look)
-    # Today's per-topic scan was a ZRANGEBYSCORE and a ZRANGE per topic and call: here a few in all.
-    assert counts.get("zrangebyscore", 0) <= 3 * 2
-    assert counts.get("zrange", 0) <= 3 * 4
-    assert counts.get("hget", 0) <= 3 * 4
+    # The claim, then the acks (a machine under load may split them over a few round trips); each round trip runs
+    # a bounded number of commands whatever the topic count. The scan before the index ran a ZRANGEBYSCORE and a
+    # ZRANGE per topic and call.
+    round_trips = script_calls(counts)
+    assert 1 <= round_trips <= 10, counts
+    assert counts.get("zrangebyscore", 0) <= 2 * round_trips, counts
+    assert counts.get("zrange", 0) <= 3 * round_trips, counts
+    assert counts.get("hget", 0) <= 6 * round_trips, counts
 
 
 # -- topics of other workers in the index ----------------------------------------------------------------
