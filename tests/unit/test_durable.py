@@ -202,7 +202,7 @@ def test_replicas_that_received_the_write_but_did_not_sync_it_are_learned_as_wit
 def test_on_a_node_whose_replicas_sync_a_short_sync_raises_with_fsync_and_the_wait_is_one_millisecond() -> None:
     learned = {NODE: AofSync.EVERYWHERE}
 
-    with pytest.raises(TimersDurabilityError, match="wrote it to their AOF within 0.25 s") as raised:
+    with pytest.raises(TimersDurabilityError, match=r"wrote it to their AOF within 0\.25 s") as raised:
         durable_remove(learned, [1, [1, 1], 2])
 
     assert (raised.value.fsync, raised.value.acknowledged, raised.value.required) == (True, 1, 2)
