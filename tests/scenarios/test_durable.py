@@ -278,11 +278,11 @@ def has_waitaof(client: redis.Redis) -> bool:
 def replica_paused(replica: redis.Redis) -> Iterator[None]:
     """`replica` paused (`CLIENT PAUSE ... WRITE`: it applies and acknowledges nothing of its primary's stream
     meanwhile, and still takes the UNPAUSE) until the block ends; it then catches up at once."""
-    replica.execute_command("CLIENT", "PAUSE", 30_000, "WRITE")
+    replica.execute_command("CLIENT", "PAUSE", 30_000, "WRITE")  # type: ignore[no-untyped-call]
     try:
         yield
     finally:
-        replica.execute_command("CLIENT", "UNPAUSE")
+        replica.execute_command("CLIENT", "UNPAUSE")  # type: ignore[no-untyped-call]
 
 
 def first_replica(primary: redis.Redis) -> redis.Redis:
