@@ -12,10 +12,16 @@ where they sync theirs too, on the replicas. Measured on Valkey 8.1 and Redis 7.
 | Redis 7.0 (no WAITAOF) | | error at once ("unknown command") | error at once |
 
 So a node's state (`AofSync`) is learned from the replies of the first durable write sent to it, and cached
-per node by the caller: no command is ever sent only to find out. Until then the write sends
-`WAITAOF 1 <n>` then `WAIT <n>`, each with the whole timeout: an error reply ends the `WAITAOF` at once and
-the `WAIT` does the waiting, as on a server without AOF; a `WAITAOF` that counted too few replicas while the
-`WAIT` after it counted them all means replicas that do not sync an AOF (or not within the timeout).
+per node by the caller: no command is ever sent only to find out. Every durable write to a node that may have
+AOF on sends `WAIT <n>` then `WAITAOF`, in that order: a replica answers the primary's request for its offsets
+(`REPLCONF GETACK`) before it syncs what came with the request, and otherwise reports its sync only with its
+next once-a-second acknowledgement, so a `WAITAOF` sent right after the write waited about a second even with
+`appendfsync always` on every node; the `WAIT` before it gives the replica that round to sync, and the
+`WAITAOF`'s own request then finds it synced (measured: under a millisecond on loopback, `always`). An error
+reply ends the `WAITAOF` at once and leaves the `WAIT` to decide, as on a server without AOF; a `WAITAOF` that
+counted fewer replicas than the `WAIT` before it, over its whole timeout, means replicas that do not sync an
+AOF (or not within the timeout). A write no replica received waits the timeout twice: the `WAIT`'s, then the
+`WAITAOF`'s.
 """
 
 from __future__ import annotations
@@ -33,12 +39,12 @@ class AofSync(enum.Enum):
     """What a node's durable writes wait for, as learned from its replies."""
 
     UNKNOWN = "unknown"
-    """No durable write to it yet: `WAITAOF 1 <n>`, then `WAIT <n>` with the whole timeout."""
+    """No durable write to it yet: `WAIT <n>` then `WAITAOF 1 <n>`; a shortfall of the replicas' sync alone
+    means they do not sync (`PRIMARY`)."""
     EVERYWHERE = "everywhere"
-    """The primary and the replicas sync their AOF: `WAITAOF 1 <n>`, then a 1 ms `WAIT <n>` that only says, when
-    the `WAITAOF` came short, whether the replicas received the write at all."""
+    """The primary and the replicas sync their AOF: `WAIT <n>` then `WAITAOF 1 <n>`; a shortfall is an error."""
     PRIMARY = "primary"
-    """Only the primary syncs (the replicas' AOF is off): `WAITAOF 1 0`, then `WAIT <n>`."""
+    """Only the primary syncs (the replicas' AOF is off): `WAIT <n>` then `WAITAOF 1 0`."""
     NONE = "none"
     """No `WAITAOF` (Redis 7.0), the primary's AOF off, or `TIMERS_DURABLE_FSYNC=0`: `WAIT <n>` alone."""
 
@@ -69,11 +75,7 @@ def waits(sync: AofSync, required: int, timeout_seconds: float, read_timeout_sec
     if sync is AofSync.NONE:
         return received
     synced_replicas = 0 if sync is AofSync.PRIMARY else required
-    synced = [Command(("WAITAOF", 1, synced_replicas, step)) for step in whole]
-    if sync is AofSync.EVERYWHERE:
-        # Replicas that synced it have received it: this WAIT answers at once unless the WAITAOF came short.
-        return [*synced, Command(("WAIT", required, 1))]
-    return [*synced, *received]
+    return [*received, *(Command(("WAITAOF", 1, synced_replicas, step)) for step in whole)]
 
 
 def judge(

@@ -67,7 +67,8 @@ class TimersSettings:
     durable_replicas: int = 1
     """Replicas that must confirm a `durable=True` write (`WAIT`) before the call returns."""
     durable_timeout_seconds: float = 2.0
-    """Longest a `durable=True` write waits for them before raising `TimersDurabilityError`."""
+    """Longest a `durable=True` write waits for them (and then as long again for their AOF sync, see
+    `durable_fsync`) before raising `TimersDurabilityError`."""
     durable_fsync: bool = True
     """Where the write's primary has AOF on, a `durable=True` write also waits until it synced the write to its
     append-only file, and the replicas too where theirs is on (`WAITAOF`, see `durability`); off: `WAIT` alone."""

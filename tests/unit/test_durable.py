@@ -155,12 +155,13 @@ def durable_remove(learned: dict[str, AofSync], replies: list[Any]) -> tuple[lis
     return run_flow(flow, [NODE, replies])
 
 
-def test_by_default_the_write_asks_which_node_it_goes_to_and_a_first_write_sends_waitaof_then_wait() -> None:
+def test_by_default_the_write_asks_which_node_it_goes_to_and_sends_wait_then_waitaof() -> None:
+    # WAIT first: a replica reports its AOF sync to a WAITAOF sent right after the write only a second later.
     learned: dict[str, AofSync] = {}
 
-    ops, removed = durable_remove(learned, [1, [1, 2], 2])
+    ops, removed = durable_remove(learned, [1, 2, [1, 2]])
 
-    assert ops == [NodeOf(REMOVE), OneConnection((REMOVE, waitaof(1, 2), WAIT_2))]
+    assert ops == [NodeOf(REMOVE), OneConnection((REMOVE, WAIT_2, waitaof(1, 2)))]
     assert removed is True
     assert learned == {NODE: AofSync.EVERYWHERE}
 
@@ -169,7 +170,7 @@ def test_by_default_the_write_asks_which_node_it_goes_to_and_a_first_write_sends
 def test_a_node_that_refuses_waitaof_is_learned_as_wait_only_and_its_wait_decides(refusal: TimersServerError) -> None:
     learned: dict[str, AofSync] = {}
 
-    _, removed = durable_remove(learned, [1, refusal, 2])
+    _, removed = durable_remove(learned, [1, 2, refusal])
 
     assert removed is True
     assert learned == {NODE: AofSync.NONE}
@@ -181,7 +182,7 @@ def test_a_refused_waitaof_with_too_few_replicas_raises_the_wait_error() -> None
     learned: dict[str, AofSync] = {}
 
     with pytest.raises(TimersDurabilityError, match="1 of the 2 replica") as raised:
-        durable_remove(learned, [1, AOF_OFF, 1])
+        durable_remove(learned, [1, 1, AOF_OFF])
 
     assert raised.value.fsync is False
     assert learned == {NODE: AofSync.NONE}
@@ -191,24 +192,22 @@ def test_replicas_that_received_the_write_but_did_not_sync_it_are_learned_as_wit
     # Measured: replicas with AOF off never count in WAITAOF, which returns [1, 0] at its timeout.
     learned: dict[str, AofSync] = {}
 
-    _, removed = durable_remove(learned, [1, [1, 0], 2])
+    _, removed = durable_remove(learned, [1, 2, [1, 0]])
 
     assert removed is True  # received by both, synced by the primary: what such a node can give
     assert learned == {NODE: AofSync.PRIMARY}
-    ops, _ = durable_remove(learned, [1, [1, 0], 2])
-    assert ops[1] == OneConnection((REMOVE, waitaof(1, 0), WAIT_2))
+    ops, _ = durable_remove(learned, [1, 2, [1, 0]])
+    assert ops[1] == OneConnection((REMOVE, WAIT_2, waitaof(1, 0)))
 
 
-def test_on_a_node_whose_replicas_sync_a_short_sync_raises_with_fsync_and_the_wait_is_one_millisecond() -> None:
+def test_on_a_node_whose_replicas_sync_a_short_sync_raises_with_fsync() -> None:
     learned = {NODE: AofSync.EVERYWHERE}
 
     with pytest.raises(TimersDurabilityError, match=r"wrote it to their AOF within 0\.25 s") as raised:
-        durable_remove(learned, [1, [1, 1], 2])
+        durable_remove(learned, [1, 2, [1, 1]])
 
     assert (raised.value.fsync, raised.value.acknowledged, raised.value.required) == (True, 1, 2)
     assert learned == {NODE: AofSync.EVERYWHERE}
-    ops, _ = durable_remove(learned, [1, [1, 2], 2])
-    assert ops[1] == OneConnection((REMOVE, waitaof(1, 2), Command(("WAIT", 2, 1))))
 
 
 @pytest.mark.parametrize("sync", [AofSync.UNKNOWN, AofSync.EVERYWHERE, AofSync.PRIMARY])
@@ -216,7 +215,7 @@ def test_a_write_the_replicas_did_not_receive_raises_without_fsync_and_learns_no
     learned = {NODE: sync}
 
     with pytest.raises(TimersDurabilityError, match="0 of the 2 replica") as raised:
-        durable_remove(learned, [1, [1, 0], 0])
+        durable_remove(learned, [1, 0, [1, 0]])
 
     assert raised.value.fsync is False
     assert learned == {NODE: sync}
@@ -224,7 +223,7 @@ def test_a_write_the_replicas_did_not_receive_raises_without_fsync_and_learns_no
 
 def test_a_primary_that_did_not_sync_in_time_raises_with_fsync() -> None:
     with pytest.raises(TimersDurabilityError) as raised:
-        durable_remove({NODE: AofSync.PRIMARY}, [1, [0, 0], 2])
+        durable_remove({NODE: AofSync.PRIMARY}, [1, 2, [0, 0]])
 
     assert raised.value.fsync is True
 
@@ -234,7 +233,7 @@ def test_the_write_s_own_error_reply_is_raised_whatever_the_waits_say() -> None:
     learned: dict[str, AofSync] = {}
 
     with pytest.raises(TimersServerError, match="WRONGTYPE"):
-        durable_remove(learned, [refused, AOF_OFF, 2])
+        durable_remove(learned, [refused, 2, AOF_OFF])
 
     assert learned == {}
 
@@ -243,7 +242,7 @@ def test_a_transient_error_of_waitaof_is_raised_not_learned() -> None:
     learned: dict[str, AofSync] = {}
 
     with pytest.raises(TimersUnavailableError):
-        durable_remove(learned, [1, TimersUnavailableError("LOADING loading"), 2])
+        durable_remove(learned, [1, 2, TimersUnavailableError("LOADING loading")])
 
     assert learned == {}
 
@@ -251,9 +250,9 @@ def test_a_transient_error_of_waitaof_is_raised_not_learned() -> None:
 def test_each_node_is_learned_on_its_own() -> None:
     learned = {"10.0.0.2:6379": AofSync.NONE}
 
-    ops, _ = durable_remove(learned, [1, [1, 2], 2])
+    ops, _ = durable_remove(learned, [1, 2, [1, 2]])
 
-    assert ops[1] == OneConnection((REMOVE, waitaof(1, 2), WAIT_2))
+    assert ops[1] == OneConnection((REMOVE, WAIT_2, waitaof(1, 2)))
     assert learned == {"10.0.0.2:6379": AofSync.NONE, NODE: AofSync.EVERYWHERE}
 
 
@@ -270,7 +269,7 @@ def test_with_fsync_off_no_node_is_asked_for_and_wait_goes_alone() -> None:
 def test_a_long_waitaof_is_split_like_wait() -> None:
     waits = durability.waits(AofSync.UNKNOWN, 1, 3.0, 1.0)
 
-    assert waits == [Command(("WAITAOF", 1, 1, 500))] * 6 + [Command(("WAIT", 1, 500))] * 6
+    assert waits == [Command(("WAIT", 1, 500))] * 6 + [Command(("WAITAOF", 1, 1, 500))] * 6
 
 
 def test_durable_fsync_is_on_by_default_and_read_from_the_environment() -> None:
