@@ -2,7 +2,8 @@
 
 Each shard gets its safety claim (one script call) once per `TIMERS_SAFETY_WAKEUP_SECONDS`, so a primary
 holding N/K of the shards gets N/K calls per interval, and the node of the worker's notification connection
-one `PING` more. Counted from `INFO commandstats` of each primary over a window of several (shortened)
+one `PING` more; a sync worker's cluster client also asks a node for each pipelined call's keys (`COMMAND
+GETKEYS`). Counted from `INFO commandstats` of each primary over a window of several (shortened)
 intervals; the counts at the window's edges may be off by one interval's worth.
 """
 
@@ -47,5 +48,11 @@ def test_an_idle_worker_sends_each_primary_one_safety_claim_per_shard_it_holds_p
             assert abs(script_calls - per_primary * intervals) <= 2 * per_primary, stats
         pings = sum(int(stats.get("cmdstat_ping", {}).get("calls", 0)) for stats in counts)
         assert pings <= intervals + 2  # the notification connection's, on one node
+        key_lookups = sum(int(stats.get("cmdstat_command|getkeys", {}).get("calls", 0)) for stats in counts)
+        if kind == "sync":
+            # redis-py's sync cluster pipeline asks a node for the keys of every EVALSHA it routes.
+            assert abs(key_lookups - SHARDS * intervals) <= 2 * SHARDS
+        else:
+            assert key_lookups == 0
     finally:
         front.close()
