@@ -277,6 +277,7 @@ def cluster_tables(results: Results, config: Config) -> list[str]:
         ("cluster.share.cpu", "share of the server CPU (INFO cpu)", percent, True),
         ("cluster.cpu_us", "server CPU µs per fired timer", micros, False),
         ("cluster.evalsha_us", "EVALSHA µs per fired timer (commandstats usec)", micros, False),
+        ("cluster.idle.commands_per_s", "idle worker: Redis commands/s at the default intervals", per_second, False),
     ):
         for front in FRONTS:
             values = [results.median(f"{figure}.{index}", front, "library") for index in primaries]

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, TypeVar
 import pydantic
 
 from redis_timers import bulk, flows, inspect, layout, seed
+from redis_timers.durability import AofSync
 from redis_timers.engine import WorkerEngine
 from redis_timers.keys import Namespace
 from redis_timers.ops import Flow, ScriptCall
@@ -39,6 +40,8 @@ class TimersCore:
         self.namespace = Namespace(self.settings.namespace, self.settings.shards)
         # Whether this instance checked the namespace's shard count (`layout.py`): once, before its first call.
         self._layout_checked = False
+        # What each node's durable writes learned about its append-only file, by node name (`durability`).
+        self._aof_sync: dict[str, AofSync] = {}
         self.registry = HandlerRegistry(
             separator=self.settings.separator,
             accepts_async=self.accepts_async_handlers,
@@ -97,7 +100,8 @@ class TimersCore:
         return float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None
 
     def _set_timer_durably_flow(self, call: ScriptCall) -> Flow[int]:
-        return flows.set_timer_durably(call, self.settings, self._socket_timeout())  # checked by the front end
+        # Its layout is checked by the front end.
+        return flows.set_timer_durably(call, self.settings, self._socket_timeout(), self._aof_sync)
 
     def _remove_timer_flow(self, topic: str, timer_id: str, durable: bool) -> Flow[bool]:
         durability = self.settings if durable else None
@@ -109,6 +113,7 @@ class TimersCore:
                 timer_id,
                 durability=durability,
                 read_timeout_seconds=self._socket_timeout(),
+                learned=self._aof_sync,
             )
         )
 
@@ -127,6 +132,7 @@ class TimersCore:
                 timer_id,
                 durable=durable,
                 read_timeout_seconds=self._socket_timeout(),
+                learned=self._aof_sync,
             )
         )
 
