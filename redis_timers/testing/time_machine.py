@@ -150,6 +150,9 @@ class _TimeMachineBase(Generic[TimersT]):
         # (server ms at which an offset took effect, that offset): maps a real instant (a dead letter's
         # failed_at) to the virtual one.
         self._history: list[tuple[int, int]] = [(-(2**62), 0)]
+        # The virtual failed_at of the dead letters the helper's own passes made, exactly (the offset of their
+        # pass); the history above would be ambiguous for one recorded in the millisecond of a later move.
+        self._dead_seen: dict[tuple[str, str, datetime.datetime], datetime.datetime] = {}
         # Retry backoff has jitter: drawn from a seeded generator, the same test gives the same due times.
         core._rng = random.Random(seed)
 
@@ -185,7 +188,8 @@ class _TimeMachineBase(Generic[TimersT]):
         return ms_to_datetime(real_ms + offset)
 
     def _virtual_dead_letter(self, dead: DeadLetter) -> DeadLetter:
-        return dataclasses.replace(dead, failed_at=self._virtual_event(dead.failed_at))
+        seen = self._dead_seen.get((dead.topic, dead.timer_id, dead.failed_at))
+        return dataclasses.replace(dead, failed_at=self._virtual_event(dead.failed_at) if seen is None else seen)
 
     def _now_flow(self) -> Flow[datetime.datetime]:
         snapshot = yield from self._move(0)
@@ -293,11 +297,11 @@ class _TimeMachineBase(Generic[TimersT]):
                 rescheduled.append(Rescheduled(topic, timer_id, self._virtual(score), (topic, timer_id) in retried))
             dead_after = yield _Drive(flows.dead_letters(self._core.namespace))
             known = {(dead.topic, dead.timer_id, dead.failed_at) for dead in dead_before}
-            dead_lettered.extend(
-                self._virtual_dead_letter(dead)
-                for dead in dead_after
-                if (dead.topic, dead.timer_id, dead.failed_at) not in known
-            )
+            for dead in dead_after:
+                key = (dead.topic, dead.timer_id, dead.failed_at)
+                if key not in known:
+                    self._dead_seen[key] = ms_to_datetime(instant_to_ms(dead.failed_at) + self.offset_ms)
+                    dead_lettered.append(self._virtual_dead_letter(dead))
             snapshot = after
         raise TimeMachineError(
             f"still firing after {MAX_PASSES} worker passes: do handlers keep setting timers that are due at once?"
