@@ -177,6 +177,12 @@ class _TimeMachineBase(Generic[TimersT]):
             self._history.append((now_ms, self.offset_ms))
         return _Snapshot(now_ms, scores)
 
+    def _virtual_now_ms(self, snapshot: _Snapshot) -> int:
+        """The helper's now: the server's clock rounded up to a whole millisecond, as the library's scripts round
+        the now that delays count from, plus the offset. So `advance(d)` just after a `set_timer` with a delay of
+        `d` reaches that timer's due time even within the same millisecond."""
+        return snapshot.now_ms + 1 + self.offset_ms
+
     def _virtual(self, real_ms: int) -> datetime.datetime:
         """A stored due time (which the helper moves) as a virtual instant."""
         return ms_to_datetime(real_ms + self.offset_ms)
@@ -193,7 +199,7 @@ class _TimeMachineBase(Generic[TimersT]):
 
     def _now_flow(self) -> Flow[datetime.datetime]:
         snapshot = yield from self._move(0)
-        return ms_to_datetime(snapshot.now_ms + self.offset_ms)
+        return ms_to_datetime(self._virtual_now_ms(snapshot))
 
     def _scheduled_flow(self, topic: str | None, timer_id: str | None) -> Flow[list[TimerInfo]]:
         snapshot = yield from self._move(0)
@@ -242,7 +248,7 @@ class _TimeMachineBase(Generic[TimersT]):
         rescheduled: list[Rescheduled] = []
         dead_lettered: list[DeadLetter] = []
         snapshot: _Snapshot = yield _Drive(self._move(0))
-        start_ms = snapshot.now_ms + self.offset_ms
+        start_ms = self._virtual_now_ms(snapshot)
         if step is not None:
             if not isinstance(step, datetime.timedelta) or step < datetime.timedelta(0):
                 raise TimeMachineError(f"advance() takes a timedelta of zero or more, got {step!r}")
@@ -255,7 +261,7 @@ class _TimeMachineBase(Generic[TimersT]):
                 )
         for _ in range(MAX_PASSES):
             earliest = min(snapshot.scores.values(), default=None)
-            virtual_now = snapshot.now_ms + self.offset_ms
+            virtual_now = self._virtual_now_ms(snapshot)
             if earliest is None or earliest + self.offset_ms > target_ms:
                 if target_ms > virtual_now:
                     yield _Drive(self._move(target_ms - virtual_now))

@@ -278,3 +278,11 @@ def test_a_lease_left_by_a_dead_worker_runs_out_in_virtual_time(clock_for: Clock
     assert [(run.timer_id, run.attempt, run.outcome) for run in report.ran] == [("l", 2, "done")]
     assert report.ran[0].fired_at >= held.lease_expires_at
     assert fired.items == [8]
+
+
+def test_advancing_by_the_delay_right_after_set_timer_reaches_its_due_time(clock_for: ClockFor) -> None:
+    """Within the millisecond of the call too: set_timer counts from the server's clock rounded up, as does now()."""
+    clock = clock_for(spec("soon", Order, lambda payload, _: None))
+    for number in range(20):
+        clock.harness.set_timer("soon", str(number), Order(order_id=number), 30 * MINUTE)
+        assert clock.advance(30 * MINUTE).ran_ids() == [str(number)]
