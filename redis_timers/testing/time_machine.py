@@ -33,7 +33,7 @@ from redis_timers.timing import instant_to_ms, ms_to_datetime
 from redis_timers.wire import DEAD, RETRY
 
 MAX_PASSES = 10_000
-"""Most worker passes one advance makes: more means handlers keep setting timers due at once."""
+"""Most worker passes one advance makes, by default: more means handlers keep setting timers due at once."""
 
 MOVE_TIMELINES = LuaScript(
     name="testing_move_timelines",
@@ -141,8 +141,11 @@ def _due_ms_of(token: str, default: int) -> int:
 class _TimeMachineBase(Generic[TimersT]):
     """What both flavours share: the offset, the flows, and the step-by-step loop as a generator of requests."""
 
-    def __init__(self, timers: TimersT, *, seed: int = 0) -> None:
+    def __init__(self, timers: TimersT, *, seed: int = 0, max_passes: int = MAX_PASSES) -> None:
+        if not isinstance(max_passes, int) or max_passes < 1:
+            raise TimeMachineError(f"max_passes must be an int >= 1, got {max_passes!r}")
         self.timers = timers
+        self.max_passes = max_passes
         core: Any = timers
         self._core = core
         self.offset_ms = 0
@@ -259,7 +262,7 @@ class _TimeMachineBase(Generic[TimersT]):
                 raise TimeMachineError(
                     f"cannot go back in time: {until!r} is before the helper's now, {ms_to_datetime(start_ms)!r}"
                 )
-        for _ in range(MAX_PASSES):
+        for _ in range(self.max_passes):
             earliest = min(snapshot.scores.values(), default=None)
             virtual_now = self._virtual_now_ms(snapshot)
             if earliest is None or earliest + self.offset_ms > target_ms:
@@ -310,7 +313,7 @@ class _TimeMachineBase(Generic[TimersT]):
                     dead_lettered.append(self._virtual_dead_letter(dead))
             snapshot = after
         raise TimeMachineError(
-            f"still firing after {MAX_PASSES} worker passes: do handlers keep setting timers that are due at once?"
+            f"still firing after {self.max_passes} worker passes: do handlers keep setting timers that are due at once?"
         )
 
     # -- shared helpers -------------------------------------------------------------------

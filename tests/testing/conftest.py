@@ -15,11 +15,11 @@ from tests.harness import FRONT_KINDS, Front, FrontKind, HandlerSpec, TimersHarn
 class BlockingClock:
     """`TimeMachine`'s methods, called on the front's event loop for the async flavour."""
 
-    def __init__(self, harness: TimersHarness) -> None:
+    def __init__(self, harness: TimersHarness, machine: TimeMachine | AsyncTimeMachine | None = None) -> None:
         self.harness = harness
-        self.machine: TimeMachine | AsyncTimeMachine = (
-            AsyncTimeMachine(harness.timers) if harness.front.is_async else TimeMachine(harness.timers)
-        )
+        if machine is None:
+            machine = AsyncTimeMachine(harness.timers) if harness.front.is_async else TimeMachine(harness.timers)
+        self.machine = machine
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         method = getattr(self.machine, name)

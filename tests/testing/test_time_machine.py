@@ -14,7 +14,7 @@ import pytest
 
 from redis_timers import TimersSettings
 from redis_timers.engine import Cycle, Maintain, Wait
-from redis_timers.testing import TimeMachineError
+from redis_timers.testing import AsyncTimeMachine, TimeMachine, TimeMachineError
 from tests.harness import Front, Recorder, spec
 from tests.testing.conftest import BlockingClock
 
@@ -286,3 +286,42 @@ def test_advancing_by_the_delay_right_after_set_timer_reaches_its_due_time(clock
     for number in range(20):
         clock.harness.set_timer("soon", str(number), Order(order_id=number), 30 * MINUTE)
         assert clock.advance(30 * MINUTE).ran_ids() == [str(number)]
+
+
+def test_handlers_that_keep_setting_timers_due_at_once_end_with_a_typed_error(front: Front) -> None:
+    holder: list[Any] = []
+
+    def again(payload: Order, _: dict[str, Any]) -> None:
+        holder[0].set_timer("loop", "x", payload, datetime.timedelta(0))
+
+    harness = front.timers(spec("loop", Order, again, blocking=True))
+    holder.append(harness)
+    machine_type = AsyncTimeMachine if front.is_async else TimeMachine
+    clock = BlockingClock(harness, machine_type(harness.timers, max_passes=5))
+    harness.set_timer("loop", "x", Order(order_id=1), MINUTE)
+    with pytest.raises(TimeMachineError, match="still firing after 5 worker passes"):
+        clock.advance(2 * MINUTE)
+    with pytest.raises(TimeMachineError, match="max_passes must be an int >= 1"):
+        TimeMachine(harness.timers, max_passes=0)
+
+
+def retry_due_times(clock: BlockingClock) -> list[datetime.timedelta]:
+    clock.harness.set_timer("fails", "r", Order(order_id=1), MINUTE)
+    report = clock.advance(datetime.timedelta(hours=1))
+    return [run.due_at - report.ran[0].due_at for run in report.ran]
+
+
+def test_the_seed_makes_retry_due_times_repeat(front: Front) -> None:
+    def fails(payload: Order, _: dict[str, Any]) -> None:
+        raise RuntimeError("no")
+
+    settings = TimersSettings(retry_backoff_seconds=60.0, max_attempts=4)
+    times = []
+    for _ in range(2):
+        harness = front.timers(spec("fails", Order, fails), settings=settings)
+        machine_type = AsyncTimeMachine if front.is_async else TimeMachine
+        times.append(retry_due_times(BlockingClock(harness, machine_type(harness.timers, seed=7))))
+        harness.call("purge_dead_letters")
+    assert len(times[0]) == len(times[1]) == 4
+    # The same jitter (up to 15 s here); the due times differ only by the real milliseconds the runs took.
+    assert all(abs(first - second) < datetime.timedelta(seconds=1) for first, second in zip(*times)), times
