@@ -60,7 +60,12 @@ def test_the_sync_example_passes_with_dash_p_in_well_under_a_second(pytester: py
 
 def test_every_python_block_passes_through_the_conftest_plugins_line(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(**{name.removesuffix(".py"): body for name, body in python_files().items()})
-    pytester.inline_run("-p", "no:cacheprovider").assertoutcome(passed=6)
+    recorded = pytester.inline_run("-p", "no:cacheprovider")
+    recorded.assertoutcome(passed=6)
+    reports = recorded.getreports("pytest_runtest_logreport")
+    asynchronous = [report for report in reports if report.nodeid.startswith("test_orders_async.py")]
+    assert len(asynchronous) == 3  # setup, call, teardown of the asyncio example
+    assert sum(report.duration for report in asynchronous) < 1.0, [(r.when, r.duration) for r in asynchronous]
 
 
 def test_without_the_plugin_its_fixtures_are_not_there(pytester: pytest.Pytester) -> None:
