@@ -21,6 +21,7 @@ import pydantic
 from redis_timers import codec, flows, legacy, scripts, server_errors, wire
 from redis_timers.errors import STOP_REQUESTS, SettingsError
 from redis_timers.keys import Namespace
+from redis_timers.observe import Guarded
 from redis_timers.ops import Flow, ScriptCall
 from redis_timers.registry import HandlerRegistry
 from redis_timers.retry import cycle_failure_pause, retry_delay_ms
@@ -42,18 +43,31 @@ RENEW_AFTER_FRACTION = 1 / 3
 """A lease is renewed once a third of it has passed, so two renewals can fail before it runs out."""
 
 
-def log_failure(level: int, message: str, args: tuple[object, ...], error: BaseException) -> None:
+def log_failure(
+    level: int, message: str, args: tuple[object, ...], error: BaseException, fields: dict[str, object]
+) -> None:
     """Log a handler's failure with its traceback; without it if formatting that raises.
 
     The traceback reads the exception class's `__qualname__` and `__module__`, which a metaclass
     can make raise anything: the failure is settled already, and logging it must not kill the worker.
     """
     try:
-        logger.log(level, message, *args, exc_info=error)
+        logger.log(level, message, *args, exc_info=error, extra=fields)
     except STOP_REQUESTS:
         raise
     except BaseException:
-        logger.log(level, message + " (its traceback could not be formatted)", *args)
+        logger.log(level, message + " (its traceback could not be formatted)", *args, extra=fields)
+
+
+def lateness_ms(token: str, started_ms: float) -> float | None:
+    """How long after its due time a claim started: its token ends with the due time (see `cycle.lua`)."""
+    _, _, due = token.rpartition(".")
+    return started_ms - int(due) if due.isdigit() and token.count(".") == 2 else None
+
+
+def log_fields(topic: str, timer_id: str, attempt: int, lateness: float | None) -> dict[str, object]:
+    """The `extra` fields of a log record about one run (docs/operations.md, "Logs")."""
+    return {"topic": topic, "timer_id": timer_id, "attempt": attempt, "lateness_ms": lateness}
 
 
 def invalid_payload(error: BaseException) -> str:
@@ -124,6 +138,15 @@ class Run:
     """How settlements name this run on the wire (see `wire.py`)."""
     shard: int = 0
     """The shard it was claimed from, which its settlements go to."""
+    started_ms: float = 0.0
+    """When its claim's reply arrived, on its shard's clock (server ms): the run starts then."""
+
+    @property
+    def lateness_ms(self) -> float | None:
+        return lateness_ms(self.token, self.started_ms)
+
+    def log_fields(self) -> dict[str, object]:
+        return log_fields(self.topic, self.timer_id, self.attempts, self.lateness_ms)
 
 
 def settle(kind: bytes, key: bytes, tail: bytes = b"") -> Settlement:
@@ -141,8 +164,11 @@ class WorkerEngine:
         single_pass: bool,
         concurrency: int | None = None,
         layout_check: Callable[[], Flow[int]] | None = None,
+        observer: Guarded | None = None,
     ) -> None:
         self._namespace = namespace
+        self.observer = observer
+        """Told of each run's start, end and outcome (`observe.py`); None costs one test per event."""
         # The namespace's shard count, checked before the first round trip (a maintenance step, so that an
         # outage at start is ridden out like any other); None once checked, or when the Timers checked it already.
         self._layout_check = layout_check
@@ -429,6 +455,10 @@ class WorkerEngine:
             shard.cutoff = now_ms + 1
         runs: list[Run] = []
         renew_at_ms = now_ms + self._renew_every_ms
+        # The reply's arrival on this shard's clock: when its runs start (their lateness), read once per reply.
+        started_ms = shard.clock.server_now_ms(received_at)
+        if started_ms is None:
+            started_ms = float(now_ms)
         handlers, validators, in_flight, run_ids = self._handlers, self._validators, self._in_flight, self._run_ids
         pending, index_of_shard = shard.pending, shard.index
         claims = wire.claims(reply[4])
@@ -447,7 +477,7 @@ class WorkerEngine:
                     f"claimed {attempts} times without finishing (worker died or lease ran out); "
                     f"the limit is {limit} attempt(s)"
                 )
-                logger.error("timer %r/%r %s; moved to dead letters", handler.topic, timer_id, reason)
+                self._dead_letter_claim(handler.topic, timer_id, attempts, token, started_ms, reason)
                 pending.append(settle(wire.DEAD, key, wire.with_error(reason)))
                 continue
             try:
@@ -459,8 +489,8 @@ class WorkerEngine:
                 return []
             except BaseException as error:  # anything else a validator raises is this payload's fault
                 # Retrying cannot help a payload that no longer fits its schema: dead-letter it, run the others.
-                logger.error("timer %r/%r has an invalid payload; moved to dead letters", handler.topic, timer_id)
                 reason = f"payload does not validate against {handler.schema.__name__}: {invalid_payload(error)}"
+                self._dead_letter_claim(handler.topic, timer_id, attempts, token, started_ms, reason)
                 pending.append(settle(wire.DEAD, key, wire.with_error(reason)))
                 continue
             # Positional: a busy worker makes one per timer (fields in declaration order).
@@ -477,6 +507,7 @@ class WorkerEngine:
                 renew_at_ms,
                 key,
                 index_of_shard,
+                started_ms,
             )
             in_flight[run_id] = run
             runs.append(run)
@@ -487,6 +518,15 @@ class WorkerEngine:
             # only settled, its shard's slots given to other shards): it examined nothing, yet the shard is done.
             shard.pass_exhausted = True
         return runs
+
+    def _dead_letter_claim(
+        self, topic: str, timer_id: str, attempts: int, token: bytes, started_ms: float, reason: str
+    ) -> None:
+        """A claimed timer that never runs goes to dead letters: one WARNING, and the observer is told."""
+        fields = log_fields(topic, timer_id, attempts, lateness_ms(token.decode(), started_ms))
+        logger.warning("timer %r/%r moved to dead letters: %s", topic, timer_id, reason, extra=fields)
+        if self.observer is not None:
+            self.observer.dead_lettered(topic, timer_id, attempts, reason)
 
     def calls_answered(self, outcomes: Sequence[object], sent_at: float, received_at: float) -> list[Run]:
         """Each call's outcome, in the order of the cycle's calls: its reply, or the error it met.
@@ -652,17 +692,22 @@ class WorkerEngine:
         pending = self._shards[run.shard].pending
         if error is None:
             pending.append(settle(wire.ACK, run.key))
+            if self.observer is not None:
+                self.observer.fired(run)
             return
         description = codec.describe_error(error)
         limit = self._attempt_limits[run.topic_index - 1]
         if run.attempts >= limit:
             pending.append(settle(wire.DEAD, run.key, wire.with_error(description)))
             log_failure(
-                logging.ERROR,
+                logging.WARNING,
                 "timer %r/%r failed %d time(s); moved to dead letters: %s",
                 (run.topic, run.timer_id, run.attempts, description),
                 error,
+                run.log_fields(),
             )
+            if self.observer is not None:
+                self.observer.dead_lettered(run.topic, run.timer_id, run.attempts, description)
             return
         delay_ms = retry_delay_ms(run.attempts, self._settings, self._rng)
         pending.append(settle(wire.RETRY, run.key, wire.with_error(description, delay_ms)))
@@ -671,7 +716,10 @@ class WorkerEngine:
             "timer %r/%r failed (attempt %d of %d); retrying in %.1fs: %s",
             (run.topic, run.timer_id, run.attempts, limit, delay_ms / 1000, description),
             error,
+            run.log_fields(),
         )
+        if self.observer is not None:
+            self.observer.retried(run, description, delay_ms)
 
     def notified(self, topic: str, due_ms: int, shard_index: int = 0) -> None:
         """Another process scheduled a timer of `topic` in shard `shard_index` earlier than the head we knew."""

@@ -26,6 +26,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port from 1 to 65535, got {value}")
+    return value
+
+
 def _seconds(text: str) -> float:
     value = float(text)
     if not (math.isfinite(value) and 0 < value <= LONGEST_SECONDS):
@@ -148,6 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="handlers run at once (default: the instance's concurrent_processing_limit)",
     )
+    worker.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics (needs the redis-timers[prometheus] extra)",
+    )
+    worker.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="the address the metrics exporter binds to (default: 127.0.0.1, this host only)",
+    )
     _add_common(worker, log_level="INFO")
 
     commands.add_parser(
@@ -199,4 +218,5 @@ def run(argv: list[str]) -> int:
         cluster=args.cluster,
         concurrency=args.concurrency,
         connect_timeout=args.connect_timeout,
+        metrics=None if args.metrics_port is None else (args.metrics_host, args.metrics_port),
     )
