@@ -9,7 +9,7 @@ from typing import Any, ClassVar, TypeVar
 
 import pydantic
 
-from redis_timers import bulk, flows, inspect, layout, seed
+from redis_timers import bulk, codec, flows, inspect, layout, seed
 from redis_timers.durability import AofSync
 from redis_timers.engine import WorkerEngine
 from redis_timers.keys import Namespace
@@ -73,9 +73,17 @@ class TimersCore:
         activate_at: datetime.datetime | None,
         mode: str = "replace",
     ) -> ScriptCall:
-        return flows.set_timer_call(
+        call = flows.set_timer_call(
             self.namespace, self.registry, topic, timer_id, payload, activation_period, activate_at, mode
         )
+        if self._observer is not None:
+            traceparent = self._observer.carried(topic, timer_id)
+            if traceparent is not None:
+                # In the stored payload, which the claim hands back as it is (`codec.traced`).
+                timer_id_arg, body, *rest = call.args
+                assert isinstance(body, bytes)
+                call = call._replace(args=(timer_id_arg, codec.traced(traceparent, body), *rest))
+        return call
 
     @property
     def observer(self) -> TimersObserver | None:

@@ -140,6 +140,8 @@ class Run:
     """The shard it was claimed from, which its settlements go to."""
     started_ms: float = 0.0
     """When its claim's reply arrived, on its shard's clock (server ms): the run starts then."""
+    trace: str | None = None
+    """The trace context carried with the timer (a W3C traceparent), if it was scheduled under a span."""
 
     @property
     def lateness_ms(self) -> float | None:
@@ -480,6 +482,9 @@ class WorkerEngine:
                 self._dead_letter_claim(handler.topic, timer_id, attempts, token, started_ms, reason)
                 pending.append(settle(wire.DEAD, key, wire.with_error(reason)))
                 continue
+            trace = None
+            if body and body[0] == codec.TRACE_MARK:  # scheduled under a span (`codec.traced`)
+                trace, body = codec.untraced(body)  # noqa: PLW2901
             try:
                 payload = validators[topic_index - 1](body)
                 if not isinstance(payload, handler.schema):
@@ -508,6 +513,7 @@ class WorkerEngine:
                 key,
                 index_of_shard,
                 started_ms,
+                trace,
             )
             in_flight[run_id] = run
             runs.append(run)

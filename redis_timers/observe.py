@@ -15,6 +15,7 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
+from redis_timers.codec import TRACEPARENT
 from redis_timers.errors import SettingsError
 
 logger = logging.getLogger("redis_timers")
@@ -40,6 +41,11 @@ class ObservedRun(Protocol):
         (as the worker maps its own clock onto it); None for a claim that does not say its due time."""
         ...
 
+    @property
+    def trace(self) -> str | None:
+        """The trace context carried with the timer (a W3C traceparent: see `TimersObserver.carried`), or None."""
+        ...
+
 
 class TimersObserver:
     """Told when this process schedules a timer, and when its workers start, finish, retry or bury a run.
@@ -52,6 +58,11 @@ class TimersObserver:
 
     def scheduled(self, topic: str, timer_id: str) -> None:
         """A timer was written (set, or replaced); not called when a `mode` kept the timer already scheduled."""
+
+    def carried(self, topic: str, timer_id: str) -> str | None:
+        """A W3C traceparent to carry with the timer `set_timer` is about to write (the span current now), or
+        None; the worker's observer reads it back as `run.trace`. Anything that is not a traceparent is ignored."""
+        return None
 
     def run_started(self, run: ObservedRun) -> object:
         """The handler is about to be called for `run`."""
@@ -80,6 +91,9 @@ class Observers(TimersObserver):
     def scheduled(self, topic: str, timer_id: str) -> None:
         for observer in self.observers:
             observer.scheduled(topic, timer_id)
+
+    def carried(self, topic: str, timer_id: str) -> str | None:
+        return next((found for observer in self.observers if (found := observer.carried(topic, timer_id))), None)
 
     def run_started(self, run: ObservedRun) -> object:
         return [observer.run_started(run) for observer in self.observers]
@@ -127,6 +141,14 @@ class Guarded(TimersObserver):
             self.observer.scheduled(topic, timer_id)
         except Exception as error:
             self._failed("scheduled", error)
+
+    def carried(self, topic: str, timer_id: str) -> str | None:
+        try:
+            found = self.observer.carried(topic, timer_id)
+        except Exception as error:
+            self._failed("carried", error)
+            return None
+        return found if isinstance(found, str) and TRACEPARENT.fullmatch(found) else None
 
     def run_started(self, run: ObservedRun) -> object:
         try:
