@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import os
 import signal
 import urllib.request
+from pathlib import Path
 
 import pytest
 import redis
@@ -15,6 +17,7 @@ from redis_timers.sync import Router
 from redis_timers.sync import Timers as SyncTimers
 from tests.cli.conftest import Spawn
 from tests.cli.metrics_app import TOPIC, FlakyJob
+from tests.cli.processes import ROOT
 from tests.harness import wait_until
 
 NOW = datetime.timedelta(0)
@@ -93,3 +96,20 @@ def test_metrics_port_in_use_is_a_startup_error(spawn: Spawn, redis_url: str) ->
     assert f"cannot serve metrics on 127.0.0.1 port {port}" in second.output
     first.process.send_signal(signal.SIGTERM)
     assert first.wait_exit() == 0, first.output
+
+
+def test_metrics_port_without_the_extra_is_a_startup_error(spawn: Spawn, redis_url: str, tmp_path: Path) -> None:
+    # prometheus_client made unimportable in the worker's process, as in an install without the extra.
+    (tmp_path / "prometheus_client.py").write_text('raise ImportError("No module named prometheus_client")\n')
+    worker = spawn(
+        "worker",
+        "tests.cli.metrics_app:sync_timers",
+        "--redis-url",
+        redis_url,
+        "--metrics-port",
+        str(free_port()),
+        PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}",
+    )
+
+    assert worker.wait_exit() == 2
+    assert "--metrics-port needs the prometheus extra: pip install 'redis-timers[prometheus]'" in worker.output

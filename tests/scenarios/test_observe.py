@@ -161,7 +161,9 @@ def test_run_logs_carry_fields_and_a_dead_letter_is_one_warning(front: Front, ca
         lateness = getattr(record, "lateness_ms")  # noqa: B009
         assert isinstance(lateness, float)
         assert 0 <= lateness < 10_000
-    assert len(failures) == 2  # the retry's record, then the dead letter's
+    # The retry's record, then the dead letter's: both WARNINGs, each with the handler's traceback.
+    assert [record.levelno for record in failures] == [logging.WARNING, logging.WARNING]
+    assert all(record.exc_info is not None for record in failures)
 
 
 def test_a_claim_dead_lettered_for_its_payload_is_one_warning_and_told(
