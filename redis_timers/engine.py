@@ -462,7 +462,7 @@ class WorkerEngine:
         if started_ms is None:
             started_ms = float(now_ms)
         handlers, validators, in_flight, run_ids = self._handlers, self._validators, self._in_flight, self._run_ids
-        pending, index_of_shard = shard.pending, shard.index
+        pending, index_of_shard, trace_mark = shard.pending, shard.index, codec.TRACE_MARK
         claims = wire.claims(reply[4])
         if self._stop_deadline is not None:
             # Claims reach a stopping worker only from a replayed round trip: hand them back at once.
@@ -483,7 +483,7 @@ class WorkerEngine:
                 pending.append(settle(wire.DEAD, key, wire.with_error(reason)))
                 continue
             trace = None
-            if body and body[0] == codec.TRACE_MARK:  # scheduled under a span (`codec.traced`)
+            if body and body[0] == trace_mark:  # scheduled under a span (`codec.traced`)
                 trace, body = codec.untraced(body)  # noqa: PLW2901
             try:
                 payload = validators[topic_index - 1](body)
