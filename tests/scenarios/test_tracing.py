@@ -78,6 +78,8 @@ def test_a_run_is_a_span_linked_to_the_span_that_scheduled_it(
     info = timers.get_timer("jobs", "linked")
     assert info is not None
     assert info.payload == Job(n=1)
+    page = timers.call("list_timers", "jobs")
+    assert {timer.timer_id: timer.payload for timer in page.items}["linked"] == '{"n":1,"note":""}'
     _, payloads = timers.call("fetch_all_timers")
     assert set(payloads.values()) == {'{"n":1,"note":""}', '{"n":2,"note":"fail"}', '{"n":3,"note":""}'}
 
