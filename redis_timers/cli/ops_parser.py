@@ -97,9 +97,7 @@ def _json(parser: argparse.ArgumentParser) -> None:
 
 
 def _confirm(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--yes", action="store_true", help="do it without asking (needed when stdin is not a terminal)"
-    )
+    parser.add_argument("--yes", action="store_true", help="do it without asking (needed when stdin is not a terminal)")
 
 
 def add_ops_commands(
@@ -109,7 +107,8 @@ def add_ops_commands(
     add_common: Callable[[argparse.ArgumentParser], None],
 ) -> None:
     def command(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=help_text, description=f"{description} Read-only unless it says so.")
+        parser: argparse.ArgumentParser = commands.add_parser(name, help=help_text, description=description)
+        return parser
 
     ls = command("ls", "list pending and running timers, earliest due first", "Lists timers, earliest due first.")
     ls.add_argument("--topic", metavar="TOPIC", help="only this topic")
@@ -148,7 +147,9 @@ def add_ops_commands(
     dead.add_argument("--topic", metavar="TOPIC", help="only this topic")
     _paging(dead)
 
-    requeue = command("requeue", "schedule a dead letter again, due now (asks first)", "Requeues a dead letter. Writes.")
+    requeue = command(
+        "requeue", "schedule a dead letter again, due now (asks first)", "Requeues a dead letter. Writes."
+    )
     requeue.add_argument("topic", metavar="TOPIC")
     requeue.add_argument("timer_id", metavar="ID")
     _confirm(requeue)
