@@ -179,13 +179,14 @@ def stats(args: argparse.Namespace, out: TextIO) -> int:
             return INTERRUPTED
 
 
-def confirm(args: argparse.Namespace, question: str) -> None:
-    """Go on with `--yes`, or after a `y` typed on a terminal; refuse without `--yes` when stdin is no terminal."""
+def confirm(args: argparse.Namespace, question: str | Callable[[], str]) -> None:
+    """Go on with `--yes`, or after a `y` typed on a terminal; refuse without `--yes` when stdin is no terminal.
+    A callable `question` is asked only when there is someone to ask (it may read Redis)."""
     if args.yes:
         return
     if not sys.stdin.isatty():
-        raise CommandFailed(f"refusing to {question} without --yes: stdin is not a terminal to ask on", USAGE)
-    sys.stderr.write(f"{question}? [y/N] ")
+        raise CommandFailed(f"refusing to {args.command} without --yes: stdin is not a terminal to ask on", USAGE)
+    sys.stderr.write(f"{question() if callable(question) else question}? [y/N] ")
     sys.stderr.flush()
     answer = sys.stdin.readline().strip().lower()
     if answer not in ("y", "yes"):
@@ -231,7 +232,7 @@ def requeue(args: argparse.Namespace, out: TextIO) -> int:
 
 def purge(args: argparse.Namespace, out: TextIO) -> int:
     with open_timers(args) as timers:
-        confirm(args, f"delete all {timers.count_dead_letters()} dead letter(s)")
+        confirm(args, lambda: f"delete all {timers.count_dead_letters()} dead letter(s)")
         purged = timers.purge_dead_letters()
     emit(args, {"purged": purged}, lambda: f"purged {purged} dead letter(s)", out)
     return OK

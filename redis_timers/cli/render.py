@@ -134,6 +134,8 @@ def stats_table(stats: Any) -> str:
 
 def _span(span: datetime.timedelta) -> str:
     whole = int(span.total_seconds())
+    if whole == 0:
+        return "0"
     if whole % 3600 == 0:
         return f"{whole // 3600}h"
     if whole % 60 == 0:
