@@ -128,17 +128,6 @@ def run_dashboard(
             server = DashboardServer((args.host, args.port), timers, redact_url(args.redis_url), args.interval)
         except OSError as error:
             raise CommandFailed(f"cannot listen on {args.host}:{args.port}: {error}", USAGE) from None
-        host, port = str(server.server_address[0]), int(server.server_address[1])
-        shown_host = f"[{host}]" if ":" in str(host) else host
-        print(f"redis-timers dashboard (read-only) on http://{shown_host}:{port}/", flush=True)
-        if args.host in LOOPBACK:
-            print(f"listening on {args.host} only: reachable from this host alone", flush=True)
-        else:
-            logger.warning(
-                "the dashboard listens on %s, not on 127.0.0.1: anyone who can reach this address sees the timers' "
-                "ids, payloads and errors (it has no login)",
-                args.host,
-            )
         received: list[int] = []
 
         def stop(signum: int, frame: FrameType | None) -> None:
@@ -146,8 +135,20 @@ def run_dashboard(
             # shutdown() waits for serve_forever to return, which runs in this thread: ask from another one.
             threading.Thread(target=server.shutdown, daemon=True).start()
 
+        # Before saying where it listens: whoever waits for that line may signal at once.
         previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
         try:
+            host, port = str(server.server_address[0]), int(server.server_address[1])
+            shown_host = f"[{host}]" if ":" in str(host) else host
+            print(f"redis-timers dashboard (read-only) on http://{shown_host}:{port}/", flush=True)
+            if args.host in LOOPBACK:
+                print(f"listening on {args.host} only: reachable from this host alone", flush=True)
+            else:
+                logger.warning(
+                    "the dashboard listens on %s, not on 127.0.0.1: anyone who can reach this address sees the timers' "
+                    "ids, payloads and errors (it has no login)",
+                    args.host,
+                )
             server.serve_forever(poll_interval=0.2)
         finally:
             for signum, handler in previous.items():

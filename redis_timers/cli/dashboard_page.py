@@ -92,7 +92,9 @@ function drawHistogram(container, histogram) {
   const total = histogram.counts.reduce((sum, count) => sum + count, 0);
   const summary = el("div", null, { class: "summary" });
   summary.appendChild(el("span", total, { "data-histogram-total": "" }));
-  summary.appendChild(document.createTextNode(" due, " + histogram.overdue + " overdue"));
+  summary.appendChild(document.createTextNode(" due, "));
+  summary.appendChild(el("span", histogram.overdue, { "data-histogram-overdue": "" }));
+  summary.appendChild(document.createTextNode(" overdue"));
   container.replaceChildren(summary, bars, axis);
 }
 

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from tests.cli.conftest import Spawn
-from tests.cli.ops_world import ERROR_TEXT, ODD_IDS, ODD_TOPIC, World, world
+from tests.cli.ops_world import ERROR_TEXT, ODD_TOPIC, World, world
 from tests.cli.processes import ROOT
 from tests.cli.test_dashboard import start_dashboard
 
@@ -93,7 +93,9 @@ def test_the_dashboard_in_headless_chromium_shows_what_the_test_scheduled(
             for timer_id in timers_world.dead:
                 expect(page.locator("#dead")).to_contain_text(timer_id)  # `<i>` in the id, shown as text
             expect(page.locator("#dead")).to_contain_text(ERROR_TEXT)
-            expect(page.locator("#histogram-next_hour [data-histogram-total]")).to_have_text(str(len(ODD_IDS)))
+            overdue = page.locator("#histogram-next_hour [data-histogram-overdue]")
+            expect(overdue).to_have_text(str(len(timers_world.due_now)))
+            expect(page.locator("#histogram-next_hour .bar")).to_have_count(1 + 12)  # overdue, then 12 of 5 minutes
             expect(page.locator("#topics")).to_contain_text(ODD_TOPIC)  # `<b>&amp;` in the topic, shown as text
 
             # Markup in ids and errors is text: no element came of it, no script ran.
