@@ -355,3 +355,46 @@ def test_iso_is_utc_to_the_millisecond() -> None:
     assert re.fullmatch(
         r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", iso(datetime.datetime.now(datetime.timezone.utc)) or ""
     )
+
+
+# -- on a cluster ----------------------------------------------------------------------------------------------------
+
+
+def test_ops_commands_on_a_cluster_read_every_shard(cluster_url: str) -> None:
+    import redis.cluster
+
+    from redis_timers.settings import TimersSettings
+    from redis_timers.sync import Router
+    from redis_timers.sync import Timers as SyncTimers
+    from tests.cli.ops_world import Note
+
+    router = Router()
+
+    @router.handler(topic=PLAIN, schema=Note)
+    def not_run(note: Note, context: dict[str, object]) -> None:
+        raise AssertionError("no worker runs here")  # pragma: no cover
+
+    cluster_client = redis.cluster.RedisCluster.from_url(cluster_url)
+    try:
+        settings = TimersSettings.from_env(shards=6)
+        timers = SyncTimers(redis_client=cluster_client, routers=[router], settings=settings)
+        ids = [f"job-{number}-{ODD_IDS[number % len(ODD_IDS)]}" for number in range(24)]
+        for timer_id in ids:
+            timers.set_timer(PLAIN, timer_id, Note(text=timer_id), datetime.timedelta(minutes=30))
+        shards = len({timers.namespace.keyspace_for(PLAIN, timer_id).shard for timer_id in ids})
+        assert shards > 1  # the ids spread over several shards, so over several primaries
+
+        common = ("--redis-url", cluster_url, "--cluster", "--shards", "6", "--json")
+        listed = run_cli("ls", *common, "--all", "--limit", "5").json()
+        assert sorted(timer["timer_id"] for timer in listed["timers"]) == sorted(ids)
+        stats = run_cli("stats", *common).json()
+        assert stats["topics"][PLAIN]["pending"] == len(ids)
+        assert run_cli("get", PLAIN, ids[3], *common).json()["timer_id"] == ids[3]
+        assert run_cli("cancel", PLAIN, ids[3], *common, "--yes").json()["cancelled"] is True
+        assert timers.get_timer(PLAIN, ids[3]) is None
+
+        plain_client = run_cli("stats", "--redis-url", cluster_url)
+        assert plain_client.code == 2
+        assert "is a node of a Redis Cluster: run with --cluster" in plain_client.stderr
+    finally:
+        cluster_client.close()
