@@ -76,6 +76,7 @@ def test_snapshot_has_the_stats_histograms_running_timers_and_dead_letters_exact
     _dashboard, base = start_dashboard(spawn, redis_url)
     data = snapshot(base)
 
+    assert set(data) == {"server_time", "totals", "topics", "histograms", "running", "dead"}
     assert data["totals"]["pending"] == len(timers_world.pending)
     assert data["totals"]["running"] == len(timers_world.running)
     assert data["topics"][ODD_TOPIC]["pending"] == len(ODD_IDS)
@@ -113,3 +114,13 @@ def test_a_bad_cursor_gets_400_with_the_error(spawn: Spawn, redis_url: str) -> N
 
     assert status == 400
     assert "InvalidCursorError" in json.loads(body)["error"]
+
+
+def test_a_port_in_use_exits_2_in_one_line(spawn: Spawn, redis_url: str) -> None:
+    _first, url = start_dashboard(spawn, redis_url)
+    port = url.rsplit(":", 1)[1].strip("/")
+    second = spawn("dashboard", "--redis-url", redis_url, "--port", port)
+
+    assert second.wait_exit() == 2, second.output
+    assert f"redis-timers dashboard: cannot listen on 127.0.0.1:{port}:" in second.output
+    assert "Traceback" not in second.output

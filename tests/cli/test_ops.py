@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import pty
 import re
@@ -203,6 +204,18 @@ def test_stats_watch_redraws_in_place_until_sigint_then_exits_130(
 
     assert watch.wait_exit() == 130, watch.output
     assert "Traceback" not in watch.output
+
+
+def test_stats_watch_json_prints_one_object_per_line_per_refresh(
+    spawn: Spawn, redis_url: str, client: redis.Redis
+) -> None:
+    watch = spawn("stats", "--watch", "--json", "--interval", "0.2", "--redis-url", redis_url)
+    frames = [json.loads(watch.wait_for('"server_time"')) for _ in range(3)]
+    watch.process.send_signal(signal.SIGINT)
+
+    assert watch.wait_exit() == 130, watch.output
+    assert all(set(frame) == {"server_time", "totals", "topics", "histograms"} for frame in frames)
+    assert len({frame["server_time"] for frame in frames}) == 3
 
 
 # -- cancel, requeue, purge: confirmation ----------------------------------------------------------------------------
