@@ -11,6 +11,7 @@ from importlib import metadata
 from typing import NoReturn
 
 from redis_timers.cli.connection_check import DEFAULT_CONNECT_TIMEOUT_SECONDS
+from redis_timers.cli.ops_parser import OPS_COMMANDS, add_ops_commands
 from redis_timers.cli.redis_url import check_redis_url, redact_urls
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -87,7 +88,10 @@ def _add_common(parser: argparse.ArgumentParser, *, log_level: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="redis-timers",
-        description="Durable one-shot timers on Redis: try it (demo), run workers (worker), measure it (bench).",
+        description=(
+            "Durable one-shot timers on Redis: try it (demo), run workers (worker), look and act (ls, get, stats, "
+            "cancel, dead, requeue, purge, dashboard), measure it (bench)."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -169,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(worker, log_level="INFO")
 
+    add_ops_commands(commands, redis_url=_redis_url, add_common=lambda parser: _add_common(parser, log_level="WARNING"))
+
     commands.add_parser(
         "bench",
         help="run the project's benchmark (python -m benchmarks) from a source checkout; arguments are passed on",
@@ -206,6 +212,10 @@ def run(argv: list[str]) -> int:
             front_end=args.front_end,
             connect_timeout=args.connect_timeout,
         )
+    if args.command in OPS_COMMANDS:
+        from redis_timers.cli.ops import run_ops
+
+        return run_ops(args)
     if args.cluster and not args.redis_url:
         parser.error(
             "worker --cluster needs --redis-url, a node of the cluster (else the app's client is used as it is)"
