@@ -30,7 +30,7 @@ from tests.unit.engine_harness import (
     settlements,
     wait_seconds,
 )
-from tests.unit.support import BASE_MS, Order, Reminder, assert_single_slot, nothing_to_import, run_flow
+from tests.unit.support import BASE_MS, Order, Reminder, assert_single_slot, nothing_to_import
 
 BYTES_OR_STR = pytest.mark.parametrize("as_bytes", [False, True], ids=["decoded", "raw-bytes"])
 OUTAGE = TimersConnectionError("Redis is unreachable")
@@ -47,8 +47,10 @@ def test_first_step_imports_seed_timers_then_a_cycle_claims() -> None:
 
     first = h.step(0.0)
     assert isinstance(first, Maintain)
-    ops, imported = run_flow(first.flow, nothing_to_import(h.registry))
-    read = ops[0]
+    ops, imported = nothing_to_import(first.flow)
+    fingerprint, _, read = ops[:3]
+    assert isinstance(fingerprint, ScriptCall)
+    assert fingerprint.script is scripts.LEGACY_FINGERPRINT
     assert isinstance(read, ScriptCall)
     assert read.script is scripts.READ_LEGACY
     assert read.keys == ("timers_timeline",)

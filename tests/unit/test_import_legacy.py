@@ -42,7 +42,7 @@ def read(offset: int) -> ScriptCall:
 
 def receipts(topic: str, cursor: str = "0") -> ScriptCall:
     return ScriptCall(
-        scripts.LEGACY_RECEIPTS, (f"{{timers}}:timeline:{topic}", f"{{timers}}:legacy:{topic}"), (cursor,)
+        scripts.LEGACY_RECEIPTS, (f"{{timers}}:timeline:{topic}", f"{{timers}}:legacy:{topic}"), (cursor, "0")
     )
 
 
