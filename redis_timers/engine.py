@@ -209,6 +209,11 @@ class WorkerEngine:
         self._importing = False  # the step out is the import (a Maintain), for what a failure of it says
         self._import_failures = 0  # in a row, when they pause the import alone (several shards)
         self._next_import_at = 0.0 if self._imports else math.inf
+        # A pass of the import is steps of a page each; between two, the worker makes a round trip if it
+        # needs one, so firing never waits for a whole pass (a single pass imports first, as it always did).
+        self._import_job: legacy.LegacyImport | None = None
+        self._import_memory = legacy.ImportMemory()
+        self._import_turn = True
         self._stop_deadline: float | None = None
         self._finished = False
         self._stop_error: BaseException | None = None
@@ -231,12 +236,16 @@ class WorkerEngine:
             return self._stopping_step(now)
         if self._layout_check is not None:
             return Maintain(self._layout_check())
-        if now >= self._next_import_at:
+        if self._import_job is None and now >= self._next_import_at:
             self._next_import_at = (
                 math.inf if self._single_pass else now + self._settings.legacy_import_interval_seconds
             )
-            self._importing = True
-            return Maintain(legacy.import_legacy(self._namespace, self._registry, self._settings))
+            self._import_job = legacy.LegacyImport(self._namespace, self._registry, self._settings, self._import_memory)
+            self._import_turn = True  # a pass begins before the next round trip, as a whole one used to
+        if self._import_turn or self._single_pass:
+            import_step = self._import_step()
+            if import_step is not None:
+                return import_step
         self._plan_renewals(now)
         wanting = self._wanting
         wanting.clear()
@@ -255,12 +264,26 @@ class WorkerEngine:
         if wanting or settling:
             gather_until = self._gather_until(now)
             if now < gather_until:
-                return Wait(gather_until - now)
+                return self._import_step() or Wait(gather_until - now)
+            self._import_turn = True
             return self._cycle(now, wanting)
         if self._single_pass and not self._in_flight and all(shard.pass_exhausted for shard in self._shards):
             self._finished = True
             return Finished(self._stop_error)
-        return Wait(self._wait_seconds(now))
+        return self._import_step() or Wait(self._wait_seconds(now))
+
+    def _import_step(self) -> Maintain | None:
+        """The import's next step, if a pass is under way; None once it is over (or there is none)."""
+        job = self._import_job
+        if job is None:
+            return None
+        flow = job.next_step()
+        if flow is None:
+            self._import_job = None
+            return None
+        self._importing = True
+        self._import_turn = False
+        return Maintain(flow)
 
     def _stopping_step(self, now: float) -> Step:
         assert self._stop_deadline is not None
@@ -595,8 +618,12 @@ class WorkerEngine:
         self._layout_check = None
         self._importing = False
         if imported:
-            logger.info("imported %d timer(s) written by an earlier redis-timers version", imported)
             self.rearm()
+        job = self._import_job
+        if job is not None and job.over:
+            self._import_job = None
+            if job.imported:
+                logger.info("imported %d timer(s) written by an earlier redis-timers version", job.imported)
 
     def cycle_interrupted(self) -> None:
         """The front end gave up waiting for a cycle's replies (it was cancelled or interrupted).
@@ -622,6 +649,10 @@ class WorkerEngine:
         the wrong type), which someone must fix; waiting for it would only hide it.
         """
         importing, self._importing = self._importing, False
+        if importing:
+            # The pass starts again at the next import time; what it wrote before the failure is unknown.
+            self._import_job = None
+            self._import_memory.fingerprint = None
         if shard_index is None and len(self._outstanding) == 1 and len(self._shards) > 1:
             shard_index = self._outstanding[0].index
             self._outstanding.clear()
