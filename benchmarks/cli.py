@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks import bulk, cluster, drain, idle, lateness, machine, report, scale, schedule
+from benchmarks import bulk, cluster, drain, idle, lateness, legacy_lateness, machine, report, scale, schedule
 from benchmarks.common import LEGACY_IMPORT_OFF, BenchmarkError, delete_namespace
 from benchmarks.context import SCENARIOS, Config, Context
 from benchmarks.workers import WorkerPool
@@ -21,6 +21,7 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "bulk": bulk.run,
     "drain": drain.run,
     "lateness": lateness.run,
+    "legacy": legacy_lateness.run,
     "idle": idle.run,
     "scale": scale.run,
     "cluster": cluster.run,

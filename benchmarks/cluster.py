@@ -16,6 +16,10 @@ no raw minimum on the cluster, whose layout is one slot.
   (`INFO`, `ZCOUNT` polls, the cluster client's `CLUSTER` calls) are left out of the command counts; its
   polls, one ZCOUNT per shard every 5 ms, are inside the CPU figures.
 - lateness: the lateness window of one library worker of each front end, beside the lateness scenario's.
+- idle: one library worker of each front end with nothing due, its safety interval shortened to the idle
+  scenario's (`idle_interval_seconds`) and its legacy import out of reach: each primary's commands per interval
+  (`INFO commandstats`, the parent's INFO and replicas' REPLCONF left out), as commands per second at the
+  default safety interval (`safety_wakeup_seconds`, 8 s).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any, cast
 import redis
 import redis.cluster
 
-from benchmarks import drain, lateness
+from benchmarks import drain, idle, lateness
 from benchmarks.common import CLUSTER_PRIMARIES, CLUSTER_SHARDS, FRONTS, Front, delete_topic
 from benchmarks.context import Context
 from benchmarks.workers import WorkerPool
@@ -124,6 +128,44 @@ def _record(ctx: Context, totals: dict[Front, PerPrimary]) -> None:
             ctx.results.add(f"cluster.share.timers.{index}", front, "library", per.timers[index] / sum(per.timers))
 
 
+IDLE_LEFT_OUT = frozenset({"info", "replconf"})
+"""The parent's INFO, and a replica's acknowledgements (the benchmark's cluster has none, but a reused one may)."""
+
+
+def _idle(ctx: Context) -> None:
+    """Each primary's commands per second, at the default safety interval, of one idle worker of each front end."""
+    topic, interval = "idle", ctx.config.idle_interval_seconds
+    options = {idle.SAFETY.setting: interval, idle.LEGACY_IMPORT.setting: idle.OUT_OF_REACH_SECONDS}
+    for front in FRONTS:
+        delete_topic(ctx.control, topic, ctx.namespace)
+        worker = ctx.pool.take(1)[0]
+        worker.go(front, "library", topic, options=options)
+        try:
+            # Half an interval off, so that the window holds as many safety claims as intervals (see `idle`).
+            ctx.settle("library", topic, ctx.config.settle_seconds + interval / 2)
+            opened = time.perf_counter()
+            before = [_snapshot(node)[0] for node in ctx.nodes]
+            time.sleep(ctx.config.idle_seconds)
+            after = [_snapshot(node)[0] for node in ctx.nodes]
+            elapsed = time.perf_counter() - opened
+        finally:
+            worker.stop()
+        per_interval = []
+        for calls0, calls1 in zip(before, after):
+            counted = sum(
+                count - calls0.get(name, 0)
+                for name, count in calls1.items()
+                if name.split("|", 1)[0] not in IDLE_LEFT_OUT
+            )
+            per_interval.append(counted * interval / elapsed)
+        for index, commands in enumerate(per_interval):
+            rate = commands / idle.SAFETY.default_seconds
+            ctx.results.add(f"cluster.idle.commands_per_s.{index}", front, "library", rate)
+        shown = ", ".join(f"{commands:.2f}" for commands in per_interval)
+        ctx.progress(f"cluster idle {front}: commands per safety interval on each primary: {shown}")
+    delete_topic(ctx.control, topic, ctx.namespace)
+
+
 def _beside_one_server(ctx: Context) -> None:
     """The single server's figures (drain, lateness scenarios of this run) beside the cluster's."""
     for processes in ctx.config.fanout:
@@ -163,6 +205,7 @@ def run(ctx: Context) -> None:
                 for front in FRONTS:
                     lateness.measure(cluster_ctx, front, "library", {}, "cluster.lateness")
             delete_topic(cluster_ctx.control, "lateness", cluster_ctx.namespace)
+            _idle(cluster_ctx)
         finally:
             pool.close()
             cluster_ctx.close()

@@ -20,7 +20,7 @@ from redis_timers.keys import Namespace
 from redis_timers.sync import Timers as SyncTimers
 
 TOPICS = ("schedule", "drain", "lateness", "idle", "scale")
-SCENARIOS = ("schedule", "bulk", "drain", "lateness", "idle", "scale", "cluster")
+SCENARIOS = ("schedule", "bulk", "drain", "lateness", "legacy", "idle", "scale", "cluster")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -98,8 +98,15 @@ def _schedule(ctx: Context, topic: str, count: int, window_ms: int) -> tuple[int
     return max(dues), offset_error_ms
 
 
-def measure(ctx: Context, front: str, impl: str, options: dict[str, float], figures: str = "lateness") -> None:
-    """One lateness window of one kind of worker; its figures under `figures`.<name>, front, impl."""
+def measure(
+    ctx: Context,
+    front: str,
+    impl: str,
+    options: dict[str, float],
+    figures: str = "lateness",
+    label: str | None = None,
+) -> None:
+    """One lateness window of one kind of worker; its figures under `figures`.<name>, front, `label` (or impl)."""
     topic, count = "lateness", ctx.config.lateness_timers
     window_ms = round(ctx.config.lateness_seconds * 1000)
     delete_topic(ctx.control, topic, ctx.namespace)
@@ -125,12 +132,12 @@ def measure(ctx: Context, front: str, impl: str, options: dict[str, float], figu
         ("min_ms", summary.min_ms),
         ("clock_uncertainty_ms", tolerance),
     ):
-        ctx.results.add(f"{figures}.{name}", front, impl, value)
+        ctx.results.add(f"{figures}.{name}", front, label or impl, value)
     for half, early in summary.early.items():
-        ctx.results.add(f"{figures}.early.{half}", front, impl, float(early))
+        ctx.results.add(f"{figures}.early.{half}", front, label or impl, float(early))
     shown = ", ".join(f"{early} early ({half})" for half, early in summary.early.items())
     ctx.progress(
-        f"{figures} {front} {impl}: p50 {summary.p50_ms:.2f} ms, "
+        f"{figures} {front} {label or impl}: p50 {summary.p50_ms:.2f} ms, "
         f"p99 {summary.p99_ms:.2f} ms, max {summary.max_ms:.2f} ms, {shown}"
     )
 

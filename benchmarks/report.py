@@ -125,6 +125,9 @@ def rows(config: Config) -> list[Row]:
         for half in ("activate_at", "activation_period"):
             figure = f"early, `{half}` half (must be 0; raw: {poller_label(sleep)})"
             table.append(Row("lateness", figure, f"lateness.early.{half}", poller(sleep), count, with_ratio=False))
+    for name, key in (("p50", "p50_ms"), ("p99", "p99_ms"), ("max", "max_ms")):
+        figure = f"lateness {name} ms, 100,000 seed-era timers of an unhandled topic (beside: none)"
+        table.append(Row("legacy", figure, f"legacy.{key}", "without-seed", ms))
     for suffix, what in (("", "at the default intervals"), (".no_import", "legacy import off")):
         for index, sleep in enumerate(RAW_POLL_SLEEPS_MS):
             table.append(
@@ -281,6 +284,7 @@ def cluster_tables(results: Results, config: Config) -> list[str]:
         ("cluster.share.cpu", "share of the server CPU (INFO cpu)", percent, True),
         ("cluster.cpu_us", "server CPU µs per fired timer", micros, False),
         ("cluster.evalsha_us", "EVALSHA µs per fired timer (commandstats usec)", micros, False),
+        ("cluster.idle.commands_per_s", "idle worker: Redis commands/s at the default intervals", per_second, False),
     ):
         for front in FRONTS:
             values = [results.median(f"{figure}.{index}", front, "library") for index in primaries]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from redis_timers.errors import STOP_REQUESTS
@@ -90,6 +91,26 @@ def dead_letter(field: str | bytes, record: str | bytes) -> DeadLetter:
             error=f"unreadable dead letter record ({type(error).__name__}: {error})",
             failed_at=ms_to_datetime(0),
         )
+
+
+TRACE_MARK = 64
+"""`@`, which starts a payload's trace prefix `'@<traceparent>|'` (JSON never starts with it): see `traced`."""
+TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+"""A W3C traceparent: version, trace id, parent span id, flags, in lowercase hex."""
+
+
+def traced(traceparent: str, body: bytes) -> bytes:
+    """A payload's stored form carrying `traceparent` (the span that scheduled it), for the worker's span."""
+    return b"@" + traceparent.encode("ascii") + b"|" + body
+
+
+def untraced(body: bytes) -> tuple[str | None, bytes]:
+    """A claimed payload's trace context (None if it carries none) and its JSON: the reverse of `traced`."""
+    if body and body[0] == TRACE_MARK:
+        bar = body.find(b"|", 1)
+        if bar > 0:
+            return body[1:bar].decode("ascii", "replace"), body[bar + 1 :]
+    return None, body
 
 
 def pairs(flat: list[Any]) -> list[tuple[Any, Any]]:

@@ -9,9 +9,11 @@ from typing import Any, ClassVar, TypeVar
 
 import pydantic
 
-from redis_timers import bulk, flows, inspect, layout, seed
+from redis_timers import bulk, codec, flows, inspect, layout, seed
+from redis_timers.durability import AofSync
 from redis_timers.engine import WorkerEngine
 from redis_timers.keys import Namespace
+from redis_timers.observe import Guarded, TimersObserver, guarded
 from redis_timers.ops import Flow, ScriptCall
 from redis_timers.records import DeadLetter, DueHistogram, Page, ScheduledTimer, TimerInfo, TimersStats
 from redis_timers.registry import HandlerRegistry
@@ -32,13 +34,17 @@ class TimersCore:
         context: dict[str, Any] | None = None,
         routers: Iterable[Router] | None = None,
         settings: TimersSettings | None = None,
+        observer: TimersObserver | None = None,
     ) -> None:
         self.redis_client = redis_client
+        self.observer = observer
         self.context: dict[str, Any] = {} if context is None else context
         self.settings = TimersSettings.from_env() if settings is None else settings
         self.namespace = Namespace(self.settings.namespace, self.settings.shards)
         # Whether this instance checked the namespace's shard count (`layout.py`): once, before its first call.
         self._layout_checked = False
+        # What each node's durable writes learned about its append-only file, by node name (`durability`).
+        self._aof_sync: dict[str, AofSync] = {}
         self.registry = HandlerRegistry(
             separator=self.settings.separator,
             accepts_async=self.accepts_async_handlers,
@@ -67,9 +73,43 @@ class TimersCore:
         activate_at: datetime.datetime | None,
         mode: str = "replace",
     ) -> ScriptCall:
-        return flows.set_timer_call(
+        call = flows.set_timer_call(
             self.namespace, self.registry, topic, timer_id, payload, activation_period, activate_at, mode
         )
+        if self._observer is not None:
+            traceparent = self._observer.carried(topic, timer_id)
+            if traceparent is not None:
+                # In the stored payload, which the claim hands back as it is (`codec.traced`).
+                timer_id_arg, body, *rest = call.args
+                assert isinstance(body, bytes)
+                call = call._replace(args=(timer_id_arg, codec.traced(traceparent, body), *rest))
+        return call
+
+    @property
+    def observer(self) -> TimersObserver | None:
+        """Told of the timers this instance schedules and of its workers' runs (`redis_timers.observe`).
+
+        Set it before `run_forever`: a worker takes the observer it finds when it starts.
+        """
+        return None if self._observer is None else self._observer.observer
+
+    @observer.setter
+    def observer(self, observer: TimersObserver | None) -> None:
+        self._observer: Guarded | None = guarded(observer)
+
+    def _set_done(self, topic: str, timer_id: str, reply: Any) -> int:
+        """A set script's reply: the due ms; the observer is told when the timer was written (not kept)."""
+        due_ms, written = flows.set_reply(reply)
+        if written and self._observer is not None:
+            self._observer.scheduled(topic, timer_id)
+        return due_ms
+
+    def _sets_done(self, results: list[bulk.SetResult]) -> list[bulk.SetResult]:
+        if self._observer is not None:
+            for result in results:
+                if result.written:
+                    self._observer.scheduled(result.topic, result.timer_id)
+        return results
 
     def _set_batches(self, timers: Iterable[bulk.TimerSpec], mode: str) -> bulk.SetBatches:
         return bulk.set_batches(self.namespace, self.registry, timers, mode)
@@ -96,8 +136,11 @@ class TimersCore:
         timeout = connection_kwargs.get("socket_timeout") if isinstance(connection_kwargs, dict) else None
         return float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None
 
-    def _set_timer_durably_flow(self, call: ScriptCall) -> Flow[int]:
-        return flows.set_timer_durably(call, self.settings, self._socket_timeout())  # checked by the front end
+    def _set_timer_durably_flow(self, call: ScriptCall, topic: str, timer_id: str) -> Flow[int]:
+        # `flows.set_timer_durably`, keeping whether it wrote (for the observer); its layout is checked by the
+        # front end.
+        reply = yield from flows.write(call, self.settings, self._socket_timeout(), self._aof_sync)
+        return self._set_done(topic, timer_id, reply)
 
     def _remove_timer_flow(self, topic: str, timer_id: str, durable: bool) -> Flow[bool]:
         durability = self.settings if durable else None
@@ -109,6 +152,7 @@ class TimersCore:
                 timer_id,
                 durability=durability,
                 read_timeout_seconds=self._socket_timeout(),
+                learned=self._aof_sync,
             )
         )
 
@@ -127,6 +171,7 @@ class TimersCore:
                 timer_id,
                 durable=durable,
                 read_timeout_seconds=self._socket_timeout(),
+                learned=self._aof_sync,
             )
         )
 
@@ -194,4 +239,5 @@ class TimersCore:
             single_pass=single_pass,
             concurrency=concurrency,
             layout_check=None if self._layout_checked else self._layout_flow,
+            observer=self._observer,
         )

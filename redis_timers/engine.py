@@ -21,6 +21,7 @@ import pydantic
 from redis_timers import codec, flows, legacy, scripts, server_errors, wire
 from redis_timers.errors import STOP_REQUESTS, SettingsError
 from redis_timers.keys import Namespace
+from redis_timers.observe import Guarded
 from redis_timers.ops import Flow, ScriptCall
 from redis_timers.registry import HandlerRegistry
 from redis_timers.retry import cycle_failure_pause, retry_delay_ms
@@ -44,18 +45,31 @@ RENEW_AFTER_FRACTION = 1 / 3
 """A lease is renewed once a third of it has passed, so two renewals can fail before it runs out."""
 
 
-def log_failure(level: int, message: str, args: tuple[object, ...], error: BaseException) -> None:
+def log_failure(
+    level: int, message: str, args: tuple[object, ...], error: BaseException, fields: dict[str, object]
+) -> None:
     """Log a handler's failure with its traceback; without it if formatting that raises.
 
     The traceback reads the exception class's `__qualname__` and `__module__`, which a metaclass
     can make raise anything: the failure is settled already, and logging it must not kill the worker.
     """
     try:
-        logger.log(level, message, *args, exc_info=error)
+        logger.log(level, message, *args, exc_info=error, extra=fields)
     except STOP_REQUESTS:
         raise
     except BaseException:
-        logger.log(level, message + " (its traceback could not be formatted)", *args)
+        logger.log(level, message + " (its traceback could not be formatted)", *args, extra=fields)
+
+
+def lateness_ms(token: str, started_ms: float) -> float | None:
+    """How long after its due time a claim started: its token ends with the due time (see `cycle.lua`)."""
+    _, _, due = token.rpartition(".")
+    return started_ms - int(due) if due.isdigit() and token.count(".") == 2 else None
+
+
+def log_fields(topic: str, timer_id: str, attempt: int, lateness: float | None) -> dict[str, object]:
+    """The `extra` fields of a log record about one run (docs/operations.md, "Logs")."""
+    return {"topic": topic, "timer_id": timer_id, "attempt": attempt, "lateness_ms": lateness}
 
 
 def invalid_payload(error: BaseException) -> str:
@@ -126,6 +140,17 @@ class Run:
     """How settlements name this run on the wire (see `wire.py`)."""
     shard: int = 0
     """The shard it was claimed from, which its settlements go to."""
+    started_ms: float = 0.0
+    """When its claim's reply arrived, on its shard's clock (server ms): the run starts then."""
+    trace: str | None = None
+    """The trace context carried with the timer (a W3C traceparent), if it was scheduled under a span."""
+
+    @property
+    def lateness_ms(self) -> float | None:
+        return lateness_ms(self.token, self.started_ms)
+
+    def log_fields(self) -> dict[str, object]:
+        return log_fields(self.topic, self.timer_id, self.attempts, self.lateness_ms)
 
 
 def settle(kind: bytes, key: bytes, tail: bytes = b"") -> Settlement:
@@ -143,8 +168,11 @@ class WorkerEngine:
         single_pass: bool,
         concurrency: int | None = None,
         layout_check: Callable[[], Flow[int]] | None = None,
+        observer: Guarded | None = None,
     ) -> None:
         self._namespace = namespace
+        self.observer = observer
+        """Told of each run's start, end and outcome (`observe.py`); None costs one test per event."""
         # The namespace's shard count, checked before the first round trip (a maintenance step, so that an
         # outage at start is ridden out like any other); None once checked, or when the Timers checked it already.
         self._layout_check = layout_check
@@ -184,6 +212,11 @@ class WorkerEngine:
         self._importing = False  # the step out is the import (a Maintain), for what a failure of it says
         self._import_failures = 0  # in a row, when they pause the import alone (several shards)
         self._next_import_at = 0.0 if self._imports else math.inf
+        # A pass of the import is steps of a page each; between two, the worker makes a round trip if it
+        # needs one, so firing never waits for a whole pass (a single pass imports first, as it always did).
+        self._import_job: legacy.LegacyImport | None = None
+        self._import_memory = legacy.ImportMemory()
+        self._import_turn = True
         self._stop_deadline: float | None = None
         self._finished = False
         self._stop_error: BaseException | None = None
@@ -206,12 +239,16 @@ class WorkerEngine:
             return self._stopping_step(now)
         if self._layout_check is not None:
             return Maintain(self._layout_check())
-        if now >= self._next_import_at:
+        if self._import_job is None and now >= self._next_import_at:
             self._next_import_at = (
                 math.inf if self._single_pass else now + self._settings.legacy_import_interval_seconds
             )
-            self._importing = True
-            return Maintain(legacy.import_legacy(self._namespace, self._registry, self._settings))
+            self._import_job = legacy.LegacyImport(self._namespace, self._registry, self._settings, self._import_memory)
+            self._import_turn = True  # a pass begins before the next round trip, as a whole one used to
+        if self._import_turn or self._single_pass:
+            import_step = self._import_step()
+            if import_step is not None:
+                return import_step
         self._plan_renewals(now)
         wanting = self._wanting
         wanting.clear()
@@ -230,12 +267,26 @@ class WorkerEngine:
         if wanting or settling:
             gather_until = self._gather_until(now)
             if now < gather_until:
-                return Wait(gather_until - now)
+                return self._import_step() or Wait(gather_until - now)
+            self._import_turn = True
             return self._cycle(now, wanting)
         if self._single_pass and not self._in_flight and all(shard.pass_exhausted for shard in self._shards):
             self._finished = True
             return Finished(self._stop_error)
-        return Wait(self._wait_seconds(now))
+        return self._import_step() or Wait(self._wait_seconds(now))
+
+    def _import_step(self) -> Maintain | None:
+        """The import's next step, if a pass is under way; None once it is over (or there is none)."""
+        job = self._import_job
+        if job is None:
+            return None
+        flow = job.next_step()
+        if flow is None:
+            self._import_job = None
+            return None
+        self._importing = True
+        self._import_turn = False
+        return Maintain(flow)
 
     def _stopping_step(self, now: float) -> Step:
         assert self._stop_deadline is not None
@@ -449,8 +500,12 @@ class WorkerEngine:
             shard.cutoff = now_ms + 1
         runs: list[Run] = []
         renew_at_ms = now_ms + self._renew_every_ms
+        # The reply's arrival on this shard's clock: when its runs start (their lateness), read once per reply.
+        started_ms = shard.clock.server_now_ms(received_at)
+        if started_ms is None:
+            started_ms = float(now_ms)
         handlers, validators, in_flight, run_ids = self._handlers, self._validators, self._in_flight, self._run_ids
-        pending, index_of_shard = shard.pending, shard.index
+        pending, index_of_shard, trace_mark = shard.pending, shard.index, codec.TRACE_MARK
         claims = wire.claims(reply[4])
         if self._stop_deadline is not None:
             # Claims reach a stopping worker only from a replayed round trip: hand them back at once.
@@ -467,9 +522,12 @@ class WorkerEngine:
                     f"claimed {attempts} times without finishing (worker died or lease ran out); "
                     f"the limit is {limit} attempt(s)"
                 )
-                logger.error("timer %r/%r %s; moved to dead letters", handler.topic, timer_id, reason)
+                self._dead_letter_claim(handler.topic, timer_id, attempts, token, started_ms, reason)
                 pending.append(settle(wire.DEAD, key, wire.with_error(reason)))
                 continue
+            trace = None
+            if body and body[0] == trace_mark:  # scheduled under a span (`codec.traced`)
+                trace, body = codec.untraced(body)  # noqa: PLW2901
             try:
                 payload = validators[topic_index - 1](body)
                 if not isinstance(payload, handler.schema):
@@ -479,8 +537,8 @@ class WorkerEngine:
                 return []
             except BaseException as error:  # anything else a validator raises is this payload's fault
                 # Retrying cannot help a payload that no longer fits its schema: dead-letter it, run the others.
-                logger.error("timer %r/%r has an invalid payload; moved to dead letters", handler.topic, timer_id)
                 reason = f"payload does not validate against {handler.schema.__name__}: {invalid_payload(error)}"
+                self._dead_letter_claim(handler.topic, timer_id, attempts, token, started_ms, reason)
                 pending.append(settle(wire.DEAD, key, wire.with_error(reason)))
                 continue
             # Positional: a busy worker makes one per timer (fields in declaration order).
@@ -497,6 +555,8 @@ class WorkerEngine:
                 renew_at_ms,
                 key,
                 index_of_shard,
+                started_ms,
+                trace,
             )
             in_flight[run_id] = run
             runs.append(run)
@@ -507,6 +567,15 @@ class WorkerEngine:
             # only settled, its shard's slots given to other shards): it examined nothing, yet the shard is done.
             shard.pass_exhausted = True
         return runs
+
+    def _dead_letter_claim(
+        self, topic: str, timer_id: str, attempts: int, token: bytes, started_ms: float, reason: str
+    ) -> None:
+        """A claimed timer that never runs goes to dead letters: one WARNING, and the observer is told."""
+        fields = log_fields(topic, timer_id, attempts, lateness_ms(token.decode(), started_ms))
+        logger.warning("timer %r/%r moved to dead letters: %s", topic, timer_id, reason, extra=fields)
+        if self.observer is not None:
+            self.observer.dead_lettered(topic, timer_id, attempts, reason)
 
     def calls_answered(self, outcomes: Sequence[object], sent_at: float, received_at: float) -> list[Run]:
         """Each call's outcome, in the order of the cycle's calls: its reply, or the error it met.
@@ -569,8 +638,12 @@ class WorkerEngine:
         self._layout_check = None
         self._importing = False
         if imported:
-            logger.info("imported %d timer(s) written by an earlier redis-timers version", imported)
             self.rearm()
+        job = self._import_job
+        if job is not None and job.over:
+            self._import_job = None
+            if job.imported:
+                logger.info("imported %d timer(s) written by an earlier redis-timers version", job.imported)
 
     def cycle_interrupted(self) -> None:
         """The front end gave up waiting for a cycle's replies (it was cancelled or interrupted).
@@ -596,6 +669,10 @@ class WorkerEngine:
         the wrong type), which someone must fix; waiting for it would only hide it.
         """
         importing, self._importing = self._importing, False
+        if importing:
+            # The pass starts again at the next import time; what it wrote before the failure is unknown.
+            self._import_job = None
+            self._import_memory.fingerprint = None
         if shard_index is None and len(self._outstanding) == 1 and len(self._shards) > 1:
             shard_index = self._outstanding[0].index
             self._outstanding.clear()
@@ -672,17 +749,22 @@ class WorkerEngine:
         pending = self._shards[run.shard].pending
         if error is None:
             pending.append(settle(wire.ACK, run.key))
+            if self.observer is not None:
+                self.observer.fired(run)
             return
         description = codec.describe_error(error)
         limit = self._attempt_limits[run.topic_index - 1]
         if run.attempts >= limit:
             pending.append(settle(wire.DEAD, run.key, wire.with_error(description)))
             log_failure(
-                logging.ERROR,
+                logging.WARNING,
                 "timer %r/%r failed %d time(s); moved to dead letters: %s",
                 (run.topic, run.timer_id, run.attempts, description),
                 error,
+                run.log_fields(),
             )
+            if self.observer is not None:
+                self.observer.dead_lettered(run.topic, run.timer_id, run.attempts, description)
             return
         delay_ms = retry_delay_ms(run.attempts, self._settings, self._rng)
         pending.append(settle(wire.RETRY, run.key, wire.with_error(description, delay_ms)))
@@ -691,7 +773,10 @@ class WorkerEngine:
             "timer %r/%r failed (attempt %d of %d); retrying in %.1fs: %s",
             (run.topic, run.timer_id, run.attempts, limit, delay_ms / 1000, description),
             error,
+            run.log_fields(),
         )
+        if self.observer is not None:
+            self.observer.retried(run, description, delay_ms)
 
     def notified(self, topic: str, due_ms: int, shard_index: int = 0) -> None:
         """Another process scheduled a timer of `topic` in shard `shard_index` earlier than the head we knew."""

@@ -13,6 +13,8 @@ from typing import Any
 import pydantic
 
 from redis_timers import codec, scripts
+from redis_timers import durability as aof
+from redis_timers.durability import AofSync
 from redis_timers.errors import (
     STOP_REQUESTS,
     ActivationError,
@@ -20,11 +22,10 @@ from redis_timers.errors import (
     PayloadTypeError,
     SetModeError,
     StoredPayloadError,
-    TimersDurabilityError,
     UnstorablePayloadError,
 )
 from redis_timers.keys import Keyspace, Namespace, dead_letter_field
-from redis_timers.ops import Command, Flow, OneConnection, ScriptCall
+from redis_timers.ops import Command, Flow, NodeOf, OneConnection, ScriptCall
 from redis_timers.records import DeadLetter, TimerInfo
 from redis_timers.registry import HandlerRegistry
 from redis_timers.settings import TimersSettings
@@ -156,68 +157,49 @@ def payload_json(schema: type[pydantic.BaseModel], payload: pydantic.BaseModel) 
 
 
 def write(
-    call: ScriptCall, durability: TimersSettings | None = None, read_timeout_seconds: float | None = None
+    call: ScriptCall,
+    durability: TimersSettings | None = None,
+    read_timeout_seconds: float | None = None,
+    learned: dict[str, AofSync] | None = None,
 ) -> Flow[Any]:
     """The reply of a write; with `durability` (a durable write's settings), once `durable_replicas` replicas
-    confirmed it, else `TimersDurabilityError` (the write stands).
+    confirmed it, and, where its primary has AOF on, once it was synced to the append-only files (see
+    `durability`), else `TimersDurabilityError` (the write stands).
 
-    `WAIT` counts the replicas that received every earlier write of its own connection (and never blocks
-    inside a script), so it follows the script call on the same connection. With `durable_fsync`, WAITAOF
-    takes its place: it waits for the primary and the replicas to write it to their append-only files (Redis
-    7.2+, AOF on). `read_timeout_seconds` is the client's socket timeout (see `wait_commands`).
+    `WAIT` and `WAITAOF` count only the earlier writes of their own connection (and never block inside a
+    script), so they follow the script call on the same connection. `learned` holds what each node's replies
+    said about its AOF (`durability.AofSync`), by node name: the caller keeps it from one write to the next.
+    `read_timeout_seconds` is the client's socket timeout (see `durability.steps_ms`).
     """
     if durability is None:
         return (yield call)
     required = durability.durable_replicas
     timeout = durability.durable_timeout_seconds
-    waits = wait_commands(required, timeout, read_timeout_seconds, fsync=durability.durable_fsync)
-    reply, *replies = yield OneConnection((call, *waits))
+    node = ""
+    sync = AofSync.NONE
     if durability.durable_fsync:
-        # WAITAOF replies with how many of the primary (0 or 1) and of the replicas synced the write to their AOF
-        # (a replica that did has received it, so no WAIT is needed beside it).
-        synced = [(int(local), int(replicas)) for local, replicas in replies]
-        acknowledged = max(replicas for _, replicas in synced)
-        if max(local for local, _ in synced) < 1 or acknowledged < required:
-            raise TimersDurabilityError(acknowledged, required, timeout, fsync=True)
-        return reply
-    # WAIT replies, once enough replicas caught up or its timeout passed, with how many did.
-    acknowledged = max(int(count) for count in replies)
-    if acknowledged < required:
-        raise TimersDurabilityError(acknowledged, required, timeout)
+        node = yield NodeOf(call)  # answered by the driver from its slot map, without a round trip
+        sync = (learned or {}).get(node, AofSync.UNKNOWN)
+    waits = aof.waits(sync, required, timeout, read_timeout_seconds)
+    reply, *replies = yield OneConnection((call, *waits))
+    if isinstance(reply, BaseException):
+        raise reply
+    sync, failure = aof.judge(sync, waits, replies, required, timeout)
+    if learned is not None and durability.durable_fsync:
+        learned[node] = sync
+    if failure is not None:
+        raise failure
     return reply
 
 
-MAX_WAITS = 1000
-"""Bounds the WAITs of one durable write, whatever the client's socket timeout."""
-
-
-def wait_commands(
-    required: int, timeout_seconds: float, read_timeout_seconds: float | None, *, fsync: bool = False
-) -> tuple[Command, ...]:
-    """The WAITs that wait `timeout_seconds` in all for `required` replicas, each replying within half of
-    `read_timeout_seconds`.
-
-    A client reads every reply within its socket timeout, or takes the connection for broken and retries the
-    command: a WAIT longer than that would end as a connection error, with the write replayed on each retry.
-    So a longer wait is several shorter WAITs back to back on the same connection. Each counts the same
-    earlier writes (a WAIT writes nothing), and once one is satisfied the ones after it reply at once.
-    """
-    total_ms = max(1, math.ceil(timeout_seconds * 1000))
-    step_ms = total_ms
-    if read_timeout_seconds is not None and read_timeout_seconds > 0:
-        step_ms = max(1, math.floor(read_timeout_seconds * 1000 / 2), math.ceil(total_ms / MAX_WAITS))
-    steps = [step_ms] * (total_ms // step_ms) + ([total_ms % step_ms] if total_ms % step_ms else [])
-    if fsync:
-        # The primary's own AOF too (1), so that the write is on a disk wherever the failover lands.
-        return tuple(Command(("WAITAOF", 1, required, step)) for step in steps)
-    return tuple(Command(("WAIT", required, step)) for step in steps)
-
-
 def set_timer_durably(
-    call: ScriptCall, settings: TimersSettings, read_timeout_seconds: float | None = None
+    call: ScriptCall,
+    settings: TimersSettings,
+    read_timeout_seconds: float | None = None,
+    learned: dict[str, AofSync] | None = None,
 ) -> Flow[int]:
     """`set_timer(..., durable=True)`: its one script call (`set_timer_call`), then the wait for replicas."""
-    due_ms, _ = set_reply((yield from write(call, settings, read_timeout_seconds)))
+    due_ms, _ = set_reply((yield from write(call, settings, read_timeout_seconds, learned)))
     return due_ms
 
 
@@ -229,12 +211,13 @@ def remove_timer(
     *,
     durability: TimersSettings | None = None,
     read_timeout_seconds: float | None = None,
+    learned: dict[str, AofSync] | None = None,
 ) -> Flow[bool]:
     registry.find(topic)
     check_timer_id(timer_id)
     keys = namespace.keyspace_for(topic, timer_id).write_keys(topic)
     call = ScriptCall(scripts.REMOVE_TIMER, keys, (timer_id,))
-    removed = yield from write(call, durability, read_timeout_seconds)
+    removed = yield from write(call, durability, read_timeout_seconds, learned)
     return bool(removed)
 
 
@@ -291,6 +274,7 @@ def requeue_dead_letter(
     *,
     durable: bool = False,
     read_timeout_seconds: float | None = None,
+    learned: dict[str, AofSync] | None = None,
 ) -> Flow[bool]:
     """With `durable`, the requeue returns once replicas confirmed it (see `write`).
 
@@ -304,7 +288,7 @@ def requeue_dead_letter(
         (keyspace.dead_letters, *keyspace.write_keys(topic)),
         (dead_letter_field(topic, timer_id), timer_id, keyspace.channel(topic)),
     )
-    requeued = yield from write(call, settings if durable else None, read_timeout_seconds)
+    requeued = yield from write(call, settings if durable else None, read_timeout_seconds, learned)
     if int(requeued) < 0:
         raise StoredPayloadError(
             f"dead letter {topic!r}/{timer_id!r} has an unreadable record (not one this library writes); "

@@ -43,11 +43,19 @@ class Command(NamedTuple):
 
 class OneConnection(NamedTuple):
     """Send `ops` back to back on one connection (a pipeline, not a transaction); the reply is the list of their
-    replies. For `WAIT`, which counts only the writes made before it on its own connection."""
+    replies, an error reply as its `TimersError` in its place. For `WAIT` and `WAITAOF`, which count only the
+    writes made before them on their own connection."""
 
     ops: tuple[ScriptCall | Command, ...]
 
 
-Op = ScriptCall | Command | OneConnection
+class NodeOf(NamedTuple):
+    """The name of the node `call` would be sent to (`host:port` of a cluster node, "" for a plain client's one
+    server), from what the client knows: no command is sent."""
+
+    call: ScriptCall
+
+
+Op = ScriptCall | Command | OneConnection | NodeOf
 T = TypeVar("T")
 Flow = Generator[Op, Any, T]

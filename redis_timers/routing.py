@@ -64,6 +64,13 @@ def keys_node(client: Any, ops: tuple[ScriptCall | Command, ...]) -> Any:
     return locate(key.encode("utf-8"))
 
 
+def node_name(client: Any, ops: tuple[ScriptCall | Command, ...]) -> str:
+    """The name (`host:port`) of the node `keys_node` picks, or "" for a plain client: what a durable write learns
+    about its node's append-only file is kept under it (see `durability`)."""
+    node = keys_node(client, ops)
+    return "" if node is None else str(getattr(node, "name", node))
+
+
 def call_nodes(client: Any, calls: Sequence[ScriptCall], unlocatable: tuple[type[BaseException], ...]) -> list[Any]:
     """The node of each call's keys (see `keys_node`), or, for a call whose slot is in no slot map the client could
     read, the error (one of `unlocatable`) that said so."""

@@ -77,6 +77,13 @@ LEGACY_SCORES = LuaScript(
     # RESP3 (and needs Redis 6.2).
     source="local r = {} for i, m in ipairs(ARGV) do r[i] = redis.call('ZSCORE', KEYS[1], m) or '' end return r",
 )
+LEGACY_FINGERPRINT = LuaScript(
+    name="legacy_fingerprint",
+    # What a pass of the import remembers of the original timeline: its size and its first and last entries.
+    source="local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES') "
+    "local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES') "
+    "return {tostring(redis.call('ZCARD', KEYS[1])), first[1] or '', first[2] or '', last[1] or '', last[2] or ''}",
+)
 LIST_TIMERS = _load("list_timers")
 READ_LEGACY = LuaScript(
     name="read_legacy",

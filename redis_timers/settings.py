@@ -67,10 +67,11 @@ class TimersSettings:
     durable_replicas: int = 1
     """Replicas that must confirm a `durable=True` write (`WAIT`) before the call returns."""
     durable_timeout_seconds: float = 2.0
-    """Longest a `durable=True` write waits for them before raising `TimersDurabilityError`."""
-    durable_fsync: bool = False
-    """A `durable=True` write also waits until the primary and `durable_replicas` replicas wrote it to their
-    append-only files (`WAITAOF`: Redis 7.2+ or Valkey, with AOF on the primary and those replicas)."""
+    """Longest a `durable=True` write waits for them (and then as long again for their AOF sync, see
+    `durable_fsync`) before raising `TimersDurabilityError`."""
+    durable_fsync: bool = True
+    """Where the write's primary has AOF on, a `durable=True` write also waits until it synced the write to its
+    append-only file, and the replicas too where theirs is on (`WAITAOF`, see `durability`); off: `WAIT` alone."""
 
     def __post_init__(self) -> None:
         # Checked here, not when used: a bad value would otherwise surface deep in a worker, at run time.

@@ -39,6 +39,7 @@ import redis_timers
 import redis_timers.sync
 from redis_timers import DeadLetter, Router, TimerInfo, TimersSettings
 from redis_timers.keys import Keyspace, Namespace
+from redis_timers.observe import TimersObserver
 
 FrontKind = Literal["sync", "async"]
 FRONT_KINDS: tuple[FrontKind, ...] = ("sync", "async")
@@ -315,6 +316,7 @@ class Front:
         url: str | None = None,
         client: Any = None,
         client_kwargs: dict[str, Any] | None = None,
+        observer: TimersObserver | None = None,
     ) -> TimersHarness:
         """A `Timers` of this front end with its own client (or `client`), handlers from `handlers` and `routers`."""
         owns_client = client is None
@@ -325,6 +327,8 @@ class Front:
             "context": context,
             "settings": self.settings(settings),
         }
+        if observer is not None:
+            kwargs["observer"] = observer
         if routers:
             kwargs["routers"] = list(routers)
         timers = redis_timers.Timers(**kwargs) if self.is_async else redis_timers.sync.Timers(**kwargs)

@@ -15,7 +15,7 @@ from redis.client import NEVER_DECODE
 from redis_timers import resp, routing, server_errors
 from redis_timers.aio.lane import CONNECTION_ERRORS, SERVER_REPLY_ERRORS, Lane
 from redis_timers.errors import TimersConnectionError
-from redis_timers.ops import Arg, Command, Flow, OneConnection, Op, ScriptCall
+from redis_timers.ops import Arg, Command, Flow, NodeOf, OneConnection, Op, ScriptCall
 
 T = TypeVar("T")
 
@@ -55,7 +55,9 @@ class AsyncDriver:
             if isinstance(op, Command):
                 return await self._via_pool(op.args)
             if isinstance(op, OneConnection):
-                return await self._on_one_connection(op.ops)
+                return [call_outcome(reply) for reply in await self._on_one_connection(op.ops)]
+            if isinstance(op, NodeOf):
+                return await self._node_name(op.call)
             prefix = op.evalsha_prefix
             try:
                 if self._lane is not None:
@@ -73,15 +75,21 @@ class AsyncDriver:
             raise TimersConnectionError(f"Redis is unreachable: {error}") from error
 
     async def _on_one_connection(self, ops: tuple[ScriptCall | Command, ...]) -> list[Any]:
-        try:
-            if self._lane is not None:
-                taken, replies = await self._lane.try_execute_all(tuple(map(lane_framing, ops)))
-                if taken:
-                    return replies
-            return await self._pipelined(ops)
-        except redis.exceptions.NoScriptError:
+        # Every reply, an error reply in its place (a durable write's WAITAOF may be refused: see `durability`).
+        taken = False
+        replies: list[Any] = []
+        if self._lane is not None:
+            taken, replies = await self._lane.try_execute_all(tuple(map(lane_framing, ops)))
+        if not taken:
+            replies = await self._pipelined(ops)
+        if any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
             await self._load(ops)
-            return await self._pipelined(ops)
+            replies = await self._pipelined(ops)
+        return replies
+
+    async def _node_name(self, call: ScriptCall) -> str:
+        await self.ready()
+        return routing.node_name(self.client, (call,))
 
     async def _pipelined(self, ops: tuple[ScriptCall | Command, ...]) -> list[Any]:
         # One connection for all of its commands (the lane is left to single calls): of the pool, or on a cluster
@@ -101,10 +109,6 @@ class AsyncDriver:
             replies = [command.result for command in commands]
             if any(isinstance(reply, (redis.exceptions.AskError, *CONNECTION_ERRORS)) for reply in replies):
                 await self._refresh_slots()  # MOVED, ASK or a lost node: the slot may be served elsewhere now
-        # Raised as it came, not annotated as `raise_on_error` would: its code says what it means.
-        failed = next((reply for reply in replies if isinstance(reply, Exception)), None)
-        if failed is not None:
-            raise failed
         return replies
 
     async def execute_each(self, calls: Sequence[ScriptCall]) -> list[Any]:

@@ -117,7 +117,7 @@ class Lane:
         self, commands: tuple[tuple[tuple[str, ...], tuple[Arg, ...]], ...]
     ) -> tuple[bool, list[Any]]:
         """As `try_execute`, for several commands sent back to back on the lane's one connection (a durable
-        write's script call and its WAIT); the replies are read in full before the first error reply is raised."""
+        write's script call and its WAITs); every reply is read, an error reply returned in its place (not raised)."""
         if self._busy:
             return False, []
         self._busy = True
@@ -136,13 +136,9 @@ class Lane:
                     replies.append(await connection.read_response(disable_decoding=True))
                 except SERVER_REPLY_ERRORS as error:
                     replies.append(error)
-            failed = next((reply for reply in replies if isinstance(reply, BaseException)), None)
-            if failed is not None:
-                raise failed
-        except SERVER_REPLY_ERRORS as error:
-            if server_errors.drops_connection(error):
-                await self._drop(connection)
-            raise
+            if any(server_errors.drops_connection(reply) for reply in replies if isinstance(reply, BaseException)):
+                await self._drop(connection)  # as in `try_execute`
+                return True, replies
         except CONNECTION_ERRORS:
             await self._drop(connection)
             return False, []

@@ -175,9 +175,13 @@ class AsyncWorker:
                 run = self._queue.popleft()
                 self._wake_a_runner()
                 error: BaseException | None = None
+                observer = self._engine.observer
+                started = None if observer is None else observer.run_started(run)
                 try:
                     await self._call_handler(run)
                 except anyio.get_cancelled_exc_class() as exc:
+                    if observer is not None:
+                        observer.run_ended(run, started, exc)
                     if scope.cancel_called:
                         raise  # handed back after the grace period: its outcome no longer counts
                     # The handler's own (say from awaiting a future that something else cancelled), or a
@@ -190,6 +194,8 @@ class AsyncWorker:
                     continue
                 except BaseException as exc:  # SystemExit too: no handler ends the worker (asyncio would stop)
                     error = exc
+                if observer is not None:
+                    observer.run_ended(run, started, error)
                 self._post(functools.partial(self._handler_finished, run, error))
 
     async def _call_handler(self, run: Run) -> None:

@@ -157,7 +157,15 @@ class EmbeddedCluster:
     ready once every node says `cluster_state:ok` and every replica is in sync with its primary.
     """
 
-    def __init__(self, primaries: int = 3, replicas: int = 3, binary: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        primaries: int = 3,
+        replicas: int = 3,
+        binary: str | None = None,
+        timeout: float = 30.0,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        """`extra_args` are more server options for every node, from its first start (`"--appendonly", "yes"`)."""
         if replicas < 0:
             raise ValueError(f"a cluster cannot have {replicas} replicas")
         ranges = slot_ranges(primaries)
@@ -166,7 +174,8 @@ class EmbeddedCluster:
             for _ in range(primaries + replicas):
                 # Each node's bus port is chosen too: the default, port + 10000, is past 65535 for a high port.
                 bus_args = ("--cluster-port", str(free_port()))
-                self.nodes.append(EmbeddedServer(binary=binary, extra_args=(*CLUSTER_ARGS, *bus_args)))
+                node_args = (*CLUSTER_ARGS, *bus_args, *extra_args)
+                self.nodes.append(EmbeddedServer(binary=binary, extra_args=node_args))
             self._form(ranges, replicas, timeout)
         except BaseException:
             self.close()

@@ -11,6 +11,7 @@ from importlib import metadata
 from typing import NoReturn
 
 from redis_timers.cli.connection_check import DEFAULT_CONNECT_TIMEOUT_SECONDS
+from redis_timers.cli.ops_parser import OPS_COMMANDS, add_ops_commands
 from redis_timers.cli.redis_url import check_redis_url, redact_urls
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -23,6 +24,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port from 1 to 65535, got {value}")
     return value
 
 
@@ -80,7 +88,10 @@ def _add_common(parser: argparse.ArgumentParser, *, log_level: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="redis-timers",
-        description="Durable one-shot timers on Redis: try it (demo), run workers (worker), measure it (bench).",
+        description=(
+            "Durable one-shot timers on Redis: try it (demo), run workers (worker), look and act (ls, get, stats, "
+            "cancel, dead, requeue, purge, dashboard), measure it (bench)."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -148,7 +159,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="handlers run at once (default: the instance's concurrent_processing_limit)",
     )
+    worker.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics (needs the redis-timers[prometheus] extra)",
+    )
+    worker.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="the address the metrics exporter binds to (default: 127.0.0.1, this host only)",
+    )
     _add_common(worker, log_level="INFO")
+
+    add_ops_commands(commands, redis_url=_redis_url, add_common=lambda parser: _add_common(parser, log_level="WARNING"))
 
     commands.add_parser(
         "bench",
@@ -187,6 +212,10 @@ def run(argv: list[str]) -> int:
             front_end=args.front_end,
             connect_timeout=args.connect_timeout,
         )
+    if args.command in OPS_COMMANDS:
+        from redis_timers.cli.ops import run_ops
+
+        return run_ops(args)
     if args.cluster and not args.redis_url:
         parser.error(
             "worker --cluster needs --redis-url, a node of the cluster (else the app's client is used as it is)"
@@ -199,4 +228,5 @@ def run(argv: list[str]) -> int:
         cluster=args.cluster,
         concurrency=args.concurrency,
         connect_timeout=args.connect_timeout,
+        metrics=None if args.metrics_port is None else (args.metrics_host, args.metrics_port),
     )

@@ -24,6 +24,7 @@ from redis_timers.cli.connection_check import (
 from redis_timers.cli.process import exit_now
 from redis_timers.cli.redis_url import describe_client, redact_url
 from redis_timers.cli.target import AnyTimers, TargetError, load_timers, use_redis_url
+from redis_timers.observe import combine
 from redis_timers.sync.timers import Timers as SyncTimers
 
 logger = logging.getLogger("redis_timers.cli")
@@ -38,10 +39,12 @@ def run_worker(
     cluster: bool = False,
     concurrency: int | None = None,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
+    metrics: tuple[str, int] | None = None,
 ) -> int:
     """Exit code: 0 (or 130 after SIGINT) once stopped, 1 if the worker failed, 2 if it could not start.
 
     `cluster`: `redis_url` names a node of a Redis Cluster, and the worker runs on a cluster client of it.
+    `metrics`: (host, port) to serve Prometheus metrics on, beside any observer the app has.
     """
     if redis_url:
         # Exported before the app is imported, so that clients the app builds itself go to the same server.
@@ -54,6 +57,8 @@ def run_worker(
     if not timers.registry.topics:
         logger.error("%s has no handlers: include a router before running a worker", target)
         return 2
+    if metrics is not None and not _export_metrics(timers, *metrics):
+        return 2
     own_client = None
     if redis_url:
         try:
@@ -65,6 +70,23 @@ def run_worker(
     if isinstance(timers, AsyncTimers):
         return anyio.run(_serve_async, timers, own_client, serving)
     return _serve_sync(timers, own_client, serving)
+
+
+def _export_metrics(timers: AnyTimers, host: str, port: int) -> bool:
+    """Add the Prometheus observer to `timers` and serve its metrics; False (logged) if that cannot be done."""
+    try:
+        from redis_timers.metrics.prometheus import PrometheusObserver, start_exporter
+    except ImportError as error:
+        logger.error("--metrics-port needs the prometheus extra: pip install 'redis-timers[prometheus]' (%s)", error)
+        return False
+    try:
+        start_exporter(port, host)
+    except OSError as error:
+        logger.error("cannot serve metrics on %s port %d: %s", host, port, error)
+        return False
+    timers.observer = combine(timers.observer, PrometheusObserver())
+    logger.info("Prometheus metrics on http://%s:%d/metrics", host, port)
+    return True
 
 
 @dataclasses.dataclass

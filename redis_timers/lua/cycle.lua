@@ -189,11 +189,17 @@ end
 
 local reply = {now, -1, stale, 0}
 local claims = {}
+-- What a replay needs of each claim: '<topic index>:<token>:<id length>:<id>'. No payload: the replay reads
+-- it again from the payloads hash (where it checks the token anyway), so a lease costs no second copy.
+local recorded_claims = {}
 
 local function add_claim(ti, attempts, token, id, body)
-  claims[#claims + 1] = attempts .. ':' .. #body .. ':' .. ti .. ':' .. token .. ':' .. #id .. ':'
+  local key = ti .. ':' .. token .. ':' .. #id .. ':'
+  claims[#claims + 1] = attempts .. ':' .. #body .. ':' .. key
   claims[#claims + 1] = id
   claims[#claims + 1] = body
+  recorded_claims[#recorded_claims + 1] = key
+  recorded_claims[#recorded_claims + 1] = id
 end
 
 local recorded = redis.call('GET', record)
@@ -203,13 +209,12 @@ if recorded then
   -- rather than claim others and leave these leased to nobody until the lease ends.
   local at = 1
   while at <= #recorded do
-    local attempts, body_length, ti, token, id_length, id_at =
-      string.match(recorded, '^(%d+):(%d+):(%d+):([%d%.]*):(%d+):()', at)
-    local body_at = id_at + tonumber(id_length)
-    local id = string.sub(recorded, id_at, body_at - 1)
-    at = body_at + tonumber(body_length)
+    local ti, token, id_length, id_at = string.match(recorded, '^(%d+):([%d%.]*):(%d+):()', at)
+    at = id_at + tonumber(id_length)
+    local id = string.sub(recorded, id_at, at - 1)
     local _, payloads = topic_keys(topic_name(tonumber(ti)) or '')
-    local _, held_by, json = unpack_stored(redis.call('HGET', payloads, id))
+    -- The claim wrote '<attempts>:<token>|' before the payload: while the token holds, both are still the claim's.
+    local attempts, held_by, json = unpack_stored(redis.call('HGET', payloads, id))
     if held_by == token then
       add_claim(ti, attempts, token, id, json)
     end
@@ -308,12 +313,11 @@ else
     end
   end
   if #claims > 0 then
-    -- The record is the reply's claims; it outlives no lease.
-    reply[5] = table.concat(claims)
-    redis.call('SET', record, reply[5], 'PX', lease_ms)
+    -- The record names the claims (topic, token, id); it outlives no lease.
+    redis.call('SET', record, table.concat(recorded_claims), 'PX', lease_ms)
   end
 end
-reply[5] = reply[5] or table.concat(claims)
+reply[5] = table.concat(claims)
 
 for topic in pairs(touched) do
   update_head(heads, tag .. ':timeline:' .. topic, topic)

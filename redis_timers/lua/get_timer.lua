@@ -16,4 +16,4 @@ if token ~= '' then
     lease = score
   end
 end
-return {due, payload, attempts, lease, redis.call('HGET', KEYS[3], 'e:' .. id)}
+return {due, untraced(payload), attempts, lease, redis.call('HGET', KEYS[3], 'e:' .. id)}

@@ -83,7 +83,7 @@ for t = 1, #KEYS / 3 do
         reply[#reply + 1] = score
         reply[#reply + 1] = tostring(attempts)
         reply[#reply + 1] = token
-        reply[#reply + 1] = payload or ''
+        reply[#reply + 1] = untraced(payload) or ''
         reply[#reply + 1] = redis.call('HGET', state, 'e:' .. id)
         if found >= wanted then
           break

@@ -99,6 +99,18 @@ local function unpack_stored(stored)
   return tonumber(attempts), token, string.sub(stored, json_at)
 end
 
+-- A payload's JSON without the trace context that a producer may carry in front of it, '@<traceparent>|'
+-- (JSON never starts with '@'). Claims keep it, for the worker's span; whatever shows a payload strips it.
+local function untraced(json)
+  if json and string.byte(json, 1) == 64 then
+    local bar = string.find(json, '|', 2, true)
+    if bar then
+      return string.sub(json, bar + 1)
+    end
+  end
+  return json
+end
+
 -- The due time of id's pending timer when `mode` ('keep', 'earlier' or 'later') keeps it rather than
 -- scheduling `score`, else nil. A timer a handler runs is not pending: its score is the lease's expiry,
 -- and keeping it would lose the new schedule once the handler acks, so every mode schedules anew.
@@ -128,7 +140,7 @@ end
 -- Park a timer in the dead letters with its payload, attempts and error.
 local function bury(timeline, payloads, state, dead, topic, id, err, now)
   local attempts, _, payload = unpack_stored(redis.call('HGET', payloads, id))
-  local record = cjson.encode({payload = payload or '', attempts = attempts, error = err, failed_at = now})
+  local record = cjson.encode({payload = untraced(payload) or '', attempts = attempts, error = err, failed_at = now})
   redis.call('HSET', dead, topic .. '\0' .. id, record)
   forget(timeline, payloads, state, id)
 end

@@ -13,7 +13,7 @@ from redis.client import NEVER_DECODE
 
 from redis_timers import resp, routing, server_errors
 from redis_timers.errors import TimersConnectionError
-from redis_timers.ops import Arg, Command, Flow, OneConnection, Op, ScriptCall
+from redis_timers.ops import Arg, Command, Flow, NodeOf, OneConnection, Op, ScriptCall
 from redis_timers.sync.lane import CONNECTION_ERRORS, SERVER_REPLY_ERRORS, Lane
 
 T = TypeVar("T")
@@ -46,7 +46,9 @@ class SyncDriver:
             if isinstance(op, Command):
                 return self._via_pool(op.args)
             if isinstance(op, OneConnection):
-                return self._on_one_connection(op.ops)
+                return [call_outcome(reply) for reply in self._on_one_connection(op.ops)]
+            if isinstance(op, NodeOf):
+                return self._node_name(op.call)
             prefix = op.evalsha_prefix
             try:
                 if self._lane is not None:
@@ -64,15 +66,20 @@ class SyncDriver:
             raise TimersConnectionError(f"Redis is unreachable: {error}") from error
 
     def _on_one_connection(self, ops: tuple[ScriptCall | Command, ...]) -> list[Any]:
-        try:
-            if self._lane is not None:
-                taken, replies = self._lane.try_execute_all(tuple(map(lane_framing, ops)))
-                if taken:
-                    return replies
-            return self._pipelined(ops)
-        except redis.exceptions.NoScriptError:
+        # Every reply, an error reply in its place (a durable write's WAITAOF may be refused: see `durability`).
+        taken = False
+        replies: list[Any] = []
+        if self._lane is not None:
+            taken, replies = self._lane.try_execute_all(tuple(map(lane_framing, ops)))
+        if not taken:
+            replies = self._pipelined(ops)
+        if any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
             self._load(ops)
-            return self._pipelined(ops)
+            replies = self._pipelined(ops)
+        return replies
+
+    def _node_name(self, call: ScriptCall) -> str:
+        return routing.node_name(self.client, (call,))
 
     def _pipelined(self, ops: tuple[ScriptCall | Command, ...]) -> list[Any]:
         # One connection for all of its commands (the lane is left to single calls): of the pool, or on a cluster
@@ -92,10 +99,6 @@ class SyncDriver:
                 raise
             if any(isinstance(reply, redis.exceptions.AskError) for reply in replies):
                 self._refresh_slots()  # MOVED or ASK: the slot is served elsewhere now
-        # Raised as it came, not annotated as `raise_on_error` would: its code says what it means.
-        failed = next((reply for reply in replies if isinstance(reply, Exception)), None)
-        if failed is not None:
-            raise failed
         return replies
 
     def execute_each(self, calls: Sequence[ScriptCall]) -> list[Any]:

@@ -111,7 +111,7 @@ class Lane:
 
     def try_execute_all(self, commands: tuple[tuple[tuple[str, ...], tuple[Arg, ...]], ...]) -> tuple[bool, list[Any]]:
         """As `try_execute`, for several commands sent back to back on the lane's one connection (a durable
-        write's script call and its WAIT); the replies are read in full before the first error reply is raised."""
+        write's script call and its WAITs); every reply is read, an error reply returned in its place (not raised)."""
         if not self._lock.acquire(blocking=False):
             return False, []
         connection = None
@@ -127,13 +127,9 @@ class Lane:
                     replies.append(connection.read_response(disable_decoding=True))
                 except SERVER_REPLY_ERRORS as error:
                     replies.append(error)
-            failed = next((reply for reply in replies if isinstance(reply, BaseException)), None)
-            if failed is not None:
-                raise failed
-        except SERVER_REPLY_ERRORS as error:
-            if server_errors.drops_connection(error):
-                self._drop(connection)
-            raise
+            if any(server_errors.drops_connection(reply) for reply in replies if isinstance(reply, BaseException)):
+                self._drop(connection)  # as in `try_execute`
+                return True, replies
         except CONNECTION_ERRORS:
             self._drop(connection)
             return False, []

@@ -11,7 +11,6 @@ import pydantic
 import redis
 import redis.cluster
 
-from redis_timers import flows
 from redis_timers.bulk import SetMode, SetResult, TimerRef, TimerSpec
 from redis_timers.core import TimersCore
 from redis_timers.records import DeadLetter, DueHistogram, Page, ScheduledTimer, TimerInfo, TimersStats
@@ -62,9 +61,9 @@ class Timers(TimersCore):
         if not self._layout_checked:
             self._driver.drive(self._layout_flow())
         if durable:
-            return ms_to_datetime(self._driver.drive(self._set_timer_durably_flow(call)))
+            return ms_to_datetime(self._driver.drive(self._set_timer_durably_flow(call, topic, timer_id)))
         # The hot path: the call's one script call, without a flow's generator round.
-        return ms_to_datetime(flows.set_reply(self._driver.execute(call))[0])
+        return ms_to_datetime(self._set_done(topic, timer_id, self._driver.execute(call)))
 
     def set_timers(self, timers: Iterable[TimerSpec], *, mode: SetMode = "replace") -> list[SetResult]:
         """Set many timers (`TimerSpec`s) as `set_timer` would one after the other, in batches per shard.
@@ -76,7 +75,7 @@ class Timers(TimersCore):
             return []
         if not self._layout_checked:
             self._driver.drive(self._layout_flow())
-        return batches.results(self._driver.execute_each(batches.calls))
+        return self._sets_done(batches.results(self._driver.execute_each(batches.calls)))
 
     def remove_timers(self, timers: Iterable[TimerRef]) -> list[bool]:
         """Remove many timers (`(topic, timer_id)` pairs); returns, per timer in order, whether one was scheduled."""

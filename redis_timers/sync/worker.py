@@ -189,12 +189,16 @@ class SyncWorker:
                 woken = True
                 continue
             error: BaseException | None = None
+            observer = self._engine.observer
+            started = None if observer is None else observer.run_started(run)
             try:
                 result = run.handler.handler(run.payload, self._context)
                 if result is not None:  # return values are ignored, but an awaitable or a generator is work undone
                     error = awaitable_result_error(run.topic, result) or generator_result_error(run.topic, result)
             except BaseException as exc:  # Even SystemExit in a handler thread is that run failing.
                 error = exc
+            if observer is not None:
+                observer.run_ended(run, started, error)
             finished = (run, error)
 
     def _apply_pending_events(self) -> None:

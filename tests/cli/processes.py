@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import queue
 import subprocess
@@ -9,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 """The repository root: the worker finds `tests.cli.app` from there, as an app's worker finds its modules."""
@@ -85,3 +88,29 @@ class CliProcess:
             self.process.wait(10)
         if self.process.stdout is not None:
             self.process.stdout.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class Finished:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        assert self.code == 0, self
+        return json.loads(self.stdout)
+
+
+def run_cli(*args: str, stdin: int | None = subprocess.DEVNULL, timeout: float = 60.0, **env: str) -> Finished:
+    """Run `python -m redis_timers.cli ARGS...` to its end, stdin not a terminal unless given; stdout and stderr
+    apart (stdout is what `--json` parses)."""
+    done = subprocess.run(  # noqa: PLW1510 (the exit code is the result)
+        [sys.executable, "-m", "redis_timers.cli", *args],
+        cwd=ROOT,
+        env=cli_environment(**env),
+        stdin=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return Finished(done.returncode, done.stdout, done.stderr)

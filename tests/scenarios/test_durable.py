@@ -10,6 +10,7 @@ when the call returns.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import time
@@ -20,7 +21,7 @@ import pytest
 import redis
 import redis.cluster
 
-from redis_timers import TimersDurabilityError, TimersServerError, TimersSettings
+from redis_timers import TimersDurabilityError, TimersSettings
 from redis_timers.cli.embedded import EmbeddedServer
 from redis_timers.keys import dead_letter_field
 from tests.harness import CLUSTER_VARIANTS, FRONT_KINDS, Front, FrontKind, datetime_to_ms, spec, wait_until
@@ -273,6 +274,22 @@ def has_waitaof(client: redis.Redis) -> bool:
     return "valkey_version" in info or version >= (7, 2)
 
 
+@contextlib.contextmanager
+def replica_paused(replica: redis.Redis) -> Iterator[None]:
+    """`replica` paused (`CLIENT PAUSE ... WRITE`: it applies and acknowledges nothing of its primary's stream
+    meanwhile, and still takes the UNPAUSE) until the block ends; it then catches up at once."""
+    replica.execute_command("CLIENT", "PAUSE", 30_000, "WRITE")  # type: ignore[no-untyped-call]
+    try:
+        yield
+    finally:
+        replica.execute_command("CLIENT", "UNPAUSE")  # type: ignore[no-untyped-call]
+
+
+def first_replica(primary: redis.Redis) -> redis.Redis:
+    first = primary.info("replication")["slave0"]
+    return redis.Redis(host=str(first["ip"]), port=int(first["port"]))
+
+
 def both_replicas_online(primary: redis.Redis) -> bool:
     info = primary.info("replication")
     online = [info.get(f"slave{index}", {}).get("state") for index in range(2)]
@@ -299,59 +316,117 @@ def aof_replicated() -> Iterator[EmbeddedServer]:
             yield primary
 
 
+LONG_WAIT = TimersSettings(durable_timeout_seconds=5.0)
+
+
+def waitaof_calls(client: redis.Redis) -> tuple[int, int]:
+    """WAITAOF's calls and of them the refused ones, from INFO commandstats."""
+    stats = client.info("commandstats").get("cmdstat_waitaof", {})
+    return int(stats.get("calls", 0)), int(stats.get("rejected_calls", 0)) + int(stats.get("failed_calls", 0))
+
+
 @pytest.mark.parametrize("kind", FRONT_KINDS)
-def test_with_fsync_a_durable_write_returns_once_the_primary_and_a_replica_wrote_it_to_their_aof(
+def test_by_default_a_durable_write_to_a_primary_with_aof_waits_for_the_primary_and_a_replica_to_sync_it(
     aof_replicated: EmbeddedServer, kind: FrontKind
 ) -> None:
     front = Front(kind, aof_replicated.url)
     try:
         front.raw.flushall()
-        settings = TimersSettings(durable_fsync=True, durable_timeout_seconds=5.0)
-        timers = front.timers(spec("jobs", Job, lambda payload, context: None), settings=settings)
-        aof_syncs = int(front.raw.info("commandstats").get("cmdstat_waitaof", {}).get("calls", 0))
+        timers = front.timers(spec("jobs", Job, lambda payload, context: None), settings=LONG_WAIT)
+        calls, refused = waitaof_calls(front.raw)
 
         timers.set_timer("jobs", "t1", Job(n=1), LATER, durable=True)
         assert timers.remove_timer("jobs", "t1", durable=True) is True
 
-        # At least one WAITAOF per write (a wait longer than half the socket timeout is split, see wait_commands).
-        assert int(front.raw.info("commandstats")["cmdstat_waitaof"]["calls"]) >= aof_syncs + 2
-        assert wait_calls(front.raw) == 0  # WAITAOF in place of WAIT, not beside it
+        # A WAITAOF per write (a wait longer than half the socket timeout is split: see durability.steps_ms).
+        assert waitaof_calls(front.raw) >= (calls + 2, refused)
     finally:
         front.close()
 
 
 @pytest.mark.parametrize("kind", FRONT_KINDS)
-def test_with_fsync_fewer_replicas_with_aof_than_asked_raise_and_the_write_stands(
+def test_replicas_without_aof_are_learned_from_the_first_write_and_later_writes_wait_for_the_primary_only(
+    aof_replicated: EmbeddedServer, kind: FrontKind
+) -> None:
+    # Two replicas asked for, one of them with AOF off: the WAITAOF of the first write counts one at its
+    # timeout, the WAIT after it both. The write stands and returns; later ones send WAITAOF 1 0.
+    front = Front(kind, aof_replicated.url)
+    try:
+        front.raw.flushall()
+        settings = TimersSettings(durable_replicas=2, durable_timeout_seconds=0.3)
+        timers = front.timers(spec("jobs", Job, lambda payload, context: None), settings=settings)
+
+        started = time.monotonic()
+        timers.set_timer("jobs", "t1", Job(n=1), LATER, durable=True)
+        first = time.monotonic() - started
+        started = time.monotonic()
+        for n in range(3):
+            timers.set_timer("jobs", f"t{n + 2}", Job(n=n), LATER, durable=True)
+        later = (time.monotonic() - started) / 3
+
+        assert first >= 0.3  # the whole timeout, once
+        assert later < first  # appendfsync always: the primary's sync is at once, no replica's awaited
+        assert front.raw.zcard(TIMELINE) == 4
+    finally:
+        front.close()
+
+
+@pytest.mark.parametrize("kind", FRONT_KINDS)
+def test_a_durable_write_to_a_primary_with_aof_whose_replica_is_paused_raises_and_the_write_stands(
     aof_replicated: EmbeddedServer, kind: FrontKind
 ) -> None:
     front = Front(kind, aof_replicated.url)
     try:
         front.raw.flushall()
-        settings = TimersSettings(durable_fsync=True, durable_replicas=2, durable_timeout_seconds=0.3)
+        settings = TimersSettings(durable_replicas=2, durable_timeout_seconds=0.5)
         timers = front.timers(spec("jobs", Job, lambda payload, context: None), settings=settings)
+        timers.set_timer("jobs", "t0", Job(n=0), LATER, durable=True)  # learns the node
 
-        started = time.monotonic()
-        with pytest.raises(TimersDurabilityError, match="wrote it to their AOF") as raised:
-            timers.set_timer("jobs", "t1", Job(n=1), LATER, durable=True)
-
-        assert time.monotonic() - started < 3.0
-        assert raised.value.fsync is True
-        # The replica with AOF off never syncs it (the other may not have reported its sync yet).
-        assert raised.value.acknowledged < raised.value.required == 2
-        assert front.raw.zscore(TIMELINE, "t1") is not None  # the write stands
+        replica = first_replica(front.raw)
+        try:
+            with replica_paused(replica), pytest.raises(TimersDurabilityError, match="1 of the 2 replica") as raised:
+                timers.set_timer("jobs", "t1", Job(n=1), LATER, durable=True)
+            assert raised.value.fsync is False  # not received at all
+            assert front.raw.zscore(TIMELINE, "t1") is not None  # the write stands
+            wait_until(lambda: replica.zscore(TIMELINE, "t1") is not None)  # and reaches the replica once it wakes
+        finally:
+            replica.close()
     finally:
         front.close()
 
 
-def test_with_fsync_a_primary_with_aof_off_or_without_waitaof_refuses_durable_writes_with_a_server_error(
-    replicated_front: tuple[Front, redis.Redis],
+@pytest.mark.parametrize("kind", FRONT_KINDS)
+def test_with_fsync_off_a_durable_write_to_a_primary_with_aof_sends_wait_alone(
+    aof_replicated: EmbeddedServer, kind: FrontKind
 ) -> None:
-    front, _ = replicated_front
-    refusal = "appendonly is disabled" if has_waitaof(front.raw) else "unknown command"  # Redis 7.0: no WAITAOF
-    settings = TimersSettings(durable_fsync=True, durable_timeout_seconds=0.3)
-    timers = front.timers(spec("jobs", Job, lambda payload, context: None), settings=settings)
+    front = Front(kind, aof_replicated.url)
+    try:
+        front.raw.flushall()
+        settings = TimersSettings(durable_fsync=False)
+        timers = front.timers(spec("jobs", Job, lambda payload, context: None), settings=settings)
+        aof_calls, waits = waitaof_calls(front.raw)[0], wait_calls(front.raw)
 
-    with pytest.raises(TimersServerError, match=refusal):
         timers.set_timer("jobs", "t1", Job(n=1), LATER, durable=True)
 
-    assert front.raw.zscore(TIMELINE, "t1") is not None  # the write itself stands, as after any durability error
+        assert waitaof_calls(front.raw)[0] == aof_calls
+        assert wait_calls(front.raw) == waits + 1
+    finally:
+        front.close()
+
+
+def test_a_primary_with_aof_off_or_without_waitaof_takes_durable_writes_with_wait_and_no_error(
+    replicated_front: tuple[Front, redis.Redis],
+) -> None:
+    front, replica = replicated_front
+    timers = front.timers(spec("jobs", Job, lambda payload, context: None))
+    _, refused = waitaof_calls(front.raw)
+
+    timers.set_timer("jobs", "t1", Job(n=1), LATER, durable=True)
+    if has_waitaof(front.raw):  # refused (AOF off); Redis 7.0 counts no unknown command
+        assert waitaof_calls(front.raw)[1] > refused
+    learned = waitaof_calls(front.raw), wait_calls(front.raw)
+    timers.set_timer("jobs", "t2", Job(n=2), LATER, durable=True)
+
+    assert replica.zscore(TIMELINE, "t1") is not None
+    assert replica.zscore(TIMELINE, "t2") is not None
+    assert (waitaof_calls(front.raw), wait_calls(front.raw)) == (learned[0], learned[1] + 1)  # WAIT alone now

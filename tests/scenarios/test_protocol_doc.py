@@ -51,3 +51,28 @@ def test_a_claim_record_is_a_string_that_expires_with_the_lease(front: Front) ->
         assert "| `{ns}:claim:<worker>:<n>` | STRING |" in PROTOCOL
         gate.open()
         wait_until(lambda: front.raw.zcard("{timers}:timeline:jobs") == 0)
+
+
+def test_a_claim_record_holds_no_copy_of_the_payloads_it_claimed(front: Front) -> None:
+    """While handlers hold big payloads, the record names the claims (topic, token, id) and no more."""
+    gate = front.gate()
+    started: Recorder[int] = Recorder()
+
+    def hold(payload: Job, context: dict[str, object]) -> None:
+        started.record(payload.n)
+        gate.wait()
+
+    big = "x" * 100_000
+    timers = front.timers(spec("jobs", Job, hold, blocking=True), settings=TimersSettings(lease_seconds=30))
+    for n in range(4):
+        timers.set_timer("jobs", f"big-{n}", Job(n=n, note=big), NOW)
+    with running(timers, concurrency=4):
+        started.wait_for(4)
+        records = [key for key in front.all_keys() if key.startswith("{timers}:claim:")]
+        assert records, front.all_keys()
+        total = sum(int(front.raw.strlen(record)) for record in records)
+        assert 0 < total < 1_000, total  # four claims of 400 KB of payloads: a few dozen bytes each
+        assert sum(int(front.raw.memory_usage(record) or 0) for record in records) < 2_000
+        assert "the claim record names each claim" in PROTOCOL
+        gate.open()
+        wait_until(lambda: front.raw.zcard("{timers}:timeline:jobs") == 0)

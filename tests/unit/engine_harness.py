@@ -9,7 +9,7 @@ from redis_timers.keys import Namespace
 from redis_timers.ops import Arg, ScriptCall
 from redis_timers.registry import HandlerRegistry
 from redis_timers.settings import TimersSettings
-from tests.unit.support import BASE_MS, FixedRandom, encode, make_registry, nothing_to_import, run_flow
+from tests.unit.support import BASE_MS, FixedRandom, encode, make_registry, nothing_to_import
 
 ORDERS, REMINDERS = 1, 2
 """Topic indices in cycle calls and replies (1-based, in registration order)."""
@@ -118,7 +118,7 @@ class Harness:
         step = self.step(now)
         assert isinstance(step, Maintain), step
         # An empty seed timeline: the flow reads once and is done.
-        _, result = run_flow(step.flow, nothing_to_import(self.registry))
+        _, result = nothing_to_import(step.flow)
         assert result == 0
         self.engine.maintenance_done(imported)
 

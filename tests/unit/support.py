@@ -8,7 +8,8 @@ from typing import Any, TypeVar
 
 import pydantic
 
-from redis_timers.ops import Flow, Op
+from redis_timers import scripts
+from redis_timers.ops import Command, Flow, Op, ScriptCall
 from redis_timers.registry import HandlerRegistry
 from redis_timers.router import Router
 
@@ -85,9 +86,31 @@ def run_flow(flow: Flow[T], replies: Iterable[Any]) -> tuple[list[Op], T]:
         return ops, result
 
 
-def nothing_to_import(registry: HandlerRegistry) -> list[Any]:
-    """Replies to `legacy.import_legacy` when the original library left nothing: an empty timeline, no receipts."""
-    return [[]] + [[b"0"] for _ in registry.topics]
+def nothing_to_import(flow: Flow[T]) -> tuple[list[Op], T]:
+    """Drive a pass of the import (or one step of it) as the server answers it when the original library left
+    nothing: an empty original timeline and payloads hash, no receipts."""
+    ops: list[Op] = []
+    reply: Any = None
+    try:
+        while True:
+            op = flow.send(reply)
+            ops.append(op)
+            reply = _nothing_left(op)
+    except StopIteration as done:
+        return ops, done.value
+
+
+def _nothing_left(op: Op) -> Any:
+    if isinstance(op, Command):
+        assert op.args[0] == "HLEN", op
+        return 0
+    assert isinstance(op, ScriptCall), op
+    if op.script is scripts.LEGACY_FINGERPRINT:
+        return [b"0", b"", b"", b"", b""]
+    if op.script is scripts.READ_LEGACY:
+        return []
+    assert op.script is scripts.LEGACY_RECEIPTS, op
+    return [b"0"]
 
 
 class FixedRandom(random.Random):

@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from redis_timers import TimersDurabilityError, TimersError, flows, scripts
-from redis_timers.errors import SettingsError
+from redis_timers import TimersDurabilityError, TimersError, durability, flows, scripts
+from redis_timers.durability import AofSync
+from redis_timers.errors import SettingsError, TimersPermissionError, TimersServerError, TimersUnavailableError
 from redis_timers.keys import Namespace
-from redis_timers.ops import Command, OneConnection, ScriptCall
+from redis_timers.ops import Command, NodeOf, OneConnection, ScriptCall
 from redis_timers.settings import TimersSettings
 from tests.unit.support import Order, make_registry, run_flow
 
@@ -18,7 +19,8 @@ NAMESPACE = Namespace("timers")
 KEYSPACE = NAMESPACE.keyspaces[0]
 REGISTRY = make_registry()
 REMOVE = ScriptCall(scripts.REMOVE_TIMER, KEYSPACE.write_keys("orders"), ("o-1",))
-SETTINGS = TimersSettings(durable_replicas=2, durable_timeout_seconds=0.25)
+SETTINGS = TimersSettings(durable_replicas=2, durable_timeout_seconds=0.25, durable_fsync=False)
+"""WAIT alone (`TIMERS_DURABLE_FSYNC=0`): the shape every durable write had before WAITAOF."""
 
 
 def test_a_durable_write_is_its_script_call_then_wait_on_one_connection() -> None:
@@ -58,7 +60,7 @@ def test_more_replicas_than_asked_are_enough() -> None:
 def test_a_durable_set_timer_returns_the_due_ms_of_its_script_call() -> None:
     call = flows.set_timer_call(NAMESPACE, REGISTRY, "orders", "o-1", Order(order_id=1), datetime.timedelta(0), None)
 
-    ops, due_ms = run_flow(flows.set_timer_durably(call, TimersSettings()), [[b"5042", 1]])
+    ops, due_ms = run_flow(flows.set_timer_durably(call, TimersSettings(durable_fsync=False)), [[b"5042", 1]])
 
     assert ops == [OneConnection((call, Command(("WAIT", 1, 2000))))]
     assert due_ms == 5042
@@ -79,7 +81,7 @@ def test_a_durable_requeue_waits_too() -> None:
 
 
 def test_the_wait_timeout_rounds_up_to_a_whole_millisecond() -> None:
-    settings = TimersSettings(durable_timeout_seconds=0.0011)
+    settings = TimersSettings(durable_timeout_seconds=0.0011, durable_fsync=False)
     ops, _ = run_flow(flows.remove_timer(NAMESPACE, REGISTRY, "orders", "o-1", durability=settings), [[1, 1]])
 
     assert ops == [OneConnection((REMOVE, Command(("WAIT", 1, 2))))]
@@ -108,7 +110,7 @@ def test_durable_settings_are_read_from_the_environment() -> None:
 
 def test_a_wait_longer_than_half_the_socket_timeout_is_split_on_the_same_connection() -> None:
     # Each WAIT must reply within the client's socket timeout, or the client takes it for an outage.
-    settings = TimersSettings(durable_replicas=1, durable_timeout_seconds=1.0)
+    settings = TimersSettings(durable_replicas=1, durable_timeout_seconds=1.0, durable_fsync=False)
     flow = flows.remove_timer(NAMESPACE, REGISTRY, "orders", "o-1", durability=settings, read_timeout_seconds=0.4)
 
     ops, removed = run_flow(flow, [[1, 0, 1, 1]])
@@ -129,37 +131,147 @@ def test_a_wait_longer_than_half_the_socket_timeout_is_split_on_the_same_connect
     ],
 )
 def test_wait_commands(timeout_seconds: float, read_timeout: float | None, steps: list[int]) -> None:
-    waits = flows.wait_commands(2, timeout_seconds, read_timeout)
+    waits = tuple(durability.waits(AofSync.NONE, 2, timeout_seconds, read_timeout))
 
     assert waits == tuple(Command(("WAIT", 2, step)) for step in steps)
     assert sum(steps) == max(1, round(timeout_seconds * 1000 + 0.4999))
 
 
-FSYNC_SETTINGS = TimersSettings(durable_replicas=2, durable_timeout_seconds=0.25, durable_fsync=True)
+FSYNC = TimersSettings(durable_replicas=2, durable_timeout_seconds=0.25)
+"""The default: WAITAOF where the node has AOF on."""
+NODE = "10.0.0.1:6379"
+AOF_OFF = TimersServerError("ERR WAITAOF cannot be used when numlocal is set but appendonly is disabled.")
+NO_WAITAOF = TimersServerError("ERR unknown command 'WAITAOF', with args beginning with: '1' '2' '250' ")
+WAIT_2 = Command(("WAIT", 2, 250))
 
 
-def test_with_fsync_a_durable_write_waits_for_the_append_only_files_in_place_of_wait() -> None:
-    flow = flows.remove_timer(NAMESPACE, REGISTRY, "orders", "o-1", durability=FSYNC_SETTINGS)
+def waitaof(local: int, replicas: int) -> Command:
+    return Command(("WAITAOF", local, replicas, 250))
 
-    ops, removed = run_flow(flow, [[1, [1, 2]]])
 
-    assert ops == [OneConnection((REMOVE, Command(("WAITAOF", 1, 2, 250))))]
+def durable_remove(learned: dict[str, AofSync], replies: list[Any]) -> tuple[list[Any], bool]:
+    """The ops of a durable remove_timer to NODE, answered with the node's name then `replies`."""
+    flow = flows.remove_timer(NAMESPACE, REGISTRY, "orders", "o-1", durability=FSYNC, learned=learned)
+    return run_flow(flow, [NODE, replies])
+
+
+def test_by_default_the_write_asks_which_node_it_goes_to_and_sends_wait_then_waitaof() -> None:
+    # WAIT first: a replica reports its AOF sync to a WAITAOF sent right after the write only a second later.
+    learned: dict[str, AofSync] = {}
+
+    ops, removed = durable_remove(learned, [1, 2, [1, 2]])
+
+    assert ops == [NodeOf(REMOVE), OneConnection((REMOVE, WAIT_2, waitaof(1, 2)))]
     assert removed is True
+    assert learned == {NODE: AofSync.EVERYWHERE}
 
 
-@pytest.mark.parametrize(("local", "replicas"), [(0, 2), (1, 1), (0, 0), (b"1", b"1")])
-def test_with_fsync_a_write_not_synced_by_the_primary_and_the_replicas_raises(local: Any, replicas: Any) -> None:
-    flow = flows.remove_timer(NAMESPACE, REGISTRY, "orders", "o-1", durability=FSYNC_SETTINGS)
+@pytest.mark.parametrize("refusal", [AOF_OFF, NO_WAITAOF, TimersPermissionError("NOPERM no WAITAOF for you")])
+def test_a_node_that_refuses_waitaof_is_learned_as_wait_only_and_its_wait_decides(refusal: TimersServerError) -> None:
+    learned: dict[str, AofSync] = {}
+
+    _, removed = durable_remove(learned, [1, 2, refusal])
+
+    assert removed is True
+    assert learned == {NODE: AofSync.NONE}
+    ops, _ = durable_remove(learned, [1, 2])
+    assert ops[1] == OneConnection((REMOVE, WAIT_2))  # no WAITAOF to that node again
+
+
+def test_a_refused_waitaof_with_too_few_replicas_raises_the_wait_error() -> None:
+    learned: dict[str, AofSync] = {}
+
+    with pytest.raises(TimersDurabilityError, match="1 of the 2 replica") as raised:
+        durable_remove(learned, [1, 1, AOF_OFF])
+
+    assert raised.value.fsync is False
+    assert learned == {NODE: AofSync.NONE}
+
+
+def test_replicas_that_received_the_write_but_did_not_sync_it_are_learned_as_without_aof() -> None:
+    # Measured: replicas with AOF off never count in WAITAOF, which returns [1, 0] at its timeout.
+    learned: dict[str, AofSync] = {}
+
+    _, removed = durable_remove(learned, [1, 2, [1, 0]])
+
+    assert removed is True  # received by both, synced by the primary: what such a node can give
+    assert learned == {NODE: AofSync.PRIMARY}
+    ops, _ = durable_remove(learned, [1, 2, [1, 0]])
+    assert ops[1] == OneConnection((REMOVE, WAIT_2, waitaof(1, 0)))
+
+
+def test_on_a_node_whose_replicas_sync_a_short_sync_raises_with_fsync() -> None:
+    learned = {NODE: AofSync.EVERYWHERE}
 
     with pytest.raises(TimersDurabilityError, match=r"wrote it to their AOF within 0\.25 s") as raised:
-        run_flow(flow, [[1, [local, replicas]]])
+        durable_remove(learned, [1, 2, [1, 1]])
+
+    assert (raised.value.fsync, raised.value.acknowledged, raised.value.required) == (True, 1, 2)
+    assert learned == {NODE: AofSync.EVERYWHERE}
+
+
+@pytest.mark.parametrize("sync", [AofSync.UNKNOWN, AofSync.EVERYWHERE, AofSync.PRIMARY])
+def test_a_write_the_replicas_did_not_receive_raises_without_fsync_and_learns_nothing(sync: AofSync) -> None:
+    learned = {NODE: sync}
+
+    with pytest.raises(TimersDurabilityError, match="0 of the 2 replica") as raised:
+        durable_remove(learned, [1, 0, [1, 0]])
+
+    assert raised.value.fsync is False
+    assert learned == {NODE: sync}
+
+
+def test_a_primary_that_did_not_sync_in_time_raises_with_fsync() -> None:
+    with pytest.raises(TimersDurabilityError) as raised:
+        durable_remove({NODE: AofSync.PRIMARY}, [1, 2, [0, 0]])
 
     assert raised.value.fsync is True
-    assert raised.value.acknowledged == int(replicas)
-    assert raised.value.required == 2
 
 
-def test_with_fsync_a_long_wait_is_split_like_wait() -> None:
-    waits = flows.wait_commands(1, 3.0, 1.0, fsync=True)
+def test_the_write_s_own_error_reply_is_raised_whatever_the_waits_say() -> None:
+    refused = TimersServerError("WRONGTYPE Operation against a key holding the wrong kind of value")
+    learned: dict[str, AofSync] = {}
 
-    assert waits == tuple(Command(("WAITAOF", 1, 1, 500)) for _ in range(6))
+    with pytest.raises(TimersServerError, match="WRONGTYPE"):
+        durable_remove(learned, [refused, 2, AOF_OFF])
+
+    assert learned == {}
+
+
+def test_a_transient_error_of_waitaof_is_raised_not_learned() -> None:
+    learned: dict[str, AofSync] = {}
+
+    with pytest.raises(TimersUnavailableError):
+        durable_remove(learned, [1, 2, TimersUnavailableError("LOADING loading")])
+
+    assert learned == {}
+
+
+def test_each_node_is_learned_on_its_own() -> None:
+    learned = {"10.0.0.2:6379": AofSync.NONE}
+
+    ops, _ = durable_remove(learned, [1, 2, [1, 2]])
+
+    assert ops[1] == OneConnection((REMOVE, WAIT_2, waitaof(1, 2)))
+    assert learned == {"10.0.0.2:6379": AofSync.NONE, NODE: AofSync.EVERYWHERE}
+
+
+def test_with_fsync_off_no_node_is_asked_for_and_wait_goes_alone() -> None:
+    learned: dict[str, AofSync] = {}
+    flow = flows.remove_timer(NAMESPACE, REGISTRY, "orders", "o-1", durability=SETTINGS, learned=learned)
+
+    ops, _ = run_flow(flow, [[1, 2]])
+
+    assert ops == [OneConnection((REMOVE, WAIT_2))]
+    assert learned == {}
+
+
+def test_a_long_waitaof_is_split_like_wait() -> None:
+    waits = durability.waits(AofSync.UNKNOWN, 1, 3.0, 1.0)
+
+    assert waits == [Command(("WAIT", 1, 500))] * 6 + [Command(("WAITAOF", 1, 1, 500))] * 6
+
+
+def test_durable_fsync_is_on_by_default_and_read_from_the_environment() -> None:
+    assert TimersSettings().durable_fsync is True
+    assert TimersSettings.from_env({"TIMERS_DURABLE_FSYNC": "0"}).durable_fsync is False

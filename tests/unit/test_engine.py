@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import math
+from typing import Any
 
 import pytest
 
-from redis_timers import scripts
+from redis_timers import legacy, scripts
 from redis_timers.engine import (
     GATHER_SECONDS,
     MAX_CLAIM_BATCH,
@@ -26,7 +27,7 @@ from redis_timers.errors import (
     TimersServerError,
     TimersUnavailableError,
 )
-from redis_timers.ops import ScriptCall
+from redis_timers.ops import Command, ScriptCall
 from redis_timers.retry import MAX_CYCLE_FAILURE_PAUSE_SECONDS
 from redis_timers.timing import FLOOR_CORRECTION_MS
 from tests.unit.engine_harness import (
@@ -40,7 +41,7 @@ from tests.unit.engine_harness import (
     settlements,
     wait_seconds,
 )
-from tests.unit.support import BASE_MS, Order, Reminder, assert_single_slot, nothing_to_import, run_flow
+from tests.unit.support import BASE_MS, Order, Reminder, assert_single_slot, nothing_to_import
 
 BYTES_OR_STR = pytest.mark.parametrize("as_bytes", [False, True], ids=["decoded", "raw-bytes"])
 OUTAGE = TimersConnectionError("Redis is unreachable")
@@ -57,8 +58,10 @@ def test_first_step_imports_seed_timers_then_a_cycle_claims() -> None:
 
     first = h.step(0.0)
     assert isinstance(first, Maintain)
-    ops, imported = run_flow(first.flow, nothing_to_import(h.registry))
-    read = ops[0]
+    ops, imported = nothing_to_import(first.flow)
+    fingerprint, _, read = ops[:3]
+    assert isinstance(fingerprint, ScriptCall)
+    assert fingerprint.script is scripts.LEGACY_FINGERPRINT
     assert isinstance(read, ScriptCall)
     assert read.script is scripts.READ_LEGACY
     assert read.keys == ("timers_timeline",)
@@ -829,3 +832,60 @@ def test_a_permanent_refusal_stops_the_worker_with_a_clear_log(
     assert refusal.code in record.getMessage()
     assert "the worker stops" in record.getMessage()
     assert "No timer is lost" in record.getMessage()
+
+
+# -- the legacy import, a page at a time ----------------------------------------------------------
+
+
+def unhandled_page(first: int) -> list[bytes]:
+    """A full page of the original timeline, all of a topic no worker here handles."""
+    return [item for n in range(first, first + legacy.LEGACY_BATCH) for item in (b"invoices--%d" % n, b"100")]
+
+
+def answer_import_step(flow: Any, page: list[bytes]) -> list[Any]:
+    """Drive one step of the import: the fingerprint (if asked), then `page` for the read; returns its calls."""
+    ops: list[Any] = []
+    reply: Any = None
+    try:
+        while True:
+            op = flow.send(reply)
+            ops.append(op)
+            if isinstance(op, Command):
+                reply = 7
+            elif op.script is scripts.LEGACY_FINGERPRINT:
+                reply = [b"1000", b"", b"", b"", b""]
+            else:
+                assert op.script is scripts.READ_LEGACY, op
+                reply = page
+    except StopIteration:
+        return ops
+
+
+def test_the_worker_makes_its_round_trips_between_the_pages_of_an_import_pass() -> None:
+    """Regression: a whole pass (every page of the original timeline) ran before the worker's next round trip."""
+    h = Harness()
+    step = h.step(0.0)
+    assert isinstance(step, Maintain)
+    ops = answer_import_step(step.flow, unhandled_page(0))
+    assert [op.script for op in ops if isinstance(op, ScriptCall)] == [scripts.LEGACY_FINGERPRINT, scripts.READ_LEGACY]
+    h.engine.maintenance_done(0)
+
+    for page in range(1, 4):
+        h.cycle(0.0)  # the round trip the worker needs comes before the next page
+        h.reply(0.0, next_due=server_ms(0.0))  # and more is due at once
+        step = h.step(0.0)
+        assert isinstance(step, Maintain), step
+        ops = answer_import_step(step.flow, unhandled_page(page * legacy.LEGACY_BATCH))
+        assert len(ops) == 1, "one page per step"
+        assert ops[0].args == (page * legacy.LEGACY_BATCH, (page + 1) * legacy.LEGACY_BATCH - 1)
+        h.engine.maintenance_done(0)
+
+
+def test_an_idle_worker_runs_the_pages_of_an_import_pass_back_to_back() -> None:
+    h = Harness(legacy_import_interval_seconds=1, safety_wakeup_seconds=600)
+    h.start()  # the first pass, and the first round trip: nothing is due
+    for page in range(3):
+        step = h.step(1.0)
+        assert isinstance(step, Maintain), step
+        answer_import_step(step.flow, unhandled_page(page * legacy.LEGACY_BATCH))
+        h.engine.maintenance_done(0)

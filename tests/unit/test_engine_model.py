@@ -16,7 +16,7 @@ from redis_timers.engine import STOP_FLUSH_SECONDS, Cycle, Finished, Maintain, R
 from redis_timers.errors import TimersConnectionError
 from redis_timers.retry import MAX_CYCLE_FAILURE_PAUSE_SECONDS
 from tests.unit.engine_harness import ORDERS, REMINDERS, Harness, asked, claim, server_ms, settlements
-from tests.unit.support import nothing_to_import, run_flow
+from tests.unit.support import nothing_to_import
 
 CONCURRENCY = 3
 GRACE = 4.0
@@ -109,7 +109,7 @@ class EngineModel(RuleBasedStateMachine):
             assert self.engine.step_failed(self.now, TimersConnectionError("down")) is True
             return
         if isinstance(step, Maintain):
-            _, imported = run_flow(step.flow, nothing_to_import(self.h.registry))
+            _, imported = nothing_to_import(step.flow)
             self.engine.maintenance_done(imported)
             return
         assert isinstance(step, Cycle)

@@ -18,7 +18,15 @@ from redis_timers.ops import Command, ScriptCall
 from redis_timers.registry import HandlerRegistry
 from redis_timers.router import Router
 from redis_timers.settings import TimersSettings
-from tests.unit.support import Order, assert_single_slot, encode, handle_order, make_registry, run_flow
+from tests.unit.support import (
+    Order,
+    assert_single_slot,
+    encode,
+    handle_order,
+    make_registry,
+    nothing_to_import,
+    run_flow,
+)
 
 NAMESPACE = Namespace("timers")
 KEYSPACE = NAMESPACE.keyspaces[0]
@@ -42,7 +50,7 @@ def read(offset: int) -> ScriptCall:
 
 def receipts(topic: str, cursor: str = "0") -> ScriptCall:
     return ScriptCall(
-        scripts.LEGACY_RECEIPTS, (f"{{timers}}:timeline:{topic}", f"{{timers}}:legacy:{topic}"), (cursor,)
+        scripts.LEGACY_RECEIPTS, (f"{{timers}}:timeline:{topic}", f"{{timers}}:legacy:{topic}"), (cursor, "0")
     )
 
 
@@ -436,7 +444,20 @@ def test_an_import_pass_with_nothing_to_do_costs_one_call_and_one_per_topic_and_
     }
     readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8").split())
     assert (
-        "With N shards the import's pass is one call to read the original timeline and one per topic and shard "
-        "to follow its receipts, one after the other, during which the worker claims nothing: with many shards "
-        "and topics, switch the import off once nothing is left to import."
+        "A pass of the import is steps of one page each (of the original timeline, or of one topic's receipts in "
+        "one shard), and the worker makes the round trips it needs between two steps, so firing never waits for "
+        "a whole pass."
     ) in readme
+
+
+def test_a_pass_is_steps_of_at_most_one_page_that_is_not_empty() -> None:
+    """A worker's round trips go between the steps (see tests/unit/test_engine.py): none holds two pages."""
+    namespace = Namespace("timers", 16)
+    job = legacy.LegacyImport(namespace, REGISTRY, SETTINGS)
+    steps = []
+    while (step := job.next_step()) is not None:
+        ops, _ = nothing_to_import(step)
+        steps.append(len(ops))
+    assert job.over
+    assert sum(steps) == 1 + 16 * len(REGISTRY.topics)
+    assert max(steps) <= legacy.STEP_CALLS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -124,19 +125,20 @@ def counting_bulk(framer: CommandFramer, monkeypatch: pytest.MonkeyPatch) -> lis
     return framed
 
 
-def test_the_prefix_is_framed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_prefix_is_framed_until_its_second_call_then_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     framer = CommandFramer()
     framed = counting_bulk(framer, monkeypatch)
     prefix = ("EVALSHA", SHA, "1", "timeline")
 
     first = framer.frame(prefix, ("id", 10))
+    assert framer._prefixes == {}, "a prefix seen once may never come again"
     again = framer.frame(prefix, ("id", 10))
     other = framer.frame(prefix, ("other", 20))
 
     assert first == again == redis_py_frame(*prefix, "id", 10)
     assert other == redis_py_frame(*prefix, "other", 20)
     assert other != first
-    assert framed == [*prefix, "id", 10, "id", 10, "other", 20]
+    assert framed == [*prefix, "id", 10, *prefix, "id", 10, "other", 20]
     assert framer._prefixes == {prefix: prefix_frames(*prefix)}
 
 
@@ -151,9 +153,10 @@ def test_an_equal_prefix_built_anew_hits_the_cache(monkeypatch: pytest.MonkeyPat
     assert first[3] is not again[3]
 
     framer.frame(first, ())
-    framer.frame(again, ())
+    framer.frame(again, ())  # its second call: kept
+    framer.frame(first, ())
 
-    assert framed == ["EVALSHA", SHA, "1", "timeline"]
+    assert framed == ["EVALSHA", SHA, "1", "timeline"] * 2
     assert len(framer._prefixes) == 1
 
 
@@ -163,12 +166,13 @@ def test_the_cache_is_bounded_and_keeps_framing_correctly() -> None:
 
     for i in range(resp.MAX_CACHED_PREFIXES * 2 + 10):
         prefix = ("EVALSHA", SHA, "2", "timeline", f"claim:{i}")
-        assert framer.frame(prefix, (i, "x")) == redis_py_frame(*prefix, i, "x")
+        for _ in range(2):
+            assert framer.frame(prefix, (i, "x")) == redis_py_frame(*prefix, i, "x")
         sizes.append(len(framer._prefixes))
 
     assert max(sizes) == resp.MAX_CACHED_PREFIXES
     assert all(size >= 1 for size in sizes)
-    # Prefixes framed before the cache was last emptied are framed anew, correctly.
+    # Prefixes that made room for newer ones are framed anew, correctly.
     first = ("EVALSHA", SHA, "2", "timeline", "claim:0")
     assert first not in framer._prefixes
     assert framer.frame(first, ("y",)) == redis_py_frame(*first, "y")
@@ -321,7 +325,8 @@ def test_frame_refuses_a_non_string_in_the_prefix_and_caches_nothing(value: Any,
 def test_a_cached_string_look_alike_does_not_admit_a_non_string(value: Any) -> None:
     framer = CommandFramer()
     look_alike = ("EVALSHA", str(value))
-    framed = framer.frame(look_alike, ("ok",))
+    framer.frame(look_alike, ("ok",))
+    framed = framer.frame(look_alike, ("ok",))  # kept from its second call
 
     with pytest.raises(InvalidArgumentError, match=prefix_refusal(("EVALSHA", value))):
         framer.frame(("EVALSHA", value), ("ok",))
@@ -333,6 +338,7 @@ def test_a_cached_string_look_alike_does_not_admit_a_non_string(value: Any) -> N
 def test_1_1_0_and_true_are_refused_in_the_prefix_whatever_is_cached() -> None:
     """Regression: `1`, `1.0` and `True` are one dict key; had one been cached, the others took its frame."""
     framer = CommandFramer()
+    framer.frame(("EVALSHA", SHA, "1", "k"), ())
     one = framer.frame(("EVALSHA", SHA, "1", "k"), ())
 
     for value in [1, 1.0, True, Count(1), 1, 1.0, True]:
@@ -358,6 +364,7 @@ def test_frame_refuses_a_prefix_that_is_not_a_tuple(prefix: Any) -> None:
     framer = CommandFramer()
     # The equal tuple, cached, does not admit it either.
     as_tuple = tuple(prefix) if isinstance(prefix, list) else ("EVALSHA",)
+    framer.frame(as_tuple, ("ok",))
     framed = framer.frame(as_tuple, ("ok",))
 
     with pytest.raises(InvalidArgumentError, match=prefix_refusal(prefix)):
@@ -391,3 +398,57 @@ def test_utf8_keeps_the_command_name_a_string_and_encodes_the_rest() -> None:
         1.5,
     )
     assert resp.utf8(()) == ()
+
+
+TOPIC_KEYS_OF_1000 = tuple(
+    f"{{timers}}:{kind}:topic-{t:04d}" for t in range(1000) for kind in ("timeline", "payloads", "state")
+)
+
+
+def cycle_like_prefix(call: int) -> tuple[str, ...]:
+    """A worker round trip's leading arguments over 1,000 topics: its claim records change every call."""
+    records = (f"{{timers}}:claim:0123456789abcdef:{call}", f"{{timers}}:claim:0123456789abcdef:{call - 1}")
+    return ("EVALSHA", SHA, str(3 + len(TOPIC_KEYS_OF_1000)), "{timers}:dead", *records, *TOPIC_KEYS_OF_1000)
+
+
+def test_round_trips_over_1000_topics_keep_no_frames_and_the_cache_stays_within_its_bytes() -> None:
+    """Regression: every round trip's leading arguments were kept, 256 of them, 37 MB with 1,000 topics."""
+    framer = CommandFramer()
+    set_timer_prefixes = [
+        ("EVALSHA", SHA, "3", f"{{timers}}:timeline:t{t}", f"{{timers}}:payloads:t{t}", f"{{timers}}:state:t{t}")
+        for t in range(1000)
+    ]
+    first = cycle_like_prefix(1)
+    assert framer.frame(first, (30_000, 10)) == redis_py_frame(*first, 30_000, 10)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for call in range(2, 60):
+            framer.frame(cycle_like_prefix(call), (30_000, 10))
+            for reused in set_timer_prefixes[call * 10 : call * 10 + 20]:  # each one twice
+                framer.frame(reused, ("id", "{}"))
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+    assert not any(prefix[4].startswith("{timers}:claim:") for prefix in framer._prefixes)
+    assert set(set_timer_prefixes[30:600]) <= set(framer._prefixes), "the reused prefixes are kept"
+    assert 0 < framer.cached_bytes <= resp.MAX_CACHED_BYTES
+    # Before: 58 frames of 3,000 keys kept (about 9 MB here).
+    assert grown < 2 * resp.MAX_CACHED_BYTES, grown
+
+
+def test_the_oldest_kept_prefixes_make_room_for_new_ones_within_the_byte_bound() -> None:
+    framer = CommandFramer()
+    big = [("EVALSHA", SHA, "1", f"{{timers}}:timeline:{'x' * 100_000}:{i}") for i in range(30)]
+    for prefix in big:
+        framer.frame(prefix, ())
+        assert framer.frame(prefix, ()) == redis_py_frame(*prefix)
+        assert framer.cached_bytes <= resp.MAX_CACHED_BYTES
+    kept = list(framer._prefixes)
+    assert kept == big[-len(kept) :], "the newest ones, oldest first"
+    assert 0 < len(kept) < len(big)
+    too_big = ("EVALSHA", SHA, "1", "k" * (resp.MAX_CACHED_BYTES + 1))
+    for _ in range(3):
+        assert framer.frame(too_big, ()) == redis_py_frame(*too_big)
+    assert too_big not in framer._prefixes

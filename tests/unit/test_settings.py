@@ -83,7 +83,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "legacy_import": ("0", False),
     "shards": ("6", 6),
     "durable_replicas": ("2", 2),
-    "durable_fsync": ("yes", True),
+    "durable_fsync": ("no", False),
     "durable_timeout_seconds": ("0.5", 0.5),
 }
 

@@ -16,7 +16,7 @@ from redis_timers import flows, layout, legacy, scripts, seed
 from redis_timers.engine import Cycle, Maintain, Wait, WorkerEngine
 from redis_timers.errors import InvalidTimerIdError, ShardLayoutError, TimersConnectionError
 from redis_timers.keys import Keyspace, Namespace
-from redis_timers.ops import Command, Flow, OneConnection, ScriptCall
+from redis_timers.ops import Command, Flow, NodeOf, OneConnection, ScriptCall
 from redis_timers.settings import TimersSettings
 from redis_timers.slots import key_slot
 from tests.unit.support import Order, make_registry, run_flow
@@ -71,12 +71,16 @@ def test_each_single_timer_flow_is_one_call_on_the_timers_shard(timer_id: str) -
 
 def test_a_durable_remove_waits_on_the_connection_of_its_shards_write() -> None:
     flow = flows.remove_timer(NAMESPACE, REGISTRY, "orders", IDS[3], durability=SETTINGS)
-    op = next(flow)
+    asked = next(flow)
+    assert asked == NodeOf(
+        ScriptCall(scripts.REMOVE_TIMER, NAMESPACE.keyspace_for("orders", IDS[3]).topic_keys("orders"), (IDS[3],))
+    )
+    op = flow.send("node-of-shard")
     assert isinstance(op, OneConnection)
     write, *waits = op.ops
     assert isinstance(write, ScriptCall)
     assert shard_keys(write.keys) == NAMESPACE.keyspace_for("orders", IDS[3])
-    assert all(isinstance(wait, Command) and wait.args[0] == "WAIT" for wait in waits)
+    assert all(isinstance(wait, Command) and wait.args[0] in ("WAIT", "WAITAOF") for wait in waits)
 
 
 def test_one_shard_keeps_every_call_as_it_was() -> None:
