@@ -73,7 +73,7 @@ def test_a_durable_remove_waits_on_the_connection_of_its_shards_write() -> None:
     flow = flows.remove_timer(NAMESPACE, REGISTRY, "orders", IDS[3], durability=SETTINGS)
     asked = next(flow)
     assert asked == NodeOf(
-        ScriptCall(scripts.REMOVE_TIMER, NAMESPACE.keyspace_for("orders", IDS[3]).topic_keys("orders"), (IDS[3],))
+        ScriptCall(scripts.REMOVE_TIMER, NAMESPACE.keyspace_for("orders", IDS[3]).write_keys("orders"), (IDS[3],))
     )
     op = flow.send("node-of-shard")
     assert isinstance(op, OneConnection)
