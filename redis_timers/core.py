@@ -10,7 +10,7 @@ from typing import Any, ClassVar, TypeVar
 import pydantic
 
 from redis_timers import bulk, codec, flows, inspect, layout, seed
-from redis_timers.durability import AofSync
+from redis_timers.durability import Learned
 from redis_timers.engine import WorkerEngine
 from redis_timers.keys import Namespace
 from redis_timers.observe import Guarded, TimersObserver, guarded
@@ -44,7 +44,7 @@ class TimersCore:
         # Whether this instance checked the namespace's shard count (`layout.py`): once, before its first call.
         self._layout_checked = False
         # What each node's durable writes learned about its append-only file, by node name (`durability`).
-        self._aof_sync: dict[str, AofSync] = {}
+        self._aof_sync = Learned()
         self.registry = HandlerRegistry(
             separator=self.settings.separator,
             accepts_async=self.accepts_async_handlers,
