@@ -240,6 +240,25 @@ def test_a_socket_timeout_shorter_than_the_wait_still_gives_a_durability_error(
     assert front.raw.zscore(TIMELINE, "t1") is not None
 
 
+@pytest.mark.cluster
+def test_a_wait_longer_than_the_clients_default_socket_timeout_still_gives_a_durability_error(front: Front) -> None:
+    # A client made from a URL without `socket_timeout` (as the test fronts are) reads every reply within
+    # redis-py's default of its connections (5 s in redis-py 8), though its pool's keyword arguments name none:
+    # a longer wait must be split by that default too, not taken for an outage.
+    # Two replicas asked for: the session server has none, each primary of the session cluster one.
+    settings = TimersSettings(durable_replicas=2, durable_timeout_seconds=5.5)
+    timers = front.timers(spec("jobs", Job, lambda payload, context: None), settings=settings)
+    timers.set_timer("jobs", "t0", Job(n=0), LATER)  # loads the script
+
+    started = time.monotonic()
+    with pytest.raises(TimersDurabilityError) as caught:
+        timers.set_timer("jobs", "t1", Job(n=1), LATER, durable=True)
+
+    assert caught.value.required == 2
+    assert 5.5 <= time.monotonic() - started < 15
+    assert timers.get_timer("jobs", "t1") is not None  # the write stands
+
+
 @pytest.mark.parametrize(
     "client_kwargs",
     [{}, {"single_connection_client": True}],
