@@ -443,19 +443,23 @@ def dead_letter_page(
 ) -> Flow[Page[DeadLetter]]:
     """`HSCAN` pages (`COUNT` = `limit`) of each shard's dead letters in turn, in the hash's own order.
 
-    The cursor holds the shard, its `HSCAN` cursor and how many of that `HSCAN` page were returned already (a page
-    of `HSCAN` can hold more than a page of ours): the next page reads the same `HSCAN` page again and skips them.
+    A page of `HSCAN` can hold more than a page of ours. Then the cursor holds the shard, that `HSCAN` page's cursor
+    and the cursor it returned, and the last field returned (its fields are returned in byte order): the next page
+    reads the same `HSCAN` page again and returns its fields after that one. A place, not a count of those
+    returned, so a letter requeued or removed in between does not hide others. If the `HSCAN` page now ends
+    elsewhere (the hash was resized or re-encoded: it may cover other fields), all of it is returned again, as
+    `HSCAN` may return a field twice but never hides one present throughout.
     """
     topic = optional_topic(topic, settings)
     limit = paging.check_limit(limit)
     owner = paging.fingerprint("dead_letter_page", namespace, topic)
-    shard, scan_cursor, skip = 0, "0", 0
+    shard, scan_cursor, ended_at, returned_to = 0, "0", "", b""
     if cursor is not None:
         state = paging.decode_cursor(cursor, owner)
-        if len(state) != 3 or not isinstance(state[0], int) or not isinstance(state[1], str):
+        if len(state) != 4 or not isinstance(state[0], int) or not all(isinstance(part, str) for part in state[1:3]):
             raise InvalidCursorError("cursor was returned by another call")
-        shard, scan_cursor, skip = state[0], state[1], int(state[2])
-        if not 0 <= shard < namespace.shards or skip < 0:
+        shard, scan_cursor, ended_at, returned_to = state[0], str(state[1]), str(state[2]), state[3]
+        if not isinstance(returned_to, bytes) or not 0 <= shard < namespace.shards or not scan_cursor.isdigit():
             raise InvalidCursorError("cursor was returned by another call")
     pattern = dead_letter_pattern(topic)
     letters: list[DeadLetter] = []
@@ -463,19 +467,22 @@ def dead_letter_page(
         if shard >= namespace.shards or len(letters) >= limit:
             break
         reply = yield hscan_call(namespace.keyspaces[shard], scan_cursor, pattern, limit)
-        batch = codec.pairs(list(reply[1:]))[skip:]
+        next_cursor = codec.text(reply[0])
+        batch = sorted((bytes(field), record) for field, record in codec.pairs(list(reply[1:])))
+        if next_cursor == ended_at:
+            batch = [(field, record) for field, record in batch if field > returned_to]
         wanted = limit - len(letters)
         if len(batch) > wanted:
             letters.extend(codec.dead_letter(field, record) for field, record in batch[:wanted])
-            skip += wanted
+            ended_at, returned_to = next_cursor, batch[wanted - 1][0]
             break
         letters.extend(codec.dead_letter(field, record) for field, record in batch)
-        scan_cursor, skip = codec.text(reply[0]), 0
+        scan_cursor, ended_at, returned_to = next_cursor, "", b""
         if scan_cursor == "0":
             shard += 1
     if shard >= namespace.shards:
         return Page(items=letters, cursor=None)
-    return Page(items=letters, cursor=paging.encode_cursor(owner, [shard, scan_cursor, skip]))
+    return Page(items=letters, cursor=paging.encode_cursor(owner, [shard, scan_cursor, ended_at, returned_to]))
 
 
 def dead_letters_by_topic(namespace: Namespace, topic: str | None = None) -> Flow[dict[str, int]]:

@@ -395,3 +395,25 @@ def test_the_readme_example_runs_in_a_process_without_handlers(front: Front) -> 
         with pytest.raises(StopIteration):
             coroutine.send(None)  # no await left in it: it runs to its end at once
     assert printed == [(0, 0, 0, 0, BASE)]
+
+
+@pytest.mark.parametrize("shards", [1, 4])
+def test_a_dead_letter_removed_between_pages_hides_none_of_the_others(front: Front, shards: int) -> None:
+    # A page of 3 ends inside an HSCAN reply: the next page reads that reply again, less what was removed.
+    letters = [("jobs", f"d{n}") for n in range(10 * shards)]
+    bury(front, shards, letters)
+    inspector = front.timers(settings=sharded(shards))
+    namespace = Namespace(TimersSettings().namespace, shards)
+
+    seen: list[DeadLetter] = []
+    page = inspector.call("dead_letter_page", limit=3)
+    while True:
+        seen.extend(page.items)
+        for letter in page.items:  # requeued (or removed) by someone else as soon as listed
+            field = dead_letter_field(letter.topic, letter.timer_id)
+            front.raw.hdel(namespace.keyspace_for(letter.topic, letter.timer_id).dead_letters, field)
+        if page.cursor is None:
+            break
+        page = inspector.call("dead_letter_page", limit=3, cursor=page.cursor)
+
+    assert sorted(letter.timer_id for letter in seen) == sorted(timer_id for _, timer_id in letters)
