@@ -34,6 +34,8 @@ MAX_DEAD_LETTER_CALLS = 16
 """The most `HSCAN` pages one `dead_letter_page` reads: a page can hold fewer items than asked while more follow."""
 RUN_TOKEN = re.compile(rb"^\d+\.\d+\.(\d+)$")
 """A lease token `<seq>.<n>.<due ms>`: the due time the lease's score hides (older versions' tokens carry none)."""
+STORED_SCORE = re.compile(r"-?[0-9]+(\.[0-9]+)?(e[+-]?[0-9]+)?")
+"""A finite score as the server writes one (a cursor carries it back as text)."""
 GLOB_SPECIALS = re.compile(r"([*?\[\]\\])")
 
 
@@ -236,6 +238,9 @@ def listing_page(
         score, last_topic, member = paging.decode_cursor(cursor, owner)
         if not (isinstance(score, str) and isinstance(last_topic, bytes) and isinstance(member, bytes)):
             raise InvalidCursorError("cursor was returned by another call")
+        if not STORED_SCORE.fullmatch(score) or not math.isfinite(float(score)):
+            # Sent to ZCOUNT as it is: only a number the server wrote (the fingerprint is no secret).
+            raise InvalidCursorError(f"cursor holds {score!r}, not a score a page returned")
         position = Position.of(score, last_topic, member)
     names = yield from listed_topics(namespace, registry, topic)
     sources: list[SourcePage[ScheduledTimer]] = []

@@ -6,8 +6,8 @@ import datetime
 
 import pytest
 
-from redis_timers import inspect, scripts
-from redis_timers.errors import InspectionArgumentError, InvalidTopicError, NaiveDatetimeError
+from redis_timers import inspect, paging, scripts
+from redis_timers.errors import InspectionArgumentError, InvalidCursorError, InvalidTopicError, NaiveDatetimeError
 from redis_timers.keys import Namespace
 from redis_timers.ops import Command, ScriptCall
 from redis_timers.settings import TimersSettings
@@ -157,3 +157,12 @@ def test_bad_arguments_raise_before_anything_is_sent() -> None:
     for flow, error in cases:
         with pytest.raises(error):
             next(flow)
+
+
+@pytest.mark.parametrize("score", ["abc", "nan", "inf", "-inf", "1e999", "", "1 2", "0x10"])
+def test_a_cursor_edited_to_hold_a_score_that_is_not_a_number_is_refused_before_anything_is_sent(score: str) -> None:
+    # The fingerprint is no secret: anyone can decode a cursor, change its score and encode it again.
+    owner = paging.fingerprint("list_timers", NAMESPACE, "jobs", "-inf", "+inf")
+    forged = paging.encode_cursor(owner, [score, b"jobs", b"j1"])
+    with pytest.raises(InvalidCursorError):
+        run_flow(inspect.list_timers(NAMESPACE, EMPTY, SETTINGS, "jobs", None, None, 3, forged), [])
