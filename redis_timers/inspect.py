@@ -336,7 +336,9 @@ def stats(
             next_due = due_head if due_head is not None else min(later, default=None)
             per_topic[name].append(
                 TopicStats(
-                    pending=int(cardinality) - running[index],
+                    # ZCARD and the leases are read by different calls: a worker finishing timers and claiming
+                    # others in between would make the difference negative.
+                    pending=max(0, int(cardinality) - running[index]),
                     due_now=int(due_now),
                     overdue=int(overdue),
                     running=running[index],

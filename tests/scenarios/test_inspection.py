@@ -24,6 +24,7 @@ from redis_timers import (
     TimerSpec,
     TimersSettings,
     TimersStats,
+    scripts,
 )
 from redis_timers.keys import Namespace, dead_letter_field
 from tests.harness import Front, Recorder, TimersHarness, ms_to_datetime, server_time_ms, spec
@@ -417,3 +418,45 @@ def test_a_dead_letter_removed_between_pages_hides_none_of_the_others(front: Fro
         page = inspector.call("dead_letter_page", limit=3, cursor=page.cursor)
 
     assert sorted(letter.timer_id for letter in seen) == sorted(timer_id for _, timer_id in letters)
+
+
+def test_stats_never_counts_below_zero_while_workers_drain_between_its_calls(front: Front) -> None:
+    """`stats` reads ZCARD in one call and the leases in later ones: a worker finishing the timers counted first
+    and claiming new ones in between must not make `pending` negative."""
+    timers = handlers(front, settings=sharded(1))
+    for n in range(3):
+        timers.set_timer("jobs", f"done-{n}", Job(n=n), activate_at=BASE)
+    keyspace = Namespace(TimersSettings().namespace, 1).keyspaces[0]
+    timeline, payloads, _ = keyspace.topic_keys("jobs")
+    flow_of = timers.timers._stats_flow
+    drained = []
+
+    def drain_then_claim() -> None:
+        # As the worker would leave it: the three counted timers done, five new ones held by live leases.
+        now = server_time_ms(front.raw)
+        pipe = front.raw.pipeline(transaction=True)
+        pipe.delete(timeline, payloads)
+        for n in range(5):
+            pipe.zadd(timeline, {f"new-{n}": now + 5_000})
+            pipe.hset(payloads, f"new-{n}", f"1:{now}.{n}.{now}|" + Job(n=n).model_dump_json())
+        pipe.execute()
+        drained.append(True)
+
+    def interleaved(overdue_after: datetime.timedelta) -> Any:
+        flow = flow_of(overdue_after)
+        reply = None
+        while True:
+            try:
+                op = flow.send(reply)
+            except StopIteration as done:
+                return done.value
+            if not drained and getattr(op, "script", None) is scripts.INSPECT_RANGE:
+                drain_then_claim()
+            reply = yield op
+
+    timers.timers._stats_flow = interleaved
+    jobs = timers.call("stats").topics["jobs"]
+
+    assert drained
+    assert jobs.running == 5
+    assert jobs.pending >= 0
