@@ -463,11 +463,13 @@ def dead_letter_page(
     shard, scan_cursor, ended_at, returned_to = 0, "0", "", b""
     if cursor is not None:
         state = paging.decode_cursor(cursor, owner)
-        if len(state) != 4 or not isinstance(state[0], int) or not all(isinstance(part, str) for part in state[1:3]):
-            raise InvalidCursorError("cursor was returned by another call")
-        shard, scan_cursor, ended_at, returned_to = state[0], str(state[1]), str(state[2]), state[3]
-        if not isinstance(returned_to, bytes) or not 0 <= shard < namespace.shards or not scan_cursor.isdigit():
-            raise InvalidCursorError("cursor was returned by another call")
+        match state:
+            case [int(shard), str(scan_cursor), str(ended_at), bytes(returned_to)] if (
+                0 <= shard < namespace.shards and scan_cursor.isdigit()
+            ):
+                pass
+            case _:
+                raise InvalidCursorError("cursor was returned by another call")
     pattern = dead_letter_pattern(topic)
     letters: list[DeadLetter] = []
     for _ in range(MAX_DEAD_LETTER_CALLS):
