@@ -89,7 +89,11 @@ def topics(namespace: Namespace, registry: HandlerRegistry) -> Flow[list[str]]:
             cursor, node = codec.text(reply[0]), bytes(reply[1] or b"")
             if node in scanned_nodes:
                 break  # read whole for an earlier shard
-            for key in map(codec.text, reply[2:]):
+            for raw_key in reply[2:]:
+                try:
+                    key = bytes(raw_key).decode("utf-8")
+                except UnicodeDecodeError:
+                    continue  # written by another client: no topic of ours (topics are text) has this name
                 tag, _, topic = key.partition(suffix)
                 if tag in tags and topic:
                     found.add(topic)

@@ -460,3 +460,16 @@ def test_stats_never_counts_below_zero_while_workers_drain_between_its_calls(fro
     assert drained
     assert jobs.running == 5
     assert jobs.pending >= 0
+
+
+def test_a_topic_key_that_is_not_utf8_hides_no_other_topic(front: Front) -> None:
+    timers = handlers(front, settings=sharded(1))
+    timers.set_timer("jobs", "j", Job(n=1), activate_at=BASE)
+    tag = Namespace(TimersSettings().namespace, 1).keyspaces[0].tag
+    front.raw.zadd(tag.encode() + b":timeline:bad\xff", {b"x": 1})  # written by another client, by hand
+    inspector = front.timers(settings=sharded(1))
+
+    assert "jobs" in inspector.call("topics")
+    assert [timer.timer_id for timer in inspector.call("list_timers").items] == ["j"]
+    assert inspector.call("count_timers") == 1
+    assert inspector.call("stats").topics["jobs"].pending == 1
