@@ -473,3 +473,30 @@ def test_a_topic_key_that_is_not_utf8_hides_no_other_topic(front: Front) -> None
     assert [timer.timer_id for timer in inspector.call("list_timers").items] == ["j"]
     assert inspector.call("count_timers") == 1
     assert inspector.call("stats").topics["jobs"].pending == 1
+
+
+def scan_calls(front: Front) -> int:
+    return int(front.raw.info("commandstats").get("cmdstat_scan", {}).get("calls", 0))
+
+
+def test_without_a_topic_each_call_first_finds_the_topics_with_scan_pages(front: Front) -> None:
+    """docs/operations.md: a call without a topic pays the `topics()` pass, O(keys / 1000) `SCAN`s; with one, none."""
+    timers = handlers(front, settings=sharded(1))
+    timers.set_timer("jobs", "j", Job(n=1), activate_at=BASE)
+    front.raw.eval("for i = 1, 5000 do redis.call('SET', 'unrelated:' .. i, 'x') end", 0)
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("count_timers", {}),
+        ("list_timers", {}),
+        ("running_timers", {}),
+        ("due_histogram", {"window": datetime.timedelta(hours=1)}),
+    ]
+    for method, kwargs in calls:
+        before = scan_calls(front)
+        timers.call(method, **kwargs)
+        assert scan_calls(front) - before >= 5, method  # 5,001 keys in SCAN pages of COUNT 1000
+        before = scan_calls(front)
+        timers.call(method, topic="jobs", **kwargs)
+        assert scan_calls(front) == before, method
+    before = scan_calls(front)
+    timers.call("stats")
+    assert scan_calls(front) - before >= 5
