@@ -500,3 +500,29 @@ def test_without_a_topic_each_call_first_finds_the_topics_with_scan_pages(front:
     before = scan_calls(front)
     timers.call("stats")
     assert scan_calls(front) - before >= 5
+
+
+def test_a_lease_longer_than_the_inspectors_window_is_found_once_its_end_is_within_it(front: Front) -> None:
+    """docs/operations.md "Running timers": the gap when the inspecting process has a shorter lease setting."""
+    timers = handlers(front, settings=sharded(1))
+    timers.set_timer("jobs", "long", Job(n=1), activate_at=BASE)
+    timeline, payloads, _ = Namespace(TimersSettings().namespace, 1).keyspaces[0].topic_keys("jobs")
+    now = server_time_ms(front.raw)
+    due = now - 1_000
+    # Claimed by a worker whose lease is 120 s (written as its claim writes it), seen by an inspector's 30 s.
+    front.raw.zadd(timeline, {"long": now + 100_000})
+    front.raw.hset(payloads, "long", f"1:{now}.1.{due}|" + Job(n=1).model_dump_json())
+    inspector = front.timers(settings=TimersSettings(lease_seconds=30))
+
+    assert inspector.call("running_timers").items == []
+    jobs = inspector.call("stats").topics["jobs"]
+    assert (jobs.running, jobs.pending, jobs.next_due_at) == (0, 1, ms_to_datetime(now + 100_000))
+    [listed] = inspector.call("list_timers").items
+    assert (listed.running, listed.due_at, listed.lease_expires_at) == (
+        True,
+        ms_to_datetime(due),
+        ms_to_datetime(now + 100_000),
+    )
+    assert [
+        t.timer_id for t in front.timers(settings=TimersSettings(lease_seconds=120)).call("running_timers").items
+    ] == ["long"]
