@@ -533,3 +533,24 @@ def test_a_lease_longer_than_the_inspectors_window_is_found_once_its_end_is_with
     assert [
         t.timer_id for t in front.timers(settings=TimersSettings(lease_seconds=120)).call("running_timers").items
     ] == ["long"]
+
+
+@pytest.mark.parametrize("decode_responses", [True, False])
+def test_an_inspector_whose_client_encodes_latin1_reads_non_ascii_topics_and_ids(
+    front: Front, decode_responses: bool
+) -> None:
+    writer = front.timers(spec(ODD_TOPIC, Job, lambda payload, context: None), settings=sharded(4))
+    for n in range(6):
+        writer.set_timer(ODD_TOPIC, f"\u00e9-{n}-\U0001f600", Job(n=n), activate_at=BASE)
+    bury(front, 4, [(ODD_TOPIC, f"dead-\u00e9-{n}") for n in range(5)])
+    inspector = front.timers(
+        settings=sharded(4), decode_responses=decode_responses, client_kwargs={"encoding": "latin-1"}
+    )
+
+    assert inspector.call("topics") == [ODD_TOPIC]
+    listed, _ = every_page(inspector, "list_timers", ODD_TOPIC, limit=4)
+    assert sorted(timer.timer_id for timer in listed) == sorted(f"\u00e9-{n}-\U0001f600" for n in range(6))
+    assert inspector.call("count_timers", ODD_TOPIC) == 6
+    dead, _ = every_page(inspector, "dead_letter_page", ODD_TOPIC, limit=2)
+    assert sorted(letter.timer_id for letter in dead) == sorted(f"dead-\u00e9-{n}" for n in range(5))
+    assert inspector.call("stats").topics[ODD_TOPIC].dead == 5
