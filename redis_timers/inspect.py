@@ -322,9 +322,11 @@ def stats(
     window_ms = lease_window_ms(settings)
     names = yield from topics(namespace, registry)
     dead = yield from dead_letters_by_topic(namespace)
-    names = sorted(set(names) | set(dead))
+    per_topic: dict[str, list[TopicStats]] = {name: [] for name in sorted(set(names) | set(dead))}
+    # A dead letter's field written by another client can name a topic that is not UTF-8 text: it has no
+    # timeline of ours to count (its keys could not even be sent), only its dead letters.
+    names = [name for name in per_topic if is_utf8(name)]
     server_ms: int | None = None
-    per_topic: dict[str, list[TopicStats]] = {name: [] for name in names}
     for keyspace in namespace.keyspaces:
         reply = yield counts_call(keyspace, names, window_ms=window_ms, overdue_ms=overdue_ms)
         now_ms = to_ms(reply[0])
@@ -356,6 +358,15 @@ def stats(
         server_time=ms_to_datetime(server_ms),
         topics={name: summed(parts, dead.get(name, 0)) for name, parts in per_topic.items()},
     )
+
+
+def is_utf8(text: str) -> bool:
+    """False for a name decoded with surrogate escapes from bytes that are not UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def summed(parts: Sequence[TopicStats], dead: int) -> TopicStats:

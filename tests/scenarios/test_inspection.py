@@ -554,3 +554,16 @@ def test_an_inspector_whose_client_encodes_latin1_reads_non_ascii_topics_and_ids
     dead, _ = every_page(inspector, "dead_letter_page", ODD_TOPIC, limit=2)
     assert sorted(letter.timer_id for letter in dead) == sorted(f"dead-\u00e9-{n}" for n in range(5))
     assert inspector.call("stats").topics[ODD_TOPIC].dead == 5
+
+
+def test_a_dead_letter_whose_topic_is_not_utf8_is_counted_and_hides_nothing(front: Front) -> None:
+    bury(front, 1, [("jobs", "d1")])
+    dead_letters = Namespace(TimersSettings().namespace, 1).keyspaces[0].dead_letters
+    front.raw.hset(dead_letters, b"bad\xff\x00id", b"{}")  # written by another client, by hand
+    inspector = front.timers(settings=sharded(1))
+
+    stats = inspector.call("stats")
+    assert stats.dead == 2
+    assert stats.topics["jobs"].dead == 1
+    assert inspector.call("count_dead_letters") == 2
+    assert len(every_page(inspector, "dead_letter_page", limit=1)[0]) == 2
