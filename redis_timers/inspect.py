@@ -30,6 +30,11 @@ SCAN_COUNT = 1000
 RUNNING_BUDGET = 1000
 """How many timeline entries of one topic and shard a `running_timers` call examines at most for leases."""
 MAX_BUCKETS = 1000
+ENTRIES_PER_CALL = 2_000
+"""The most timeline entries one script call reads (topics per call x entries per topic): with thousands of topics
+a shard's topics are split over several calls, so no call blocks the server for O(topics)."""
+COMMANDS_PER_CALL = 2_000
+"""Likewise, the most `ZCOUNT`-like commands one `inspect_counts` call runs (a fixed few per topic, plus buckets)."""
 MAX_DEAD_LETTER_CALLS = 16
 """The most `HSCAN` pages one `dead_letter_page` reads: a page can hold fewer items than asked while more follow."""
 RUN_TOKEN = re.compile(rb"^\d+\.\d+\.(\d+)$")
@@ -123,9 +128,48 @@ def count_timers(
     names = yield from listed_topics(namespace, registry, topic)
     total = 0
     for keyspace in namespace.keyspaces if names else ():
-        reply = yield counts_call(keyspace, names, lowest, highest)
+        reply = yield from counts_in_calls(keyspace, names, lowest, highest)
         total += sum(int(row[0]) for row in reply[1:])
     return total
+
+
+def in_calls_of(size: int, names: Sequence[str], call_for: Any) -> Flow[list[Any]]:
+    """The reply of one script call naming all of `names` (the server's time, then a row per topic), from calls of
+    at most `size` topics each (`call_for(chunk, first index)`); at least one call, for the server's time."""
+    reply: list[Any] = []
+    for start in range(0, len(names), size) or [0]:
+        part = yield call_for(names[start : start + size], start)
+        reply = reply or [part[0]]
+        reply.extend(part[1:])
+    return reply
+
+
+def counts_in_calls(
+    keyspace: Keyspace,
+    names: Sequence[str],
+    lowest: str = "-inf",
+    highest: str = "+inf",
+    *,
+    bucket_ms: int = 0,
+    buckets: int = 0,
+    window_ms: int = 0,
+    overdue_ms: int = 0,
+) -> Flow[list[Any]]:
+    """`counts_call`'s reply for all of `names`, in calls of at most `COMMANDS_PER_CALL` commands."""
+
+    def call_for(chunk: Sequence[str], _: int) -> ScriptCall:
+        return counts_call(
+            keyspace,
+            chunk,
+            lowest,
+            highest,
+            bucket_ms=bucket_ms,
+            buckets=buckets,
+            window_ms=window_ms,
+            overdue_ms=overdue_ms,
+        )
+
+    return (yield from in_calls_of(max(1, COMMANDS_PER_CALL // (9 + buckets)), names, call_for))
 
 
 def counts_call(
@@ -235,6 +279,7 @@ def listing_page(
     limit: int,
     cursor: str | None,
     make_call: Any,
+    examined_per_topic: int,
 ) -> Flow[Page[ScheduledTimer]]:
     """One page of a timeline listing: a `make_call(keyspace, names, bounds)` per shard, merged (`paging.merge`)."""
     position = None
@@ -250,7 +295,13 @@ def listing_page(
     sources: list[SourcePage[ScheduledTimer]] = []
     for keyspace in namespace.keyspaces if names else ():
         bounds = [("", "", b"") if position is None else position.bound_for(name.encode("utf-8")) for name in names]
-        reply = yield make_call(keyspace, names, bounds)
+        reply = yield from in_calls_of(
+            max(1, ENTRIES_PER_CALL // examined_per_topic),
+            names,
+            lambda chunk, start, keyspace=keyspace, bounds=bounds: make_call(
+                keyspace, chunk, bounds[start : start + len(chunk)]
+            ),
+        )
         now_ms = to_ms(reply[0])
         for name, row in zip(names, reply[1:]):
             part = topic_range(name, row, now_ms)
@@ -284,7 +335,7 @@ def list_timers(
             keyspace, names, bounds, running=False, budget=limit, wanted=limit, lowest=lowest, highest=highest
         )
 
-    return (yield from listing_page(namespace, registry, topic, owner, limit, cursor, make_call))
+    return (yield from listing_page(namespace, registry, topic, owner, limit, cursor, make_call, limit))
 
 
 def running_timers(
@@ -308,7 +359,7 @@ def running_timers(
             keyspace, names, bounds, running=True, budget=RUNNING_BUDGET, wanted=limit, window_ms=window_ms
         )
 
-    return (yield from listing_page(namespace, registry, topic, owner, limit, cursor, make_call))
+    return (yield from listing_page(namespace, registry, topic, owner, limit, cursor, make_call, RUNNING_BUDGET))
 
 
 def lease_window_ms(settings: TimersSettings) -> int:
@@ -328,7 +379,7 @@ def stats(
     names = [name for name in per_topic if is_utf8(name)]
     server_ms: int | None = None
     for keyspace in namespace.keyspaces:
-        reply = yield counts_call(keyspace, names, window_ms=window_ms, overdue_ms=overdue_ms)
+        reply = yield from counts_in_calls(keyspace, names, window_ms=window_ms, overdue_ms=overdue_ms)
         now_ms = to_ms(reply[0])
         server_ms = now_ms if server_ms is None else server_ms
         running, first_pending = yield from running_in_window(keyspace, names, window_ms)
@@ -394,14 +445,18 @@ def running_in_window(
     bounds: dict[int, tuple[str, str, bytes]] = dict.fromkeys(range(len(names)), ("", "", b""))
     while bounds:
         indices = list(bounds)
-        reply = yield range_call(
-            keyspace,
+        reply = yield from in_calls_of(
+            max(1, ENTRIES_PER_CALL // RUNNING_BUDGET),
             [names[index] for index in indices],
-            [bounds[index] for index in indices],
-            running=True,
-            budget=RUNNING_BUDGET,
-            wanted=RUNNING_BUDGET,
-            window_ms=window_ms,
+            lambda chunk, start, indices=indices: range_call(
+                keyspace,
+                chunk,
+                [bounds[index] for index in indices[start : start + len(chunk)]],
+                running=True,
+                budget=RUNNING_BUDGET,
+                wanted=RUNNING_BUDGET,
+                window_ms=window_ms,
+            ),
         )
         now_ms = to_ms(reply[0])
         for index, row in zip(indices, reply[1:]):
@@ -437,7 +492,7 @@ def due_histogram(
     overdue = 0
     start_ms: int | None = None
     for keyspace in namespace.keyspaces:
-        reply = yield counts_call(keyspace, names, bucket_ms=bucket_ms, buckets=buckets)
+        reply = yield from counts_in_calls(keyspace, names, bucket_ms=bucket_ms, buckets=buckets)
         start_ms = to_ms(reply[0]) if start_ms is None else start_ms
         for row in reply[1:]:
             overdue += int(row[3])
