@@ -170,6 +170,10 @@ def test_a_primary_killed_while_a_worker_drains_loses_no_durable_timer(
         # that node is down (as this client still sees it), a typed error, at once.
         with pytest.raises(TimersConnectionError):
             stale.set_timer("jobs", "stale", Job(n=-2), SOON, durable=True)
+        assert (
+            "a durable write goes on a connection of the shard's node, without the cluster client's retries, so it "
+            "fails at once; a plain write first waits out the cluster client's own retries" in CLUSTER
+        )
         wait_failed_over(cluster)
         written = len(plain_ns)
         wait_until(lambda: len(plain_ns) > written, timeout=FAILOVER_WAIT)  # the cluster takes writes again
