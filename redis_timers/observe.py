@@ -83,36 +83,41 @@ class TimersObserver:
 
 
 class Observers(TimersObserver):
-    """Several observers as one (the CLI's metrics beside an app's own observer), each told in turn."""
+    """Several observers as one (the CLI's metrics beside an app's own observer), each told in turn.
+
+    Each is guarded on its own: one that raises is logged and skipped, the others are still told (and a span
+    another one started is still ended).
+    """
 
     def __init__(self, observers: Sequence[TimersObserver]) -> None:
         self.observers = tuple(observers)
+        self._told = tuple(Guarded(observer) for observer in self.observers)
 
     def scheduled(self, topic: str, timer_id: str) -> None:
-        for observer in self.observers:
+        for observer in self._told:
             observer.scheduled(topic, timer_id)
 
     def carried(self, topic: str, timer_id: str) -> str | None:
-        return next((found for observer in self.observers if (found := observer.carried(topic, timer_id))), None)
+        return next((found for observer in self._told if (found := observer.carried(topic, timer_id))), None)
 
     def run_started(self, run: ObservedRun) -> object:
-        return [observer.run_started(run) for observer in self.observers]
+        return [observer.run_started(run) for observer in self._told]
 
     def run_ended(self, run: ObservedRun, started: object, error: BaseException | None) -> None:
         assert isinstance(started, list)
-        for observer, each in zip(self.observers, started):
+        for observer, each in zip(self._told, started):
             observer.run_ended(run, each, error)
 
     def fired(self, run: ObservedRun) -> None:
-        for observer in self.observers:
+        for observer in self._told:
             observer.fired(run)
 
     def retried(self, run: ObservedRun, error: str, delay_ms: int) -> None:
-        for observer in self.observers:
+        for observer in self._told:
             observer.retried(run, error, delay_ms)
 
     def dead_lettered(self, topic: str, timer_id: str, attempts: int, error: str) -> None:
-        for observer in self.observers:
+        for observer in self._told:
             observer.dead_lettered(topic, timer_id, attempts, error)
 
 
