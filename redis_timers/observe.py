@@ -78,8 +78,8 @@ class TimersObserver:
         """The run failed and its timer is due again in `delay_ms`; `error` is what the timer's record says."""
 
     def dead_lettered(self, topic: str, timer_id: str, attempts: int, error: str) -> None:
-        """The timer went to the dead letters: its last attempt failed, its payload no longer validates, or it
-        was claimed more times than its attempts allow."""
+        """The timer went to the dead letters: its last attempt failed, its payload no longer validates or is
+        missing (`attempts` 0), or it was claimed more times than its attempts allow."""
 
 
 class Observers(TimersObserver):

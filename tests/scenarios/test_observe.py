@@ -182,3 +182,21 @@ def test_a_claim_dead_lettered_for_its_payload_is_one_warning_and_told(
     [(timer_id, attempts, error)] = observer.of("dead_lettered")
     assert (timer_id, attempts) == ("broken", 1)
     assert "does not validate against Job" in error
+
+
+def test_a_timer_whose_payload_vanished_is_one_warning_and_told(front: Front, caplog: pytest.LogCaptureFixture) -> None:
+    """The claim script buries it ("payload missing"); the worker still logs its one WARNING and tells the observer."""
+    observer = RecordingObserver()
+    ran: Recorder[int] = Recorder()
+    timers = front.timers(spec("jobs", Job, lambda job, context: ran.record(job.n)), observer=observer)
+    timers.set_timer("jobs", "gone", Job(n=1), NOW)
+    timers.set_timer("jobs", "kept", Job(n=2), NOW)
+    front.raw.hdel(front.keyspace_for("jobs", "gone").payloads("jobs"), "gone")
+    with caplog.at_level(logging.DEBUG, logger="redis_timers"):
+        timers.handle_ready_timers()
+    assert ran.items == [2]
+    [record] = [record for record in caplog.records if "dead letters" in record.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert "payload missing" in record.getMessage()
+    assert (getattr(record, "topic"), getattr(record, "timer_id")) == ("jobs", "gone")  # noqa: B009
+    assert observer.of("dead_lettered") == [("gone", 0, "payload missing")]
