@@ -59,7 +59,7 @@ def sync_timers() -> SyncTimers:
 
 
 def observed_sync_timers() -> SyncTimers:
-    """An app that counts its timers itself (`PrometheusObserver` on the default registry), as docs/operations.md shows."""
+    """An app counting its own timers (`PrometheusObserver` on the default registry), as docs/operations.md shows."""
     from redis_timers.metrics.prometheus import PrometheusObserver
 
     timers = sync_timers()
