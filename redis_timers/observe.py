@@ -11,6 +11,7 @@ logged and ignored; it never fails a timer or the worker.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 from typing import Protocol
@@ -82,6 +83,9 @@ class TimersObserver:
         missing (`attempts` 0), or it was claimed more times than its attempts allow."""
 
 
+OBSERVER_METHODS = ("scheduled", "carried", "run_started", "run_ended", "fired", "retried", "dead_lettered")
+
+
 class Observers(TimersObserver):
     """Several observers as one (the CLI's metrics beside an app's own observer), each told in turn.
 
@@ -136,6 +140,10 @@ class Guarded(TimersObserver):
     """
 
     def __init__(self, observer: TimersObserver) -> None:
+        for method in OBSERVER_METHODS:
+            if inspect.iscoroutinefunction(getattr(observer, method)):
+                # Called, never awaited: the coroutine would be dropped, the observer silently told nothing.
+                raise SettingsError(f"the observer's {method} is async; the worker calls observers without awaiting")
         self.observer = observer
 
     def _failed(self, method: str, error: Exception) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from redis_timers import codec
 from redis_timers.engine import lateness_ms
+from redis_timers.errors import SettingsError
 from redis_timers.observe import Guarded, ObservedRun, Observers, TimersObserver, combine, guarded
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -114,3 +115,16 @@ def test_one_combined_observer_raising_leaves_the_others_told(caplog: pytest.Log
         observer.fired(run)
     assert told == [("scheduled", "i"), ("ended", "its span"), ("fired", "i")]
     assert caplog.text.count("raised RuntimeError('broken')") == 3
+
+
+def test_an_async_observer_method_is_refused() -> None:
+    """The worker calls observers without awaiting them: an `async def` method would never run, silently."""
+
+    class Async(TimersObserver):
+        async def fired(self, run: ObservedRun) -> None:  # type: ignore[override]
+            pass
+
+    with pytest.raises(SettingsError, match="fired"):
+        guarded(Async())
+    with pytest.raises(SettingsError, match="fired"):
+        combine(TimersObserver(), Async())
