@@ -113,9 +113,14 @@ class _Finished:
 class _RecordingEngine(WorkerEngine):
     """The production engine, unchanged, that also notes each run and how it was settled."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, cutoff_ms: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.finished: list[_Finished] = []
+        # The pass claims what is due by `cutoff_ms` (real), not by the server's now: the clock moves on while
+        # the pass runs, and a single pass would otherwise also take what is due a millisecond or more later
+        # (past the window's end, or before the runs due earlier have set or removed timers).
+        for shard in self._shards:
+            shard.cutoff = cutoff_ms
 
     def handler_finished(self, run: Run, error: BaseException | None) -> None:
         pending = self._shards[run.shard].pending
@@ -232,9 +237,10 @@ class _TimeMachineBase(Generic[TimersT]):
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def _engine(self) -> _RecordingEngine:
+    def _engine(self, cutoff_ms: int) -> _RecordingEngine:
         core = self._core
         return _RecordingEngine(
+            cutoff_ms=cutoff_ms,
             namespace=core.namespace,
             registry=core.registry,
             settings=core.settings,
@@ -280,7 +286,8 @@ class _TimeMachineBase(Generic[TimersT]):
                 snapshot = yield _Drive(self._move(earliest - snapshot.now_ms))
             fired_at = self._virtual(snapshot.now_ms)
             dead_before = yield _Drive(flows.dead_letters(self._core.namespace))
-            engine = self._engine()
+            # One due time per pass, the earliest: what its handlers do comes before what is due after it.
+            engine = self._engine(min(snapshot.scores.values()))
             yield _Pass(engine)
             after: _Snapshot = yield _Drive(self._move(0))
             retried = set()

@@ -1,0 +1,50 @@
+"""Time travel at its edges: the window's last millisecond, due order across topics, requests out of range."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+
+import pydantic
+
+from tests.harness import spec
+from tests.testing.conftest import BlockingClock
+
+MS = datetime.timedelta(milliseconds=1)
+MINUTE = datetime.timedelta(minutes=1)
+
+ClockFor = Callable[..., BlockingClock]
+
+
+class Order(pydantic.BaseModel):
+    order_id: int
+
+
+def test_a_timer_due_at_the_target_fires_and_one_due_a_millisecond_later_does_not(clock_for: ClockFor) -> None:
+    clock = clock_for(spec("cancel", Order, lambda payload, _: None))
+    target = clock.now() + 30 * MINUTE
+    for number in range(5):
+        clock.harness.set_timer("cancel", f"at-{number}", Order(order_id=number), activate_at=clock.activate_at(target))
+        clock.harness.set_timer(
+            "cancel", f"after-{number}", Order(order_id=number), activate_at=clock.activate_at(target + MS)
+        )
+
+    report = clock.fire_due(until=target)
+    assert sorted(report.ran_ids()) == [f"at-{number}" for number in range(5)], str(report)
+    assert [info.timer_id for info in clock.scheduled("cancel")] == [f"after-{number}" for number in range(5)]
+
+    assert sorted(clock.advance(MS).ran_ids()) == [f"after-{number}" for number in range(5)]
+
+
+def test_timers_of_two_topics_one_millisecond_apart_run_in_due_order(clock_for: ClockFor) -> None:
+    """Topic order is not due order: `b` is handled first in a worker pass, yet its timer is due later."""
+    clock = clock_for(spec("b", Order, lambda payload, _: None), spec("a", Order, lambda payload, _: None))
+    due = clock.now() + MINUTE
+    for number in range(5):
+        moment = due + 2 * number * MS
+        clock.harness.set_timer("b", f"b{number}", Order(order_id=number), activate_at=clock.activate_at(moment + MS))
+        clock.harness.set_timer("a", f"a{number}", Order(order_id=number), activate_at=clock.activate_at(moment))
+
+    report = clock.advance(2 * MINUTE)
+    assert report.ran_ids() == [name for number in range(5) for name in (f"a{number}", f"b{number}")], str(report)
+    assert [run.due_at for run in report.ran] == sorted(run.due_at for run in report.ran)
