@@ -30,6 +30,7 @@ from redis_timers.records import DeadLetter, TimerInfo
 from redis_timers.scripts import LuaScript
 from redis_timers.testing.reports import FiredTimer, FireReport, Outcome, Rescheduled
 from redis_timers.timing import instant_to_ms, ms_to_datetime
+from redis_timers.validation import MAX_ACTIVATION_MS
 from redis_timers.wire import DEAD, RETRY
 
 MAX_PASSES = 10_000
@@ -268,6 +269,12 @@ class _TimeMachineBase(Generic[TimersT]):
                 raise TimeMachineError(
                     f"cannot go back in time: {until!r} is before the helper's now, {ms_to_datetime(start_ms)!r}"
                 )
+        if target_ms - start_ms > MAX_ACTIVATION_MS:
+            # Past it the virtual instants soon leave what a datetime holds; no timer is set that far out anyway.
+            raise TimeMachineError(
+                f"cannot advance by {target_ms - start_ms} ms at once: the most is {MAX_ACTIVATION_MS} ms"
+                " (100 years, as for a timer's delay)"
+            )
         for _ in range(self.max_passes):
             earliest = min(snapshot.scores.values(), default=None)
             virtual_now = self._virtual_now_ms(snapshot)

@@ -6,7 +6,9 @@ import datetime
 from collections.abc import Callable
 
 import pydantic
+import pytest
 
+from redis_timers.testing import TimeMachineError
 from tests.harness import spec
 from tests.testing.conftest import BlockingClock
 
@@ -48,3 +50,13 @@ def test_timers_of_two_topics_one_millisecond_apart_run_in_due_order(clock_for: 
     report = clock.advance(2 * MINUTE)
     assert report.ran_ids() == [name for number in range(5) for name in (f"a{number}", f"b{number}")], str(report)
     assert [run.due_at for run in report.ran] == sorted(run.due_at for run in report.ran)
+
+
+def test_a_step_past_the_last_representable_instant_is_a_typed_error(clock_for: ClockFor) -> None:
+    clock = clock_for(spec("any", Order, lambda payload, _: None))
+    before = clock.now()
+    with pytest.raises(TimeMachineError, match=r"cannot advance by \d+ ms at once"):
+        clock.advance(datetime.timedelta.max)
+    assert clock.now() - before < MINUTE
+    with pytest.raises(TimeMachineError, match=r"cannot advance by \d+ ms at once"):
+        clock.fire_due(until=datetime.datetime(9999, 12, 31, tzinfo=datetime.timezone.utc))
