@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pydantic
 import pytest
 
+from redis_timers import TimersSettings
 from redis_timers.testing import TimeMachineError
 from tests.harness import spec
 from tests.testing.conftest import BlockingClock
@@ -60,3 +61,21 @@ def test_a_step_past_the_last_representable_instant_is_a_typed_error(clock_for: 
     assert clock.now() - before < MINUTE
     with pytest.raises(TimeMachineError, match=r"cannot advance by \d+ ms at once"):
         clock.fire_due(until=datetime.datetime(9999, 12, 31, tzinfo=datetime.timezone.utc))
+
+
+def test_timers_due_at_one_instant_on_several_shards_run_in_the_same_order_every_time(clock_for: ClockFor) -> None:
+    orders = []
+    for round_number in range(5):
+        clock = clock_for(
+            spec("a", Order, lambda payload, _: None),
+            spec("b", Order, lambda payload, _: None),
+            settings=TimersSettings(namespace=f"same-order-{round_number}", shards=4),
+        )
+        moment = clock.activate_at(clock.now() + MINUTE)
+        for number in range(20):
+            for topic in ("a", "b"):
+                clock.harness.set_timer(topic, f"{topic}{number}", Order(order_id=number), activate_at=moment)
+        report = clock.advance(2 * MINUTE)
+        orders.append([(run.topic, run.timer_id) for run in report.ran])
+    assert len(orders[0]) == 40
+    assert all(order == orders[0] for order in orders), orders
