@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 
 import pydantic
 
-from redis_timers import codec, flows
+from redis_timers import codec, flows, legacy
 from redis_timers.engine import Run, WorkerEngine
 from redis_timers.errors import TimersError
 from redis_timers.ops import Flow, ScriptCall
@@ -257,6 +257,11 @@ class _TimeMachineBase(Generic[TimersT]):
         ran: list[FiredTimer] = []
         rescheduled: list[Rescheduled] = []
         dead_lettered: list[DeadLetter] = []
+        core = self._core
+        if core.settings.legacy_import:
+            # What the original library wrote waits on its own keys, which a pass imports first: without this,
+            # the loop below, which sees only the new keys, would never make a pass for them.
+            yield _Drive(legacy.import_legacy(core.namespace, core.registry, core.settings))
         snapshot: _Snapshot = yield _Drive(self._move(0))
         start_ms = self._virtual_now_ms(snapshot)
         if step is not None:

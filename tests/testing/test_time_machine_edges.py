@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Callable
 
 import pydantic
@@ -10,7 +11,7 @@ import pytest
 
 from redis_timers import TimersSettings
 from redis_timers.testing import TimeMachineError
-from tests.harness import spec
+from tests.harness import Front, Recorder, spec
 from tests.testing.conftest import BlockingClock
 
 MS = datetime.timedelta(milliseconds=1)
@@ -79,3 +80,18 @@ def test_timers_due_at_one_instant_on_several_shards_run_in_the_same_order_every
         orders.append([(run.topic, run.timer_id) for run in report.ran])
     assert len(orders[0]) == 40
     assert all(order == orders[0] for order in orders), orders
+
+
+def test_timers_the_original_library_wrote_fire_when_due(front: Front, clock_for: ClockFor) -> None:
+    """Its timers (`topic--id` -> whole-second due time, payloads beside) are imported as the worker would."""
+    fired: Recorder[int] = Recorder()
+    clock = clock_for(spec("cancel", Order, lambda payload, _: fired.record(payload.order_id)))
+    now_second = int(time.time())
+    for order_id, due_second in ((1, now_second - 5), (2, now_second + 30 * 60)):
+        front.raw.zadd("timers_timeline", {f"cancel--{order_id}": due_second})
+        front.raw.hset("timers_payloads", f"cancel--{order_id}", Order(order_id=order_id).model_dump_json())
+
+    assert clock.fire_due().ran_ids() == ["1"]
+    assert clock.advance(29 * MINUTE).ran_ids() == []
+    assert clock.advance(2 * MINUTE).ran_ids() == ["2"]
+    assert fired.items == [1, 2]
