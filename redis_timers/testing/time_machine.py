@@ -28,7 +28,7 @@ from redis_timers.errors import TimersError
 from redis_timers.ops import Flow, ScriptCall
 from redis_timers.records import DeadLetter, TimerInfo
 from redis_timers.scripts import LuaScript
-from redis_timers.testing.reports import FiredTimer, FireReport, Outcome, Rescheduled
+from redis_timers.testing.reports import FiredTimer, FireReport, Outcome, Rescheduled, shown
 from redis_timers.timing import instant_to_ms, ms_to_datetime
 from redis_timers.validation import MAX_ACTIVATION_MS
 from redis_timers.wire import DEAD, RETRY
@@ -378,7 +378,7 @@ def _describe(info: TimerInfo) -> str:
     state = " (running)" if info.running else ""
     error = "" if info.last_error is None else f", last error {info.last_error!r}"
     return (
-        f"{info.topic}/{info.timer_id} due {info.due_at.isoformat()}, attempts {info.attempts}{state}{error}:"
+        f"{shown(info.topic, info.timer_id)} due {info.due_at.isoformat()}, attempts {info.attempts}{state}{error}:"
         f" {info.payload.model_dump_json()}"
     )
 
@@ -416,7 +416,7 @@ def _dead_letter_check(
                 f"dead letter {topic!r}/{timer_id!r} has {item.attempts} attempt(s), expected {attempts}"
             )
         return item
-    listed = "\n".join(f"  {item.topic}/{item.timer_id}: {item.error}" for item in dead) or "  (none)"
+    listed = "\n".join(f"  {shown(item.topic, item.timer_id)}: {item.error}" for item in dead) or "  (none)"
     raise AssertionError(f"expected a dead letter {topic!r}/{timer_id!r}; the dead letters are:\n{listed}")
 
 

@@ -95,3 +95,19 @@ def test_timers_the_original_library_wrote_fire_when_due(front: Front, clock_for
     assert clock.advance(29 * MINUTE).ran_ids() == []
     assert clock.advance(2 * MINUTE).ran_ids() == ["2"]
     assert fired.items == [1, 2]
+
+
+def test_ids_with_control_characters_keep_one_line_per_timer_in_reports_and_messages(clock_for: ClockFor) -> None:
+    clock = clock_for(spec("odd", Order, lambda payload, _: None), settings=TimersSettings(max_attempts=1))
+    odd = "line\nbreak\x00\x1b[2J"
+    clock.harness.set_timer("odd", odd, Order(order_id=1), MINUTE)
+    with pytest.raises(AssertionError) as missing:
+        clock.assert_scheduled("odd", "other")
+    listing = str(missing.value).splitlines()
+    assert len(listing) == 2, listing
+    assert repr(odd) in listing[1]
+
+    report = clock.advance(2 * MINUTE)
+    assert report.ran_ids() == [odd]
+    assert len(str(report).splitlines()) == 2, str(report)
+    assert repr(odd) in str(report)
