@@ -252,8 +252,9 @@ class _TimeMachineBase(Generic[TimersT]):
         )
 
     def _fire(
-        self, until: datetime.datetime | None, step: datetime.timedelta | None
+        self, until: datetime.datetime | None, step: datetime.timedelta | None, *, by_step: bool
     ) -> Generator[Request, Any, FireReport]:
+        """`advance(step)` when `by_step` (a None step is refused as any other non-timedelta), else `fire_due`."""
         ran: list[FiredTimer] = []
         rescheduled: list[Rescheduled] = []
         dead_lettered: list[DeadLetter] = []
@@ -264,7 +265,7 @@ class _TimeMachineBase(Generic[TimersT]):
             yield _Drive(legacy.import_legacy(core.namespace, core.registry, core.settings))
         snapshot: _Snapshot = yield _Drive(self._move(0))
         start_ms = self._virtual_now_ms(snapshot)
-        if step is not None:
+        if by_step:
             if not isinstance(step, datetime.timedelta) or step < datetime.timedelta(0):
                 raise TimeMachineError(f"advance() takes a timedelta of zero or more, got {step!r}")
             target_ms = start_ms + step // datetime.timedelta(milliseconds=1)
@@ -457,14 +458,14 @@ class TimeMachine(_TimeMachineBase[Any]):
 
     def advance(self, step: datetime.timedelta) -> FireReport:
         """Move virtual time forward by `step`, firing everything due up to then, in due order; see `fire_due`."""
-        return self._run(self._fire(None, step))
+        return self._run(self._fire(None, step, by_step=True))
 
     def fire_due(self, until: datetime.datetime | None = None) -> FireReport:
         """Fire everything due up to the virtual instant `until` (default: now), in due order, handlers inline.
 
         Timers that the handlers set, and retries, fire too when they are due by `until`. Returns what ran.
         """
-        return self._run(self._fire(until, None))
+        return self._run(self._fire(until, None, by_step=False))
 
     def scheduled(self, topic: str | None = None, timer_id: str | None = None) -> list[TimerInfo]:
         """The timers of the handled topics (of `topic`, with `timer_id`), earliest first; due times virtual."""
@@ -530,10 +531,10 @@ class AsyncTimeMachine(_TimeMachineBase[Any]):
         return result
 
     async def advance(self, step: datetime.timedelta) -> FireReport:
-        return await self._run(self._fire(None, step))
+        return await self._run(self._fire(None, step, by_step=True))
 
     async def fire_due(self, until: datetime.datetime | None = None) -> FireReport:
-        return await self._run(self._fire(until, None))
+        return await self._run(self._fire(until, None, by_step=False))
 
     async def scheduled(self, topic: str | None = None, timer_id: str | None = None) -> list[TimerInfo]:
         result: list[TimerInfo] = await self._core._driver.drive(self._scheduled_flow(topic, timer_id))

@@ -111,3 +111,10 @@ def test_ids_with_control_characters_keep_one_line_per_timer_in_reports_and_mess
     assert report.ran_ids() == [odd]
     assert len(str(report).splitlines()) == 2, str(report)
     assert repr(odd) in str(report)
+
+
+def test_advance_without_a_timedelta_is_a_typed_error(clock_for: ClockFor) -> None:
+    clock = clock_for(spec("any", Order, lambda payload, _: None))
+    for step in (None, 60, "1m"):
+        with pytest.raises(TimeMachineError, match="timedelta of zero or more"):
+            clock.advance(step)
