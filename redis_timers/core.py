@@ -10,7 +10,7 @@ from typing import Any, ClassVar, TypeVar
 import pydantic
 
 from redis_timers import bulk, codec, flows, inspect, layout, seed
-from redis_timers.durability import AofSync
+from redis_timers.durability import Learned
 from redis_timers.engine import WorkerEngine
 from redis_timers.keys import Namespace
 from redis_timers.observe import Guarded, TimersObserver, guarded
@@ -21,6 +21,11 @@ from redis_timers.router import Router
 from redis_timers.settings import TimersSettings
 
 T = TypeVar("T")
+
+
+UNNAMED_SOCKET_TIMEOUT = 5.0
+"""redis-py's socket timeout for a connection made without one (8.x: 5 s; a client made from a URL names none in
+its pool's keyword arguments, yet each of its connections times out reads after 5 s)."""
 
 
 class TimersCore:
@@ -44,7 +49,7 @@ class TimersCore:
         # Whether this instance checked the namespace's shard count (`layout.py`): once, before its first call.
         self._layout_checked = False
         # What each node's durable writes learned about its append-only file, by node name (`durability`).
-        self._aof_sync: dict[str, AofSync] = {}
+        self._aof_sync = Learned()
         self.registry = HandlerRegistry(
             separator=self.settings.separator,
             accepts_async=self.accepts_async_handlers,
@@ -131,10 +136,20 @@ class TimersCore:
         return layout.checked_first(None if self._layout_checked else self._layout_flow(), flow)
 
     def _socket_timeout(self) -> float | None:
-        """The client's socket timeout, which a durable write's WAITs must each reply within (`flows.write`)."""
-        connection_kwargs = getattr(getattr(self.redis_client, "connection_pool", None), "connection_kwargs", None)
-        timeout = connection_kwargs.get("socket_timeout") if isinstance(connection_kwargs, dict) else None
-        return float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None
+        """The client's socket timeout, which a durable write's WAITs must each reply within (`flows.write`).
+
+        Read from the keyword arguments its connections are made with: a plain client's pool's, a cluster
+        client's own (async) or its node manager's (sync). Where they name none (a client made from a URL
+        without `socket_timeout`, or a cluster client), its connections use redis-py's default, `UNNAMED_SOCKET_
+        TIMEOUT`, which is assumed: a wait split that needed no split only costs a few WAITs more.
+        """
+        client = self.redis_client
+        for holder in (getattr(client, "connection_pool", None), client, getattr(client, "nodes_manager", None)):
+            connection_kwargs = getattr(holder, "connection_kwargs", None)
+            if isinstance(connection_kwargs, dict) and "socket_timeout" in connection_kwargs:
+                timeout = connection_kwargs["socket_timeout"]
+                return float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None
+        return UNNAMED_SOCKET_TIMEOUT
 
     def _set_timer_durably_flow(self, call: ScriptCall, topic: str, timer_id: str) -> Flow[int]:
         # `flows.set_timer_durably`, keeping whether it wrote (for the observer); its layout is checked by the

@@ -11,21 +11,24 @@ where they sync theirs too, on the replicas. Measured on Valkey 8.1 and Redis 7.
 | on | on | `[1, n]` once all synced (within a second) | `[1, 0]` once the primary synced |
 | Redis 7.0 (no WAITAOF) | | error at once ("unknown command") | error at once |
 
-So a node's state (`AofSync`) is learned from the replies of the first durable write sent to it, and cached
-per node by the caller: no command is ever sent only to find out. Every durable write to a node that may have
-AOF on sends `WAIT <n>` then `WAITAOF`, in that order: a replica answers the primary's request for its offsets
-(`REPLCONF GETACK`) before it syncs what came with the request, and otherwise reports its sync only with its
-next once-a-second acknowledgement, so a `WAITAOF` sent right after the write waited about a second even with
-`appendfsync always` on every node; the `WAIT` before it gives the replica that round to sync, and the
-`WAITAOF`'s own request then finds it synced (measured: under a millisecond on loopback, `always`). An error
-reply ends the `WAITAOF` at once and leaves the `WAIT` to decide, as on a server without AOF; a `WAITAOF` that
-counted fewer replicas than the `WAIT` before it, over its whole timeout, means replicas that do not sync an
-AOF (or not within the timeout). A write no replica received waits the timeout twice: the `WAIT`'s, then the
-`WAITAOF`'s.
+So a node's state (`AofSync`) is learned from the replies of the first durable write sent to it, and kept
+per node by the caller (`Learned`): no command is ever sent only to find out. A refused `WAITAOF` is not kept
+(asking again costs nothing), and `PRIMARY`, inferred from a timeout, is re-asked now and then (see `Learned`).
+
+Every durable write to a node that may have AOF on sends `WAIT <n>` then `WAITAOF`, in that order: a replica
+answers the primary's request for its offsets (`REPLCONF GETACK`) before it syncs what came with the request, and
+otherwise reports its sync only with its next once-a-second acknowledgement, so a `WAITAOF` sent right after the
+write waited about a second even with `appendfsync always` on every node; the `WAIT` before it gives the replica
+that round to sync, and the `WAITAOF`'s own request then finds it synced (measured: under a millisecond on
+loopback, `always`). An error reply ends the `WAITAOF` at once and leaves the `WAIT` to decide, as on a server
+without AOF; a `WAITAOF` that counted fewer replicas than the `WAIT` before it, over its whole timeout, means
+replicas that do not sync an AOF (or not within the timeout). A write no replica received waits the timeout twice:
+the `WAIT`'s, then the `WAITAOF`'s.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from collections.abc import Sequence
@@ -47,6 +50,40 @@ class AofSync(enum.Enum):
     """Only the primary syncs (the replicas' AOF is off): `WAIT <n>` then `WAITAOF 1 0`."""
     NONE = "none"
     """No `WAITAOF` (Redis 7.0), the primary's AOF off, or `TIMERS_DURABLE_FSYNC=0`: `WAIT <n>` alone."""
+
+
+RECHECK_EVERY = 100
+"""A node learned as `PRIMARY` is asked again (as `UNKNOWN`) every this many durable writes to it."""
+
+
+@dataclasses.dataclass
+class Learned:
+    """What each node's durable writes learned about its AOF, by node name, kept by the caller from one write to
+    the next.
+
+    `PRIMARY` is only ever inferred from replicas that received a write and did not sync it within the timeout,
+    which is also what a replica with AOF on does while its sync is slow (`appendfsync everysec` against a
+    short timeout, a busy disk, an AOF rewrite starting): so it is not kept for good, but re-asked every
+    `RECHECK_EVERY` writes. A refused `WAITAOF` is not kept at all (see `judge`).
+    """
+
+    states: dict[str, AofSync] = dataclasses.field(default_factory=dict)
+    since: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Durable writes to each `PRIMARY` node since it was last asked."""
+
+    def recall(self, node: str) -> AofSync:
+        """The state the next durable write to `node` is sent for."""
+        sync = self.states.get(node, AofSync.UNKNOWN)
+        if sync is not AofSync.PRIMARY:
+            return sync
+        self.since[node] = self.since.get(node, 0) + 1
+        return AofSync.UNKNOWN if self.since[node] > RECHECK_EVERY else sync
+
+    def learn(self, node: str, asked: AofSync, sync: AofSync) -> None:
+        """Keep `sync`, the state after a write sent for `asked`."""
+        if asked is not self.states.get(node, AofSync.UNKNOWN) or sync is not AofSync.PRIMARY:
+            self.since.pop(node, None)  # a fresh state, or the re-asking write: counted afresh
+        self.states[node] = sync
 
 
 MAX_WAITS = 1000
@@ -105,7 +142,10 @@ def judge(
     acknowledged = max(received, default=0)
     if aof_refused or not synced:
         failure = None if acknowledged >= required else TimersDurabilityError(acknowledged, required, timeout_seconds)
-        return (AofSync.NONE if aof_refused else sync), failure
+        # Refused: nothing kept, so that the next write asks again, as cheaply (refused at once, pipelined), and
+        # waits for the AOF once it is switched on (`CONFIG SET appendonly yes`), or after a failover to a node
+        # that has it under the same name (a plain client's one node, behind Sentinel).
+        return (AofSync.UNKNOWN if aof_refused else sync), failure
     local_synced = max(local for local, _ in synced)
     replicas_synced = max(replicas for _, replicas in synced)
     if acknowledged < required:

@@ -507,6 +507,12 @@ class WorkerEngine:
         handlers, validators, in_flight, run_ids = self._handlers, self._validators, self._in_flight, self._run_ids
         pending, index_of_shard, trace_mark = shard.pending, shard.index, codec.TRACE_MARK
         claims = wire.claims(reply[4])
+        if len(reply) > 5 and reply[5]:
+            # Timers the script dead-lettered itself, their payloads gone: each is still one WARNING, and told.
+            for buried_index, buried_id in wire.buried(reply[5]):
+                topic = handlers[buried_index - 1].topic
+                timer_id = buried_id.decode("utf-8", "surrogateescape")
+                self._dead_letter_claim(topic, timer_id, 0, b"", started_ms, "payload missing")
         if self._stop_deadline is not None:
             # Claims reach a stopping worker only from a replayed round trip: hand them back at once.
             pending.extend(settle(wire.RELEASE, claim.key) for claim in claims)

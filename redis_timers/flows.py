@@ -160,7 +160,7 @@ def write(
     call: ScriptCall,
     durability: TimersSettings | None = None,
     read_timeout_seconds: float | None = None,
-    learned: dict[str, AofSync] | None = None,
+    learned: aof.Learned | None = None,
 ) -> Flow[Any]:
     """The reply of a write; with `durability` (a durable write's settings), once `durable_replicas` replicas
     confirmed it, and, where its primary has AOF on, once it was synced to the append-only files (see
@@ -168,7 +168,7 @@ def write(
 
     `WAIT` and `WAITAOF` count only the earlier writes of their own connection (and never block inside a
     script), so they follow the script call on the same connection. `learned` holds what each node's replies
-    said about its AOF (`durability.AofSync`), by node name: the caller keeps it from one write to the next.
+    said about its AOF (`durability.Learned`), by node name: the caller keeps it from one write to the next.
     `read_timeout_seconds` is the client's socket timeout (see `durability.steps_ms`).
     """
     if durability is None:
@@ -179,14 +179,14 @@ def write(
     sync = AofSync.NONE
     if durability.durable_fsync:
         node = yield NodeOf(call)  # answered by the driver from its slot map, without a round trip
-        sync = (learned or {}).get(node, AofSync.UNKNOWN)
+        sync = AofSync.UNKNOWN if learned is None else learned.recall(node)
     waits = aof.waits(sync, required, timeout, read_timeout_seconds)
     reply, *replies = yield OneConnection((call, *waits))
     if isinstance(reply, BaseException):
         raise reply
-    sync, failure = aof.judge(sync, waits, replies, required, timeout)
+    now, failure = aof.judge(sync, waits, replies, required, timeout)
     if learned is not None and durability.durable_fsync:
-        learned[node] = sync
+        learned.learn(node, sync, now)
     if failure is not None:
         raise failure
     return reply
@@ -196,7 +196,7 @@ def set_timer_durably(
     call: ScriptCall,
     settings: TimersSettings,
     read_timeout_seconds: float | None = None,
-    learned: dict[str, AofSync] | None = None,
+    learned: aof.Learned | None = None,
 ) -> Flow[int]:
     """`set_timer(..., durable=True)`: its one script call (`set_timer_call`), then the wait for replicas."""
     due_ms, _ = set_reply((yield from write(call, settings, read_timeout_seconds, learned)))
@@ -211,7 +211,7 @@ def remove_timer(
     *,
     durability: TimersSettings | None = None,
     read_timeout_seconds: float | None = None,
-    learned: dict[str, AofSync] | None = None,
+    learned: aof.Learned | None = None,
 ) -> Flow[bool]:
     registry.find(topic)
     check_timer_id(timer_id)
@@ -274,7 +274,7 @@ def requeue_dead_letter(
     *,
     durable: bool = False,
     read_timeout_seconds: float | None = None,
-    learned: dict[str, AofSync] | None = None,
+    learned: aof.Learned | None = None,
 ) -> Flow[bool]:
     """With `durable`, the requeue returns once replicas confirmed it (see `write`).
 

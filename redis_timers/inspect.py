@@ -30,10 +30,17 @@ SCAN_COUNT = 1000
 RUNNING_BUDGET = 1000
 """How many timeline entries of one topic and shard a `running_timers` call examines at most for leases."""
 MAX_BUCKETS = 1000
+ENTRIES_PER_CALL = 2_000
+"""The most timeline entries one script call reads (topics per call x entries per topic): with thousands of topics
+a shard's topics are split over several calls, so no call blocks the server for O(topics)."""
+COMMANDS_PER_CALL = 2_000
+"""Likewise, the most `ZCOUNT`-like commands one `inspect_counts` call runs (a fixed few per topic, plus buckets)."""
 MAX_DEAD_LETTER_CALLS = 16
 """The most `HSCAN` pages one `dead_letter_page` reads: a page can hold fewer items than asked while more follow."""
 RUN_TOKEN = re.compile(rb"^\d+\.\d+\.(\d+)$")
 """A lease token `<seq>.<n>.<due ms>`: the due time the lease's score hides (older versions' tokens carry none)."""
+STORED_SCORE = re.compile(r"-?[0-9]+(\.[0-9]+)?(e[+-]?[0-9]+)?")
+"""A finite score as the server writes one (a cursor carries it back as text)."""
 GLOB_SPECIALS = re.compile(r"([*?\[\]\\])")
 
 
@@ -87,7 +94,11 @@ def topics(namespace: Namespace, registry: HandlerRegistry) -> Flow[list[str]]:
             cursor, node = codec.text(reply[0]), bytes(reply[1] or b"")
             if node in scanned_nodes:
                 break  # read whole for an earlier shard
-            for key in map(codec.text, reply[2:]):
+            for raw_key in reply[2:]:
+                try:
+                    key = bytes(raw_key).decode("utf-8")
+                except UnicodeDecodeError:
+                    continue  # written by another client: no topic of ours (topics are text) has this name
                 tag, _, topic = key.partition(suffix)
                 if tag in tags and topic:
                     found.add(topic)
@@ -117,9 +128,48 @@ def count_timers(
     names = yield from listed_topics(namespace, registry, topic)
     total = 0
     for keyspace in namespace.keyspaces if names else ():
-        reply = yield counts_call(keyspace, names, lowest, highest)
+        reply = yield from counts_in_calls(keyspace, names, lowest, highest)
         total += sum(int(row[0]) for row in reply[1:])
     return total
+
+
+def in_calls_of(size: int, names: Sequence[str], call_for: Any) -> Flow[list[Any]]:
+    """The reply of one script call naming all of `names` (the server's time, then a row per topic), from calls of
+    at most `size` topics each (`call_for(chunk, first index)`); at least one call, for the server's time."""
+    reply: list[Any] = []
+    for start in range(0, len(names), size) or [0]:
+        part = yield call_for(names[start : start + size], start)
+        reply = reply or [part[0]]
+        reply.extend(part[1:])
+    return reply
+
+
+def counts_in_calls(
+    keyspace: Keyspace,
+    names: Sequence[str],
+    lowest: str = "-inf",
+    highest: str = "+inf",
+    *,
+    bucket_ms: int = 0,
+    buckets: int = 0,
+    window_ms: int = 0,
+    overdue_ms: int = 0,
+) -> Flow[list[Any]]:
+    """`counts_call`'s reply for all of `names`, in calls of at most `COMMANDS_PER_CALL` commands."""
+
+    def call_for(chunk: Sequence[str], _: int) -> ScriptCall:
+        return counts_call(
+            keyspace,
+            chunk,
+            lowest,
+            highest,
+            bucket_ms=bucket_ms,
+            buckets=buckets,
+            window_ms=window_ms,
+            overdue_ms=overdue_ms,
+        )
+
+    return (yield from in_calls_of(max(1, COMMANDS_PER_CALL // (9 + buckets)), names, call_for))
 
 
 def counts_call(
@@ -229,6 +279,7 @@ def listing_page(
     limit: int,
     cursor: str | None,
     make_call: Any,
+    examined_per_topic: int,
 ) -> Flow[Page[ScheduledTimer]]:
     """One page of a timeline listing: a `make_call(keyspace, names, bounds)` per shard, merged (`paging.merge`)."""
     position = None
@@ -236,12 +287,21 @@ def listing_page(
         score, last_topic, member = paging.decode_cursor(cursor, owner)
         if not (isinstance(score, str) and isinstance(last_topic, bytes) and isinstance(member, bytes)):
             raise InvalidCursorError("cursor was returned by another call")
+        if not STORED_SCORE.fullmatch(score) or not math.isfinite(float(score)):
+            # Sent to ZCOUNT as it is: only a number the server wrote (the fingerprint is no secret).
+            raise InvalidCursorError(f"cursor holds {score!r}, not a score a page returned")
         position = Position.of(score, last_topic, member)
     names = yield from listed_topics(namespace, registry, topic)
     sources: list[SourcePage[ScheduledTimer]] = []
     for keyspace in namespace.keyspaces if names else ():
         bounds = [("", "", b"") if position is None else position.bound_for(name.encode("utf-8")) for name in names]
-        reply = yield make_call(keyspace, names, bounds)
+        reply = yield from in_calls_of(
+            max(1, ENTRIES_PER_CALL // examined_per_topic),
+            names,
+            lambda chunk, start, keyspace=keyspace, bounds=bounds: make_call(
+                keyspace, chunk, bounds[start : start + len(chunk)]
+            ),
+        )
         now_ms = to_ms(reply[0])
         for name, row in zip(names, reply[1:]):
             part = topic_range(name, row, now_ms)
@@ -275,7 +335,7 @@ def list_timers(
             keyspace, names, bounds, running=False, budget=limit, wanted=limit, lowest=lowest, highest=highest
         )
 
-    return (yield from listing_page(namespace, registry, topic, owner, limit, cursor, make_call))
+    return (yield from listing_page(namespace, registry, topic, owner, limit, cursor, make_call, limit))
 
 
 def running_timers(
@@ -299,7 +359,7 @@ def running_timers(
             keyspace, names, bounds, running=True, budget=RUNNING_BUDGET, wanted=limit, window_ms=window_ms
         )
 
-    return (yield from listing_page(namespace, registry, topic, owner, limit, cursor, make_call))
+    return (yield from listing_page(namespace, registry, topic, owner, limit, cursor, make_call, RUNNING_BUDGET))
 
 
 def lease_window_ms(settings: TimersSettings) -> int:
@@ -313,11 +373,13 @@ def stats(
     window_ms = lease_window_ms(settings)
     names = yield from topics(namespace, registry)
     dead = yield from dead_letters_by_topic(namespace)
-    names = sorted(set(names) | set(dead))
+    per_topic: dict[str, list[TopicStats]] = {name: [] for name in sorted(set(names) | set(dead))}
+    # A dead letter's field written by another client can name a topic that is not UTF-8 text: it has no
+    # timeline of ours to count (its keys could not even be sent), only its dead letters.
+    names = [name for name in per_topic if is_utf8(name)]
     server_ms: int | None = None
-    per_topic: dict[str, list[TopicStats]] = {name: [] for name in names}
     for keyspace in namespace.keyspaces:
-        reply = yield counts_call(keyspace, names, window_ms=window_ms, overdue_ms=overdue_ms)
+        reply = yield from counts_in_calls(keyspace, names, window_ms=window_ms, overdue_ms=overdue_ms)
         now_ms = to_ms(reply[0])
         server_ms = now_ms if server_ms is None else server_ms
         running, first_pending = yield from running_in_window(keyspace, names, window_ms)
@@ -331,7 +393,9 @@ def stats(
             next_due = due_head if due_head is not None else min(later, default=None)
             per_topic[name].append(
                 TopicStats(
-                    pending=int(cardinality) - running[index],
+                    # ZCARD and the leases are read by different calls: a worker finishing timers and claiming
+                    # others in between would make the difference negative.
+                    pending=max(0, int(cardinality) - running[index]),
                     due_now=int(due_now),
                     overdue=int(overdue),
                     running=running[index],
@@ -345,6 +409,15 @@ def stats(
         server_time=ms_to_datetime(server_ms),
         topics={name: summed(parts, dead.get(name, 0)) for name, parts in per_topic.items()},
     )
+
+
+def is_utf8(text: str) -> bool:
+    """False for a name decoded with surrogate escapes from bytes that are not UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def summed(parts: Sequence[TopicStats], dead: int) -> TopicStats:
@@ -372,14 +445,18 @@ def running_in_window(
     bounds: dict[int, tuple[str, str, bytes]] = dict.fromkeys(range(len(names)), ("", "", b""))
     while bounds:
         indices = list(bounds)
-        reply = yield range_call(
-            keyspace,
+        reply = yield from in_calls_of(
+            max(1, ENTRIES_PER_CALL // RUNNING_BUDGET),
             [names[index] for index in indices],
-            [bounds[index] for index in indices],
-            running=True,
-            budget=RUNNING_BUDGET,
-            wanted=RUNNING_BUDGET,
-            window_ms=window_ms,
+            lambda chunk, start, indices=indices: range_call(
+                keyspace,
+                chunk,
+                [bounds[index] for index in indices[start : start + len(chunk)]],
+                running=True,
+                budget=RUNNING_BUDGET,
+                wanted=RUNNING_BUDGET,
+                window_ms=window_ms,
+            ),
         )
         now_ms = to_ms(reply[0])
         for index, row in zip(indices, reply[1:]):
@@ -415,7 +492,7 @@ def due_histogram(
     overdue = 0
     start_ms: int | None = None
     for keyspace in namespace.keyspaces:
-        reply = yield counts_call(keyspace, names, bucket_ms=bucket_ms, buckets=buckets)
+        reply = yield from counts_in_calls(keyspace, names, bucket_ms=bucket_ms, buckets=buckets)
         start_ms = to_ms(reply[0]) if start_ms is None else start_ms
         for row in reply[1:]:
             overdue += int(row[3])
@@ -443,39 +520,48 @@ def dead_letter_page(
 ) -> Flow[Page[DeadLetter]]:
     """`HSCAN` pages (`COUNT` = `limit`) of each shard's dead letters in turn, in the hash's own order.
 
-    The cursor holds the shard, its `HSCAN` cursor and how many of that `HSCAN` page were returned already (a page
-    of `HSCAN` can hold more than a page of ours): the next page reads the same `HSCAN` page again and skips them.
+    A page of `HSCAN` can hold more than a page of ours. Then the cursor holds the shard, that `HSCAN` page's cursor
+    and the cursor it returned, and the last field returned (its fields are returned in byte order): the next page
+    reads the same `HSCAN` page again and returns its fields after that one. A place, not a count of those
+    returned, so a letter requeued or removed in between does not hide others. If the `HSCAN` page now ends
+    elsewhere (the hash was resized or re-encoded: it may cover other fields), all of it is returned again, as
+    `HSCAN` may return a field twice but never hides one present throughout.
     """
     topic = optional_topic(topic, settings)
     limit = paging.check_limit(limit)
     owner = paging.fingerprint("dead_letter_page", namespace, topic)
-    shard, scan_cursor, skip = 0, "0", 0
+    shard, scan_cursor, ended_at, returned_to = 0, "0", "", b""
     if cursor is not None:
         state = paging.decode_cursor(cursor, owner)
-        if len(state) != 3 or not isinstance(state[0], int) or not isinstance(state[1], str):
-            raise InvalidCursorError("cursor was returned by another call")
-        shard, scan_cursor, skip = state[0], state[1], int(state[2])
-        if not 0 <= shard < namespace.shards or skip < 0:
-            raise InvalidCursorError("cursor was returned by another call")
+        match state:
+            case [int(shard), str(scan_cursor), str(ended_at), bytes(returned_to)] if (
+                0 <= shard < namespace.shards and scan_cursor.isdigit()
+            ):
+                pass
+            case _:
+                raise InvalidCursorError("cursor was returned by another call")
     pattern = dead_letter_pattern(topic)
     letters: list[DeadLetter] = []
     for _ in range(MAX_DEAD_LETTER_CALLS):
         if shard >= namespace.shards or len(letters) >= limit:
             break
         reply = yield hscan_call(namespace.keyspaces[shard], scan_cursor, pattern, limit)
-        batch = codec.pairs(list(reply[1:]))[skip:]
+        next_cursor = codec.text(reply[0])
+        batch = sorted((bytes(field), record) for field, record in codec.pairs(list(reply[1:])))
+        if next_cursor == ended_at:
+            batch = [(field, record) for field, record in batch if field > returned_to]
         wanted = limit - len(letters)
         if len(batch) > wanted:
             letters.extend(codec.dead_letter(field, record) for field, record in batch[:wanted])
-            skip += wanted
+            ended_at, returned_to = next_cursor, batch[wanted - 1][0]
             break
         letters.extend(codec.dead_letter(field, record) for field, record in batch)
-        scan_cursor, skip = codec.text(reply[0]), 0
+        scan_cursor, ended_at, returned_to = next_cursor, "", b""
         if scan_cursor == "0":
             shard += 1
     if shard >= namespace.shards:
         return Page(items=letters, cursor=None)
-    return Page(items=letters, cursor=paging.encode_cursor(owner, [shard, scan_cursor, skip]))
+    return Page(items=letters, cursor=paging.encode_cursor(owner, [shard, scan_cursor, ended_at, returned_to]))
 
 
 def dead_letters_by_topic(namespace: Namespace, topic: str | None = None) -> Flow[dict[str, int]]:

@@ -11,6 +11,7 @@ logged and ignored; it never fails a timer or the worker.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 from typing import Protocol
@@ -78,41 +79,49 @@ class TimersObserver:
         """The run failed and its timer is due again in `delay_ms`; `error` is what the timer's record says."""
 
     def dead_lettered(self, topic: str, timer_id: str, attempts: int, error: str) -> None:
-        """The timer went to the dead letters: its last attempt failed, its payload no longer validates, or it
-        was claimed more times than its attempts allow."""
+        """The timer went to the dead letters: its last attempt failed, its payload no longer validates or is
+        missing (`attempts` 0), or it was claimed more times than its attempts allow."""
+
+
+OBSERVER_METHODS = ("scheduled", "carried", "run_started", "run_ended", "fired", "retried", "dead_lettered")
 
 
 class Observers(TimersObserver):
-    """Several observers as one (the CLI's metrics beside an app's own observer), each told in turn."""
+    """Several observers as one (the CLI's metrics beside an app's own observer), each told in turn.
+
+    Each is guarded on its own: one that raises is logged and skipped, the others are still told (and a span
+    another one started is still ended).
+    """
 
     def __init__(self, observers: Sequence[TimersObserver]) -> None:
         self.observers = tuple(observers)
+        self._told = tuple(Guarded(observer) for observer in self.observers)
 
     def scheduled(self, topic: str, timer_id: str) -> None:
-        for observer in self.observers:
+        for observer in self._told:
             observer.scheduled(topic, timer_id)
 
     def carried(self, topic: str, timer_id: str) -> str | None:
-        return next((found for observer in self.observers if (found := observer.carried(topic, timer_id))), None)
+        return next((found for observer in self._told if (found := observer.carried(topic, timer_id))), None)
 
     def run_started(self, run: ObservedRun) -> object:
-        return [observer.run_started(run) for observer in self.observers]
+        return [observer.run_started(run) for observer in self._told]
 
     def run_ended(self, run: ObservedRun, started: object, error: BaseException | None) -> None:
         assert isinstance(started, list)
-        for observer, each in zip(self.observers, started):
+        for observer, each in zip(self._told, started):
             observer.run_ended(run, each, error)
 
     def fired(self, run: ObservedRun) -> None:
-        for observer in self.observers:
+        for observer in self._told:
             observer.fired(run)
 
     def retried(self, run: ObservedRun, error: str, delay_ms: int) -> None:
-        for observer in self.observers:
+        for observer in self._told:
             observer.retried(run, error, delay_ms)
 
     def dead_lettered(self, topic: str, timer_id: str, attempts: int, error: str) -> None:
-        for observer in self.observers:
+        for observer in self._told:
             observer.dead_lettered(topic, timer_id, attempts, error)
 
 
@@ -131,6 +140,10 @@ class Guarded(TimersObserver):
     """
 
     def __init__(self, observer: TimersObserver) -> None:
+        for method in OBSERVER_METHODS:
+            if inspect.iscoroutinefunction(getattr(observer, method)):
+                # Called, never awaited: the coroutine would be dropped, the observer silently told nothing.
+                raise SettingsError(f"the observer's {method} is async; the worker calls observers without awaiting")
         self.observer = observer
 
     def _failed(self, method: str, error: Exception) -> None:

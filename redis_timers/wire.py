@@ -54,6 +54,25 @@ def claims(blob: bytes) -> list[Claim]:
     return parsed
 
 
+BURIED_HEADER = re.compile(rb"(\d+):(\d+):")
+
+
+def buried(blob: bytes) -> list[tuple[int, bytes]]:
+    """The (topic index, timer id) of each timer a reply says it dead-lettered for its missing payload."""
+    parsed: list[tuple[int, bytes]] = []
+    at, end = 0, len(blob)
+    while at < end:
+        header = BURIED_HEADER.match(blob, at)
+        if header is None:
+            raise ValueError(f"malformed buried timer at byte {at} of a worker round trip's reply")
+        id_at = header.end()
+        at = id_at + int(header.group(2))
+        if at > end:
+            raise ValueError("a worker round trip's reply ends inside a buried timer")
+        parsed.append((int(header.group(1)), blob[id_at:at]))
+    return parsed
+
+
 def with_error(error: str, delay_ms: int | None = None) -> bytes:
     """The tail of a dead-letter settlement, or of a retry when `delay_ms` is given."""
     # An error message may hold a lone surrogate; it must not stop the settlement.

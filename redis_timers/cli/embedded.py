@@ -62,27 +62,29 @@ class EmbeddedServer:
         return f"redis://{self.host}:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> None:
-        log = open(self._dir / "server.log", "ab")  # noqa: SIM115 - owned by the process
-        self._process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                self.host,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self._dir),
-                "--protected-mode",
-                "no",
-                *self.extra_args,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        # The child has a descriptor of its own: close this process's copy (left to the collector, it is a
+        # ResourceWarning, an error in a test run that makes warnings errors).
+        with open(self._dir / "server.log", "ab") as log:
+            self._process = subprocess.Popen(
+                [
+                    self.binary,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    self.host,
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self._dir),
+                    "--protected-mode",
+                    "no",
+                    *self.extra_args,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         # No retries: redis-py would retry a refusal (NOAUTH from a server with a password) for seconds.
         client = redis.Redis(host=self.host, port=self.port, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))

@@ -24,7 +24,7 @@ from redis_timers.cli.connection_check import (
 from redis_timers.cli.process import exit_now
 from redis_timers.cli.redis_url import describe_client, redact_url
 from redis_timers.cli.target import AnyTimers, TargetError, load_timers, use_redis_url
-from redis_timers.observe import combine
+from redis_timers.observe import Observers, TimersObserver, combine
 from redis_timers.sync.timers import Timers as SyncTimers
 
 logger = logging.getLogger("redis_timers.cli")
@@ -72,6 +72,16 @@ def run_worker(
     return _serve_sync(timers, own_client, serving)
 
 
+def counts_on_default_registry(observer: TimersObserver | None) -> bool:
+    """Whether `observer` (or one of several) is a `PrometheusObserver` counting on the default registry."""
+    import prometheus_client
+
+    from redis_timers.metrics.prometheus import PrometheusObserver
+
+    members = observer.observers if isinstance(observer, Observers) else (observer,)
+    return any(isinstance(each, PrometheusObserver) and each.registry is prometheus_client.REGISTRY for each in members)
+
+
 def _export_metrics(timers: AnyTimers, host: str, port: int) -> bool:
     """Add the Prometheus observer to `timers` and serve its metrics; False (logged) if that cannot be done."""
     try:
@@ -84,7 +94,10 @@ def _export_metrics(timers: AnyTimers, host: str, port: int) -> bool:
     except OSError as error:
         logger.error("cannot serve metrics on %s port %d: %s", host, port, error)
         return False
-    timers.observer = combine(timers.observer, PrometheusObserver())
+    if not counts_on_default_registry(timers.observer):
+        # An app's own PrometheusObserver already counts on the registry served here: a second would be refused
+        # (its metric names are taken) and would count every timer twice.
+        timers.observer = combine(timers.observer, PrometheusObserver())
     logger.info("Prometheus metrics on http://%s:%d/metrics", host, port)
     return True
 

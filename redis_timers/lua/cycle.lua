@@ -11,11 +11,12 @@
 --       Kinds: a = ack, r = retry, d = dead letter, l = release the lease, n = renew the lease.
 --       Lengths are in bytes. One string rather than three or more arguments per settlement: a busy
 --       worker settles hundreds per call, and every argument costs the client more than the bytes.
--- Returns {now, next_due (-1 if none), stale ops, due timers examined (claimed or buried), claims}, where
---          claims is one string: per claimed timer
+-- Returns {now, next_due (-1 if none), stale ops, due timers examined (claimed or buried), claims, buried},
+--          where claims is one string: per claimed timer
 --          '<attempts>:<payload length>:<topic index>:<token>:<id length>:<id><payload>', whose middle
 --          ('<topic index>:<token>:<id length>:<id>') is what the settlement of that run repeats. A token
---          is '<claim counter>.<n>.<due ms>'.
+--          is '<claim counter>.<n>.<due ms>'. buried is one string too: per due timer whose payload was
+--          missing (dead-lettered here, so that its worker logs and counts it) '<topic index>:<id length>:<id>'.
 --          next_due is -2 when the topic set is not on the server (a first call, a flushed or failed-over server):
 --          then nothing was done, and the worker sends the call again with the set.
 -- now (rounded down) decides what is due; now_up (rounded up) is the base of every score computed here.
@@ -52,7 +53,7 @@ if ARGV[9] ~= '' then
 else
   n = tonumber(redis.call('HGET', topic_set, ' n'))
   if not n then
-    return {now, -2, 0, 0, ''}
+    return {now, -2, 0, 0, '', ''}
   end
 end
 
@@ -189,6 +190,7 @@ end
 
 local reply = {now, -1, stale, 0}
 local claims = {}
+local buried = {}
 -- What a replay needs of each claim: '<topic index>:<token>:<id length>:<id>'. No payload: the replay reads
 -- it again from the payloads hash (where it checks the token anyway), so a lease costs no second copy.
 local recorded_claims = {}
@@ -305,6 +307,7 @@ else
           add_claim(ti, attempts, token, id, json)
         else
           bury(timeline, payloads, state, dead, topic, id, 'payload missing', now)
+          buried[#buried + 1] = ti .. ':' .. #id .. ':' .. id
         end
       end
       if #hset > 0 then
@@ -318,6 +321,7 @@ else
   end
 end
 reply[5] = table.concat(claims)
+reply[6] = table.concat(buried)
 
 for topic in pairs(touched) do
   update_head(heads, tag .. ':timeline:' .. topic, topic)

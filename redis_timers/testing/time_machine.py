@@ -22,14 +22,15 @@ from typing import Any, Generic, TypeVar
 
 import pydantic
 
-from redis_timers import codec, flows
+from redis_timers import codec, flows, legacy
 from redis_timers.engine import Run, WorkerEngine
 from redis_timers.errors import TimersError
 from redis_timers.ops import Flow, ScriptCall
 from redis_timers.records import DeadLetter, TimerInfo
 from redis_timers.scripts import LuaScript
-from redis_timers.testing.reports import FiredTimer, FireReport, Outcome, Rescheduled
+from redis_timers.testing.reports import FiredTimer, FireReport, Outcome, Rescheduled, shown
 from redis_timers.timing import instant_to_ms, ms_to_datetime
+from redis_timers.validation import MAX_ACTIVATION_MS
 from redis_timers.wire import DEAD, RETRY
 
 MAX_PASSES = 10_000
@@ -123,9 +124,14 @@ class _Finished:
 class _RecordingEngine(WorkerEngine):
     """The production engine, unchanged, that also notes each run and how it was settled."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, cutoff_ms: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.finished: list[_Finished] = []
+        # The pass claims what is due by `cutoff_ms` (real), not by the server's now: the clock moves on while
+        # the pass runs, and a single pass would otherwise also take what is due a millisecond or more later
+        # (past the window's end, or before the runs due earlier have set or removed timers).
+        for shard in self._shards:
+            shard.cutoff = cutoff_ms
 
     def handler_finished(self, run: Run, error: BaseException | None) -> None:
         pending = self._shards[run.shard].pending
@@ -246,9 +252,10 @@ class _TimeMachineBase(Generic[TimersT]):
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def _engine(self) -> _RecordingEngine:
+    def _engine(self, cutoff_ms: int) -> _RecordingEngine:
         core = self._core
         return _RecordingEngine(
+            cutoff_ms=cutoff_ms,
             namespace=core.namespace,
             registry=core.registry,
             settings=core.settings,
@@ -259,14 +266,20 @@ class _TimeMachineBase(Generic[TimersT]):
         )
 
     def _fire(
-        self, until: datetime.datetime | None, step: datetime.timedelta | None
+        self, until: datetime.datetime | None, step: datetime.timedelta | None, *, by_step: bool
     ) -> Generator[Request, Any, FireReport]:
+        """`advance(step)` when `by_step` (a None step is refused as any other non-timedelta), else `fire_due`."""
         ran: list[FiredTimer] = []
         rescheduled: list[Rescheduled] = []
         dead_lettered: list[DeadLetter] = []
+        core = self._core
+        if core.settings.legacy_import:
+            # What the original library wrote waits on its own keys, which a pass imports first: without this,
+            # the loop below, which sees only the new keys, would never make a pass for them.
+            yield _Drive(legacy.import_legacy(core.namespace, core.registry, core.settings))
         snapshot: _Snapshot = yield _Drive(self._move(0))
         start_ms = self._virtual_now_ms(snapshot)
-        if step is not None:
+        if by_step:
             if not isinstance(step, datetime.timedelta) or step < datetime.timedelta(0):
                 raise TimeMachineError(f"advance() takes a timedelta of zero or more, got {step!r}")
             target_ms = start_ms + step // datetime.timedelta(milliseconds=1)
@@ -276,6 +289,12 @@ class _TimeMachineBase(Generic[TimersT]):
                 raise TimeMachineError(
                     f"cannot go back in time: {until!r} is before the helper's now, {ms_to_datetime(start_ms)!r}"
                 )
+        if target_ms - start_ms > MAX_ACTIVATION_MS:
+            # Past it the virtual instants soon leave what a datetime holds; no timer is set that far out anyway.
+            raise TimeMachineError(
+                f"cannot advance by {target_ms - start_ms} ms at once: the most is {MAX_ACTIVATION_MS} ms"
+                " (100 years, as for a timer's delay)"
+            )
         for _ in range(self.max_passes):
             earliest = min(snapshot.scores.values(), default=None)
             virtual_now = self._virtual_now_ms(snapshot)
@@ -294,7 +313,8 @@ class _TimeMachineBase(Generic[TimersT]):
                 snapshot = yield _Drive(self._move(earliest - snapshot.now_ms))
             fired_at = self._virtual(snapshot.now_ms)
             dead_before = yield _Drive(flows.dead_letters(self._core.namespace))
-            engine = self._engine()
+            # One due time per pass, the earliest: what its handlers do comes before what is due after it.
+            engine = self._engine(min(snapshot.scores.values()))
             yield _Pass(engine)
             after: _Snapshot = yield _Drive(self._move(0))
             retried = set()
@@ -373,7 +393,7 @@ def _describe(info: TimerInfo) -> str:
     state = " (running)" if info.running else ""
     error = "" if info.last_error is None else f", last error {info.last_error!r}"
     return (
-        f"{info.topic}/{info.timer_id} due {info.due_at.isoformat()}, attempts {info.attempts}{state}{error}:"
+        f"{shown(info.topic, info.timer_id)} due {info.due_at.isoformat()}, attempts {info.attempts}{state}{error}:"
         f" {info.payload.model_dump_json()}"
     )
 
@@ -411,7 +431,7 @@ def _dead_letter_check(
                 f"dead letter {topic!r}/{timer_id!r} has {item.attempts} attempt(s), expected {attempts}"
             )
         return item
-    listed = "\n".join(f"  {item.topic}/{item.timer_id}: {item.error}" for item in dead) or "  (none)"
+    listed = "\n".join(f"  {shown(item.topic, item.timer_id)}: {item.error}" for item in dead) or "  (none)"
     raise AssertionError(f"expected a dead letter {topic!r}/{timer_id!r}; the dead letters are:\n{listed}")
 
 
@@ -452,14 +472,14 @@ class TimeMachine(_TimeMachineBase[Any]):
 
     def advance(self, step: datetime.timedelta) -> FireReport:
         """Move virtual time forward by `step`, firing everything due up to then, in due order; see `fire_due`."""
-        return self._run(self._fire(None, step))
+        return self._run(self._fire(None, step, by_step=True))
 
     def fire_due(self, until: datetime.datetime | None = None) -> FireReport:
         """Fire everything due up to the virtual instant `until` (default: now), in due order, handlers inline.
 
         Timers that the handlers set, and retries, fire too when they are due by `until`. Returns what ran.
         """
-        return self._run(self._fire(until, None))
+        return self._run(self._fire(until, None, by_step=False))
 
     def scheduled(self, topic: str | None = None, timer_id: str | None = None) -> list[TimerInfo]:
         """The timers of the handled topics (of `topic`, with `timer_id`), earliest first; due times virtual."""
@@ -525,10 +545,10 @@ class AsyncTimeMachine(_TimeMachineBase[Any]):
         return result
 
     async def advance(self, step: datetime.timedelta) -> FireReport:
-        return await self._run(self._fire(None, step))
+        return await self._run(self._fire(None, step, by_step=True))
 
     async def fire_due(self, until: datetime.datetime | None = None) -> FireReport:
-        return await self._run(self._fire(until, None))
+        return await self._run(self._fire(until, None, by_step=False))
 
     async def scheduled(self, topic: str | None = None, timer_id: str | None = None) -> list[TimerInfo]:
         result: list[TimerInfo] = await self._core._driver.drive(self._scheduled_flow(topic, timer_id))

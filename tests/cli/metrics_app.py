@@ -56,3 +56,12 @@ def async_timers() -> Timers:
 def sync_timers() -> SyncTimers:
     client = redis.Redis.from_url(redis_url())
     return SyncTimers(redis_client=client, context={"redis": client}, routers=[sync_router])
+
+
+def observed_sync_timers() -> SyncTimers:
+    """An app counting its own timers (`PrometheusObserver` on the default registry), as docs/operations.md shows."""
+    from redis_timers.metrics.prometheus import PrometheusObserver
+
+    timers = sync_timers()
+    timers.observer = PrometheusObserver()
+    return timers

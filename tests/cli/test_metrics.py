@@ -113,3 +113,25 @@ def test_metrics_port_without_the_extra_is_a_startup_error(spawn: Spawn, redis_u
 
     assert worker.wait_exit() == 2
     assert "--metrics-port needs the prometheus extra: pip install 'redis-timers[prometheus]'" in worker.output
+
+
+def test_metrics_port_beside_the_apps_own_prometheus_observer_counts_once(
+    spawn: Spawn, client: redis.Redis, redis_url: str
+) -> None:
+    """The app already has a `PrometheusObserver` on the default registry: the CLI serves it, without a second one."""
+    router = Router()
+
+    @router.handler(topic=TOPIC, schema=FlakyJob)
+    def not_run_here(job: FlakyJob, context: object) -> None:
+        raise AssertionError("the test process never handles timers")
+
+    scheduler = SyncTimers(redis_client=client, routers=[router])
+    port = free_port()
+    args = ("tests.cli.metrics_app:observed_sync_timers", "--redis-url", redis_url, "--metrics-port", str(port))
+    worker = spawn("worker", *args)
+    worker.wait_for("redis-timers worker starting")
+    scheduler.set_timer(TOPIC, "once", FlakyJob(name="once"), NOW)
+    wait_until(lambda: scrape(port).get(("redis_timers_fired_total", TOPIC)) == 1, timeout=30)
+    assert scrape(port)[("redis_timers_lateness_seconds_count", TOPIC)] == 1
+    worker.process.send_signal(signal.SIGTERM)
+    assert worker.wait_exit() == 0, worker.output

@@ -94,7 +94,7 @@ def test_a_durable_set_and_remove_on_every_shard_return_once_primary_and_replica
         timers.set_timer("jobs", timer_id, Job(n=1), LATER, durable=True)
         assert timers.remove_timer("jobs", timer_id, durable=True) is True
 
-    learned = timers.timers._aof_sync
+    learned = timers.timers._aof_sync.states
     assert sorted(learned.values(), key=str) == [AofSync.EVERYWHERE] * 3  # each primary, learned on its own
     for node in aof_front.nodes():
         calls, refused = waitaof_stats(node)

@@ -240,6 +240,25 @@ def test_a_socket_timeout_shorter_than_the_wait_still_gives_a_durability_error(
     assert front.raw.zscore(TIMELINE, "t1") is not None
 
 
+@pytest.mark.cluster
+def test_a_wait_longer_than_the_clients_default_socket_timeout_still_gives_a_durability_error(front: Front) -> None:
+    # A client made from a URL without `socket_timeout` (as the test fronts are) reads every reply within
+    # redis-py's default of its connections (5 s in redis-py 8), though its pool's keyword arguments name none:
+    # a longer wait must be split by that default too, not taken for an outage.
+    # Two replicas asked for: the session server has none, each primary of the session cluster one.
+    settings = TimersSettings(durable_replicas=2, durable_timeout_seconds=5.5)
+    timers = front.timers(spec("jobs", Job, lambda payload, context: None), settings=settings)
+    timers.set_timer("jobs", "t0", Job(n=0), LATER)  # loads the script
+
+    started = time.monotonic()
+    with pytest.raises(TimersDurabilityError) as caught:
+        timers.set_timer("jobs", "t1", Job(n=1), LATER, durable=True)
+
+    assert caught.value.required == 2
+    assert 5.5 <= time.monotonic() - started < 15
+    assert timers.get_timer("jobs", "t1") is not None  # the write stands
+
+
 @pytest.mark.parametrize(
     "client_kwargs",
     [{}, {"single_connection_client": True}],
@@ -424,9 +443,46 @@ def test_a_primary_with_aof_off_or_without_waitaof_takes_durable_writes_with_wai
     timers.set_timer("jobs", "t1", Job(n=1), LATER, durable=True)
     if has_waitaof(front.raw):  # refused (AOF off); Redis 7.0 counts no unknown command
         assert waitaof_calls(front.raw)[1] > refused
-    learned = waitaof_calls(front.raw), wait_calls(front.raw)
+    waits = wait_calls(front.raw)
+    started = time.monotonic()
     timers.set_timer("jobs", "t2", Job(n=2), LATER, durable=True)
 
     assert replica.zscore(TIMELINE, "t1") is not None
     assert replica.zscore(TIMELINE, "t2") is not None
-    assert (waitaof_calls(front.raw), wait_calls(front.raw)) == (learned[0], learned[1] + 1)  # WAIT alone now
+    assert wait_calls(front.raw) == waits + 1
+    assert time.monotonic() - started < TimersSettings().durable_timeout_seconds  # a refusal costs no wait
+
+
+def aof_on(client: redis.Redis) -> bool:
+    info = client.info("persistence")
+    busy = int(info["aof_rewrite_in_progress"]) or int(info["aof_rewrite_scheduled"])
+    return int(info["aof_enabled"]) == 1 and not busy
+
+
+@pytest.mark.parametrize("kind", FRONT_KINDS)
+def test_a_primary_whose_aof_is_switched_on_at_run_time_has_later_durable_writes_wait_for_it(kind: FrontKind) -> None:
+    # Its first durable write met AOF off (WAITAOF refused): that is not kept, or the writes after
+    # `CONFIG SET appendonly yes` would be reported durable without waiting for the AOF.
+    fast_sync = ("--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0")
+    with EmbeddedServer(extra_args=fast_sync) as primary:  # noqa: SIM117 (the replica needs the primary's port)
+        with EmbeddedServer(extra_args=(*fast_sync, "--replicaof", primary.host, str(primary.port))) as replica:
+            front = Front(kind, primary.url)
+            replica_client = redis.Redis(host=replica.host, port=replica.port)
+            try:
+                if not has_waitaof(front.raw):
+                    pytest.skip("this server has no WAITAOF (Redis 7.0)")
+                wait_until(lambda: in_sync(front.raw))
+                timers = front.timers(spec("jobs", Job, lambda payload, context: None), settings=LONG_WAIT)
+                timers.set_timer("jobs", "t1", Job(n=1), LATER, durable=True)  # AOF off: WAIT decides
+                for client in (front.raw, replica_client):
+                    client.config_set("appendonly", "yes")
+                    wait_until(lambda client=client: aof_on(client))  # type: ignore[misc]
+                calls, refused = waitaof_calls(front.raw)
+
+                timers.set_timer("jobs", "t2", Job(n=2), LATER, durable=True)
+
+                assert waitaof_calls(front.raw) >= (calls + 1, refused)  # waited for the AOF, not refused
+                assert waitaof_calls(front.raw)[1] == refused
+            finally:
+                replica_client.close()
+                front.close()

@@ -24,6 +24,7 @@ from redis_timers import (
     TimerSpec,
     TimersSettings,
     TimersStats,
+    scripts,
 )
 from redis_timers.keys import Namespace, dead_letter_field
 from tests.harness import Front, Recorder, TimersHarness, ms_to_datetime, server_time_ms, spec
@@ -395,3 +396,174 @@ def test_the_readme_example_runs_in_a_process_without_handlers(front: Front) -> 
         with pytest.raises(StopIteration):
             coroutine.send(None)  # no await left in it: it runs to its end at once
     assert printed == [(0, 0, 0, 0, BASE)]
+
+
+@pytest.mark.parametrize(("shards", "compact"), [(1, False), (4, False), (1, True)])
+def test_a_dead_letter_removed_between_pages_hides_none_of_the_others(front: Front, shards: int, compact: bool) -> None:
+    # A page of 3 ends inside an HSCAN reply: the next page reads that reply again, less what was removed.
+    letters = [("jobs", f"d{n}") for n in range(10 * shards)]
+    inspector = front.timers(settings=sharded(shards))
+    namespace = Namespace(TimersSettings().namespace, shards)
+    if compact:  # records this short keep the hash compact (listpack): HSCAN returns it whole whatever COUNT
+        for topic, timer_id in letters:
+            front.raw.hset(
+                namespace.keyspace_for(topic, timer_id).dead_letters, dead_letter_field(topic, timer_id), "{}"
+            )
+        assert front.raw.object("encoding", namespace.keyspaces[0].dead_letters) in ("listpack", b"listpack")
+    else:
+        bury(front, shards, letters)
+
+    seen: list[DeadLetter] = []
+    page = inspector.call("dead_letter_page", limit=3)
+    while True:
+        seen.extend(page.items)
+        for letter in page.items:  # requeued (or removed) by someone else as soon as listed
+            field = dead_letter_field(letter.topic, letter.timer_id)
+            front.raw.hdel(namespace.keyspace_for(letter.topic, letter.timer_id).dead_letters, field)
+        if page.cursor is None:
+            break
+        page = inspector.call("dead_letter_page", limit=3, cursor=page.cursor)
+
+    assert sorted(letter.timer_id for letter in seen) == sorted(timer_id for _, timer_id in letters)
+
+
+def test_stats_never_counts_below_zero_while_workers_drain_between_its_calls(front: Front) -> None:
+    """`stats` reads ZCARD in one call and the leases in later ones: a worker finishing the timers counted first
+    and claiming new ones in between must not make `pending` negative."""
+    timers = handlers(front, settings=sharded(1))
+    for n in range(3):
+        timers.set_timer("jobs", f"done-{n}", Job(n=n), activate_at=BASE)
+    keyspace = Namespace(TimersSettings().namespace, 1).keyspaces[0]
+    timeline, payloads, _ = keyspace.topic_keys("jobs")
+    flow_of = timers.timers._stats_flow
+    drained = []
+
+    def drain_then_claim() -> None:
+        # As the worker would leave it: the three counted timers done, five new ones held by live leases.
+        now = server_time_ms(front.raw)
+        pipe = front.raw.pipeline(transaction=True)
+        pipe.delete(timeline, payloads)
+        for n in range(5):
+            pipe.zadd(timeline, {f"new-{n}": now + 5_000})
+            pipe.hset(payloads, f"new-{n}", f"1:{now}.{n}.{now}|" + Job(n=n).model_dump_json())
+        pipe.execute()
+        drained.append(True)
+
+    def interleaved(overdue_after: datetime.timedelta) -> Any:
+        flow = flow_of(overdue_after)
+        reply = None
+        while True:
+            try:
+                op = flow.send(reply)
+            except StopIteration as done:
+                return done.value
+            if not drained and getattr(op, "script", None) is scripts.INSPECT_RANGE:
+                drain_then_claim()
+            reply = yield op
+
+    timers.timers._stats_flow = interleaved
+    jobs = timers.call("stats").topics["jobs"]
+
+    assert drained
+    assert jobs.running == 5
+    assert jobs.pending >= 0
+
+
+def test_a_topic_key_that_is_not_utf8_hides_no_other_topic(front: Front) -> None:
+    timers = handlers(front, settings=sharded(1))
+    timers.set_timer("jobs", "j", Job(n=1), activate_at=BASE)
+    tag = Namespace(TimersSettings().namespace, 1).keyspaces[0].tag
+    front.raw.zadd(tag.encode() + b":timeline:bad\xff", {b"x": 1})  # written by another client, by hand
+    inspector = front.timers(settings=sharded(1))
+
+    assert "jobs" in inspector.call("topics")
+    assert [timer.timer_id for timer in inspector.call("list_timers").items] == ["j"]
+    assert inspector.call("count_timers") == 1
+    assert inspector.call("stats").topics["jobs"].pending == 1
+
+
+def scan_calls(front: Front) -> int:
+    return int(front.raw.info("commandstats").get("cmdstat_scan", {}).get("calls", 0))
+
+
+def test_without_a_topic_each_call_first_finds_the_topics_with_scan_pages(front: Front) -> None:
+    """docs/operations.md: a call without a topic pays the `topics()` pass, O(keys / 1000) `SCAN`s; with one, none."""
+    timers = handlers(front, settings=sharded(1))
+    timers.set_timer("jobs", "j", Job(n=1), activate_at=BASE)
+    front.raw.eval("for i = 1, 5000 do redis.call('SET', 'unrelated:' .. i, 'x') end", 0)
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("count_timers", {}),
+        ("list_timers", {}),
+        ("running_timers", {}),
+        ("due_histogram", {"window": datetime.timedelta(hours=1)}),
+    ]
+    for method, kwargs in calls:
+        before = scan_calls(front)
+        timers.call(method, **kwargs)
+        assert scan_calls(front) - before >= 5, method  # 5,001 keys in SCAN pages of COUNT 1000
+        before = scan_calls(front)
+        timers.call(method, topic="jobs", **kwargs)
+        assert scan_calls(front) == before, method
+    before = scan_calls(front)
+    timers.call("stats")
+    assert scan_calls(front) - before >= 5
+
+
+def test_a_lease_longer_than_the_inspectors_window_is_found_once_its_end_is_within_it(front: Front) -> None:
+    """docs/operations.md "Running timers": the gap when the inspecting process has a shorter lease setting."""
+    timers = handlers(front, settings=sharded(1))
+    timers.set_timer("jobs", "long", Job(n=1), activate_at=BASE)
+    timeline, payloads, _ = Namespace(TimersSettings().namespace, 1).keyspaces[0].topic_keys("jobs")
+    now = server_time_ms(front.raw)
+    due = now - 1_000
+    # Claimed by a worker whose lease is 120 s (written as its claim writes it), seen by an inspector's 30 s.
+    front.raw.zadd(timeline, {"long": now + 100_000})
+    front.raw.hset(payloads, "long", f"1:{now}.1.{due}|" + Job(n=1).model_dump_json())
+    inspector = front.timers(settings=TimersSettings(lease_seconds=30))
+
+    assert inspector.call("running_timers").items == []
+    jobs = inspector.call("stats").topics["jobs"]
+    assert (jobs.running, jobs.pending, jobs.next_due_at) == (0, 1, ms_to_datetime(now + 100_000))
+    [listed] = inspector.call("list_timers").items
+    assert (listed.running, listed.due_at, listed.lease_expires_at) == (
+        True,
+        ms_to_datetime(due),
+        ms_to_datetime(now + 100_000),
+    )
+    assert [
+        t.timer_id for t in front.timers(settings=TimersSettings(lease_seconds=120)).call("running_timers").items
+    ] == ["long"]
+
+
+@pytest.mark.parametrize("decode_responses", [True, False])
+def test_an_inspector_whose_client_encodes_latin1_reads_non_ascii_topics_and_ids(
+    front: Front, decode_responses: bool
+) -> None:
+    writer = front.timers(spec(ODD_TOPIC, Job, lambda payload, context: None), settings=sharded(4))
+    for n in range(6):
+        writer.set_timer(ODD_TOPIC, f"\u00e9-{n}-\U0001f600", Job(n=n), activate_at=BASE)
+    bury(front, 4, [(ODD_TOPIC, f"dead-\u00e9-{n}") for n in range(5)])
+    inspector = front.timers(
+        settings=sharded(4), decode_responses=decode_responses, client_kwargs={"encoding": "latin-1"}
+    )
+
+    assert inspector.call("topics") == [ODD_TOPIC]
+    listed, _ = every_page(inspector, "list_timers", ODD_TOPIC, limit=4)
+    assert sorted(timer.timer_id for timer in listed) == sorted(f"\u00e9-{n}-\U0001f600" for n in range(6))
+    assert inspector.call("count_timers", ODD_TOPIC) == 6
+    dead, _ = every_page(inspector, "dead_letter_page", ODD_TOPIC, limit=2)
+    assert sorted(letter.timer_id for letter in dead) == sorted(f"dead-\u00e9-{n}" for n in range(5))
+    assert inspector.call("stats").topics[ODD_TOPIC].dead == 5
+
+
+def test_a_dead_letter_whose_topic_is_not_utf8_is_counted_and_hides_nothing(front: Front) -> None:
+    bury(front, 1, [("jobs", "d1")])
+    dead_letters = Namespace(TimersSettings().namespace, 1).keyspaces[0].dead_letters
+    front.raw.hset(dead_letters, b"bad\xff\x00id", b"{}")  # written by another client, by hand
+    inspector = front.timers(settings=sharded(1))
+
+    stats = inspector.call("stats")
+    assert stats.dead == 2
+    assert stats.topics["jobs"].dead == 1
+    assert inspector.call("count_dead_letters") == 2
+    assert len(every_page(inspector, "dead_letter_page", limit=1)[0]) == 2

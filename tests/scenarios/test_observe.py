@@ -182,3 +182,43 @@ def test_a_claim_dead_lettered_for_its_payload_is_one_warning_and_told(
     [(timer_id, attempts, error)] = observer.of("dead_lettered")
     assert (timer_id, attempts) == ("broken", 1)
     assert "does not validate against Job" in error
+
+
+def test_a_timer_whose_payload_vanished_is_one_warning_and_told(front: Front, caplog: pytest.LogCaptureFixture) -> None:
+    """The claim script buries it ("payload missing"); the worker still logs its one WARNING and tells the observer."""
+    observer = RecordingObserver()
+    ran: Recorder[int] = Recorder()
+    timers = front.timers(spec("jobs", Job, lambda job, context: ran.record(job.n)), observer=observer)
+    timers.set_timer("jobs", "gone", Job(n=1), NOW)
+    timers.set_timer("jobs", "kept", Job(n=2), NOW)
+    front.raw.hdel(front.keyspace_for("jobs", "gone").payloads("jobs"), "gone")
+    with caplog.at_level(logging.DEBUG, logger="redis_timers"):
+        timers.handle_ready_timers()
+    assert ran.items == [2]
+    [record] = [record for record in caplog.records if "dead letters" in record.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert "payload missing" in record.getMessage()
+    assert (getattr(record, "topic"), getattr(record, "timer_id")) == ("jobs", "gone")  # noqa: B009
+    assert observer.of("dead_lettered") == [("gone", 0, "payload missing")]
+
+
+def test_a_poison_timer_is_one_warning_and_told(front: Front, caplog: pytest.LogCaptureFixture) -> None:
+    """Claimed more times than its attempts allow (its workers kept dying): one WARNING, the observer told."""
+    observer = RecordingObserver()
+    ran: Recorder[int] = Recorder()
+    timers = front.timers(
+        spec("jobs", Job, lambda job, context: ran.record(job.n)), settings=FAST_RETRIES, observer=observer
+    )
+    timers.set_timer("jobs", "poison", Job(n=1), NOW)
+    # Two claims already counted (FAST_RETRIES allows two attempts), both handed back without finishing.
+    front.raw.hset(front.keyspace_for("jobs", "poison").payloads("jobs"), "poison", '2:|{"n":1,"note":""}')
+    with caplog.at_level(logging.DEBUG, logger="redis_timers"):
+        timers.handle_ready_timers()
+    assert ran.items == []
+    [record] = [record for record in caplog.records if "dead letters" in record.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert "claimed 3 times without finishing" in record.getMessage()
+    assert (getattr(record, "timer_id"), getattr(record, "attempt")) == ("poison", 3)  # noqa: B009
+    [(timer_id, attempts, error)] = observer.of("dead_lettered")
+    assert (timer_id, attempts) == ("poison", 3)
+    assert error.startswith("claimed 3 times without finishing")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import pytest
 
-from redis_timers import inspect, scripts
-from redis_timers.errors import InspectionArgumentError, InvalidTopicError, NaiveDatetimeError
+from redis_timers import inspect, paging, scripts
+from redis_timers.errors import InspectionArgumentError, InvalidCursorError, InvalidTopicError, NaiveDatetimeError
 from redis_timers.keys import Namespace
 from redis_timers.ops import Command, ScriptCall
 from redis_timers.settings import TimersSettings
@@ -157,3 +158,57 @@ def test_bad_arguments_raise_before_anything_is_sent() -> None:
     for flow, error in cases:
         with pytest.raises(error):
             next(flow)
+
+
+@pytest.mark.parametrize("score", ["abc", "nan", "inf", "-inf", "1e999", "", "1 2", "0x10"])
+def test_a_cursor_edited_to_hold_a_score_that_is_not_a_number_is_refused_before_anything_is_sent(score: str) -> None:
+    # The fingerprint is no secret: anyone can decode a cursor, change its score and encode it again.
+    owner = paging.fingerprint("list_timers", NAMESPACE, "jobs", "-inf", "+inf")
+    forged = paging.encode_cursor(owner, [score, b"jobs", b"j1"])
+    with pytest.raises(InvalidCursorError):
+        run_flow(inspect.list_timers(NAMESPACE, EMPTY, SETTINGS, "jobs", None, None, 3, forged), [])
+
+
+def test_with_thousands_of_topics_no_call_reads_more_than_its_bound() -> None:
+    """5,000 topics in one shard: the shard's topics are split over calls, each bounded (as docs/operations.md says),
+    instead of one script call doing O(topics x limit) work while the server waits."""
+    namespace = Namespace("timers", 1)
+    tag = namespace.keyspaces[0].tag
+    names = [f"topic-{n}" for n in range(5_000)]
+    keys_per_call: dict[str, list[int]] = {}
+
+    def answer(op: object) -> object:
+        assert isinstance(op, ScriptCall)
+        if op.script is scripts.INSPECT_SCAN and op.args[0] == "hash":
+            return [b"0"]  # no dead letters
+        if op.script is scripts.INSPECT_SCAN:
+            return scan_reply("0", b"node", *(f"{tag}:timeline:{name}" for name in names))
+        if op.script is scripts.INSPECT_COUNTS:
+            keys_per_call.setdefault(str(op.args[3]), []).append(len(op.keys))
+            return [b"1", *([0, 0, 0, 0, 0, b"", b"", *[0] * int(op.args[3])] for _ in op.keys)]
+        assert op.script is scripts.INSPECT_RANGE
+        keys_per_call.setdefault("range " + str(op.args[1]), []).append(len(op.keys) // 3)  # by budget
+        return [b"1", *([1, b"", b"", b""] for _ in range(len(op.keys) // 3))]
+
+    def drive(flow: Any) -> Any:
+        reply = None
+        while True:
+            try:
+                op = flow.send(reply)
+            except StopIteration as done:
+                return done.value
+            reply = answer(op)
+
+    settings = TimersSettings()
+    assert drive(inspect.count_timers(namespace, EMPTY, settings, None, None, None)) == 0
+    assert drive(inspect.list_timers(namespace, EMPTY, settings, None, None, None, 100, None)).items == []
+    assert drive(inspect.running_timers(namespace, EMPTY, settings, None, 10, None)).items == []
+    assert drive(inspect.due_histogram(namespace, EMPTY, settings, datetime.timedelta(hours=1), 24, None)).overdue == 0
+    assert len(drive(inspect.stats(namespace, EMPTY, settings, datetime.timedelta(seconds=1))).topics) == 5_000
+
+    assert sum(keys_per_call["0"]) == 2 * 5_000  # count_timers and stats: every topic counted once each
+    # docs/operations.md: at most 2,000 ZCOUNT-like commands, or 2,000 timeline entries, per script call.
+    assert max(keys_per_call["0"]) * 9 <= 2_000
+    assert max(keys_per_call["24"]) * (9 + 24) <= 2_000
+    assert max(keys_per_call["range 100"]) * 100 <= 2_000
+    assert max(keys_per_call["range 1000"]) * 1_000 <= 2_000

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 
 import pytest
 
 from redis_timers import codec
 from redis_timers.engine import lateness_ms
-from redis_timers.observe import Guarded, Observers, TimersObserver, combine, guarded
+from redis_timers.errors import SettingsError
+from redis_timers.observe import Guarded, ObservedRun, Observers, TimersObserver, combine, guarded
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -73,3 +75,56 @@ def test_combined_observers_are_each_told() -> None:
     both.scheduled("t", "i")
     assert told == ["a", "b", "c"]
     assert guarded(None) is None
+
+
+def test_one_combined_observer_raising_leaves_the_others_told(caplog: pytest.LogCaptureFixture) -> None:
+    """The CLI's metrics beside an app's broken observer: the metrics still count, and a span still ends."""
+
+    class Broken(TimersObserver):
+        def scheduled(self, topic: str, timer_id: str) -> None:
+            raise RuntimeError("broken")
+
+        def run_started(self, run: ObservedRun) -> object:
+            raise RuntimeError("broken")
+
+        def fired(self, run: ObservedRun) -> None:
+            raise RuntimeError("broken")
+
+    told: list[tuple[str, object]] = []
+
+    class Counting(TimersObserver):
+        def scheduled(self, topic: str, timer_id: str) -> None:
+            told.append(("scheduled", timer_id))
+
+        def run_started(self, run: ObservedRun) -> object:
+            return "its span"
+
+        def run_ended(self, run: ObservedRun, started: object, error: BaseException | None) -> None:
+            told.append(("ended", started))
+
+        def fired(self, run: ObservedRun) -> None:
+            told.append(("fired", run.timer_id))
+
+    run = SimpleNamespace(topic="t", timer_id="i", attempts=1, lateness_ms=None, trace=None)
+    observer = guarded(combine(Broken(), Counting()))
+    assert observer is not None
+    with caplog.at_level(logging.WARNING, logger="redis_timers"):
+        observer.scheduled("t", "i")
+        started = observer.run_started(run)
+        observer.run_ended(run, started, None)
+        observer.fired(run)
+    assert told == [("scheduled", "i"), ("ended", "its span"), ("fired", "i")]
+    assert caplog.text.count("raised RuntimeError('broken')") == 3
+
+
+def test_an_async_observer_method_is_refused() -> None:
+    """The worker calls observers without awaiting them: an `async def` method would never run, silently."""
+
+    class Async(TimersObserver):
+        async def fired(self, run: ObservedRun) -> None:  # type: ignore[override]
+            pass
+
+    with pytest.raises(SettingsError, match="fired"):
+        guarded(Async())
+    with pytest.raises(SettingsError, match="fired"):
+        combine(TimersObserver(), Async())
