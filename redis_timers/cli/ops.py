@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import json
 import logging
 import shlex
 import sys
@@ -24,7 +23,7 @@ import pydantic
 from redis_timers.cli import clients, render
 from redis_timers.cli.connection_check import CHECKED_ERRORS, RedisUnusable, check_sync, explain
 from redis_timers.cli.redis_url import redact_url
-from redis_timers.errors import TimersError
+from redis_timers.errors import StoredPayloadError, TimersError
 from redis_timers.records import Page
 from redis_timers.router import Router
 from redis_timers.settings import TimersSettings
@@ -105,7 +104,7 @@ def reader_of(topic: str) -> Router:
 
 def emit(args: argparse.Namespace, as_json: object, human: Callable[[], str], out: TextIO) -> None:
     if args.json:
-        out.write(json.dumps(as_json, ensure_ascii=False) + "\n")
+        out.write(render.json_text(as_json) + "\n")
     else:
         out.write(human() + "\n")
     out.flush()
@@ -196,7 +195,11 @@ def confirm(args: argparse.Namespace, question: str | Callable[[], str]) -> None
 def cancel(args: argparse.Namespace, out: TextIO) -> int:
     named = f"{render.shown(args.topic)}/{render.shown(args.timer_id)}"
     with open_timers(args, topic=args.topic) as timers:
-        if timers.get_timer(args.topic, args.timer_id) is None:
+        try:
+            found = timers.get_timer(args.topic, args.timer_id) is not None
+        except StoredPayloadError:
+            found = True  # there, with a payload that no longer reads: maybe the very reason to cancel it
+        if not found:
             raise CommandFailed(f"no timer {named}", NOT_FOUND)
         confirm(args, f"cancel timer {named}")
         if not timers.remove_timer(args.topic, args.timer_id):
@@ -258,5 +261,6 @@ def run_ops(args: argparse.Namespace, out: TextIO | None = None) -> int:
             return run_dashboard(args, open_timers)
         return COMMANDS[args.command](args, sys.stdout if out is None else out)
     except CommandFailed as failure:
-        sys.stderr.write(f"redis-timers {args.command}: {failure}\n")
+        # One line, escaped as the tables are: messages quote stored text and server replies (pydantic's span lines).
+        sys.stderr.write(f"redis-timers {args.command}: {render.shown(str(failure))}\n")
         return failure.code

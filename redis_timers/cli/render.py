@@ -8,6 +8,8 @@ move the cursor or clear the screen); in JSON they are kept exactly as stored.
 from __future__ import annotations
 
 import datetime
+import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -81,6 +83,18 @@ def histogram_json(histogram: Any) -> dict[str, Any]:
         "counts": list(histogram.counts),
         "overdue": histogram.overdue,
     }
+
+
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_text(value: object) -> str:
+    """`value` as JSON that is valid UTF-8 whatever it holds. Non-ASCII text stays as it is, but a byte Redis held
+    that is not UTF-8 (read as a lone surrogate, Python's `surrogateescape`, which UTF-8 cannot encode) becomes the
+    escape `\\udcXX`, from which `json.loads` gives the same string back. Lone surrogates only occur inside
+    JSON strings, so escaping them in the finished text is exact."""
+    text = json.dumps(value, ensure_ascii=False)
+    return LONE_SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
 def shown(text: str) -> str:

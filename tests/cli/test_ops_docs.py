@@ -17,7 +17,7 @@ import redis
 from redis_timers.cli import ops
 from redis_timers.cli.main import build_parser
 from redis_timers.cli.ops_parser import DESTRUCTIVE, OPS_COMMANDS, moment
-from tests.cli import test_dashboard, test_dashboard_browser, test_ops
+from tests.cli import test_dashboard, test_dashboard_browser, test_ops, test_ops_hostile
 from tests.cli.ops_world import FAILING, PLAIN, World, world
 from tests.cli.processes import ROOT
 from tests.cli.test_synopsis import subcommands
@@ -190,6 +190,16 @@ STATED_BY: dict[str, list[Callable[..., object]]] = {
         test_ops.test_no_redis_exits_2_as_the_worker_does,
         test_ops.test_ops_commands_on_a_cluster_read_every_shard,
     ],
+    "is the escape `\\udcXX` in the JSON": [
+        test_ops_hostile.test_json_of_bytes_that_are_not_utf8_is_utf8_and_gives_the_bytes_back,
+        test_ops_hostile.test_the_dashboard_serves_bytes_that_are_not_utf8,
+    ],
+    "`cancel` removes a timer whose stored payload no longer reads": [
+        test_ops_hostile.test_cancel_removes_a_timer_whose_payload_no_longer_reads
+    ],
+    "control characters escaped as in the tables": [
+        test_ops_hostile.test_errors_are_one_line_without_control_characters
+    ],
     # docs/operations.md "Dashboard"
     "serves a read-only\nweb page of the namespace": [
         test_dashboard.test_snapshot_has_the_stats_histograms_running_timers_and_dead_letters_exactly,
@@ -204,6 +214,9 @@ STATED_BY: dict[str, list[Callable[..., object]]] = {
     "Every stored string (topics, ids, payloads, errors) is put in place as text": [
         test_dashboard.test_the_page_holds_no_data_and_serves_only_reads,
         test_dashboard_browser.test_the_dashboard_in_headless_chromium_shows_what_the_test_scheduled,
+    ],
+    "it answers only requests whose `Host` is": [
+        test_ops_hostile.test_the_dashboard_answers_only_requests_for_a_loopback_host
     ],
     "SIGTERM stops it with exit code 0, SIGINT with 130": [
         test_dashboard.test_dashboard_binds_to_loopback_by_default_and_says_so,
