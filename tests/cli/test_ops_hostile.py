@@ -34,14 +34,14 @@ def test_json_of_bytes_that_are_not_utf8_is_utf8_and_gives_the_bytes_back(redis_
     `surrogateescape`, so that `json.loads` and `.encode("utf-8", "surrogateescape")` give the stored bytes back.
     (Before, the raw bytes were printed: not JSON, or a traceback where stdout is strict UTF-8.)"""
     write_raw(client)
-    for strict in ({}, {"PYTHONIOENCODING": "utf-8:strict"}):
-        listed = run_cli("ls", "--redis-url", redis_url, "--json", **strict).json()
+    for io_encoding in ("", "utf-8:strict"):  # the locale's default, and a stdout that refuses lone surrogates
+        listed = run_cli("ls", "--redis-url", redis_url, "--json", PYTHONIOENCODING=io_encoding).json()
         (timer,) = listed["timers"]
         assert timer["timer_id"] == AS_PYTHON_READS_IT
         assert timer["timer_id"].encode("utf-8", errors="surrogateescape") == NOT_UTF8_ID
         assert timer["last_error"].encode("utf-8", errors="surrogateescape") == NOT_UTF8_ERROR
 
-        dead = run_cli("dead", "--redis-url", redis_url, "--json", **strict).json()
+        dead = run_cli("dead", "--redis-url", redis_url, "--json", PYTHONIOENCODING=io_encoding).json()
         (letter,) = dead["dead_letters"]
         assert letter["timer_id"] == AS_PYTHON_READS_IT
         assert letter["error"].encode("utf-8", errors="surrogateescape") == NOT_UTF8_ERROR
