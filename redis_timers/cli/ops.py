@@ -19,11 +19,12 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 import pydantic
+import redis.exceptions
 
 from redis_timers.cli import clients, render
 from redis_timers.cli.connection_check import CHECKED_ERRORS, RedisUnusable, check_sync, explain
 from redis_timers.cli.redis_url import redact_url
-from redis_timers.errors import StoredPayloadError, TimersError
+from redis_timers.errors import StoredPayloadError, TimersConnectionError, TimersError, TimersUnavailableError
 from redis_timers.records import Page
 from redis_timers.router import Router
 from redis_timers.settings import TimersSettings
@@ -38,6 +39,14 @@ HOUR, DAY = datetime.timedelta(hours=1), datetime.timedelta(days=1)
 HISTOGRAMS = {"next_hour": (HOUR, 12), "next_day": (DAY, 24)}
 """Each histogram's window and bucket count: the next hour by 5 minutes, the next day by hour."""
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
+PASSING_ERRORS = (
+    TimersConnectionError,
+    TimersUnavailableError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    OSError,
+)
+"""What `stats --watch` waits out: Redis unreachable, or loading after a restart."""
 
 
 class AnyPayload(pydantic.RootModel[Any]):
@@ -167,12 +176,24 @@ def stats(args: argparse.Namespace, out: TextIO) -> int:
             return OK
         try:
             while True:
-                as_json, human = stats_frame(timers, args)
-                if args.json:
-                    emit(args, as_json, str, out)  # one JSON object per line, per refresh
+                try:
+                    as_json, human = stats_frame(timers, args)
+                except PASSING_ERRORS as error:
+                    # A restart or a blip: say so and ask again, as a watch should, rather than end.
+                    said = render.shown(explain(error, redact_url(args.redis_url)))
+                    gone = f"{said}; trying again every {args.interval:g}s"
+                    if args.json:
+                        sys.stderr.write(f"redis-timers stats: {gone}\n")
+                        sys.stderr.flush()
+                    else:
+                        out.write(f"{CLEAR_SCREEN}{gone}\n\n(Ctrl-C stops)\n")
+                        out.flush()
                 else:
-                    out.write(f"{CLEAR_SCREEN}{human}\n\n(every {args.interval:g}s; Ctrl-C stops)\n")
-                    out.flush()
+                    if args.json:
+                        emit(args, as_json, str, out)  # one JSON object per line, per refresh
+                    else:
+                        out.write(f"{CLEAR_SCREEN}{human}\n\n(every {args.interval:g}s; Ctrl-C stops)\n")
+                        out.flush()
                 time.sleep(args.interval)
         except KeyboardInterrupt:
             return INTERRUPTED

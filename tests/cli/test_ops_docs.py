@@ -190,6 +190,9 @@ STATED_BY: dict[str, list[Callable[..., object]]] = {
         test_ops.test_no_redis_exits_2_as_the_worker_does,
         test_ops.test_ops_commands_on_a_cluster_read_every_shard,
     ],
+    "A Redis that goes away\n  (unreachable, or loading after a restart) does not end it": [
+        test_ops_hostile.test_stats_watch_outlives_the_server_going_away_and_coming_back
+    ],
     "is the escape `\\udcXX` in the JSON": [
         test_ops_hostile.test_json_of_bytes_that_are_not_utf8_is_utf8_and_gives_the_bytes_back,
         test_ops_hostile.test_the_dashboard_serves_bytes_that_are_not_utf8,

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import http.client
 import json
+import signal
 import time
+from collections.abc import Iterator
 
+import pytest
 import redis
 
+from redis_timers.cli.embedded import EmbeddedServer
 from tests.cli.conftest import Spawn
 from tests.cli.processes import run_cli
 from tests.cli.test_dashboard import fetch, start_dashboard
@@ -103,3 +107,35 @@ def test_the_dashboard_answers_only_requests_for_a_loopback_host(spawn: Spawn, r
         assert b"server_time" not in body
     for own in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost"):
         assert status_for(own)[0] == 200, own
+
+
+@pytest.fixture
+def own_server() -> Iterator[EmbeddedServer]:
+    """A server of this test's own, to stop and start again (the session's is shared)."""
+    server = EmbeddedServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_stats_watch_outlives_the_server_going_away_and_coming_back(
+    spawn: Spawn, own_server: EmbeddedServer, as_json: bool
+) -> None:
+    """`--watch` redraws until Ctrl-C: a Redis that goes away says so (the frame, or a line on stderr with
+    `--json`) and is asked again every interval, and the frames come back with it. (Before, the first refresh that
+    failed ended the watch with exit code 2.)"""
+    frame = '"server_time"' if as_json else "server time "
+    watch = spawn(
+        "stats", "--watch", "--interval", "0.2", "--redis-url", own_server.url, *(["--json"] if as_json else [])
+    )
+    watch.wait_for(frame)
+    own_server.stop()
+    watch.wait_for("trying again every 0.2s")
+    own_server.start()
+    watch.wait_for(frame)
+    watch.process.send_signal(signal.SIGINT)
+
+    assert watch.wait_exit() == 130, watch.output
+    assert "Traceback" not in watch.output
