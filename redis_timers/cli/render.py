@@ -104,16 +104,28 @@ def shown(text: str) -> str:
     return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """Left-aligned columns separated by two spaces; None shows as `-`."""
+def table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    *,
+    widths: list[int] | None = None,
+    with_headers: bool = True,
+) -> str:
+    """Left-aligned columns separated by two spaces; None shows as `-`. A table printed page by page passes the
+    same `widths` list to each page (columns only widen) and `with_headers` for the first alone."""
     cells = [[shown("-" if cell is None else str(cell)) for cell in row] for row in rows]
-    widths = [max([len(header)] + [len(row[index]) for row in cells]) for index, header in enumerate(headers)]
-    lines = ["  ".join(header.ljust(width) for header, width in zip(headers, widths)).rstrip()]
-    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells]
+    page_widths = [max([len(header)] + [len(row[index]) for row in cells]) for index, header in enumerate(headers)]
+    if widths is not None:
+        page_widths = [max(pair) for pair in zip(widths, page_widths)] if widths else page_widths
+        widths[:] = page_widths
+    lines = (
+        ["  ".join(header.ljust(width) for header, width in zip(headers, page_widths)).rstrip()] if with_headers else []
+    )
+    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, page_widths)).rstrip() for row in cells]
     return "\n".join(lines)
 
 
-def timers_table(timers: Sequence[Any]) -> str:
+def timers_table(timers: Sequence[Any], **layout: Any) -> str:
     rows = [
         (
             timer.topic,
@@ -126,12 +138,12 @@ def timers_table(timers: Sequence[Any]) -> str:
         )
         for timer in timers
     ]
-    return table(("TOPIC", "ID", "DUE AT", "ATTEMPTS", "RUNNING", "LEASE EXPIRES", "LAST ERROR"), rows)
+    return table(("TOPIC", "ID", "DUE AT", "ATTEMPTS", "RUNNING", "LEASE EXPIRES", "LAST ERROR"), rows, **layout)
 
 
-def dead_letters_table(letters: Sequence[DeadLetter]) -> str:
+def dead_letters_table(letters: Sequence[DeadLetter], **layout: Any) -> str:
     rows = [(letter.topic, letter.timer_id, iso(letter.failed_at), letter.attempts, letter.error) for letter in letters]
-    return table(("TOPIC", "ID", "FAILED AT", "ATTEMPTS", "ERROR"), rows)
+    return table(("TOPIC", "ID", "FAILED AT", "ATTEMPTS", "ERROR"), rows, **layout)
 
 
 def stats_table(stats: Any) -> str:

@@ -93,7 +93,7 @@ def test_the_defaults_and_ranges_stated() -> None:
 
 def test_the_exit_codes_table() -> None:
     codes = {int(row[0]) for row in table_rows(COMMAND_LINE, "exit code")}
-    assert codes == {ops.OK, ops.NOT_FOUND, ops.USAGE, ops.INTERRUPTED} == {0, 1, 2, 130}
+    assert codes == {ops.OK, ops.NOT_FOUND, ops.USAGE, ops.INTERRUPTED, ops.READER_GONE} == {0, 1, 2, 130, 141}
 
 
 @pytest.fixture
@@ -158,7 +158,7 @@ STATED_BY: dict[str, list[Callable[..., object]]] = {
         test_ops.test_ls_pages_follow_the_cursor_it_prints,
         test_ops.test_dead_lists_dead_letters_with_their_errors_paged,
     ],
-    "`--all` reads every page in\n  turn.": [test_ops.test_ops_commands_on_a_cluster_read_every_shard],
+    "`--all` reads every page in\n  turn": [test_ops.test_ops_commands_on_a_cluster_read_every_shard],
     "`stats --watch` redraws in place (ANSI: cursor home, clear screen)": [
         test_ops.test_stats_watch_redraws_in_place_until_sigint_then_exits_130
     ],
@@ -189,6 +189,12 @@ STATED_BY: dict[str, list[Callable[..., object]]] = {
         test_ops.test_bad_input_exits_2_with_one_line,
         test_ops.test_no_redis_exits_2_as_the_worker_does,
         test_ops.test_ops_commands_on_a_cluster_read_every_shard,
+    ],
+    "printing each before it reads the next, so it holds one page at a time": [
+        test_ops_hostile.test_ls_all_prints_each_page_before_reading_the_next
+    ],
+    "| 141 | whatever reads the output went away": [
+        test_ops_hostile.test_a_reader_that_goes_away_ends_the_listing_quietly
     ],
     "A Redis that goes away\n  (unreachable, or loading after a restart) does not end it": [
         test_ops_hostile.test_stats_watch_outlives_the_server_going_away_and_coming_back

@@ -4,8 +4,11 @@ written by other programs), payloads that are not JSON, and requests that name a
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -13,8 +16,10 @@ import pytest
 import redis
 
 from redis_timers.cli.embedded import EmbeddedServer
+from redis_timers.cli.main import build_parser
+from redis_timers.cli.ops import run_ops
 from tests.cli.conftest import Spawn
-from tests.cli.processes import run_cli
+from tests.cli.processes import ROOT, cli_environment, run_cli
 from tests.cli.test_dashboard import fetch, start_dashboard
 
 TOPIC = "raw-topic"
@@ -139,3 +144,63 @@ def test_stats_watch_outlives_the_server_going_away_and_coming_back(
 
     assert watch.wait_exit() == 130, watch.output
     assert "Traceback" not in watch.output
+
+
+def many_timers(client: redis.Redis, count: int) -> None:
+    due_ms = int(time.time() * 1000) + 600_000
+    pipe = client.pipeline(transaction=False)
+    for number in range(count):
+        timer_id = f"many-{number:05d}"
+        pipe.zadd(f"{{timers}}:timeline:{TOPIC}", {timer_id: due_ms + number})
+        pipe.hset(f"{{timers}}:payloads:{TOPIC}", timer_id, '{"text":"x"}')
+    pipe.execute()
+
+
+class ClearsRedisAtFirstWrite(io.StringIO):
+    """stdout that empties the namespace when the first rows are written: whatever `--all` prints after that was
+    read after the first page was printed."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        super().__init__()
+        self.client = client
+
+    def write(self, text: str) -> int:
+        if "many-" in text:
+            self.client.delete(f"{{timers}}:timeline:{TOPIC}", f"{{timers}}:payloads:{TOPIC}")
+        return super().write(text)
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_ls_all_prints_each_page_before_reading_the_next(redis_url: str, client: redis.Redis, as_json: bool) -> None:
+    """`ls --all` holds one page at a time (100,000 timers took 170 MB and printed nothing until the end)."""
+    many_timers(client, 5)
+    out = ClearsRedisAtFirstWrite(client)
+    args = build_parser().parse_args(["ls", "--all", "--limit", "2", "--redis-url", redis_url, *(["--json"] * as_json)])
+
+    assert run_ops(args, out) == 0
+    if as_json:
+        printed = json.loads(out.getvalue())
+        assert [timer["timer_id"] for timer in printed["timers"]] == ["many-00000", "many-00001"]
+        assert printed["cursor"] is None
+    else:
+        assert out.getvalue().count("many-") == 2
+
+
+def test_a_reader_that_goes_away_ends_the_listing_quietly(redis_url: str, client: redis.Redis) -> None:
+    """`ls --all | head`: exit code 141, as a command ended by SIGPIPE, and no traceback."""
+    many_timers(client, 2000)
+    listing = subprocess.Popen(
+        [sys.executable, "-m", "redis_timers.cli", "ls", "--all", "--redis-url", redis_url],
+        cwd=ROOT,
+        env=cli_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert listing.stdout is not None
+    assert listing.stderr is not None
+    assert listing.stdout.readline().startswith(b"TOPIC")
+    listing.stdout.close()
+
+    assert listing.wait(60) == 141
+    assert b"Traceback" not in listing.stderr.read()
+    listing.stderr.close()
