@@ -190,3 +190,36 @@ def test_a_full_pass_gets_back_none_of_the_entries_of_other_topics(front: Front,
     assert payloads_read(ops) == ["jobs--mine"]
     assert front.raw.zscore("{timers}:timeline:jobs", "mine") is not None
     assert sent < UNHANDLED, sent  # less than a byte per entry of other topics: only each page's size comes back
+
+
+def test_a_page_keeps_exactly_the_entries_a_worker_would_import_or_refuse(front: Front) -> None:
+    """`read_legacy` splits a member at its first separator, as `legacy_entry` does, and compares bytes."""
+    seeded = redis.Redis.from_url(front.url)
+    entries = {
+        b"jobs--1": 1,
+        b"jobs--a--b": 2,  # the id holds the separator
+        b"jobs--": 3,  # handled, refused later (empty id)
+        b"jobs2--1": 4,  # another topic that starts like one handled here
+        b"job--1": 5,
+        b"jobs": 6,  # no separator
+        b"\xff--1": 7,  # a topic that is not text
+        b"--jobs--1": 8,  # an empty topic
+    }
+    try:
+        seeded.zadd(TIMELINE, entries)  # type: ignore[arg-type]
+        reply = seeded.eval(scripts.READ_LEGACY.source, 1, TIMELINE, 0, 99, "--", "jobs", "other")
+    finally:
+        seeded.close()
+    size, *flat = reply
+    assert size == len(entries)
+    assert flat[0::2] == [b"jobs--1", b"jobs--a--b", b"jobs--"]
+    assert [legacy.legacy_entry(member, b"1", jobs_registry(), "--") is None for member in entries] == [
+        False,
+        False,
+        False,
+        True,
+        True,
+        True,
+        True,
+        True,
+    ]

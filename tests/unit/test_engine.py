@@ -861,7 +861,7 @@ def test_the_worker_makes_its_round_trips_between_the_pages_of_an_import_pass() 
 def test_an_idle_worker_runs_the_pages_of_an_import_pass_back_to_back() -> None:
     h = Harness(legacy_import_interval_seconds=1, safety_wakeup_seconds=600)
     h.start()  # the first pass, and the first round trip: nothing is due
-    for page in range(3):
+    for _ in range(3):
         step = h.step(1.0)
         assert isinstance(step, Maintain), step
         answer_import_step(step.flow, unhandled_page())

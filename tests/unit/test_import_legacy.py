@@ -469,3 +469,12 @@ def test_a_pass_is_steps_of_at_most_one_page_that_is_not_empty() -> None:
     assert job.over
     assert sum(steps) == 1 + 16 * len(REGISTRY.topics)
     assert max(steps) <= legacy.STEP_CALLS
+
+
+def test_a_page_is_read_with_the_handled_topics_and_the_separator() -> None:
+    """The server filters the page (docs/protocol.md): the call names what a handled topic's member looks like."""
+    protocol = " ".join((Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text("utf-8").split())
+    ops, _ = run_flow(legacy.import_legacy(NAMESPACE, REGISTRY, SETTINGS), [legacy_page([]), *NO_RECEIPTS])
+
+    assert ops[0] == ScriptCall(scripts.READ_LEGACY, ("timers_timeline",), (0, BATCH - 1, "--", "orders", "reminders"))
+    assert "answers with the page's size and only the entries of those topics" in protocol
