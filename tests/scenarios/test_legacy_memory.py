@@ -206,7 +206,7 @@ def test_a_page_keeps_exactly_the_entries_a_worker_would_import_or_refuse(front:
         b"--jobs--1": 8,  # an empty topic
     }
     try:
-        seeded.zadd(TIMELINE, entries)  # type: ignore[arg-type]
+        seeded.zadd(TIMELINE, entries)
         reply = seeded.eval(scripts.READ_LEGACY.source, 1, TIMELINE, 0, 99, "--", "jobs", "other")
     finally:
         seeded.close()
