@@ -50,6 +50,7 @@ Which marked test shows which contract point (module::test):
     test_efficiency::test_a_backlog_drains_in_batches
 - 7 durable, with replicas (cluster only):
     test_durable::test_a_durable_write_on_a_cluster_is_on_its_shards_replica_when_it_returns
+    test_durable::test_a_wait_longer_than_the_clients_default_socket_timeout_still_gives_a_durability_error
 - 8 least privilege (cluster only):
     test_acl::test_everything_works_under_the_documented_user_on_a_cluster
 - the seed's interface:
