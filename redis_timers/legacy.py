@@ -192,8 +192,16 @@ def _timeline_page(
     """One page of the original timeline: its handled topics' timers imported, then taken off it."""
     imported = 0
     skipped = page.skipped
-    flat = yield ScriptCall(scripts.READ_LEGACY, (settings.timeline_key,), (skipped, skipped + LEGACY_BATCH - 1))
-    members = codec.pairs(list(flat or ()))
+    # The server leaves other topics' entries out of the reply (their count comes first): 100,000 of them would
+    # otherwise be parsed by the worker's client on every full pass, on the asyncio front end in its event loop.
+    page_size, *flat = yield ScriptCall(
+        scripts.READ_LEGACY,
+        (settings.timeline_key,),
+        (skipped, skipped + LEGACY_BATCH - 1, settings.separator, *registry.topics),
+    )
+    read = int(page_size)
+    members = codec.pairs(flat)
+    skipped += read - len(members)  # not ours
     found: list[tuple[str | bytes, str | bytes, tuple[str, str, int]]] = []
     refused: list[str] = []
     for member, score in members:
@@ -203,7 +211,7 @@ def _timeline_page(
             continue
         if isinstance(entry, str):
             refused.append(f"{member!r} ({entry})")
-        skipped += 1  # not ours, or not importable
+        skipped += 1  # not importable (or, should the script's split ever differ, not ours)
     if refused:
         page.left_behind = True
         logger.warning(
@@ -246,8 +254,8 @@ def _timeline_page(
         skipped += int(rescheduled)
         page.left_behind = page.left_behind or bool(int(rescheduled))
     page.skipped = skipped
-    page.done = len(members) < LEGACY_BATCH
-    return imported, bool(members)
+    page.done = read < LEGACY_BATCH
+    return imported, read > 0
 
 
 def legacy_entry(

@@ -85,11 +85,7 @@ LEGACY_FINGERPRINT = LuaScript(
     "return {tostring(redis.call('ZCARD', KEYS[1])), first[1] or '', first[2] or '', last[1] or '', last[2] or ''}",
 )
 LIST_TIMERS = _load("list_timers")
-READ_LEGACY = LuaScript(
-    name="read_legacy",
-    # A script rather than ZRANGE so that the reply is a flat array under RESP2 and RESP3 alike.
-    source="return redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2], 'WITHSCORES')",
-)
+READ_LEGACY = _load("read_legacy", with_prelude=False)
 
 PURGE_DEAD_LETTERS = LuaScript(
     name="purge_dead_letters",

@@ -4,7 +4,9 @@ One HTML page (inline CSS and JS, no build step) fetches `/api/snapshot` every f
 due-time histograms of the next hour and day, the running timers, and the dead letters, paged, with their errors.
 Only GET is answered, and nothing it calls writes. The page puts every stored string in place with `textContent`,
 never as HTML, so ids and errors holding markup show as text; the JSON is served as `application/json`, with
-`nosniff` and a Content-Security-Policy that allows no other origin.
+`nosniff` and a Content-Security-Policy that allows no other origin. Listening on loopback, it answers only
+requests whose Host is a loopback name: a page of another site, whose name an attacker made resolve to 127.0.0.1
+(DNS rebinding), gets 403 instead of the timers.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.server
-import json
 import logging
 import signal
 import threading
@@ -34,6 +35,8 @@ logger = logging.getLogger("redis_timers.cli")
 PAGE_LIMIT = 50
 """Running timers and dead letters per page."""
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+LOOPBACK_HOST_NAMES = ("127.0.0.1", "[::1]", "localhost")
+"""What a browser sends as Host (without the port) for a page it loaded from a loopback address."""
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
@@ -47,6 +50,14 @@ SECURITY_HEADERS = {
 
 class BadRequest(Exception):
     pass
+
+
+def host_name(header: str) -> str:
+    """The Host header without its port: `127.0.0.1:8000` -> `127.0.0.1`, `[::1]:8000` -> `[::1]`."""
+    name = header.strip().lower()
+    if name.startswith("["):
+        return name[: name.find("]") + 1]
+    return name.rsplit(":", 1)[0]
 
 
 def snapshot(timers: SyncTimers, query: dict[str, str]) -> dict[str, Any]:
@@ -71,6 +82,7 @@ class DashboardServer(http.server.ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], timers: SyncTimers, where: str, refresh_seconds: float) -> None:
         super().__init__(address, DashboardHandler)
+        self.loopback_only = address[0] in LOOPBACK
         self.timers = timers
         self.where = where
         self.refresh_seconds = refresh_seconds
@@ -84,7 +96,10 @@ class DashboardHandler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         url = urllib.parse.urlsplit(self.path)
-        if url.path == "/":
+        host = self.headers.get("Host")
+        if self.server.loopback_only and host is not None and host_name(host) not in LOOPBACK_HOST_NAMES:
+            self.reply(403, "text/plain; charset=utf-8", b"this dashboard answers only on a loopback address\n")
+        elif url.path == "/":
             page = PAGE.replace("__REFRESH_MS__", str(int(self.server.refresh_seconds * 1000)))
             self.reply(200, "text/html; charset=utf-8", page.encode())
         elif url.path == "/api/snapshot":
@@ -101,7 +116,7 @@ class DashboardHandler(http.server.BaseHTTPRequestHandler):
             body, status = {"error": f"{type(error).__name__}: {error}"}, 400
         except CHECKED_ERRORS as error:
             body, status = {"error": explain(error, self.server.where)}, 503
-        self.reply(status, "application/json", json.dumps(body, ensure_ascii=False).encode())
+        self.reply(status, "application/json", render.json_text(body).encode())
 
     def reply(self, status: int, content_type: str, body: bytes) -> None:
         self.send_response(status)

@@ -1,7 +1,8 @@
 """The ops commands: `ls`, `get`, `stats`, `cancel`, `dead`, `requeue`, `purge`, on the blocking front end.
 
 Exit codes: 0 done, 1 not found (`get`, `cancel`, `requeue` of a timer or dead letter that is not there, or a
-confirmation answered no), 2 bad input or no usable Redis (the code `worker` and `demo` use for that too).
+confirmation answered no), 2 bad input or no usable Redis (the code `worker` and `demo` use for that too), 130
+`stats --watch` stopped by Ctrl-C, 141 stdout's reader gone.
 They work on any topic, handled by this process or not: `get` and `cancel` name the topic with a handler that
 never runs and reads any JSON payload.
 """
@@ -11,8 +12,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import json
 import logging
+import os
 import shlex
 import sys
 import time
@@ -20,11 +21,12 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 import pydantic
+import redis.exceptions
 
 from redis_timers.cli import clients, render
 from redis_timers.cli.connection_check import CHECKED_ERRORS, RedisUnusable, check_sync, explain
 from redis_timers.cli.redis_url import redact_url
-from redis_timers.errors import TimersError
+from redis_timers.errors import StoredPayloadError, TimersConnectionError, TimersError, TimersUnavailableError
 from redis_timers.records import Page
 from redis_timers.router import Router
 from redis_timers.settings import TimersSettings
@@ -35,10 +37,20 @@ logger = logging.getLogger("redis_timers.cli")
 OK, NOT_FOUND, USAGE = 0, 1, 2
 INTERRUPTED = 130
 """`stats --watch` stopped by Ctrl-C (SIGINT), as `worker` and shells do."""
+READER_GONE = 141
+"""stdout's reader went away (`ls --all | head`): a shell's code for a command ended by SIGPIPE."""
 HOUR, DAY = datetime.timedelta(hours=1), datetime.timedelta(days=1)
 HISTOGRAMS = {"next_hour": (HOUR, 12), "next_day": (DAY, 24)}
 """Each histogram's window and bucket count: the next hour by 5 minutes, the next day by hour."""
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
+PASSING_ERRORS = (
+    TimersConnectionError,
+    TimersUnavailableError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    OSError,
+)
+"""What `stats --watch` waits out: Redis unreachable, or loading after a restart."""
 
 
 class AnyPayload(pydantic.RootModel[Any]):
@@ -87,6 +99,8 @@ def open_timers(args: argparse.Namespace, *, topic: str | None = None) -> Iterat
             yield SyncTimers(redis_client=client, routers=routers, settings=settings)
         except TimersError as error:
             raise CommandFailed(f"{type(error).__name__}: {error}", USAGE) from None
+        except BrokenPipeError:
+            raise  # an OSError of stdout, not of Redis: see `run_ops`
         except CHECKED_ERRORS as error:
             raise CommandFailed(explain(error, where), USAGE) from None
     finally:
@@ -105,39 +119,59 @@ def reader_of(topic: str) -> Router:
 
 def emit(args: argparse.Namespace, as_json: object, human: Callable[[], str], out: TextIO) -> None:
     if args.json:
-        out.write(json.dumps(as_json, ensure_ascii=False) + "\n")
+        out.write(render.json_text(as_json) + "\n")
     else:
         out.write(human() + "\n")
     out.flush()
 
 
-def pages(fetch: Callable[[str | None], Page[Any]], args: argparse.Namespace) -> tuple[list[Any], str | None]:
-    """One page (from `--cursor`), or with `--all` every page in turn; the items and the cursor after them."""
+def print_pages(
+    args: argparse.Namespace,
+    out: TextIO,
+    fetch: Callable[[str | None], Page[Any]],
+    field: str,
+    as_json: Callable[[Any], dict[str, Any]],
+    table: Callable[..., str],
+    after_json: str = "",
+) -> None:
+    """One page (from `--cursor`), or with `--all` every page in turn, each printed as soon as it is read: `--all`
+    over a big namespace holds one page at a time, and whoever reads the output sees rows at once. The JSON is
+    that of `{field: [...], "cursor": ..., <after_json>}`, written piecewise."""
+    widths: list[int] = []
+    separator = ""
     page = fetch(args.cursor)
-    items = list(page.items)
-    while args.all and page.cursor is not None:
+    if args.json:
+        out.write("{" + render.json_text(field) + ": [")
+    while True:
+        if args.json:
+            for item in page.items:
+                out.write(separator + render.json_text(as_json(item)))
+                separator = ", "
+        else:
+            text = table(page.items, widths=widths, with_headers=not widths)
+            out.write(text + "\n" if text else "")
+        out.flush()
+        if not args.all or page.cursor is None:
+            break
         page = fetch(page.cursor)
-        items += page.items
-    return items, page.cursor
-
-
-def next_page_hint(cursor: str | None) -> str:
-    return "" if cursor is None else f"\nmore: pass --cursor {shlex.quote(cursor)} for the next page"
+    if args.json:
+        out.write('], "cursor": ' + render.json_text(page.cursor) + after_json + "}\n")
+    elif page.cursor is not None:
+        out.write(f"more: pass --cursor {shlex.quote(page.cursor)} for the next page\n")
+    out.flush()
 
 
 def ls(args: argparse.Namespace, out: TextIO) -> int:
     with open_timers(args) as timers:
         if args.running:
-            items, cursor = pages(lambda after: timers.running_timers(args.topic, limit=args.limit, cursor=after), args)
-        else:
-            items, cursor = pages(
-                lambda after: timers.list_timers(
-                    args.topic, due_after=args.due_after, due_before=args.due_before, limit=args.limit, cursor=after
-                ),
-                args,
+            fetch: Callable[[str | None], Page[Any]] = lambda after: timers.running_timers(  # noqa: E731
+                args.topic, limit=args.limit, cursor=after
             )
-    as_json = {"timers": [render.timer_json(timer) for timer in items], "cursor": cursor}
-    emit(args, as_json, lambda: render.timers_table(items) + next_page_hint(cursor), out)
+        else:
+            fetch = lambda after: timers.list_timers(  # noqa: E731
+                args.topic, due_after=args.due_after, due_before=args.due_before, limit=args.limit, cursor=after
+            )
+        print_pages(args, out, fetch, "timers", render.timer_json, render.timers_table)
     return OK
 
 
@@ -168,12 +202,24 @@ def stats(args: argparse.Namespace, out: TextIO) -> int:
             return OK
         try:
             while True:
-                as_json, human = stats_frame(timers, args)
-                if args.json:
-                    emit(args, as_json, str, out)  # one JSON object per line, per refresh
+                try:
+                    as_json, human = stats_frame(timers, args)
+                except PASSING_ERRORS as error:
+                    # A restart or a blip: say so and ask again, as a watch should, rather than end.
+                    said = render.shown(explain(error, redact_url(args.redis_url)))
+                    gone = f"{said}; trying again every {args.interval:g}s"
+                    if args.json:
+                        sys.stderr.write(f"redis-timers stats: {gone}\n")
+                        sys.stderr.flush()
+                    else:
+                        out.write(f"{CLEAR_SCREEN}{gone}\n\n(Ctrl-C stops)\n")
+                        out.flush()
                 else:
-                    out.write(f"{CLEAR_SCREEN}{human}\n\n(every {args.interval:g}s; Ctrl-C stops)\n")
-                    out.flush()
+                    if args.json:
+                        emit(args, as_json, str, out)  # one JSON object per line, per refresh
+                    else:
+                        out.write(f"{CLEAR_SCREEN}{human}\n\n(every {args.interval:g}s; Ctrl-C stops)\n")
+                        out.flush()
                 time.sleep(args.interval)
         except KeyboardInterrupt:
             return INTERRUPTED
@@ -196,7 +242,11 @@ def confirm(args: argparse.Namespace, question: str | Callable[[], str]) -> None
 def cancel(args: argparse.Namespace, out: TextIO) -> int:
     named = f"{render.shown(args.topic)}/{render.shown(args.timer_id)}"
     with open_timers(args, topic=args.topic) as timers:
-        if timers.get_timer(args.topic, args.timer_id) is None:
+        try:
+            found = timers.get_timer(args.topic, args.timer_id) is not None
+        except StoredPayloadError:
+            found = True  # there, with a payload that no longer reads: maybe the very reason to cancel it
+        if not found:
             raise CommandFailed(f"no timer {named}", NOT_FOUND)
         confirm(args, f"cancel timer {named}")
         if not timers.remove_timer(args.topic, args.timer_id):
@@ -208,14 +258,15 @@ def cancel(args: argparse.Namespace, out: TextIO) -> int:
 
 def dead(args: argparse.Namespace, out: TextIO) -> int:
     with open_timers(args) as timers:
-        items, cursor = pages(lambda after: timers.dead_letter_page(args.topic, limit=args.limit, cursor=after), args)
         count = timers.count_dead_letters(args.topic)
-    as_json = {"dead_letters": [render.dead_letter_json(letter) for letter in items], "cursor": cursor, "count": count}
+        if not args.json:
+            out.write(f"{count} dead letter(s)\n")
 
-    def human() -> str:
-        return f"{count} dead letter(s)\n" + render.dead_letters_table(items) + next_page_hint(cursor)
+        def fetch(after: str | None) -> Page[Any]:
+            return timers.dead_letter_page(args.topic, limit=args.limit, cursor=after)
 
-    emit(args, as_json, human, out)
+        after_json = ', "count": ' + render.json_text(count)
+        print_pages(args, out, fetch, "dead_letters", render.dead_letter_json, render.dead_letters_table, after_json)
     return OK
 
 
@@ -257,6 +308,12 @@ def run_ops(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
             return run_dashboard(args, open_timers)
         return COMMANDS[args.command](args, sys.stdout if out is None else out)
+    except BrokenPipeError:
+        # The reader has what it wanted: end quietly, and let nothing flush into the closed pipe at exit.
+        if out is None:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return READER_GONE
     except CommandFailed as failure:
-        sys.stderr.write(f"redis-timers {args.command}: {failure}\n")
+        # One line, escaped as the tables are: messages quote stored text and server replies (pydantic's span lines).
+        sys.stderr.write(f"redis-timers {args.command}: {render.shown(str(failure))}\n")
         return failure.code

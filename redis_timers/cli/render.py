@@ -8,6 +8,8 @@ move the cursor or clear the screen); in JSON they are kept exactly as stored.
 from __future__ import annotations
 
 import datetime
+import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -83,6 +85,18 @@ def histogram_json(histogram: Any) -> dict[str, Any]:
     }
 
 
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_text(value: object) -> str:
+    """`value` as JSON that is valid UTF-8 whatever it holds. Non-ASCII text stays as it is, but a byte Redis held
+    that is not UTF-8 (read as a lone surrogate, Python's `surrogateescape`, which UTF-8 cannot encode) becomes the
+    escape `\\udcXX`, from which `json.loads` gives the same string back. Lone surrogates only occur inside
+    JSON strings, so escaping them in the finished text is exact."""
+    text = json.dumps(value, ensure_ascii=False)
+    return LONE_SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
 def shown(text: str) -> str:
     """`text` safe on a terminal: control characters (escape, newline, tab, DEL, ...) as Python escapes."""
     if text.isprintable():
@@ -90,16 +104,28 @@ def shown(text: str) -> str:
     return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """Left-aligned columns separated by two spaces; None shows as `-`."""
+def table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    *,
+    widths: list[int] | None = None,
+    with_headers: bool = True,
+) -> str:
+    """Left-aligned columns separated by two spaces; None shows as `-`. A table printed page by page passes the
+    same `widths` list to each page (columns only widen) and `with_headers` for the first alone."""
     cells = [[shown("-" if cell is None else str(cell)) for cell in row] for row in rows]
-    widths = [max([len(header)] + [len(row[index]) for row in cells]) for index, header in enumerate(headers)]
-    lines = ["  ".join(header.ljust(width) for header, width in zip(headers, widths)).rstrip()]
-    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells]
+    page_widths = [max([len(header)] + [len(row[index]) for row in cells]) for index, header in enumerate(headers)]
+    if widths is not None:
+        page_widths = [max(pair) for pair in zip(widths, page_widths)] if widths else page_widths
+        widths[:] = page_widths
+    lines = (
+        ["  ".join(header.ljust(width) for header, width in zip(headers, page_widths)).rstrip()] if with_headers else []
+    )
+    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, page_widths)).rstrip() for row in cells]
     return "\n".join(lines)
 
 
-def timers_table(timers: Sequence[Any]) -> str:
+def timers_table(timers: Sequence[Any], **layout: Any) -> str:
     rows = [
         (
             timer.topic,
@@ -112,12 +138,12 @@ def timers_table(timers: Sequence[Any]) -> str:
         )
         for timer in timers
     ]
-    return table(("TOPIC", "ID", "DUE AT", "ATTEMPTS", "RUNNING", "LEASE EXPIRES", "LAST ERROR"), rows)
+    return table(("TOPIC", "ID", "DUE AT", "ATTEMPTS", "RUNNING", "LEASE EXPIRES", "LAST ERROR"), rows, **layout)
 
 
-def dead_letters_table(letters: Sequence[DeadLetter]) -> str:
+def dead_letters_table(letters: Sequence[DeadLetter], **layout: Any) -> str:
     rows = [(letter.topic, letter.timer_id, iso(letter.failed_at), letter.attempts, letter.error) for letter in letters]
-    return table(("TOPIC", "ID", "FAILED AT", "ATTEMPTS", "ERROR"), rows)
+    return table(("TOPIC", "ID", "FAILED AT", "ATTEMPTS", "ERROR"), rows, **layout)
 
 
 def stats_table(stats: Any) -> str:

@@ -17,7 +17,7 @@ import redis
 from redis_timers.cli import ops
 from redis_timers.cli.main import build_parser
 from redis_timers.cli.ops_parser import DESTRUCTIVE, OPS_COMMANDS, moment
-from tests.cli import test_dashboard, test_dashboard_browser, test_ops
+from tests.cli import test_dashboard, test_dashboard_browser, test_ops, test_ops_hostile
 from tests.cli.ops_world import FAILING, PLAIN, World, world
 from tests.cli.processes import ROOT
 from tests.cli.test_synopsis import subcommands
@@ -93,7 +93,7 @@ def test_the_defaults_and_ranges_stated() -> None:
 
 def test_the_exit_codes_table() -> None:
     codes = {int(row[0]) for row in table_rows(COMMAND_LINE, "exit code")}
-    assert codes == {ops.OK, ops.NOT_FOUND, ops.USAGE, ops.INTERRUPTED} == {0, 1, 2, 130}
+    assert codes == {ops.OK, ops.NOT_FOUND, ops.USAGE, ops.INTERRUPTED, ops.READER_GONE} == {0, 1, 2, 130, 141}
 
 
 @pytest.fixture
@@ -158,7 +158,7 @@ STATED_BY: dict[str, list[Callable[..., object]]] = {
         test_ops.test_ls_pages_follow_the_cursor_it_prints,
         test_ops.test_dead_lists_dead_letters_with_their_errors_paged,
     ],
-    "`--all` reads every page in\n  turn.": [test_ops.test_ops_commands_on_a_cluster_read_every_shard],
+    "`--all` reads every page in\n  turn": [test_ops.test_ops_commands_on_a_cluster_read_every_shard],
     "`stats --watch` redraws in place (ANSI: cursor home, clear screen)": [
         test_ops.test_stats_watch_redraws_in_place_until_sigint_then_exits_130
     ],
@@ -190,6 +190,25 @@ STATED_BY: dict[str, list[Callable[..., object]]] = {
         test_ops.test_no_redis_exits_2_as_the_worker_does,
         test_ops.test_ops_commands_on_a_cluster_read_every_shard,
     ],
+    "printing each before it reads the next, so it holds one page at a time": [
+        test_ops_hostile.test_ls_all_prints_each_page_before_reading_the_next
+    ],
+    "| 141 | whatever reads the output went away": [
+        test_ops_hostile.test_a_reader_that_goes_away_ends_the_listing_quietly
+    ],
+    "A Redis that goes away\n  (unreachable, or loading after a restart) does not end it": [
+        test_ops_hostile.test_stats_watch_outlives_the_server_going_away_and_coming_back
+    ],
+    "is the escape `\\udcXX` in the JSON": [
+        test_ops_hostile.test_json_of_bytes_that_are_not_utf8_is_utf8_and_gives_the_bytes_back,
+        test_ops_hostile.test_the_dashboard_serves_bytes_that_are_not_utf8,
+    ],
+    "`cancel` removes a timer whose stored payload no longer reads": [
+        test_ops_hostile.test_cancel_removes_a_timer_whose_payload_no_longer_reads
+    ],
+    "control characters escaped as in the tables": [
+        test_ops_hostile.test_errors_are_one_line_without_control_characters
+    ],
     # docs/operations.md "Dashboard"
     "serves a read-only\nweb page of the namespace": [
         test_dashboard.test_snapshot_has_the_stats_histograms_running_timers_and_dead_letters_exactly,
@@ -204,6 +223,9 @@ STATED_BY: dict[str, list[Callable[..., object]]] = {
     "Every stored string (topics, ids, payloads, errors) is put in place as text": [
         test_dashboard.test_the_page_holds_no_data_and_serves_only_reads,
         test_dashboard_browser.test_the_dashboard_in_headless_chromium_shows_what_the_test_scheduled,
+    ],
+    "it answers only requests whose `Host` is": [
+        test_ops_hostile.test_the_dashboard_answers_only_requests_for_a_loopback_host
     ],
     "SIGTERM stops it with exit code 0, SIGINT with 130": [
         test_dashboard.test_dashboard_binds_to_loopback_by_default_and_says_so,

@@ -66,6 +66,26 @@ def encode(value: Any, as_bytes: bool) -> Any:
     return value
 
 
+def legacy_page(flat: list[Any], topics: Iterable[str] = ("orders", "reminders"), separator: str = "--") -> list[Any]:
+    """`read_legacy`'s reply for a page of the original timeline holding `flat` (member, score, ...): its size, then
+    only the entries of `topics` (a member's topic ends at its first separator), as the script answers."""
+    handled = {topic.encode("utf-8") for topic in topics}
+    pairs = list(zip(flat[0::2], flat[1::2]))
+    kept = [
+        item
+        for member, score in pairs
+        if _topic_of(member, separator.encode("utf-8")) in handled
+        for item in (member, score)
+    ]
+    return [len(pairs), *kept]
+
+
+def _topic_of(member: str | bytes, separator: bytes) -> bytes | None:
+    raw = member.encode("utf-8", "surrogateescape") if isinstance(member, str) else member
+    topic, found, _ = raw.partition(separator)
+    return topic if found else None
+
+
 _NO_REPLY = object()
 
 
@@ -108,7 +128,7 @@ def _nothing_left(op: Op) -> Any:
     if op.script is scripts.LEGACY_FINGERPRINT:
         return [b"0", b"", b"", b"", b""]
     if op.script is scripts.READ_LEGACY:
-        return []
+        return [0]  # an empty page: no entries, so none of a handled topic
     assert op.script is scripts.LEGACY_RECEIPTS, op
     return [b"0"]
 

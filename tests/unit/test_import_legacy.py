@@ -23,6 +23,7 @@ from tests.unit.support import (
     assert_single_slot,
     encode,
     handle_order,
+    legacy_page,
     make_registry,
     nothing_to_import,
     run_flow,
@@ -45,7 +46,7 @@ BYTES_OR_STR = pytest.mark.parametrize("as_bytes", [False, True], ids=["decoded"
 
 
 def read(offset: int) -> ScriptCall:
-    return ScriptCall(scripts.READ_LEGACY, ("timers_timeline",), (offset, offset + BATCH - 1))
+    return ScriptCall(scripts.READ_LEGACY, ("timers_timeline",), (offset, offset + BATCH - 1, "--", *REGISTRY.topics))
 
 
 def receipts(topic: str, cursor: str = "0") -> ScriptCall:
@@ -59,7 +60,7 @@ def flat(pairs: list[tuple[str, str]]) -> list[str]:
 
 
 def test_nothing_to_import() -> None:
-    ops, imported = run_flow(legacy.import_legacy(NAMESPACE, REGISTRY, SETTINGS), [[], *NO_RECEIPTS])
+    ops, imported = run_flow(legacy.import_legacy(NAMESPACE, REGISTRY, SETTINGS), [legacy_page([]), *NO_RECEIPTS])
 
     assert ops == [read(0), receipts("orders"), receipts("reminders")]
     assert imported == 0
@@ -79,7 +80,7 @@ def test_imports_handled_topics_and_leaves_the_rest(as_bytes: bool) -> None:
     bodies = ['{"order_id":1}', '{"text":"r"}', "{}", '{"order_id":2}', "{}", "{}", None]
     handled = [0, 1, 3, 6]  # the others are no handled topic's, or have no id: their payloads are never read
     replies: list[Any] = [
-        encode(flat(members), as_bytes),
+        encode(legacy_page(flat(members)), as_bytes),
         encode([bodies[i] for i in handled], as_bytes),
         encode([members[i][1] for i in handled], as_bytes),  # no score changed since the read
         2,  # orders imported
@@ -147,7 +148,7 @@ def test_imports_handled_topics_and_leaves_the_rest(as_bytes: bool) -> None:
 def test_seconds_become_milliseconds_rounded_up(score: str, expected_ms: int) -> None:
     flow = legacy.import_legacy(NAMESPACE, REGISTRY, SETTINGS)
     next(flow)
-    flow.send(["orders--1", score])
+    flow.send(legacy_page(["orders--1", score]))
     flow.send(['{"order_id":1}'])
 
     call = flow.send([score])
@@ -166,7 +167,7 @@ def test_imported_due_times_are_never_early(seconds: int, fraction: int) -> None
     score = f"{seconds}.{fraction:06d}"
     flow = legacy.import_legacy(NAMESPACE, REGISTRY, SETTINGS)
     next(flow)
-    flow.send(["orders--1", score])
+    flow.send(legacy_page(["orders--1", score]))
     flow.send(['{"order_id":1}'])
 
     call = flow.send([score])
@@ -182,7 +183,7 @@ def test_nothing_handled_in_a_full_batch_moves_the_offset_past_it() -> None:
     members = [(f"invoices--{n}", str(n)) for n in range(BATCH)]
     flow = legacy.import_legacy(NAMESPACE, REGISTRY, SETTINGS)
 
-    ops, imported = run_flow(flow, [flat(members), [], *NO_RECEIPTS])
+    ops, imported = run_flow(flow, [legacy_page(flat(members)), legacy_page([]), *NO_RECEIPTS])
 
     # Their payloads are not read: a worker may share the original keys with many timers of other topics.
     assert ops[:2] == [read(0), read(BATCH)]
@@ -199,12 +200,12 @@ def test_members_changed_since_the_read_stay_behind_and_are_stepped_over() -> No
     ops, imported = run_flow(
         flow,
         [
-            flat(members),
+            legacy_page(flat(members)),
             ['{"order_id":1}'] * len(moved),
             [s for _, s in members[1:]],
             len(moved),
             [removed, 1],  # orders--7 is still on the timeline
-            [],
+            legacy_page([]),
             *NO_RECEIPTS,
         ],
     )
@@ -236,12 +237,12 @@ def test_members_cancelled_since_the_read_are_not_stepped_over() -> None:
     ops, _ = run_flow(
         flow,
         [
-            flat(members),
+            legacy_page(flat(members)),
             [None] + ['{"order_id":1}'] * (BATCH - 1),
             [""] + ["1"] * (BATCH - 1),  # orders--0 was cancelled before the payloads were read
             BATCH - 1,
             [[m for m, _ in members[2:]], 0],  # orders--1 was cancelled before the removal
-            [],
+            legacy_page([]),
             *NO_RECEIPTS,
         ],
     )
@@ -252,7 +253,7 @@ def test_members_cancelled_since_the_read_are_not_stepped_over() -> None:
 def test_the_original_payloads_are_never_deleted_by_the_import_itself() -> None:
     ops, imported = run_flow(
         legacy.import_legacy(NAMESPACE, REGISTRY, SETTINGS),
-        [["orders--1", "5"], ['{"order_id":1}'], ["5"], 1, [["orders--1"], 0], *NO_RECEIPTS],
+        [legacy_page(["orders--1", "5"]), ['{"order_id":1}'], ["5"], 1, [["orders--1"], 0], *NO_RECEIPTS],
     )
 
     assert [op for op in ops if isinstance(op, Command) and op.args[0] == "HDEL"] == []
@@ -265,10 +266,17 @@ def test_uses_the_configured_legacy_keys_and_separator() -> None:
 
     ops, imported = run_flow(
         legacy.import_legacy(Namespace("ns"), registry, settings),
-        [["orders::1", "2", "orders--2", "3"], ['{"order_id":1}'], ["2"], 1, [["orders::1"], 0], *NO_RECEIPTS],
+        [
+            legacy_page(["orders::1", "2", "orders--2", "3"], separator="::"),
+            ['{"order_id":1}'],
+            ["2"],
+            1,
+            [["orders::1"], 0],
+            *NO_RECEIPTS,
+        ],
     )
 
-    assert ops[0] == ScriptCall(scripts.READ_LEGACY, ("old:tl",), (0, BATCH - 1))
+    assert ops[0] == ScriptCall(scripts.READ_LEGACY, ("old:tl",), (0, BATCH - 1, "::", *registry.topics))
     assert ops[1] == Command(("HMGET", "old:pl", "orders::1"))
     assert ops[2] == ScriptCall(scripts.LEGACY_SCORES, ("old:tl",), ("orders::1",))
     assert ops[3] == ScriptCall(
@@ -309,7 +317,7 @@ def test_entries_that_cannot_be_imported_are_skipped_with_one_log_line(caplog: p
     ]
     scores: list[Any] = [b"1", b"2", b"inf", b"-inf", b"1e300", b"nan", b"3", b"4"]
     replies: list[Any] = [
-        [item for pair in zip(members, scores) for item in pair],
+        legacy_page([item for pair in zip(members, scores) for item in pair]),
         [b'{"order_id":1}'],
         [b"4"],
         1,
@@ -342,7 +350,7 @@ def test_a_timer_rescheduled_between_the_read_and_its_payload_is_left_for_the_ne
     ops, imported = run_flow(
         flow,
         [
-            ["orders--1", "5", "orders--2", "6"],
+            legacy_page(["orders--1", "5", "orders--2", "6"]),
             ['{"order_id":1}', '{"order_id":2}'],
             ["3605", "6"],  # orders--1 was rescheduled after the read
             1,
@@ -385,7 +393,7 @@ def test_receipts_say_what_the_original_library_did_since_the_import(caplog: pyt
         1,  # e: unchanged, still scheduled: nothing
     ]
     replies: list[Any] = [
-        [],
+        legacy_page([]),
         page,
         copies,
         [b"1000", b"", b"", b"", b""],
@@ -425,7 +433,7 @@ def test_receipts_say_what_the_original_library_did_since_the_import(caplog: pyt
 
 
 def test_receipts_are_read_page_by_page() -> None:
-    replies: list[Any] = [[], [b"17"], [b"0"], [b"0"]]
+    replies: list[Any] = [legacy_page([]), [b"17"], [b"0"], [b"0"]]
 
     ops, _ = run_flow(legacy.import_legacy(NAMESPACE, REGISTRY, SETTINGS), replies)
 
@@ -435,7 +443,7 @@ def test_receipts_are_read_page_by_page() -> None:
 @pytest.mark.parametrize("shards", [1, 4, 16])
 def test_an_import_pass_with_nothing_to_do_costs_one_call_and_one_per_topic_and_shard(shards: int) -> None:
     namespace = Namespace("timers", shards)
-    replies: list[Any] = [[]] + [[b"0"]] * (shards * len(REGISTRY.topics))
+    replies: list[Any] = [legacy_page([])] + [[b"0"]] * (shards * len(REGISTRY.topics))
     ops, imported = run_flow(legacy.import_legacy(namespace, REGISTRY, SETTINGS), replies)
     assert imported == 0
     assert len(ops) == 1 + shards * len(REGISTRY.topics)
@@ -461,3 +469,12 @@ def test_a_pass_is_steps_of_at_most_one_page_that_is_not_empty() -> None:
     assert job.over
     assert sum(steps) == 1 + 16 * len(REGISTRY.topics)
     assert max(steps) <= legacy.STEP_CALLS
+
+
+def test_a_page_is_read_with_the_handled_topics_and_the_separator() -> None:
+    """The server filters the page (docs/protocol.md): the call names what a handled topic's member looks like."""
+    protocol = " ".join((Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text("utf-8").split())
+    ops, _ = run_flow(legacy.import_legacy(NAMESPACE, REGISTRY, SETTINGS), [legacy_page([]), *NO_RECEIPTS])
+
+    assert ops[0] == ScriptCall(scripts.READ_LEGACY, ("timers_timeline",), (0, BATCH - 1, "--", "orders", "reminders"))
+    assert "answers with the page's size and only the entries of those topics" in protocol

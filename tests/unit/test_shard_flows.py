@@ -19,7 +19,7 @@ from redis_timers.keys import Keyspace, Namespace
 from redis_timers.ops import Command, Flow, NodeOf, OneConnection, ScriptCall
 from redis_timers.settings import TimersSettings
 from redis_timers.slots import key_slot
-from tests.unit.support import Order, make_registry, run_flow
+from tests.unit.support import Order, legacy_page, make_registry, run_flow
 
 SHARDS = 4
 NAMESPACE = Namespace("timers", SHARDS)
@@ -133,7 +133,7 @@ def test_the_seed_listing_reads_each_topic_in_each_shard_and_merges_earliest_fir
 def test_the_legacy_import_writes_each_timer_into_its_shard_and_follows_receipts_per_shard() -> None:
     members = [f"orders--{timer_id}" for timer_id in IDS]
     page = [item for member in members for item in (member, "1700000000")]
-    replies: list[Any] = [page, ["{}"] * len(IDS), ["1700000000"] * len(IDS)]
+    replies: list[Any] = [legacy_page(page), ["{}"] * len(IDS), ["1700000000"] * len(IDS)]
     flow = legacy.import_legacy(NAMESPACE, REGISTRY, SETTINGS)
     ops: list[Any] = []
     op = next(flow)
