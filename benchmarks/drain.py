@@ -8,7 +8,8 @@ leased timer (polled every millisecond with ZCOUNT), i.e. until every handler ha
 Around each measured drain the parent reads `INFO commandstats`: the commands the server ran for it, by
 name, per fired timer (a script call counts as EVALSHA and as each command it runs), and the script
 calls' own run time (EVALSHA usec) per fired timer. The parent's own ZCOUNT polls and its opening INFO are
-left out.
+left out. Each worker process also reports its CPU time from go to stop (every thread of it): the client's CPU
+per fired timer, a figure that other load on the machine changes far less than the rate.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def time_drain(
     boundary: str,
     loaded: dict[int, int] | None = None,
     commands: dict[str, tuple[int, int]] | None = None,
+    cpu_seconds: list[float] | None = None,
 ) -> float:
     """Seconds for `processes` workers of one kind to handle `count` freshly loaded due timers of `topic`.
 
@@ -41,6 +43,7 @@ def time_drain(
     `loaded`, if given, gets how many timers were loaded into each shard of the context's namespace.
     `commands`, if given (one server only), gets the (calls, usec) of each command the server ran for the
     drain, from `INFO commandstats`, the parent's own polls and INFO left out.
+    `cpu_seconds`, if given, gets each worker process's CPU time over the drain.
     """
     workers = ctx.pool.take(processes)
     now = server_time_ms(ctx.control)
@@ -62,7 +65,10 @@ def time_drain(
         wait_until(drained, 30 + count / 500, f"{count} timers to drain", ctx.poll_interval)
     finally:
         elapsed = time.perf_counter() - started
-        handled = sum(int(worker.stop()["handled"]) for worker in workers)
+        reports = [worker.stop() for worker in workers]
+        handled = sum(int(report["handled"]) for report in reports)
+    if cpu_seconds is not None:
+        cpu_seconds.extend(float(report["cpu_seconds"]) for report in reports)
     if commands is not None:
         after = _stats(ctx.control.info("commandstats"))
         commands.update(_own_left_out(_delta(before, after), {"zcount": polls, "info": OWN_INFO_CALLS}))
@@ -112,13 +118,17 @@ def run(ctx: Context) -> None:
             for front, impl in KINDS:
                 delete_topic(ctx.control, topic)
                 commands: dict[str, tuple[int, int]] = {}
-                elapsed = time_drain(ctx, front, impl, processes, topic, count, "+inf", commands=commands)
+                cpu: list[float] = []
+                elapsed = time_drain(
+                    ctx, front, impl, processes, topic, count, "+inf", commands=commands, cpu_seconds=cpu
+                )
                 ctx.results.add(f"drain.rate.{processes}", front, impl, count / elapsed)
                 per_timer = {name: calls / count for name, (calls, _) in commands.items()}
                 ctx.results.add_breakdown(f"drain.by_command.{processes}", front, impl, per_timer)
                 ctx.results.add(f"drain.commands.{processes}", front, impl, sum(per_timer.values()))
                 script_usec = commands.get("evalsha", (0, 0))[1]
                 ctx.results.add(f"drain.evalsha_us.{processes}", front, impl, script_usec / count)
+                ctx.results.add(f"drain.client_cpu_us.{processes}", front, impl, sum(cpu) * 1e6 / count)
                 ctx.progress(
                     f"drain #{rep + 1} {processes} process(es) {front} {impl}: {count / elapsed:,.0f} timers/s"
                 )

@@ -19,7 +19,8 @@ Protocol, one line each way:
                                                      and its timer's LatenessPayload; N=V: a number, for
                                                      library a TimersSettings field, for raw `poll_sleep`
     parent -> stop                                   stop it (run_forever returns / the poller ends)
-    child  -> stopped JSON                           {"handled", "offset_ms", "offset_error_ms", "records"?}
+    child  -> stopped JSON                           {"handled", "offset_ms", "offset_error_ms", "cpu_seconds",
+                                                      "records"?}
     parent -> exit, or end of input                  the child exits
 """
 
@@ -60,6 +61,9 @@ class Round:
     offset_error_ms: float
     options: dict[str, float] = dataclasses.field(default_factory=dict)
     starts: list[tuple[float, Any]] = dataclasses.field(default_factory=list)
+    # CPU time of the whole process (every thread) from go to stop: what the worker cost its host, which, unlike
+    # a rate, other load on the machine hardly changes.
+    cpu_started: float = dataclasses.field(default_factory=time.process_time)
 
     @property
     def schema(self) -> type[BenchPayload] | type[LatenessPayload]:
@@ -80,6 +84,7 @@ class Round:
             "handled": len(self.starts),
             "offset_ms": self.offset_ms,
             "offset_error_ms": self.offset_error_ms,
+            "cpu_seconds": time.process_time() - self.cpu_started,
         }
         if self.keep_records:
             records = []
