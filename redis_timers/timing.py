@@ -6,6 +6,7 @@ round towards "later", never "earlier", so that no timer can fire before it is d
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime
 
@@ -46,20 +47,40 @@ FLOOR_CORRECTION_MS = 0.5
 """The server reports `now` rounded down to the millisecond: on average half a millisecond behind."""
 
 
+CLOCK_SAMPLES = 8
+"""Recent replies the clock keeps, to map the server's clock with the one that came back quickest."""
+
+
 @dataclasses.dataclass
 class ServerClock:
     """Maps the server's millisecond clock onto the worker's monotonic clock.
 
-    The offset is re-estimated from every reply that carries the server's time. A wait
-    computed from it can end slightly early; the claim on the server is what decides
-    whether a timer is due, so an early wake-up only costs one more round trip.
+    Each reply that carries the server's time is a sample: the server read its clock somewhere between
+    sending and receiving, so the sample's midpoint is off by at most half its round trip. A reply read
+    late (the worker's thread not scheduled for a while after it arrived, on a loaded machine) would move
+    the midpoint late and make the next wait end late by half the stall; so the offset comes from the
+    quickest of the last `CLOCK_SAMPLES` replies. A sample that rules that offset out (the server's clock
+    was stepped, or the worker's clock drifted) starts the record afresh. A wait computed from it can end
+    slightly early; the claim on the server is what decides whether a timer is due, so an early wake-up
+    only costs one more round trip.
     """
 
     offset_ms: float | None = None
+    _samples: collections.deque[tuple[float, float]] = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=CLOCK_SAMPLES), repr=False, compare=False
+    )
+    """(round trip, offset) of recent replies."""
 
     def observe(self, server_ms: int, sent_at: float, received_at: float) -> None:
         midpoint_ms = (sent_at + received_at) * 500.0
-        self.offset_ms = server_ms + FLOOR_CORRECTION_MS - midpoint_ms
+        offset_ms = server_ms + FLOOR_CORRECTION_MS - midpoint_ms
+        samples = self._samples
+        best = self.offset_ms
+        # The offsets this reply allows: the server read `server_ms` (rounded down) between send and receipt.
+        if best is not None and not (server_ms - received_at * 1000.0 <= best <= server_ms + 1 - sent_at * 1000.0):
+            samples.clear()
+        samples.append((received_at - sent_at, offset_ms))
+        self.offset_ms = min(samples)[1]
 
     def seconds_until(self, server_ms: int, now: float) -> float:
         if self.offset_ms is None:

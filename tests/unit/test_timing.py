@@ -156,6 +156,49 @@ def test_clock_follows_the_latest_observation() -> None:
     assert clock.seconds_until(2_003_000, now=20.0) == pytest.approx(3.0 - HALF_MS)
 
 
+def test_clock_keeps_the_quickest_reply_when_one_is_read_late() -> None:
+    clock = ServerClock()
+    # The server reads its clock 1,000,000 ms at monotonic 10.0 (an offset of 990,000 ms, to the half ms).
+    clock.observe(1_000_000, sent_at=9.9995, received_at=10.0005)
+    # The next reply came back at once, but its thread ran 60 ms later (a loaded machine): read at 10.561.
+    clock.observe(1_000_500, sent_at=10.4995, received_at=10.561)
+
+    # Still the quick reply's mapping: a wait for 1_001_000 ends at 11.0, not 30 ms later.
+    assert clock.server_now_ms(11.0) == pytest.approx(1_001_000 + FLOOR_CORRECTION_MS)
+    assert clock.seconds_until(1_001_000, now=10.561) == pytest.approx(0.439 - HALF_MS)
+
+
+def test_clock_forgets_the_quickest_reply_once_a_later_one_rules_it_out() -> None:
+    clock = ServerClock()
+    clock.observe(1_000_000, sent_at=9.9995, received_at=10.0005)
+    # A slower reply that cannot have been read with the old offset: the server's clock was stepped 50 ms.
+    clock.observe(1_000_550, sent_at=10.49, received_at=10.51)
+
+    assert clock.server_now_ms(10.5) == pytest.approx(1_000_550 + FLOOR_CORRECTION_MS)
+
+
+@hypothesis.settings(max_examples=200, deadline=None)
+@hypothesis.given(
+    replies=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=10**9),
+            st.floats(min_value=0, max_value=10**4),
+            st.floats(min_value=0, max_value=1),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_clock_offset_is_always_one_the_latest_reply_allows(replies: list[tuple[int, float, float]]) -> None:
+    clock = ServerClock()
+    for server_ms, sent_at, round_trip in replies:
+        clock.observe(server_ms, sent_at, sent_at + round_trip)
+        # The server read `server_ms` (rounded down) at some instant between sending and receiving.
+        offset = clock.offset_ms
+        assert offset is not None
+        assert server_ms - (sent_at + round_trip) * 1000 - 1e-6 <= offset <= server_ms + 1 - sent_at * 1000 + 1e-6
+
+
 @hypothesis.settings(max_examples=100, deadline=None)
 @hypothesis.given(
     server_ms=st.integers(min_value=0, max_value=10**13),
