@@ -38,6 +38,7 @@ local dead, heads, topic_set = KEYS[1], KEYS[4], KEYS[5]
 local max_foreign = 1000
 
 local n
+local repair_at = 0  -- a set registered anew has no ' repair' yet: its heads are rebuilt at once
 if ARGV[9] ~= '' then
   n = tonumber(ARGV[9])
   redis.call('DEL', topic_set)
@@ -51,10 +52,13 @@ if ARGV[9] ~= '' then
   end
   call_sliced('HSET', topic_set, fields)
 else
-  n = tonumber(redis.call('HGET', topic_set, ' n'))
+  -- One read for both fields: a command per call saved on every round trip.
+  local fields = redis.call('HMGET', topic_set, ' n', ' repair')
+  n = tonumber(fields[1])
   if not n then
     return {now, -2, 0, 0, '', ''}
   end
+  repair_at = tonumber(fields[2]) or 0
 end
 
 local names = {}  -- topic index -> topic
@@ -75,7 +79,7 @@ local touched = {}
 -- Once per safety interval for the set (whichever of its workers' calls comes first; at once for a set registered
 -- anew), before claiming: the heads of every topic of the set, so that a timeline written by a process of an
 -- earlier version, which keeps no index, is in it within one interval.
-if now >= (tonumber(redis.call('HGET', topic_set, ' repair')) or 0) then
+if now >= repair_at then
   redis.call('HSET', topic_set, ' repair', ms(now + repair_every_ms))
   local all = redis.call('HGETALL', topic_set)
   for j = 1, #all, 2 do
@@ -135,48 +139,51 @@ for ti, group in pairs(ops_by_topic) do
 end
 
 local stale = 0
-local acked = {}  -- topic index -> ids, removed in one batch per topic below
+local acked = {}  -- topic -> {ids, errors}, removed in one batch per topic below
 for _, op in ipairs(ops) do
-  local kind, ti, id = op.kind, op.ti, op.id
-  local topic = topic_name(ti)
+  local kind, id = op.kind, op.id
   if op.held_by ~= op.token then
     stale = stale + 1
   else
+    -- Held, so the read above found its topic.
+    local topic = names[op.ti]
     touched[topic] = true
-  end
-  local timeline, payloads, state = topic_keys(topic or '')
-  if op.held_by ~= op.token then
-    -- counted above
-  elseif kind == 'a' then
-    local batch = acked[topic]
-    if not batch then
-      batch = {ids = {}, errors = {}}
-      acked[topic] = batch
-    end
-    batch.ids[#batch.ids + 1] = id
-    if op.attempts > 1 then
-      -- Only a timer that ran before can have an error on record.
-      batch.errors[#batch.errors + 1] = 'e:' .. id
-    end
-  elseif kind == 'n' then
-    redis.call('ZADD', timeline, 'XX', ms(now_up + lease_ms), id)
-  elseif kind == 'r' then
-    local _, _, json = unpack_stored(op.stored)
-    redis.call('HSET', payloads, id, op.attempts .. ':|' .. json)
-    redis.call('HSET', state, 'e:' .. id, op.err)
-    schedule(timeline, channel_prefix .. topic, id, now_up + op.delay)
-  elseif kind == 'l' then
-    -- A handed-back lease is not an attempt.
-    local attempts = op.attempts - 1
-    local _, _, json = unpack_stored(op.stored)
-    if attempts > 0 then
-      redis.call('HSET', payloads, id, attempts .. ':|' .. json)
+    if kind == 'a' then
+      -- The commonest settlement by far: no keys built, no command of its own.
+      local batch = acked[topic]
+      if not batch then
+        batch = {ids = {}, errors = {}}
+        acked[topic] = batch
+      end
+      local ids = batch.ids
+      ids[#ids + 1] = id
+      if op.attempts > 1 then
+        -- Only a timer that ran before can have an error on record.
+        batch.errors[#batch.errors + 1] = 'e:' .. id
+      end
     else
-      redis.call('HSET', payloads, id, json)
+      local timeline, payloads, state = topic_keys(topic)
+      if kind == 'n' then
+        redis.call('ZADD', timeline, 'XX', ms(now_up + lease_ms), id)
+      elseif kind == 'r' then
+        local _, _, json = unpack_stored(op.stored)
+        redis.call('HSET', payloads, id, op.attempts .. ':|' .. json)
+        redis.call('HSET', state, 'e:' .. id, op.err)
+        schedule(timeline, channel_prefix .. topic, id, now_up + op.delay)
+      elseif kind == 'l' then
+        -- A handed-back lease is not an attempt.
+        local attempts = op.attempts - 1
+        local _, _, json = unpack_stored(op.stored)
+        if attempts > 0 then
+          redis.call('HSET', payloads, id, attempts .. ':|' .. json)
+        else
+          redis.call('HSET', payloads, id, json)
+        end
+        schedule(timeline, channel_prefix .. topic, id, now_up)
+      elseif kind == 'd' then
+        bury(timeline, payloads, state, dead, topic, id, op.err, now)
+      end
     end
-    schedule(timeline, channel_prefix .. topic, id, now_up)
-  elseif kind == 'd' then
-    bury(timeline, payloads, state, dead, topic, id, op.err, now)
   end
 end
 for topic, batch in pairs(acked) do
@@ -195,13 +202,18 @@ local buried = {}
 -- it again from the payloads hash (where it checks the token anyway), so a lease costs no second copy.
 local recorded_claims = {}
 
-local function add_claim(ti, attempts, token, id, body)
-  local key = ti .. ':' .. token .. ':' .. #id .. ':'
-  claims[#claims + 1] = attempts .. ':' .. #body .. ':' .. key
-  claims[#claims + 1] = id
-  claims[#claims + 1] = body
-  recorded_claims[#recorded_claims + 1] = key
-  recorded_claims[#recorded_claims + 1] = id
+-- Every number written into a string costs Lua a conversion (about as much as a server command's share of a
+-- claim): `place` is the topic index with its colon and `attempts` the attempts with theirs, each converted once.
+local n_claims, n_recorded = 0, 0
+local function add_claim(place, attempts, token, id, body)
+  local key = place .. token .. ':' .. #id .. ':'
+  claims[n_claims + 1] = attempts .. #body .. ':' .. key
+  claims[n_claims + 2] = id
+  claims[n_claims + 3] = body
+  n_claims = n_claims + 3
+  recorded_claims[n_recorded + 1] = key
+  recorded_claims[n_recorded + 2] = id
+  n_recorded = n_recorded + 2
 end
 
 local recorded = redis.call('GET', record)
@@ -218,7 +230,7 @@ if recorded then
     -- The claim wrote '<attempts>:<token>|' before the payload: while the token holds, both are still the claim's.
     local attempts, held_by, json = unpack_stored(redis.call('HGET', payloads, id))
     if held_by == token then
-      add_claim(ti, attempts, token, id, json)
+      add_claim(ti .. ':', attempts .. ':', token, id, json)
     end
   end
   reply[4] = limit
@@ -232,8 +244,10 @@ else
   local offset = 0
   while #candidates < limit do
     local page = redis.call('ZRANGEBYSCORE', heads, '-inf', ms(cutoff), 'LIMIT', offset, page_size)
-    for _, topic in ipairs(page) do
-      local ti = redis.call('HGET', topic_set, topic)
+    -- The page's places in the set in one read (false for another worker's topic).
+    local places = #page > 0 and redis.call('HMGET', topic_set, unpack(page)) or {}
+    for j, topic in ipairs(page) do
+      local ti = places[j]
       if ti then
         candidates[#candidates + 1] = tonumber(ti)
         names[tonumber(ti)] = topic
@@ -295,22 +309,24 @@ else
         redis.call('HSET', state, '#seq', ms(seq))
       end
       local token_prefix = ms(seq) .. '.'
-      local hset = {}
+      local place = ti .. ':'
+      local hset, n_hset = {}, 0
       for j, id in ipairs(ids) do
         if bodies[j] then
           -- The token ends with the due time, which the lease's score hides (get_timer shows it).
           local token = token_prefix .. j .. '.' .. due_ms[j]
           local attempts, _, json = unpack_stored(bodies[j])
-          attempts = attempts + 1
-          hset[#hset + 1] = id
-          hset[#hset + 1] = attempts .. ':' .. token .. '|' .. json
-          add_claim(ti, attempts, token, id, json)
+          local attempts_colon = (attempts + 1) .. ':'
+          hset[n_hset + 1] = id
+          hset[n_hset + 2] = attempts_colon .. token .. '|' .. json
+          n_hset = n_hset + 2
+          add_claim(place, attempts_colon, token, id, json)
         else
           bury(timeline, payloads, state, dead, topic, id, 'payload missing', now)
           buried[#buried + 1] = ti .. ':' .. #id .. ':' .. id
         end
       end
-      if #hset > 0 then
+      if n_hset > 0 then
         call_sliced('HSET', payloads, hset)
       end
     end
@@ -334,9 +350,15 @@ local offset = 0
 local page_size = 64
 while true do
   local page = redis.call('ZRANGE', heads, offset, offset + page_size - 1, 'WITHSCORES')
+  local topics = {}
   for j = 1, #page, 2 do
-    if redis.call('HGET', topic_set, page[j]) then
-      next_due = tonumber(page[j + 1])
+    topics[#topics + 1] = page[j]
+  end
+  -- Which of the page's topics are the set's, in one read.
+  local places = #topics > 0 and redis.call('HMGET', topic_set, unpack(topics)) or {}
+  for j = 1, #topics do
+    if places[j] then
+      next_due = tonumber(page[2 * j])
       break
     end
   end
