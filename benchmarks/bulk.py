@@ -1,10 +1,13 @@
 """bulk: `set_timers` (many timers per call) beside the raw pipelined minimum and one `set_timer` at a time.
 
 The raw minimum writes each batch of BATCH timers as ZADD + HSET per timer in one pipeline (no script, no
-checks). The library's `set_timers` is given the same BATCH timers per call (it cuts them into its own batches
-per shard and pipelines those). One-at-a-time is `set_timer` called once per timer, as a loop over rows would.
-The three are measured in one loop, interleaved in slices, on one client per front end, each into a topic of
-its own, so that a burst of load elsewhere on the machine hits them all alike. Timers are due in an hour.
+checks), with the one write the library must add per batch: the topic's entry in the shard's heads index
+(`ZADD ... LT`, which keeps the lowest score), since a worker finds due topics through it. A second raw
+minimum writes the same as one variadic ZADD, one HSET and the heads entry per batch. The library's
+`set_timers` is given the same BATCH timers per call (it cuts them into its own batches per shard and pipelines
+those). One-at-a-time is `set_timer` called once per timer, as a loop over rows would. The four are measured
+in one loop, interleaved in slices, on one client per front end, each into a topic of its own, so that a burst
+of load elsewhere on the machine hits them all alike. Timers are due in an hour.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from redis_timers import Router, TimerSpec
 from redis_timers import Timers as AsyncTimers
 from redis_timers.sync import Timers as SyncTimers
 
-BulkImpl = Literal["library", "raw-pipeline", "one-at-a-time"]
-BULK_IMPLS: tuple[BulkImpl, ...] = ("library", "raw-pipeline", "one-at-a-time")
+BulkImpl = Literal["library", "raw-pipeline", "raw-variadic", "one-at-a-time"]
+BULK_IMPLS: tuple[BulkImpl, ...] = ("library", "raw-pipeline", "raw-variadic", "one-at-a-time")
 BATCH = 1000
 """Timers per bulk call (library) and per pipeline (raw)."""
 SLICES = 5
@@ -83,9 +86,14 @@ def _time_sync(url: str, topics: Mapping[BulkImpl, str], count: int) -> dict[Bul
         def raw_pipeline(prefix: str, numbers: Chunk) -> object:
             due = int(time.time() * 1000) + DELAY_MS
             pipeline = client.pipeline(transaction=False)
-            for i in numbers:
-                pipeline.zadd(timeline, {f"{prefix}{i}": due})
-                pipeline.hset(payloads, f"{prefix}{i}", body(i))
+            if impl == "raw-variadic":
+                pipeline.zadd(timeline, {f"{prefix}{i}": due for i in numbers})
+                pipeline.hset(payloads, mapping={f"{prefix}{i}": body(i) for i in numbers})
+            else:
+                for i in numbers:
+                    pipeline.zadd(timeline, {f"{prefix}{i}": due})
+                    pipeline.hset(payloads, f"{prefix}{i}", body(i))
+            pipeline.zadd(KEYSPACE.heads, {topic: due}, lt=True)
             return pipeline.execute()
 
         return raw_pipeline
@@ -126,9 +134,14 @@ async def _time_async(url: str, topics: Mapping[BulkImpl, str], count: int) -> d
         async def raw_pipeline(prefix: str, numbers: Chunk) -> object:
             due = int(time.time() * 1000) + DELAY_MS
             async with client.pipeline(transaction=False) as pipeline:
-                for i in numbers:
-                    pipeline.zadd(timeline, {f"{prefix}{i}": due})
-                    pipeline.hset(payloads, f"{prefix}{i}", body(i))
+                if impl == "raw-variadic":
+                    pipeline.zadd(timeline, {f"{prefix}{i}": due for i in numbers})
+                    pipeline.hset(payloads, mapping={f"{prefix}{i}": body(i) for i in numbers})
+                else:
+                    for i in numbers:
+                        pipeline.zadd(timeline, {f"{prefix}{i}": due})
+                        pipeline.hset(payloads, f"{prefix}{i}", body(i))
+                pipeline.zadd(KEYSPACE.heads, {topic: due}, lt=True)
                 return await pipeline.execute()
 
         return raw_pipeline

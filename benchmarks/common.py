@@ -116,9 +116,11 @@ def delete_namespace(client: redis.Redis) -> None:
 
 
 def delete_topic(client: redis.Redis, topic: str, namespace: Namespace = ONE_SHARD) -> None:
-    """Remove `topic`'s keys in every shard (one UNLINK per shard: a shard's keys share a slot)."""
+    """Remove `topic`'s keys in every shard (one UNLINK per shard: a shard's keys share a slot), and its entry in
+    each shard's heads index (which raw writers keep too)."""
     for keyspace in namespace.keyspaces:
         client.unlink(*keyspace.topic_keys(topic))
+        client.zrem(keyspace.heads, topic)
     if namespace.shards == 1:
         wait_lazyfree(client)  # A cluster client's INFO is per node; no cluster figure reads memory.
 

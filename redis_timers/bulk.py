@@ -11,18 +11,18 @@ from __future__ import annotations
 import dataclasses
 import datetime
 from collections.abc import Iterable
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
 import pydantic
 
 from redis_timers import scripts
-from redis_timers.errors import InvalidTimerError, TimersError
-from redis_timers.flows import check_mode, timer_write
+from redis_timers.errors import STOP_REQUESTS, InvalidTimerError, TimersError
+from redis_timers.flows import check_mode, computed_fields, timer_write
 from redis_timers.keys import Keyspace, Namespace
 from redis_timers.ops import Arg, ScriptCall
 from redis_timers.registry import HandlerRegistry
-from redis_timers.timing import ms_to_datetime
-from redis_timers.validation import check_timer_id
+from redis_timers.timing import delay_to_ms, instant_to_ms, ms_to_datetime
+from redis_timers.validation import MAX_TIMER_ID_BYTES, check_timer_id
 
 SetMode = Literal["replace", "keep", "earlier", "later"]
 
@@ -60,18 +60,22 @@ def located(error: TimersError, index: int) -> TimersError:
 
 
 @dataclasses.dataclass
+class _Topic:
+    """One topic's timers in one batch, in the call's order: their places in the call and their arguments."""
+
+    positions: list[int] = dataclasses.field(default_factory=list)
+    args: list[Arg] = dataclasses.field(default_factory=list)
+    """Per timer, what its script reads of it (`set_timers.lua`: id, payload, when; `remove_timers.lua`: id)."""
+
+
+@dataclasses.dataclass
 class _Batch:
     """One script call's timers: one shard's, grouped by topic (each topic's in the call's order)."""
 
     keyspace: Keyspace
-    topics: dict[str, list[tuple[int, tuple[Arg, ...]]]] = dataclasses.field(default_factory=dict)
+    topics: dict[str, _Topic] = dataclasses.field(default_factory=dict)
     count: int = 0
     size: int = 0
-
-    def add(self, position: int, topic: str, size: int, *args: Arg) -> None:
-        self.topics.setdefault(topic, []).append((position, args))
-        self.count += 1
-        self.size += size
 
     def keys(self) -> tuple[str, ...]:
         """Each topic's keys, then the shard's heads index (which the scripts keep up to date)."""
@@ -79,7 +83,7 @@ class _Batch:
 
     def positions(self) -> list[int]:
         """Each timer's index in the call, in the order the script sees the timers."""
-        return [position for timers in self.topics.values() for position, _ in timers]
+        return [position for timers in self.topics.values() for position in timers.positions]
 
     def timer_args(self, channels: bool) -> tuple[Arg, ...]:
         """Per topic: its channel (`channels`), its number of timers, and each timer's arguments."""
@@ -87,9 +91,8 @@ class _Batch:
         for topic, timers in self.topics.items():
             if channels:
                 args.append(self.keyspace.channel(topic))
-            args.append(len(timers))
-            for _, timer in timers:
-                args.extend(timer)
+            args.append(len(timers.positions))
+            args += timers.args
         return tuple(args)
 
 
@@ -100,17 +103,22 @@ class _Batcher:
         self.open: dict[int, _Batch] = {}
         self.closed: list[_Batch] = []
 
-    def batch_for(self, keyspace: Keyspace, size: int) -> _Batch:
+    def topic_for(self, keyspace: Keyspace, topic: str, size: int) -> _Topic:
+        """Where the next timer of `topic` in `keyspace`'s shard goes, `size` bytes of it counted."""
         batch = self.open.get(keyspace.shard)
-        if batch is not None and (batch.count >= MAX_BATCH_TIMERS or batch.size + size > MAX_BATCH_BYTES):
-            self.closed.append(batch)
-            batch = None
-        if batch is None:
+        if batch is None or batch.count >= MAX_BATCH_TIMERS or batch.size + size > MAX_BATCH_BYTES:
+            if batch is not None:
+                self.closed.append(batch)
             batch = self.open[keyspace.shard] = _Batch(keyspace)
-        return batch
+        batch.count += 1
+        batch.size += size
+        timers = batch.topics.get(topic)
+        if timers is None:
+            timers = batch.topics[topic] = _Topic()
+        return timers
 
     def batches(self) -> list[_Batch]:
-        return [batch for batch in (*self.closed, *self.open.values()) if batch.count]
+        return [*self.closed, *self.open.values()]
 
 
 def _records(items: Iterable[Any], record: type[tuple[Any, ...]], fields: str) -> list[Any]:
@@ -156,32 +164,88 @@ class SetBatches:
             for n in range(1, len(reply), 2):
                 position = positions[int(reply[n]) - 1]
                 due[position], written[position] = int(reply[n + 1]), False
+        # Timers set with one delay in one batch share their due time: each distinct one is converted once.
+        moments = {due_ms: ms_to_datetime(due_ms) for due_ms in set(due)}
         return [
-            SetResult(spec.topic, spec.timer_id, ms_to_datetime(due_ms), was_written)
-            for spec, due_ms, was_written in zip(self.specs, due, written)
+            SetResult(topic, timer_id, moments[due_ms], was_written)
+            for (topic, timer_id, *_), due_ms, was_written in zip(self.specs, due, written)
         ]
 
 
+FAST_ID_CHARS = MAX_TIMER_ID_BYTES // 4
+"""An ASCII id of at most this many characters is valid without encoding it (no character takes over 4 bytes)."""
+
+
 def set_batches(namespace: Namespace, registry: HandlerRegistry, items: Iterable[TimerSpec], mode: str) -> SetBatches:
-    """Every timer checked as `set_timer` checks it, then batched: bad input raises before anything is sent."""
+    """Every timer checked as `set_timer` checks it, then batched: bad input raises before anything is sent.
+
+    A call may hold a million timers, so each is checked inline, with a topic's schema, serializer and
+    validator looked up once per call, when it is of the usual types: a str topic and id, a payload of
+    exactly its topic's schema, a `timedelta` or a `datetime`. Any other timer, and any timer a check
+    refuses, goes through `flows.timer_write` (`set_timer`'s checks), which raises the error `set_timer`
+    would, in the same order of checks.
+    """
     check_mode(mode)
     specs: list[TimerSpec] = _records(items, TimerSpec, "topic, timer_id, payload, activation_period, activate_at")
     batcher = _Batcher()
-    for index, spec in enumerate(specs):
+    one_shard = namespace.keyspaces[0] if namespace.shards == 1 else None
+    schemas: dict[str, tuple[type[pydantic.BaseModel], Any, Any, set[str] | None]] = {}
+    delays: dict[datetime.timedelta, int] = {}
+    """Each delay's `when`: the timers of a call often share one."""
+    for index, (topic, timer_id, payload, activation_period, activate_at) in enumerate(specs):
         try:
-            keyspace, body, kind, milliseconds = timer_write(
-                namespace, registry, spec.topic, spec.timer_id, spec.payload, spec.activation_period, spec.activate_at
-            )
+            body = None
+            known = schemas.get(topic) if type(topic) is str else None
+            if known is not None and type(payload) is known[0]:
+                _, to_json, validate_json, exclude = known
+                if type(timer_id) is not str or not 0 < len(timer_id) <= FAST_ID_CHARS or not timer_id.isascii():
+                    check_timer_id(timer_id)
+                if activate_at is None and type(activation_period) is datetime.timedelta:
+                    when = delays.get(activation_period, 0)
+                    if not when:  # a `when` for a delay is below 0
+                        when = delays[activation_period] = -1 - delay_to_ms(activation_period)
+                elif activation_period is None and type(activate_at) is datetime.datetime:
+                    when = instant_to_ms(activate_at)
+                else:
+                    known = None  # both or neither: `timer_write` says which
+                if known is not None:
+                    # As `flows.payload_json`, which says why it must validate back; it raises the error if any.
+                    try:
+                        body = to_json(payload, by_alias=True, exclude=exclude)
+                        if type(validate_json(body)) is not type(payload):
+                            body = None
+                    except STOP_REQUESTS:
+                        raise
+                    except BaseException:
+                        body = None
+            if body is None:
+                keyspace, body, kind, milliseconds = timer_write(
+                    namespace, registry, topic, timer_id, payload, activation_period, activate_at
+                )
+                when = milliseconds if kind == "at" else -1 - milliseconds  # one argument where set_timer sends two
+                if type(topic) is str and topic not in schemas:
+                    schema: type[pydantic.BaseModel] = registry.find(topic).schema
+                    schemas[topic] = (
+                        schema,
+                        schema.__pydantic_serializer__.to_json,
+                        schema.__pydantic_validator__.validate_json,
+                        computed_fields(schema),
+                    )
+            else:
+                keyspace = one_shard or namespace.keyspace_for(topic, timer_id)
         except TimersError as error:
             raise located(error, index) from error
-        when = milliseconds if kind == "at" else -1 - milliseconds  # one argument where set_timer sends two
-        size = len(body) + len(spec.timer_id)
-        batcher.batch_for(keyspace, size).add(index, spec.topic, size, spec.timer_id, body, when)
+        timers = batcher.topic_for(keyspace, topic, len(body) + len(timer_id))
+        timers.positions.append(index)
+        timers.args += (timer_id, body, when)
     batches = batcher.batches()
     calls = [
         ScriptCall(scripts.SET_TIMERS, batch.keys(), (mode, *batch.timer_args(channels=True))) for batch in batches
     ]
-    whens = [[int(timer[2]) for timers in batch.topics.values() for _, timer in timers] for batch in batches]
+    # Each timer's `when`, the last of its three arguments: an int (`Arg` is wider).
+    whens = [
+        cast(list[int], [when for timers in batch.topics.values() for when in timers.args[2::3]]) for batch in batches
+    ]
     return SetBatches(calls, [batch.positions() for batch in batches], whens, specs)
 
 
@@ -219,10 +283,9 @@ def remove_batches(namespace: Namespace, registry: HandlerRegistry, items: Itera
             check_timer_id(ref.timer_id)
         except TimersError as error:
             raise located(error, index) from error
-        size = len(ref.timer_id)
-        batcher.batch_for(namespace.keyspace_for(ref.topic, ref.timer_id), size).add(
-            index, ref.topic, size, ref.timer_id
-        )
+        timers = batcher.topic_for(namespace.keyspace_for(ref.topic, ref.timer_id), ref.topic, len(ref.timer_id))
+        timers.positions.append(index)
+        timers.args.append(ref.timer_id)
     batches = batcher.batches()
     calls = [ScriptCall(scripts.REMOVE_TIMERS, batch.keys(), batch.timer_args(channels=False)) for batch in batches]
     return RemoveBatches(calls, [batch.positions() for batch in batches], len(refs))

@@ -64,7 +64,16 @@ class CommandFramer:
         return repr(value).encode()
 
     def bulk(self, value: Arg) -> bytes:
-        encoded = self.encode(value)
+        # The usual types first, as `encode` encodes them: a batch of `set_timers` frames thousands of values.
+        encoded: bytes
+        if type(value) is bytes:
+            encoded = value
+        elif type(value) is str:
+            encoded = value.encode(self._encoding, self._errors)
+        elif type(value) is int:
+            encoded = b"%d" % value
+        else:
+            encoded = self.encode(value)
         return b"$%d\r\n%s\r\n" % (len(encoded), encoded)
 
     def frame(self, prefix: tuple[str, ...], rest: Sequence[Arg]) -> bytes:

@@ -131,6 +131,12 @@ class SyncDriver:
     def _replies_each(self, calls: Sequence[ScriptCall]) -> list[Any]:
         """The replies of `calls`, sent at once: on a whole-pipeline failure, each node's share again on its own (see
         `routing.node_groups`), a call whose node cannot be reached or found getting that error as its reply."""
+        if self._lane is not None:
+            # A plain client's calls all go to its one server: on the lane's connection, framed by the lane (for a
+            # batch of `set_timers`, redis-py's framing cost more than the script's run).
+            taken, laned = self._lane.try_execute_all(tuple(map(lane_framing, calls)))
+            if taken:
+                return laned
         try:
             return self._pipeline_replies(calls)
         except CONNECTION_ERRORS as error:

@@ -396,3 +396,27 @@ def test_a_bulk_over_six_shards_of_a_cluster_lands_each_timer_in_its_shard(clust
     assert info is not None
     assert info.payload == Job(n=2999)
     assert timers.call("remove_timers", [TimerRef("jobs", item.timer_id) for item in items]) == [True] * 3000
+
+
+def test_replace_forgets_the_last_error_of_a_timer_set_again_among_new_ones(front: Front, shards: int) -> None:
+    """With "replace", a batch forgets errors only when it set a timer that was scheduled already (a new timer
+    has none on record): here one retried timer among 600 new ones, as `set_timer` would forget it."""
+
+    def fails(payload: Job, context: dict[str, Any]) -> None:
+        raise ValueError("first failure")
+
+    timers = jobs_timers(front, shards, fails, max_attempts=3, retry_backoff_seconds=3600)
+    timers.set_timer("jobs", "failed", Job(n=0), NOW)
+    timers.handle_ready_timers()
+    info = timers.get_timer("jobs", "failed")
+    assert info is not None
+    assert (info.attempts, info.last_error) == (1, "ValueError: first failure")
+
+    items = [TimerSpec("jobs", f"new{n}", Job(n=n), LATER) for n in range(600)]
+    results = timers.call("set_timers", [*items[:300], TimerSpec("jobs", "failed", Job(n=1), LATER), *items[300:]])
+
+    assert all(result.written for result in results)
+    info = timers.get_timer("jobs", "failed")
+    assert info is not None
+    assert (info.payload, info.attempts, info.last_error) == (Job(n=1), 0, None)
+    assert sum(timelines(front, shards, "jobs")) == 601

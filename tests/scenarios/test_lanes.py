@@ -224,6 +224,31 @@ def test_a_killed_idle_lane_connection_without_retries(front: Front) -> None:
     assert front.raw.hlen(PAYLOADS) == 1
 
 
+def test_bulk_calls_take_the_lane_and_survive_its_killed_connection(front: Front) -> None:
+    """`set_timers` and `remove_timers` send their batches on the lane too (its framing costs less than a
+    pipeline's), and like single calls go through the pool once the lane's connection was closed."""
+    name = "lane-victim"
+    timers = front.timers(spec("jobs", Job, ignore), client_kwargs={"client_name": name})
+    base = far_future(front)
+    timers.set_timer("jobs", "first", Job(n=1), activate_at=ms_to_datetime(base))
+    batch = [
+        redis_timers.TimerSpec("jobs", f"b{n}", Job(n=n), activate_at=ms_to_datetime(base + n)) for n in range(700)
+    ]
+
+    assert [result.written for result in timers.call("set_timers", batch)] == [True] * 700
+    # The script calls of both went on the one lane; the pool's connection only loaded the scripts.
+    lanes = [client for client in named_clients(front, name) if client["cmd"] == "evalsha"]
+    assert len(lanes) == 1
+    assert int(front.raw.client_kill_filter(_id=lanes[0]["id"])) == 1
+
+    assert timers.call("remove_timers", [redis_timers.TimerRef("jobs", f"b{n}") for n in range(350)]) == [True] * 350
+    assert [result.due_at for result in timers.call("set_timers", batch[:10])] == [
+        ms_to_datetime(base + n) for n in range(10)
+    ]
+    assert front.raw.zcard(TIMELINE) == 1 + 350 + 10
+    assert front.raw.hlen(PAYLOADS) == 1 + 350 + 10
+
+
 def test_connections_killed_between_calls_with_a_retry_policy(front: Front) -> None:
     """Every connection of the client killed before each call: the client's retry policy reconnects."""
     name = "lane-victim"

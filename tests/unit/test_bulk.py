@@ -7,6 +7,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 
 import redis_timers
@@ -53,7 +54,8 @@ def test_one_shard_is_cut_into_batches_of_at_most_500_timers_in_the_calls_order(
     assert (
         "arguments: the mode, then per topic its channel, its number of timers and, per timer, id, payload and when "
         "(a due time in ms, or -1 - delay for a delay in ms); sets each timer as `set_timer` does with that mode, "
-        "in order (with `replace`, each topic's timers in one ZADD, one HSET and one HDEL);" in PROTOCOL
+        "in order (with `replace`, each topic's timers in one ZADD and one HSET, and one HDEL of their errors "
+        "unless every timer was new);" in PROTOCOL
     )
     assert first.args[:6] == (
         "replace",
@@ -208,10 +210,98 @@ def test_the_benchmark_runs_bulk_alone_and_shows_it_beside_the_raw_pipeline_and_
     assert [len(chunk) for chunk in bulk_scenario.chunks(range(0, 2500))] == [1000, 1000, 500]
     results = Results()
     for front in ("async", "sync"):
-        for impl, value in (("library", 40_000.0), ("raw-pipeline", 20_000.0), ("one-at-a-time", 4_000.0)):
+        for impl, value in (
+            ("library", 40_000.0),
+            ("raw-pipeline", 20_000.0),
+            ("raw-variadic", 50_000.0),
+            ("one-at-a-time", 4_000.0),
+        ):
             results.add("bulk.rate", front, impl, value)
     machine = dict.fromkeys(("nproc", "cpu", "python", "redis_py", "server", "os", "date", "library"), "x")
     table = report.markdown(results, config, machine, 1.0, "cmd")
 
-    assert "| bulk | set_timers timers/s (raw: ZADD + HSET, one pipeline per 1,000) | 40,000 | 20,000 | 2.00 |" in table
+    assert (
+        "| bulk | set_timers timers/s (raw: ZADD + HSET per timer, heads, one pipeline per 1,000) | 40,000 | 20,000 | "
+        "2.00 |" in table
+    )
+    assert (
+        "| bulk | set_timers timers/s (raw: one ZADD + one HSET + heads per 1,000) | 40,000 | 50,000 | 0.80 |" in table
+    )
     assert "| bulk | set_timers timers/s (raw: set_timer one at a time) | 40,000 | 4,000 | 10.00 |" in table
+
+
+class Subclassed(Order):
+    """An `Order` of a subclass: valid for the topic (`isinstance`), but not of exactly its schema."""
+
+
+class IdText(str):
+    """A str subclass as an id or a topic."""
+
+
+class RefusesRoundTrip(pydantic.BaseModel):
+    """12 serializes as 13, which the validator refuses: its JSON never validates back."""
+
+    n: int
+
+    @pydantic.field_validator("n")
+    @classmethod
+    def refuse_13(cls, n: int) -> int:
+        if n == 13:
+            raise ValueError("13")
+        return n
+
+    @pydantic.field_serializer("n")
+    def twelve_as_13(self, n: int) -> int:
+        return 13 if n == 12 else n
+
+
+AT = datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)
+ODD_TIMERS = [
+    pytest.param(TimerSpec("orders", "a", Order(order_id=1), LATER), id="plain"),
+    pytest.param(TimerSpec("orders", "a", Order(order_id=1), activate_at=AT), id="at"),
+    pytest.param(TimerSpec("orders", "é" * 512, Order(order_id=1), LATER), id="non-ascii-at-the-limit"),
+    pytest.param(TimerSpec("orders", "é" * 513, Order(order_id=1), LATER), id="non-ascii-over-the-limit"),
+    pytest.param(TimerSpec("orders", "a" * 1025, Order(order_id=1), LATER), id="ascii-over-the-limit"),
+    pytest.param(TimerSpec("orders", "\ud800", Order(order_id=1), LATER), id="lone-surrogate"),
+    pytest.param(TimerSpec("orders", IdText("a"), Order(order_id=1), LATER), id="str-subclass-id"),
+    pytest.param(TimerSpec(IdText("orders"), "a", Order(order_id=1), LATER), id="str-subclass-topic"),
+    pytest.param(TimerSpec("orders", 7, Order(order_id=1), LATER), id="int-id"),  # type: ignore[arg-type]
+    pytest.param(TimerSpec("orders", "", Reminder(text="x"), LATER), id="bad-id-and-bad-payload"),
+    pytest.param(TimerSpec("orders", "a", Subclassed(order_id=1), LATER), id="subclass-payload"),
+    pytest.param(TimerSpec("orders", "a", Reminder(text="x"), LATER), id="other-schema"),
+    pytest.param(TimerSpec("orders", "a", Order(order_id=1)), id="neither"),
+    pytest.param(TimerSpec("orders", "a", Order(order_id=1), LATER, AT), id="both"),
+    pytest.param(TimerSpec("orders", "", Order(order_id=1)), id="bad-id-and-neither"),
+    pytest.param(TimerSpec("orders", "a", Order(order_id=1), -LATER), id="negative-delay"),
+    pytest.param(TimerSpec("orders", "a", Order(order_id=1), 5), id="int-delay"),  # type: ignore[arg-type]
+    pytest.param(TimerSpec("orders", "a", Order(order_id=1), activate_at=AT.replace(tzinfo=None)), id="naive"),
+    pytest.param(TimerSpec("checked", "a", RefusesRoundTrip(n=12), LATER), id="no-round-trip"),
+    pytest.param(TimerSpec("checked", "", RefusesRoundTrip(n=12), LATER), id="bad-id-and-no-round-trip"),
+    pytest.param(TimerSpec("checked", "a", RefusesRoundTrip(n=11), LATER), id="round-trip"),
+]
+
+
+@pytest.mark.parametrize("timer", ODD_TIMERS)
+def test_a_timer_after_others_of_its_topic_is_checked_as_set_timer_checks_it(timer: TimerSpec) -> None:
+    """The first timer of a topic goes through `set_timer`'s checks and later ones through the inline ones: the
+    same timer at either place is accepted with the same arguments, or refused with `set_timer`'s error."""
+    registry = make_registry()
+    router = redis_timers.sync.Router()
+    router.handler(topic="checked", schema=RefusesRoundTrip)(lambda payload, context: None)
+    registry.include(router)
+    first = TimerSpec(str(timer.topic), "first", Order(order_id=0), LATER)
+    if first.topic == "checked":
+        first = first._replace(payload=RefusesRoundTrip(n=1))
+    expected: Any = None
+    try:
+        expected = flows.set_timer_call(ONE, registry, *timer)
+    except Exception as error:  # whatever set_timer raises, set_timers must raise
+        refused = error
+    if expected is None:
+        with pytest.raises(type(refused)) as raised:
+            bulk.set_batches(ONE, registry, [first, timer], "replace")
+        assert str(raised.value) in (f"timer 1 of the call: {refused}", str(refused))
+        return
+    [call] = bulk.set_batches(ONE, registry, [first, timer], "replace").calls
+    timer_id, body, kind, milliseconds, _ = expected.args
+    assert call.args[-3:] == (timer_id, body, milliseconds if kind == "at" else -1 - milliseconds)
