@@ -1,12 +1,25 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import pytest
 import redis
 
 from redis_timers.cli.embedded import EmbeddedCluster, EmbeddedServer
 from redis_timers.routing import CLUSTER_CLIENTS_SINCE, version_tuple
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Captured output with a lone surrogate made printable: pytest-xdist sends each report to the main process as
+    UTF-8, and a worker's log of a handler's unprintable error (test_handler_quirks) would end the whole run."""
+    report = yield
+    report.sections = [
+        (title, text.encode("utf-8", "backslashreplace").decode("utf-8")) for title, text in report.sections
+    ]
+    return report
 
 
 @pytest.fixture(scope="session")

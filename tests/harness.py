@@ -56,8 +56,9 @@ DEFAULT_WAIT = 20.0
 PROTOCOL_VARIABLE = "TIMERS_TEST_PROTOCOL"
 """`2` or `3`: the RESP version of every client the harness gives the library, unless a test names one.
 
-Unset, clients speak redis-py's default (RESP3 from redis-py 8, RESP2 before). CI runs the scenario
-suite a second time with `TIMERS_TEST_PROTOCOL=2`, so every scenario is checked on both protocols.
+Unset, clients speak redis-py's default (RESP3 from redis-py 8, RESP2 before). CI runs the cluster tests
+on Python 3.10 with `TIMERS_TEST_PROTOCOL=2`, and every other scenario on redis-py 5.3 (RESP2 by default), so
+every scenario is checked on both protocols.
 """
 
 

@@ -1,6 +1,6 @@
 """Clients speaking RESP2 (`protocol=2`, redis-py's default before 8.0): every call works as on RESP3.
 
-The whole scenario suite runs on RESP2 too when `TIMERS_TEST_PROTOCOL=2` (CI does it); these tests
+Every scenario runs on RESP2 in CI too (`TIMERS_TEST_PROTOCOL=2`, or redis-py 5.3's default); these tests
 keep a RESP2 check in every run of the suite, whatever the installed redis-py's default.
 """
 
