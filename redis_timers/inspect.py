@@ -155,39 +155,14 @@ def counts_in_calls(
     window_ms: int = 0,
     overdue_ms: int = 0,
 ) -> Flow[list[Any]]:
-    """`counts_call`'s reply for all of `names`, in calls of at most `COMMANDS_PER_CALL` commands."""
+    """INSPECT_COUNTS' reply for all of `names`, in calls of at most `COMMANDS_PER_CALL` commands: each call counts
+    the timelines of its chunk of topics with the same arguments."""
+    arguments = (lowest, highest, bucket_ms, buckets, window_ms, overdue_ms)
 
     def call_for(chunk: Sequence[str], _: int) -> ScriptCall:
-        return counts_call(
-            keyspace,
-            chunk,
-            lowest,
-            highest,
-            bucket_ms=bucket_ms,
-            buckets=buckets,
-            window_ms=window_ms,
-            overdue_ms=overdue_ms,
-        )
+        return ScriptCall(scripts.INSPECT_COUNTS, tuple(keyspace.timeline(name) for name in chunk), arguments)
 
     return (yield from in_calls_of(max(1, COMMANDS_PER_CALL // (9 + buckets)), names, call_for))
-
-
-def counts_call(
-    keyspace: Keyspace,
-    names: Sequence[str],
-    lowest: str = "-inf",
-    highest: str = "+inf",
-    *,
-    bucket_ms: int = 0,
-    buckets: int = 0,
-    window_ms: int = 0,
-    overdue_ms: int = 0,
-) -> ScriptCall:
-    return ScriptCall(
-        scripts.INSPECT_COUNTS,
-        tuple(keyspace.timeline(name) for name in names),
-        (lowest, highest, bucket_ms, buckets, window_ms, overdue_ms),
-    )
 
 
 def range_call(

@@ -21,9 +21,12 @@ import datetime
 import functools
 import inspect
 import os
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar, cast
 
 import anyio
@@ -163,6 +166,28 @@ def wait_until(predicate: Callable[[], bool], timeout: float = DEFAULT_WAIT, int
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def worker_process(command: Sequence[str], cwd: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """A worker in a process of its own, its stderr kept for what it says on the way out; killed if the test
+    ends with it still running (a failed assertion), so that no worker outlives its test."""
+    worker = subprocess.Popen(list(command), cwd=cwd, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        yield worker
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(DEFAULT_WAIT)
+
+
+def stop_gracefully(worker: subprocess.Popen[str], timeout: float = DEFAULT_WAIT) -> str:
+    """SIGTERM `worker`; it exits 0 saying it stopped gracefully. Its stderr."""
+    worker.send_signal(signal.SIGTERM)
+    _, stderr = worker.communicate(timeout=timeout)
+    assert worker.returncode == 0, stderr
+    assert "stopped gracefully after SIGTERM" in stderr
+    return stderr
 
 
 def server_time_ms(client: redis.Redis) -> int:

@@ -179,7 +179,7 @@ def get(args: argparse.Namespace, out: TextIO) -> int:
     with open_timers(args, topic=args.topic) as timers:
         found = timers.get_timer(args.topic, args.timer_id)
     if found is None:
-        raise CommandFailed(f"no timer {render.shown(args.topic)}/{render.shown(args.timer_id)}", NOT_FOUND)
+        raise CommandFailed(f"no timer {named_timer(args)}", NOT_FOUND)
     fields = render.timer_json(found)
     emit(args, fields, lambda: "\n".join(f"{name}: {render.shown(str(value))}" for name, value in fields.items()), out)
     return OK
@@ -239,8 +239,18 @@ def confirm(args: argparse.Namespace, question: str | Callable[[], str]) -> None
         raise CommandFailed("nothing done", NOT_FOUND)
 
 
+def named_timer(args: argparse.Namespace) -> str:
+    """`topic/timer_id` of the command's arguments, as the terminal shows them."""
+    return f"{render.shown(args.topic)}/{render.shown(args.timer_id)}"
+
+
+def emit_done(args: argparse.Namespace, done: str, human: str, out: TextIO) -> None:
+    """What a command that acted on the one timer of its arguments did: `{..., done: true}` in JSON, else `human`."""
+    emit(args, {"topic": args.topic, "timer_id": args.timer_id, done: True}, lambda: human, out)
+
+
 def cancel(args: argparse.Namespace, out: TextIO) -> int:
-    named = f"{render.shown(args.topic)}/{render.shown(args.timer_id)}"
+    named = named_timer(args)
     with open_timers(args, topic=args.topic) as timers:
         try:
             found = timers.get_timer(args.topic, args.timer_id) is not None
@@ -251,8 +261,7 @@ def cancel(args: argparse.Namespace, out: TextIO) -> int:
         confirm(args, f"cancel timer {named}")
         if not timers.remove_timer(args.topic, args.timer_id):
             raise CommandFailed(f"no timer {named} (gone meanwhile)", NOT_FOUND)
-    as_json = {"topic": args.topic, "timer_id": args.timer_id, "cancelled": True}
-    emit(args, as_json, lambda: f"cancelled {named}", out)
+    emit_done(args, "cancelled", f"cancelled {named}", out)
     return OK
 
 
@@ -271,13 +280,12 @@ def dead(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def requeue(args: argparse.Namespace, out: TextIO) -> int:
-    named = f"{render.shown(args.topic)}/{render.shown(args.timer_id)}"
+    named = named_timer(args)
     with open_timers(args) as timers:
         confirm(args, f"requeue dead letter {named} (due now)")
         if not timers.requeue_dead_letter(args.topic, args.timer_id):
             raise CommandFailed(f"no dead letter {named}", NOT_FOUND)
-    as_json = {"topic": args.topic, "timer_id": args.timer_id, "requeued": True}
-    emit(args, as_json, lambda: f"requeued {named}, due now", out)
+    emit_done(args, "requeued", f"requeued {named}, due now", out)
     return OK
 
 

@@ -35,25 +35,27 @@ def _server_binary() -> str:
         ) from None
 
 
+def flushed_url(server: EmbeddedServer) -> str:
+    """`server`'s URL, its data flushed first (FLUSHALL): a clean keyspace for the test about to use it."""
+    client = redis.Redis.from_url(server.url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return server.url
+
+
 @pytest.fixture(scope="session")
 def timers_server() -> Iterator[EmbeddedServer]:
     """One embedded server for the session (`.url`, `.host`, `.port`)."""
-    server = EmbeddedServer(_server_binary())
-    try:
+    with EmbeddedServer(_server_binary()) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
 def timers_redis_url(timers_server: EmbeddedServer) -> str:
     """The server's URL, its data flushed before each test that uses it."""
-    client = redis.Redis.from_url(timers_server.url)
-    try:
-        client.flushall()
-    finally:
-        client.close()
-    return timers_server.url
+    return flushed_url(timers_server)
 
 
 @pytest.fixture

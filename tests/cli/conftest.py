@@ -4,6 +4,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 import redis
 
@@ -37,13 +38,18 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
     connection.close()
 
 
-@pytest.fixture
-def scheduler(client: redis.Redis) -> SyncTimers:
-    """Schedules and inspects the test apps' timers from the test process (its handler never runs)."""
+def scheduler_of(client: redis.Redis, topic: str, schema: type[pydantic.BaseModel]) -> SyncTimers:
+    """Schedules and inspects a test app's timers of `topic` from the test process (its handler never runs)."""
     router = Router()
 
-    @router.handler(topic=TOPIC, schema=Job)
-    def not_run_here(job: Job, context: dict[str, Any]) -> None:
+    @router.handler(topic=topic, schema=schema)
+    def not_run_here(job: Any, context: dict[str, Any]) -> None:
         raise AssertionError("the test process never handles timers")
 
     return SyncTimers(redis_client=client, routers=[router])
+
+
+@pytest.fixture
+def scheduler(client: redis.Redis) -> SyncTimers:
+    """Schedules and inspects the test apps' timers from the test process (its handler never runs)."""
+    return scheduler_of(client, TOPIC, Job)

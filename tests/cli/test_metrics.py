@@ -13,9 +13,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from redis_timers.cli.embedded import free_port
-from redis_timers.sync import Router
-from redis_timers.sync import Timers as SyncTimers
-from tests.cli.conftest import Spawn
+from tests.cli.conftest import Spawn, scheduler_of
 from tests.cli.metrics_app import TOPIC, FlakyJob
 from tests.cli.processes import ROOT
 from tests.harness import wait_until
@@ -41,13 +39,7 @@ def scrape(port: int) -> dict[tuple[str, str], float]:
 def test_worker_metrics_count_fired_retried_dead_lettered_and_lateness(
     spawn: Spawn, client: redis.Redis, redis_url: str, attribute: str
 ) -> None:
-    router = Router()
-
-    @router.handler(topic=TOPIC, schema=FlakyJob)
-    def not_run_here(job: FlakyJob, context: object) -> None:
-        raise AssertionError("the test process never handles timers")
-
-    scheduler = SyncTimers(redis_client=client, routers=[router])
+    scheduler = scheduler_of(client, TOPIC, FlakyJob)
     port = free_port()
     worker = spawn(
         "worker",
@@ -119,13 +111,7 @@ def test_metrics_port_beside_the_apps_own_prometheus_observer_counts_once(
     spawn: Spawn, client: redis.Redis, redis_url: str
 ) -> None:
     """The app already has a `PrometheusObserver` on the default registry: the CLI serves it, without a second one."""
-    router = Router()
-
-    @router.handler(topic=TOPIC, schema=FlakyJob)
-    def not_run_here(job: FlakyJob, context: object) -> None:
-        raise AssertionError("the test process never handles timers")
-
-    scheduler = SyncTimers(redis_client=client, routers=[router])
+    scheduler = scheduler_of(client, TOPIC, FlakyJob)
     port = free_port()
     args = ("tests.cli.metrics_app:observed_sync_timers", "--redis-url", redis_url, "--metrics-port", str(port))
     worker = spawn("worker", *args)

@@ -12,7 +12,6 @@ order 1 is cancelled, order 2, which would have been due earlier, must not be.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import redis
+
+from tests.harness import stop_gracefully, worker_process
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PAYMENT_SECONDS = "2"
@@ -83,12 +84,6 @@ def cancelled(store: redis.Redis) -> set[bytes | str]:
     return set(store.smembers(CANCELLED))
 
 
-def stop(worker: subprocess.Popen[str]) -> tuple[int, str]:
-    worker.send_signal(signal.SIGTERM)
-    _, stderr = worker.communicate(timeout=WAIT_SECONDS)
-    return worker.returncode, stderr
-
-
 def test_fastapi_app_runs_its_worker_in_its_lifespan(redis_url: str, store: redis.Redis) -> None:
     pytest.importorskip("fastapi", reason="installed with the `examples` dependency group")
     driver = (
@@ -103,22 +98,10 @@ def test_fastapi_app_runs_its_worker_in_its_lifespan(redis_url: str, store: redi
 def test_flask_views_schedule_and_a_worker_process_fires(redis_url: str, store: redis.Redis) -> None:
     pytest.importorskip("flask", reason="installed with the `examples` dependency group")
     env = environment(redis_url)
-    worker = subprocess.Popen(
-        ["redis-timers", "worker", "timers_app:timers"],
-        cwd=EXAMPLES / "flask_app",
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with worker_process(["redis-timers", "worker", "timers_app:timers"], EXAMPLES / "flask_app", env) as worker:
         driver = "import os\nfrom app import app\nclient = app.test_client()\n" + SCENARIO + WAIT_FOR_CANCELLATION
         assert "cancelled: order 1" in run_python(driver, EXAMPLES / "flask_app", env)
-        code, stderr = stop(worker)
-        assert code == 0, stderr
-        assert "stopped gracefully after SIGTERM" in stderr
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+        stop_gracefully(worker, WAIT_SECONDS)
     assert cancelled(store) == {b"1"}
 
 
@@ -126,22 +109,14 @@ def test_django_views_schedule_and_the_management_command_fires(redis_url: str, 
     pytest.importorskip("django", reason="installed with the `examples` dependency group")
     project = EXAMPLES / "django_project"
     env = environment(redis_url, DJANGO_SETTINGS_MODULE="shop.settings")
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "run_timers"], cwd=project, env=env, stderr=subprocess.PIPE, text=True
-    )
-    try:
+    with worker_process([sys.executable, "manage.py", "run_timers"], project, env) as worker:
         driver = (
             "import os\nimport django\ndjango.setup()\nfrom django.test import Client\nclient = Client()\n"
             + SCENARIO
             + WAIT_FOR_CANCELLATION
         )
         assert "cancelled: order 1" in run_python(driver, project, env)
-        code, stderr = stop(worker)
-        assert code == 0, stderr
-        assert "stopped gracefully after SIGTERM" in stderr
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+        stop_gracefully(worker, WAIT_SECONDS)
     assert cancelled(store) == {b"1"}
 
 
