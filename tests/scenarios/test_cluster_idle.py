@@ -13,8 +13,10 @@ from __future__ import annotations
 import datetime
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import redis
 
 from redis_timers import TimersSettings
 from redis_timers.slots import key_slot
@@ -94,10 +96,14 @@ def test_a_timer_whose_wake_up_was_lost_fires_within_one_interval(idle_front: Fr
 # -- a node that refuses the probe ---------------------------------------------------------------
 
 
+def cluster_command(node: redis.Redis, *args: str | int) -> Any:
+    return node.execute_command("CLUSTER", *args)  # type: ignore[no-untyped-call]
+
+
 def primary_of_slot(front: Front, slot: int) -> tuple[int, str]:
     """The index (in `front.nodes()`) and the node id of the primary that serves `slot`."""
     for index, node in enumerate(front.nodes()):
-        for line in str(node.execute_command("CLUSTER", "NODES")).splitlines():
+        for line in str(cluster_command(node, "NODES")).splitlines():
             fields = line.split()
             if "myself" not in fields[2]:
                 continue
@@ -134,9 +140,9 @@ def test_the_shards_of_a_node_that_refuses_the_probe_are_claimed_from_one_by_one
         with running(timers):
             listening(front)
             threading.Event().wait(interval)  # the first claims are done
-            source_id = str(source.execute_command("CLUSTER", "MYID"))
-            target.execute_command("CLUSTER", "SETSLOT", slots[moving], "IMPORTING", source_id)
-            source.execute_command("CLUSTER", "SETSLOT", slots[moving], "MIGRATING", target_id)
+            source_id = str(cluster_command(source, "MYID"))
+            cluster_command(target, "SETSLOT", slots[moving], "IMPORTING", source_id)
+            cluster_command(source, "SETSLOT", slots[moving], "MIGRATING", target_id)
             source.config_resetstat()
             old_version_set_timer(front, "jobs", timer_id, server_ms(front), Job(n=3))
             assert fired.arrives(1, timeout=interval + SLACK_SECONDS)
@@ -144,6 +150,29 @@ def test_the_shards_of_a_node_that_refuses_the_probe_are_claimed_from_one_by_one
         assert any(name in refused for name in ("errorstat_ASK", "errorstat_TRYAGAIN")), refused
     finally:
         for node in (source, target):
-            node.execute_command("CLUSTER", "SETSLOT", slots[moving], "STABLE")
+            cluster_command(node, "SETSLOT", slots[moving], "STABLE")
         front.close()
     assert fired.items == [3]
+
+
+@pytest.mark.parametrize("kind", FRONT_KINDS)
+def test_a_busy_workers_calls_ask_no_node_for_their_keys(cluster_url: str, kind: FrontKind) -> None:
+    # A cycle of several shards' calls goes as one cluster pipeline; the driver names each call's node, which it
+    # knows, so that redis-py's pipeline does not ask a node for the keys of each EVALSHA (COMMAND GETKEYS).
+    front = Front(kind, cluster_url, cluster=True, shards=CLUSTER_SHARDS)
+    fired: Recorder[int] = Recorder()
+    try:
+        timers = front.timers(
+            spec("jobs", Job, lambda payload, context: fired.record(payload.n)), settings=settings(CLUSTER_SHARDS)
+        )
+        for n in range(30):
+            timers.set_timer("jobs", f"job-{n}", Job(n=n), datetime.timedelta(0))
+        for node in front.nodes():
+            node.config_resetstat()
+        with running(timers):
+            fired.wait_for(30)
+        counts = [node.info("commandstats") for node in front.nodes()]
+    finally:
+        front.close()
+    assert sum(int(stats.get("cmdstat_evalsha", {}).get("calls", 0)) for stats in counts) >= CLUSTER_SHARDS
+    assert sum(int(stats.get("cmdstat_command|getkeys", {}).get("calls", 0)) for stats in counts) == 0
