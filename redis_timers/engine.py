@@ -371,8 +371,13 @@ class WorkerEngine:
         return self._probing and shard.probe_answers and now >= shard.safety_claim_at
 
     def _probe(self, now: float) -> Probe:
-        """A probe of every shard due its safety check (`_wanting`): the others have no call to make."""
-        self._probed = [self._shards[index] for index in self._wanting]
+        """A probe of every shard that has no call to make now, not only of those due their check (`_wanting`).
+
+        Each shard's interval runs from its last call, so shards drift apart as they get claim calls at other
+        times; probed apart, they would cost a call each per interval again. A shard probed early costs its node
+        nothing more (it is in that node's call anyway), and from then on they are checked together.
+        """
+        self._probed = [shard for shard in self._shards if now >= shard.paused_until and shard.probe_answers]
         self._probe_sent_at = now
         return Probe(probe.probe([shard.keyspace for shard in self._probed], self._topics))
 

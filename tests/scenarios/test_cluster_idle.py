@@ -57,11 +57,18 @@ def listening(front: Front) -> None:
 
 def test_an_idle_worker_sends_each_node_one_call_per_interval_whatever_its_shards(idle_front: Front) -> None:
     front = idle_front
-    timers = front.timers(spec("jobs", Job, lambda payload, context: None), settings=settings(front.shards))
+    fired: Recorder[int] = Recorder()
+    timers = front.timers(
+        spec("jobs", Job, lambda payload, context: fired.record(payload.n)), settings=settings(front.shards)
+    )
     timers.set_timer("jobs", "far", Job(n=0), datetime.timedelta(hours=1))
     with running(timers):
         listening(front)
         threading.Event().wait(INTERVAL_SECONDS * 2)  # the catch-up claim after subscribing lands first
+        # A timer fired mid-interval: its shard's calls (claim, then ack) come at other times than the others'.
+        timers.set_timer("jobs", "soon", Job(n=1), datetime.timedelta(seconds=INTERVAL_SECONDS / 3))
+        fired.wait_for(1)
+        threading.Event().wait(INTERVAL_SECONDS)  # the ack lands before the window
         for node in front.nodes():
             node.config_resetstat()
         threading.Event().wait(WINDOW_SECONDS)  # a measurement window, not a synchronisation
