@@ -19,7 +19,7 @@ no raw minimum on the cluster, whose layout is one slot.
 - idle: one library worker of each front end with nothing due, its safety interval shortened to the idle
   scenario's (`idle_interval_seconds`) and its legacy import out of reach: each primary's commands per interval
   (`INFO commandstats`, the parent's INFO and replicas' REPLCONF left out), as commands per second at the
-  default safety interval (`safety_wakeup_seconds`, 8 s).
+  default safety interval (`safety_wakeup_seconds`, 8 s), and the script calls (EVALSHA) among them per interval.
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def _idle(ctx: Context) -> None:
             elapsed = time.perf_counter() - opened
         finally:
             worker.stop()
-        per_interval = []
+        per_interval, scripts_per_interval = [], []
         for calls0, calls1 in zip(before, after):
             counted = sum(
                 count - calls0.get(name, 0)
@@ -158,11 +158,18 @@ def _idle(ctx: Context) -> None:
                 if name.split("|", 1)[0] not in IDLE_LEFT_OUT
             )
             per_interval.append(counted * interval / elapsed)
-        for index, commands in enumerate(per_interval):
+            # The round trips among them: script calls (the commands above include those the scripts run).
+            scripts_per_interval.append((calls1.get("evalsha", 0) - calls0.get("evalsha", 0)) * interval / elapsed)
+        for index, (commands, script_calls) in enumerate(zip(per_interval, scripts_per_interval)):
             rate = commands / idle.SAFETY.default_seconds
             ctx.results.add(f"cluster.idle.commands_per_s.{index}", front, "library", rate)
+            ctx.results.add(f"cluster.idle.script_calls_per_interval.{index}", front, "library", script_calls)
         shown = ", ".join(f"{commands:.2f}" for commands in per_interval)
-        ctx.progress(f"cluster idle {front}: commands per safety interval on each primary: {shown}")
+        scripts_shown = ", ".join(f"{script_calls:.2f}" for script_calls in scripts_per_interval)
+        ctx.progress(
+            f"cluster idle {front}: commands per safety interval on each primary: {shown}"
+            f" (script calls: {scripts_shown})"
+        )
     delete_topic(ctx.control, topic, ctx.namespace)
 
 

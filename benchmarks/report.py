@@ -305,6 +305,12 @@ def cluster_tables(results: Results, config: Config) -> list[str]:
         ("cluster.cpu_us", "server CPU µs per fired timer", micros, False),
         ("cluster.evalsha_us", "EVALSHA µs per fired timer (commandstats usec)", micros, False),
         ("cluster.idle.commands_per_s", "idle worker: Redis commands/s at the default intervals", per_second, False),
+        (
+            "cluster.idle.script_calls_per_interval",
+            "idle worker: script calls per safety interval",
+            per_second,
+            False,
+        ),
     ):
         for front in FRONTS:
             values = [results.median(f"{figure}.{index}", front, "library") for index in primaries]

@@ -18,7 +18,7 @@ from typing import Any
 
 import pydantic
 
-from redis_timers import codec, flows, legacy, scripts, server_errors, wire
+from redis_timers import codec, flows, legacy, probe, scripts, server_errors, wire
 from redis_timers.errors import STOP_REQUESTS, SettingsError
 from redis_timers.keys import Namespace
 from redis_timers.observe import Guarded
@@ -120,7 +120,15 @@ class Finished:
     error of one shard's call that the worker stops for (see `WorkerEngine.calls_answered`)."""
 
 
-Step = Cycle | Maintain | Wait | Finished
+@dataclasses.dataclass(frozen=True)
+class Probe:
+    """Drive this flow (an idle worker's safety check, one call per node: see `probe.py`), then report its
+    result to `probe_answered`, or the error that ended it to `probe_failed`."""
+
+    flow: Flow[list[probe.Outcome]]
+
+
+Step = Cycle | Maintain | Probe | Wait | Finished
 
 
 @dataclasses.dataclass(eq=False, slots=True)
@@ -206,6 +214,12 @@ class WorkerEngine:
         # the shard's next due time is: a lost notification then delays a timer by one interval at most.
         # A step that failed as a whole (the import, or a cycle none of whose calls could be sent) pauses every
         # shard; a call that failed alone pauses its shard alone (`ShardState.paused_until`).
+        # With several shards, a shard whose only reason for a call is that check is probed instead (`probe.py`):
+        # one read-only call per node for all of its shards, then claims from those with a timer due only. Not in
+        # a single pass, which claims from every shard until it is done.
+        self._probing = len(self._shards) > 1 and bool(self._topics) and not single_pass
+        self._probed: list[ShardState] = []  # the shards of the probe out now
+        self._probe_sent_at = 0.0
         self._failures = 0
         self._paused_until = 0.0
         self._imports = bool(self._topics) and settings.legacy_import
@@ -252,18 +266,29 @@ class WorkerEngine:
         self._plan_renewals(now)
         wanting = self._wanting
         wanting.clear()
-        settling = False
+        settling = needed = False
+        checks_due = 0  # shards whose only reason for a call is their safety check, when they are probed
         claiming = len(self._in_flight) < self.concurrency
         for shard in self._shards:
             if now < shard.paused_until:
                 continue
             if shard.pending:
                 settling = True
-            elif not (claiming and self._wants_claim(shard, now)):
+            elif not claiming:
                 continue
-            # A call that settles claims too, as with one shard: the round trip is made anyway.
+            elif self._wants_claim(shard, now):
+                needed = True
+            elif self._check_due(shard, now):
+                checks_due += 1
+            else:
+                continue
+            # A call that settles claims too, as with one shard: the round trip is made anyway. And a round trip
+            # made anyway does the safety checks due too (a call each, in the same round trip): a busy shard's
+            # calls must not hold back the others' checks.
             if claiming:
                 wanting.append(shard.index)
+        if checks_due and not (needed or settling):
+            return self._probe(now)
         if wanting or settling:
             gather_until = self._gather_until(now)
             if now < gather_until:
@@ -334,10 +359,59 @@ class WorkerEngine:
     def _wants_claim(self, shard: ShardState, now: float) -> bool:
         if self._single_pass and shard.pass_exhausted:
             return False
-        if shard.next_due is None or (self._topics and now >= shard.safety_claim_at):
+        if shard.next_due is None:
+            return True
+        if self._topics and now >= shard.safety_claim_at and not (self._probing and shard.probe_answers):
             return True
         server_now = shard.clock.server_now_ms(now)
         return server_now is not None and shard.next_due <= math.floor(server_now)
+
+    def _check_due(self, shard: ShardState, now: float) -> bool:
+        """Whether `shard` is due its safety check, and a probe makes it (see `_wants_claim`)."""
+        return self._probing and shard.probe_answers and now >= shard.safety_claim_at
+
+    def _probe(self, now: float) -> Probe:
+        """A probe of every shard that has no call to make now, not only of those due their check (`_wanting`).
+
+        Each shard's interval runs from its last call, so shards drift apart as they get claim calls at other
+        times; probed apart, they would cost a call each per interval again. A shard probed early costs its node
+        nothing more (it is in that node's call anyway), and from then on they are checked together.
+        """
+        self._probed = [shard for shard in self._shards if now >= shard.paused_until and shard.probe_answers]
+        self._probe_sent_at = now
+        return Probe(probe.probe([shard.keyspace for shard in self._probed], self._topics))
+
+    def probe_answered(self, outcomes: Sequence[probe.Outcome]) -> None:
+        """Each probed shard's outcome: a shard with a timer due is claimed from at once; one whose node refused
+        the probe gets its own claim call, as without the probe; the others' next check is an interval on."""
+        probed, self._probed = self._probed, []
+        next_check = self._probe_sent_at + self._settings.safety_wakeup_seconds
+        for shard, outcome in zip(probed, outcomes):
+            if isinstance(outcome, BaseException):
+                self._probe_refused(shard, outcome)
+                continue
+            shard.safety_claim_at = next_check
+            if outcome.due:
+                shard.next_due = None  # claim to learn it
+            else:
+                shard.next_due = math.inf if outcome.lowest is None else outcome.lowest
+
+    def probe_failed(self, error: BaseException) -> None:
+        """The probe as a whole failed (a node unreachable): each shard gets its own claim call, and those of a
+        node that is down back off alone (see `step_failed`)."""
+        probed, self._probed = self._probed, []
+        for shard in probed:
+            self._probe_refused(shard, error)
+
+    def _probe_refused(self, shard: ShardState, error: BaseException) -> None:
+        shard.probe_answers = False  # until its next claim call succeeds (`cycle_succeeded`)
+        if not server_errors.is_outage(error) and self._probing:
+            # A server that cannot run the probe (no script flags before Redis 7) never will: probe no more.
+            self._probing = False
+            logger.info(
+                "safety checks are one claim call per shard: the server refused the probe (%s)",
+                codec.describe_error(error),
+            )
 
     def _wait_seconds(self, now: float) -> float:
         wait = min(self._settings.safety_wakeup_seconds, self._renewal_wait(now), self._next_import_at - now)
@@ -481,6 +555,7 @@ class WorkerEngine:
             shard.next_due = None
             return []
         shard.registered = True
+        shard.probe_answers = True
         shard.safety_claim_at = received_at + self._settings.safety_wakeup_seconds
         shard.previous_record = shard.record
         shard.cycle_number += 1

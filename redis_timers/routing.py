@@ -88,6 +88,22 @@ def on_node(node: Any) -> dict[str, Any]:
     return {} if node is None else {"target_nodes": node}
 
 
+def pipeline_target(client: Any, op: ScriptCall | Command) -> dict[str, Any]:
+    """The keywords that send a script call queued on a blocking cluster client's pipeline to the node of its keys,
+    which we know; none for a plain client (or a slot the client cannot place, left to the pipeline to report).
+
+    Without them, redis-py 8's blocking cluster pipeline finds no routing policy for EVALSHA and asks a node for
+    the call's keys (`COMMAND GETKEYS`), a command more per call. The node is used for the first try only: a
+    redirection's retry routes the call by its keys again.
+    """
+    if not isinstance(op, ScriptCall) or getattr(client, "get_node_from_key", None) is None:
+        return {}
+    try:
+        return on_node(keys_node(client, (op,)))
+    except Exception:
+        return {}
+
+
 def listener_node(nodes: Sequence[Any], failures: int) -> Any:
     """The cluster node (of a client's known `nodes`) a worker's notification connection subscribes on, after
     `failures` failed attempts in a row: primaries first, each in turn by name.

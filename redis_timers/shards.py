@@ -50,6 +50,8 @@ class ShardState:
     cutoff: int | None = None
     """A single pass's end, on this shard's clock (see `WorkerEngine.cycle_succeeded`)."""
     pass_exhausted: bool = False
+    probe_answers: bool = True
+    """False once its node refused a probe (see `probe.py`): its safety checks are claim calls until one succeeds."""
     registered: bool = True
     """False once the shard answered that it does not have the worker's topic set: the next call registers it."""
     rotation: int = 0

@@ -20,7 +20,7 @@ import redis.exceptions
 from redis_timers import events, server_errors
 from redis_timers.aio.driver import AsyncDriver
 from redis_timers.aio.lane import CONNECTION_ERRORS, SERVER_REPLY_ERRORS
-from redis_timers.engine import Cycle, Finished, Maintain, Run, Wait, WorkerEngine
+from redis_timers.engine import Cycle, Finished, Maintain, Probe, Run, Wait, WorkerEngine
 from redis_timers.errors import REDIS_FAILURES, ShardLayoutError
 from redis_timers.registry import generator_result_error, is_async_callable
 from redis_timers.settings import TimersSettings
@@ -148,6 +148,11 @@ class AsyncWorker:
                 while len(self._runner_scopes) < engine.in_flight:
                     self._runner_scopes.append(anyio.CancelScope(shield=True))
                     tasks.start_soon(self._runner, self._runner_scopes[-1])
+            elif isinstance(step, Probe):
+                try:
+                    engine.probe_answered(await self._driver.drive(step.flow))
+                except REDIS_FAILURES as error:
+                    engine.probe_failed(error)
             elif isinstance(step, Maintain):
                 try:
                     engine.maintenance_done(await self._driver.drive(step.flow))

@@ -165,7 +165,9 @@ class SyncDriver:
         # calls may be sent again on a redirection (every script is safe to send twice); no WAIT goes this way.
         with self.client.pipeline(transaction=False) as pipeline:
             for op in ops:
-                pipeline.execute_command(*resp.utf8(op.command), **RAW_REPLY)
+                pipeline.execute_command(
+                    *resp.utf8(op.command), **RAW_REPLY, **routing.pipeline_target(self.client, op)
+                )
             replies: list[Any] = pipeline.execute(raise_on_error=False)
         return replies
 

@@ -13,7 +13,7 @@ from typing import Any
 import redis
 
 from redis_timers import events, server_errors
-from redis_timers.engine import Cycle, Finished, Maintain, Run, Wait, WorkerEngine
+from redis_timers.engine import Cycle, Finished, Maintain, Probe, Run, Wait, WorkerEngine
 from redis_timers.errors import REDIS_FAILURES
 from redis_timers.registry import awaitable_result_error, generator_result_error
 from redis_timers.settings import TimersSettings
@@ -137,6 +137,11 @@ class SyncWorker:
                 with self._runner_lock:
                     self._queue.extend(runs)
                     self._wake_a_runner()
+            elif isinstance(step, Probe):
+                try:
+                    engine.probe_answered(self._driver.drive(step.flow))
+                except REDIS_FAILURES as error:
+                    engine.probe_failed(error)
             elif isinstance(step, Maintain):
                 try:
                     engine.maintenance_done(self._driver.drive(step.flow))

@@ -1,58 +1,185 @@
-"""What an idle worker costs each primary of a cluster, per safety interval (docs/cluster.md, "Choosing N").
+"""What an idle worker costs each server, per safety interval (docs/cluster.md, "Choosing N"), and that its safety
+checks still find a timer whose wake-up was lost within one interval.
 
-Each shard gets its safety claim (one script call) once per `TIMERS_SAFETY_WAKEUP_SECONDS`, so a primary
-holding N/K of the shards gets N/K calls per interval, and the node of the worker's notification connection
-one `PING` more; a sync worker's cluster client also asks a node for each pipelined call's keys (`COMMAND
-GETKEYS`). Counted from `INFO commandstats` of each primary over a window of several (shortened)
-intervals; the counts at the window's edges may be off by one interval's worth.
+With several shards, an idle worker's safety check is one read-only probe per node for every shard it holds
+(`redis_timers/probe.py`), so each primary of a cluster (and a single server holding several shards) gets one
+script call per interval whatever N is, and the node of the worker's notification connection one `PING` more.
+Counted from `INFO commandstats` of each primary over a window of several (shortened) intervals; the counts at
+the window's edges may be off by one interval's worth.
 """
 
 from __future__ import annotations
 
 import datetime
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import redis
 
 from redis_timers import TimersSettings
-from tests.harness import FRONT_KINDS, Front, FrontKind, running, spec, wait_until
+from redis_timers.slots import key_slot
+from tests.harness import FRONT_KINDS, Front, FrontKind, Recorder, running, spec, wait_until
 from tests.scenarios.models import Job
+from tests.scenarios.test_heads import old_version_set_timer, server_ms
 
-SHARDS = 6
-PRIMARIES = 3
+CLUSTER_SHARDS = 6
+SERVER_SHARDS = 4
 INTERVAL_SECONDS = 0.5
 WINDOW_SECONDS = 3.0
-SETTINGS = TimersSettings(shards=SHARDS, safety_wakeup_seconds=INTERVAL_SECONDS, legacy_import=False)
+SLACK_SECONDS = 1.0
+"""How much later than one interval a lost wake-up's timer may fire: the claim's round trip on a loaded machine."""
+
+
+def settings(shards: int, interval: float = INTERVAL_SECONDS) -> TimersSettings:
+    return TimersSettings(shards=shards, safety_wakeup_seconds=interval, legacy_import=False)
+
+
+@pytest.fixture(params=[f"{kind}-{where}" for where in ("cluster", "server") for kind in FRONT_KINDS])
+def idle_front(request: pytest.FixtureRequest) -> Iterator[Front]:
+    """Both front ends, on the cluster (6 shards over 3 primaries) and on one server holding 4 shards."""
+    kind_name, _, where = request.param.partition("-")
+    kind: FrontKind = "sync" if kind_name == "sync" else "async"
+    if where == "cluster":
+        front = Front(kind, request.getfixturevalue("cluster_url"), cluster=True, shards=CLUSTER_SHARDS)
+    else:
+        front = Front(kind, request.getfixturevalue("redis_url"), shards=SERVER_SHARDS)
+    try:
+        yield front
+    finally:
+        front.close()
+
+
+def listening(front: Front) -> None:
+    wait_until(lambda: all(front.subscribers(channel) >= 1 for channel in front.wake_channels("jobs")))
+
+
+def test_an_idle_worker_sends_each_node_one_call_per_interval_whatever_its_shards(idle_front: Front) -> None:
+    front = idle_front
+    fired: Recorder[int] = Recorder()
+    timers = front.timers(
+        spec("jobs", Job, lambda payload, context: fired.record(payload.n)), settings=settings(front.shards)
+    )
+    timers.set_timer("jobs", "far", Job(n=0), datetime.timedelta(hours=1))
+    with running(timers):
+        listening(front)
+        threading.Event().wait(INTERVAL_SECONDS * 2)  # the catch-up claim after subscribing lands first
+        # A timer fired mid-interval: its shard's calls (claim, then ack) come at other times than the others'.
+        timers.set_timer("jobs", "soon", Job(n=1), datetime.timedelta(seconds=INTERVAL_SECONDS / 3))
+        fired.wait_for(1)
+        threading.Event().wait(INTERVAL_SECONDS)  # the ack lands before the window
+        for node in front.nodes():
+            node.config_resetstat()
+        threading.Event().wait(WINDOW_SECONDS)  # a measurement window, not a synchronisation
+        counts = [node.info("commandstats") for node in front.nodes()]
+    intervals = WINDOW_SECONDS / INTERVAL_SECONDS
+    for stats in counts:
+        script_calls = int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+        # One call per interval per node, give or take an interval's worth at each edge of the window.
+        assert abs(script_calls - intervals) <= 2, stats
+    pings = sum(int(stats.get("cmdstat_ping", {}).get("calls", 0)) for stats in counts)
+    assert pings <= intervals + 2  # the notification connection's, on one node
+    # No node is asked for a call's keys: the driver routes each call to the node it knows holds them.
+    assert sum(int(stats.get("cmdstat_command|getkeys", {}).get("calls", 0)) for stats in counts) == 0
+
+
+def test_a_timer_whose_wake_up_was_lost_fires_within_one_interval(idle_front: Front) -> None:
+    front = idle_front
+    interval = 1.0
+    fired: Recorder[int] = Recorder()
+    timers = front.timers(
+        spec("jobs", Job, lambda payload, context: fired.record(payload.n)), settings=settings(front.shards, interval)
+    )
+    with running(timers):
+        listening(front)
+        threading.Event().wait(interval)  # the worker's first claims are done: it sleeps on its safety interval
+        # Written as a process of an earlier version writes it: no wake-up, no heads index entry.
+        old_version_set_timer(front, "jobs", "lost", server_ms(front), Job(n=7))
+        assert fired.arrives(1, timeout=interval + SLACK_SECONDS)
+    assert fired.items == [7]
+
+
+# -- a node that refuses the probe ---------------------------------------------------------------
+
+
+def cluster_command(node: redis.Redis, *args: str | int) -> Any:
+    return node.execute_command("CLUSTER", *args)  # type: ignore[no-untyped-call]
+
+
+def primary_of_slot(front: Front, slot: int) -> tuple[int, str]:
+    """The index (in `front.nodes()`) and the node id of the primary that serves `slot`."""
+    for index, node in enumerate(front.nodes()):
+        for line in str(cluster_command(node, "NODES")).splitlines():
+            fields = line.split()
+            if "myself" not in fields[2]:
+                continue
+            for part in fields[8:]:
+                low, _, high = part.partition("-")
+                if low.isdigit() and int(low) <= slot <= int(high or low):
+                    return index, fields[0]
+    raise AssertionError(f"no primary serves slot {slot}")
 
 
 @pytest.mark.parametrize("kind", FRONT_KINDS)
-def test_an_idle_worker_sends_each_primary_one_safety_claim_per_shard_it_holds_per_interval(
+def test_the_shards_of_a_node_that_refuses_the_probe_are_claimed_from_one_by_one(
     cluster_url: str, kind: FrontKind
 ) -> None:
-    front = Front(kind, cluster_url, cluster=True, shards=SHARDS)
+    # A slot being moved away: its node answers a call naming its keys that are not there with ASK (or TRYAGAIN),
+    # so it refuses the probe of all of its shards. Their own claim calls still find a lost wake-up's timer.
+    front = Front(kind, cluster_url, cluster=True, shards=CLUSTER_SHARDS)
+    interval = 1.0
+    fired: Recorder[int] = Recorder()
+    keyspaces = front.namespace.keyspaces
+    slots = [key_slot(keyspace.tag[1:-1]) for keyspace in keyspaces]
+    owners = [primary_of_slot(front, slot) for slot in slots]
+    moving = 0
+    [beside] = [shard for shard in range(1, CLUSTER_SHARDS) if owners[shard][0] == owners[moving][0]]
+    source = front.nodes()[owners[moving][0]]
+    target_index, target_id = next(owner for owner in owners if owner[0] != owners[moving][0])
+    target = front.nodes()[target_index]
+    timer_id = next(f"lost-{n}" for n in range(10_000) if front.keyspace_for("jobs", f"lost-{n}").shard == beside)
     try:
-        timers = front.timers(spec("jobs", Job, lambda payload, context: None), settings=SETTINGS)
-        timers.set_timer("jobs", "far", Job(n=0), datetime.timedelta(hours=1))
+        timers = front.timers(
+            spec("jobs", Job, lambda payload, context: fired.record(payload.n)),
+            settings=settings(CLUSTER_SHARDS, interval),
+        )
         with running(timers):
-            wait_until(lambda: all(front.subscribers(channel) >= 1 for channel in front.wake_channels("jobs")))
-            threading.Event().wait(INTERVAL_SECONDS * 2)  # the catch-up claim after subscribing lands first
-            for node in front.nodes():
-                node.config_resetstat()
-            threading.Event().wait(WINDOW_SECONDS)  # a measurement window, not a synchronisation
-            counts = [node.info("commandstats") for node in front.nodes()]
-        intervals = WINDOW_SECONDS / INTERVAL_SECONDS
-        per_primary = SHARDS // PRIMARIES
-        for stats in counts:
-            script_calls = int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
-            # N/K calls per interval, give or take an interval's worth at each edge of the window.
-            assert abs(script_calls - per_primary * intervals) <= 2 * per_primary, stats
-        pings = sum(int(stats.get("cmdstat_ping", {}).get("calls", 0)) for stats in counts)
-        assert pings <= intervals + 2  # the notification connection's, on one node
-        key_lookups = sum(int(stats.get("cmdstat_command|getkeys", {}).get("calls", 0)) for stats in counts)
-        if kind == "sync":
-            # redis-py's sync cluster pipeline asks a node for the keys of every EVALSHA it routes.
-            assert abs(key_lookups - SHARDS * intervals) <= 2 * SHARDS
-        else:
-            assert key_lookups == 0
+            listening(front)
+            threading.Event().wait(interval)  # the first claims are done
+            source_id = str(cluster_command(source, "MYID"))
+            cluster_command(target, "SETSLOT", slots[moving], "IMPORTING", source_id)
+            cluster_command(source, "SETSLOT", slots[moving], "MIGRATING", target_id)
+            source.config_resetstat()
+            old_version_set_timer(front, "jobs", timer_id, server_ms(front), Job(n=3))
+            assert fired.arrives(1, timeout=interval + SLACK_SECONDS)
+            refused = source.info("errorstats")
+        assert any(name in refused for name in ("errorstat_ASK", "errorstat_TRYAGAIN")), refused
+    finally:
+        for node in (source, target):
+            cluster_command(node, "SETSLOT", slots[moving], "STABLE")
+        front.close()
+    assert fired.items == [3]
+
+
+@pytest.mark.parametrize("kind", FRONT_KINDS)
+def test_a_busy_workers_calls_ask_no_node_for_their_keys(cluster_url: str, kind: FrontKind) -> None:
+    # A cycle of several shards' calls goes as one cluster pipeline; the driver names each call's node, which it
+    # knows, so that redis-py's pipeline does not ask a node for the keys of each EVALSHA (COMMAND GETKEYS).
+    front = Front(kind, cluster_url, cluster=True, shards=CLUSTER_SHARDS)
+    fired: Recorder[int] = Recorder()
+    try:
+        timers = front.timers(
+            spec("jobs", Job, lambda payload, context: fired.record(payload.n)), settings=settings(CLUSTER_SHARDS)
+        )
+        for n in range(30):
+            timers.set_timer("jobs", f"job-{n}", Job(n=n), datetime.timedelta(0))
+        for node in front.nodes():
+            node.config_resetstat()
+        with running(timers):
+            fired.wait_for(30)
+        counts = [node.info("commandstats") for node in front.nodes()]
     finally:
         front.close()
+    assert sum(int(stats.get("cmdstat_evalsha", {}).get("calls", 0)) for stats in counts) >= CLUSTER_SHARDS
+    assert sum(int(stats.get("cmdstat_command|getkeys", {}).get("calls", 0)) for stats in counts) == 0

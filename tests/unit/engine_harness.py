@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis_timers.engine import Cycle, Maintain, Run, Step, Wait, WorkerEngine
+from redis_timers.engine import Cycle, Maintain, Probe, Run, Step, Wait, WorkerEngine
 from redis_timers.keys import Namespace
-from redis_timers.ops import Arg, ScriptCall
+from redis_timers.ops import Arg, NodeOf, OneConnection, ScriptCall
 from redis_timers.registry import HandlerRegistry
 from redis_timers.settings import TimersSettings
 from tests.unit.support import BASE_MS, FixedRandom, encode, make_registry, nothing_to_import
@@ -163,6 +163,48 @@ class Harness:
     def answer(self, now: float, outcomes: dict[int, list[Any] | BaseException]) -> list[Run]:
         """Report the outcome of each call of the cycle out now (as `shard_reply` builds them, or an error)."""
         return self.engine.calls_answered([outcomes[shard] for shard in sorted(outcomes)], now, now)
+
+    def probe(
+        self, now: float, heads: dict[int, int | BaseException | None], nodes: dict[int, str] | None = None
+    ) -> list[ScriptCall]:
+        """Serve the probe the next step must be: each shard's lowest score (None: empty), or its node's error;
+        shards on the nodes `nodes` names (one node for all by default). Returns the calls sent, one per node."""
+        step = self.step(now)
+        assert isinstance(step, Probe), step
+        calls: list[ScriptCall] = []
+        reply: Any = None
+        flow = step.flow
+        try:
+            op = flow.send(None)
+            while True:
+                if isinstance(op, NodeOf):
+                    [keyspace] = [ks for ks in self.namespace.keyspaces if str(op.call.keys[0]).startswith(ks.tag)]
+                    reply = (nodes or {}).get(keyspace.shard, "")
+                else:
+                    assert isinstance(op, OneConnection), op
+                    [call] = op.ops
+                    assert isinstance(call, ScriptCall)
+                    calls.append(call)
+                    per_shard = int(call.args[0])
+                    shards = [self.shard_of_key(str(key)) for key in call.args[1::per_shard]]
+                    errors = [heads[shard] for shard in shards if isinstance(heads[shard], BaseException)]
+                    if errors:
+                        reply = [errors[0]]
+                    else:
+                        reply = [
+                            [
+                                server_ms(now),
+                                *(b"" if heads[shard] is None else str(heads[shard]).encode() for shard in shards),
+                            ]
+                        ]
+                op = flow.send(reply)
+        except StopIteration as done:
+            self.engine.probe_answered(done.value)
+        return calls
+
+    def shard_of_key(self, key: str) -> int:
+        [keyspace] = [ks for ks in self.namespace.keyspaces if key.startswith(ks.tag + ":")]
+        return keyspace.shard
 
     def start(self, *claims: bytes, now: float = 0.0, next_due: int = -1, as_bytes: bool = False) -> list[Run]:
         """Maintenance, then a first cycle whose reply claims `claims`."""

@@ -508,32 +508,34 @@ def test_rearm_reclaims_every_shard() -> None:
     assert list(h.shard_calls(0.0)) == [0, 1, 2, 3]
 
 
-def test_an_idle_worker_sends_one_call_per_shard_per_safety_interval() -> None:
+def test_an_idle_worker_sends_one_probe_per_safety_interval_for_all_shards_of_a_server() -> None:
     h = sharded(safety_wakeup_seconds=8.0)
-    calls_sent = 0
-    now = 0.0
+    calls = h.shard_calls(0.0)
+    assert list(calls) == [0, 1, 2, 3]  # the first claim learns each shard's next due time
+    h.answer(0.0, {shard: idle(0.0) for shard in calls})
+    now, probes = 0.0, 0
     for _ in range(5):
-        calls = h.shard_calls(now)
-        assert list(calls) == [0, 1, 2, 3]
-        calls_sent += len(calls)
-        h.answer(now, {shard: idle(now) for shard in calls})
         wait = wait_seconds(h, now)
         assert wait == pytest.approx(8.0)
         now += wait
-    assert calls_sent == 5 * 4
+        probes += len(h.probe(now, dict.fromkeys(range(4))))
+    assert probes == 5  # one server holds every shard: one call per interval, not four
 
 
-def test_each_shard_keeps_its_own_safety_interval() -> None:
+def test_the_safety_checks_of_shards_claimed_at_other_times_fall_into_step() -> None:
     h = sharded(shards=2, safety_wakeup_seconds=8.0)
     h.shard_calls(0.0)
     h.answer(0.0, {0: idle(0.0), 1: shard_reply(0.0, next_due=server_ms(3.0))})
     assert list(h.shard_calls(3.0)) == [1]
     h.answer(3.0, {1: idle(3.0)})
 
-    assert wait_seconds(h, 3.0) == pytest.approx(5.0, abs=1e-3)
-    assert list(h.shard_calls(8.0)) == [0]
-    h.answer(8.0, {0: idle(8.0)})
-    assert list(h.shard_calls(11.0)) == [1]
+    assert wait_seconds(h, 3.0) == pytest.approx(5.0, abs=1e-3)  # shard 0's check is due first
+    # Shard 1's is 3 s away, but it joins the probe: checked apart, the shards would cost a call each per interval.
+    [call] = h.probe(8.0, {0: None, 1: None})
+    assert {h.shard_of_key(str(key)) for key in call.args[1:]} == {0, 1}
+    assert wait_seconds(h, 8.0) == pytest.approx(8.0, abs=1e-3)
+    [call] = h.probe(16.0, {0: None, 1: None})
+    assert {h.shard_of_key(str(key)) for key in call.args[1:]} == {0, 1}
 
 
 def test_one_shard_keeps_a_single_call_per_cycle() -> None:

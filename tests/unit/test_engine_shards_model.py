@@ -15,9 +15,9 @@ import hypothesis
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from redis_timers.engine import STOP_FLUSH_SECONDS, Cycle, Finished, Run, Wait
+from redis_timers.engine import STOP_FLUSH_SECONDS, Cycle, Finished, Probe, Run, Wait
 from redis_timers.errors import TimersConnectionError, TimersUnavailableError
-from redis_timers.ops import ScriptCall
+from redis_timers.ops import NodeOf, OneConnection, ScriptCall
 from redis_timers.retry import MAX_CYCLE_FAILURE_PAUSE_SECONDS
 from tests.unit.engine_harness import ORDERS, REMINDERS, Harness, asked, claim, server_ms, settlements, shard_reply
 
@@ -117,6 +117,9 @@ class ShardedEngineModel(RuleBasedStateMachine):
         if isinstance(step, Wait):
             assert 0.0 <= step.seconds <= max(self.h.settings.safety_wakeup_seconds, MAX_PAUSE, GRACE) + 1e-6
             return
+        if isinstance(step, Probe):
+            self.serve_probe(step, data, reachable)
+            return
         assert isinstance(step, Cycle)
         shards = [self.h.shard_of_call(call) for call in step.calls]
         assert shards == sorted(set(shards)), "at most one call per shard, in shard order"
@@ -150,6 +153,31 @@ class ShardedEngineModel(RuleBasedStateMachine):
             assert run.token not in self.claimed
             self.claimed[run.token] = run
             self.running[run.token] = run
+
+    def serve_probe(self, step: Probe, data: st.DataObject, reachable: bool) -> None:
+        """Two fake nodes (even and odd shards), each answering its probe or refusing it on its own; or none reached."""
+        flow = step.flow
+        reply: Any = None
+        try:
+            op = flow.send(None)
+            while True:
+                if isinstance(op, NodeOf):
+                    reply = f"node-{self.h.shard_of_key(str(op.call.keys[0])) % 2}"
+                else:
+                    assert isinstance(op, OneConnection)
+                    if not reachable:
+                        self.engine.probe_failed(TimersConnectionError("down"))
+                        return
+                    [call] = op.ops
+                    shards = [self.h.shard_of_key(str(key)) for key in call.args[1 :: int(call.args[0])]]
+                    if not data.draw(st.booleans(), label=f"node of shard {shards[0]} answers the probe"):
+                        reply = [TimersUnavailableError("TRYAGAIN Multiple keys request during rehashing of slot")]
+                    else:
+                        lowest = [min((item[0] for item in self.backlogs[shard]), default=None) for shard in shards]
+                        reply = [[server_ms(self.now), *(b"" if low is None else str(low).encode() for low in lowest)]]
+                op = flow.send(reply)
+        except StopIteration as done:
+            self.engine.probe_answered(done.value)
 
     def serve(self, shard: int, call: ScriptCall) -> list[Any]:
         """Run one shard's call on its fake server: settle, then claim what is due by the cutoff."""
