@@ -1,8 +1,9 @@
 """What `uv build` makes: a wheel and an sdist that carry the licence, the docs and the metadata pyproject.toml says,
 and a wheel that installs into a fresh environment as the README's Set-up says.
 
-Everything is installed offline, pinned to the versions of the environment running the tests, which `uv sync`
-put in uv's cache: no package index is asked.
+Everything is installed offline, pinned to the versions of the environment running the tests, from uv's cache: no
+package index is asked. `uv sync` puts the packages there; the index's pages of the runtime dependencies come from
+resolving the project once (`uv pip compile pyproject.toml`, which `.ci/run` does after `uv sync`).
 """
 
 from __future__ import annotations
