@@ -81,19 +81,11 @@ def _time_sync(url: str, topics: Mapping[BulkImpl, str], count: int) -> dict[Bul
             return lambda prefix, numbers: [
                 timers.set_timer(topic, f"{prefix}{i}", BenchPayload(due_ms=i), DELAY) for i in numbers
             ]
-        timeline, payloads = KEYSPACE.timeline(topic), KEYSPACE.payloads(topic)
 
         def raw_pipeline(prefix: str, numbers: Chunk) -> object:
             due = int(time.time() * 1000) + DELAY_MS
             pipeline = client.pipeline(transaction=False)
-            if impl == "raw-variadic":
-                pipeline.zadd(timeline, {f"{prefix}{i}": due for i in numbers})
-                pipeline.hset(payloads, mapping={f"{prefix}{i}": body(i) for i in numbers})
-            else:
-                for i in numbers:
-                    pipeline.zadd(timeline, {f"{prefix}{i}": due})
-                    pipeline.hset(payloads, f"{prefix}{i}", body(i))
-            pipeline.zadd(KEYSPACE.heads, {topic: due}, lt=True)
+            _queue_raw_writes(pipeline, impl, topic, prefix, numbers, due)
             return pipeline.execute()
 
         return raw_pipeline
@@ -129,19 +121,11 @@ async def _time_async(url: str, topics: Mapping[BulkImpl, str], count: int) -> d
                 return [await timers.set_timer(topic, f"{prefix}{i}", BenchPayload(due_ms=i), DELAY) for i in numbers]
 
             return one_at_a_time
-        timeline, payloads = KEYSPACE.timeline(topic), KEYSPACE.payloads(topic)
 
         async def raw_pipeline(prefix: str, numbers: Chunk) -> object:
             due = int(time.time() * 1000) + DELAY_MS
             async with client.pipeline(transaction=False) as pipeline:
-                if impl == "raw-variadic":
-                    pipeline.zadd(timeline, {f"{prefix}{i}": due for i in numbers})
-                    pipeline.hset(payloads, mapping={f"{prefix}{i}": body(i) for i in numbers})
-                else:
-                    for i in numbers:
-                        pipeline.zadd(timeline, {f"{prefix}{i}": due})
-                        pipeline.hset(payloads, f"{prefix}{i}", body(i))
-                pipeline.zadd(KEYSPACE.heads, {topic: due}, lt=True)
+                _queue_raw_writes(pipeline, impl, topic, prefix, numbers, due)
                 return await pipeline.execute()
 
         return raw_pipeline
@@ -176,3 +160,23 @@ def run(ctx: Context) -> None:
             ctx.progress(f"bulk #{rep + 1} {front}: {shown}")
     for topic in topics.values():
         delete_topic(ctx.control, topic)
+
+
+def _queue_raw_writes(
+    pipeline: redis.client.Pipeline | redis.asyncio.client.Pipeline,
+    impl: BulkImpl,
+    topic: str,
+    prefix: str,
+    numbers: Chunk,
+    due: int,
+) -> None:
+    """The raw minimum's writes of one batch, queued on either client's pipeline (queueing sends nothing)."""
+    timeline, payloads = KEYSPACE.timeline(topic), KEYSPACE.payloads(topic)
+    if impl == "raw-variadic":
+        pipeline.zadd(timeline, {f"{prefix}{i}": due for i in numbers})
+        pipeline.hset(payloads, mapping={f"{prefix}{i}": body(i) for i in numbers})
+    else:
+        for i in numbers:
+            pipeline.zadd(timeline, {f"{prefix}{i}": due})
+            pipeline.hset(payloads, f"{prefix}{i}", body(i))
+    pipeline.zadd(KEYSPACE.heads, {topic: due}, lt=True)
