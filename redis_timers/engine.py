@@ -220,6 +220,7 @@ class WorkerEngine:
         self._probing = len(self._shards) > 1 and bool(self._topics) and not single_pass
         self._probed: list[ShardState] = []  # the shards of the probe out now
         self._probe_sent_at = 0.0
+        self._probe_cursor = 0  # the first topic whose timelines the next probe reads (`probe.scanned`)
         self._failures = 0
         self._paused_until = 0.0
         self._imports = bool(self._topics) and settings.legacy_import
@@ -379,7 +380,9 @@ class WorkerEngine:
         """
         self._probed = [shard for shard in self._shards if now >= shard.paused_until and shard.probe_answers]
         self._probe_sent_at = now
-        return Probe(probe.probe([shard.keyspace for shard in self._probed], self._topics))
+        batch = probe.scanned(self._topics, self._probe_cursor)
+        self._probe_cursor = (self._probe_cursor + len(batch)) % len(self._topics)
+        return Probe(probe.probe([(shard.keyspace, shard.topic_set) for shard in self._probed], batch))
 
     def probe_answered(self, outcomes: Sequence[probe.Outcome]) -> None:
         """Each probed shard's outcome: a shard with a timer due is claimed from at once; one whose node refused
@@ -391,6 +394,7 @@ class WorkerEngine:
                 self._probe_refused(shard, outcome)
                 continue
             shard.safety_claim_at = next_check
+            shard.rebuild_heads = shard.rebuild_heads or outcome.rebuild
             if outcome.due:
                 shard.next_due = None  # claim to learn it
             else:
@@ -515,7 +519,8 @@ class WorkerEngine:
             shard.rotation,
             # The heads index is kept by every write script, but not by processes of earlier versions: once per
             # safety interval a call rebuilds the entries of our topics, so their timers fire within one interval.
-            self._repair_every_ms,
+            # Negative: rebuild them now whatever the schedule (a probe found a timeline due that the index is not).
+            -self._repair_every_ms if shard.rebuild_heads else self._repair_every_ms,
             b"".join([settlement.encoded for settlement in shard.sent]),
         ]
         if not shard.registered:
@@ -555,6 +560,7 @@ class WorkerEngine:
             shard.next_due = None
             return []
         shard.registered = True
+        shard.rebuild_heads = False
         shard.probe_answers = True
         shard.safety_claim_at = received_at + self._settings.safety_wakeup_seconds
         shard.previous_record = shard.record

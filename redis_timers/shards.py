@@ -52,6 +52,8 @@ class ShardState:
     pass_exhausted: bool = False
     probe_answers: bool = True
     """False once its node refused a probe (see `probe.py`): its safety checks are claim calls until one succeeds."""
+    rebuild_heads: bool = False
+    """A probe found a timeline due that the heads index is not: the next claim call rebuilds the index first."""
     registered: bool = True
     """False once the shard answered that it does not have the worker's topic set: the next call registers it."""
     rotation: int = 0

@@ -4,7 +4,7 @@
 --       ' repair' -> when its heads are next rebuilt; no topic holds a space, so the fields never collide).
 -- ARGV: lease_ms, claim_limit, cutoff ('' = now), channel_prefix, the shard's tag, rotation (which due topic to
 --       claim from first, for fairness), the safety interval in ms (how often the heads of the set's topics are
---       rebuilt), every settlement in one string, then '' or (to register the set) its number of topics and the
+--       rebuilt; negated: rebuild them in this call too), every settlement in one string, then '' or (to register the set) its number of topics and the
 --       topics in order.
 --       A settlement is '<kind><topic index>:<token>:<id length>:<id>', followed for 'r' (retry) by
 --       '<delay_ms>:<error length>:<error>' and for 'd' (dead letter) by '<error length>:<error>'.
@@ -31,6 +31,9 @@ local channel_prefix = ARGV[4]
 local tag = ARGV[5]
 local rotation = tonumber(ARGV[6])
 local repair_every_ms = tonumber(ARGV[7])
+-- Negative when the worker's probe found a timeline due that the index is not: rebuild now, not at the schedule.
+local repair_now = repair_every_ms < 0
+repair_every_ms = math.abs(repair_every_ms)
 local wire = ARGV[8]
 local dead, heads, topic_set = KEYS[1], KEYS[4], KEYS[5]
 -- Heads of topics of other workers a walk of the index steps over before it gives up on the index and looks at
@@ -79,7 +82,7 @@ local touched = {}
 -- Once per safety interval for the set (whichever of its workers' calls comes first; at once for a set registered
 -- anew), before claiming: the heads of every topic of the set, so that a timeline written by a process of an
 -- earlier version, which keeps no index, is in it within one interval.
-if now >= repair_at then
+if repair_now or now >= repair_at then
   redis.call('HSET', topic_set, ' repair', ms(now + repair_every_ms))
   local all = redis.call('HGETALL', topic_set)
   for j = 1, #all, 2 do

@@ -186,7 +186,7 @@ class Harness:
                     assert isinstance(call, ScriptCall)
                     calls.append(call)
                     per_shard = int(call.args[0])
-                    shards = [self.shard_of_key(str(key)) for key in call.args[1::per_shard]]
+                    shards = [self.shard_of_key(str(key)) for key in call.args[1 :: per_shard + 2]]
                     errors = [heads[shard] for shard in shards if isinstance(heads[shard], BaseException)]
                     if errors:
                         reply = [errors[0]]
@@ -194,7 +194,11 @@ class Harness:
                         reply = [
                             [
                                 server_ms(now),
-                                *(b"" if heads[shard] is None else str(heads[shard]).encode() for shard in shards),
+                                *(
+                                    part
+                                    for shard in shards
+                                    for part in (b"" if heads[shard] is None else str(heads[shard]).encode(), 0)
+                                ),
                             ]
                         ]
                 op = flow.send(reply)

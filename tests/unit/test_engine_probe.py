@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 import redis.exceptions
 
-from redis_timers import server_errors
+from redis_timers import probe, server_errors
 from redis_timers.engine import Cycle, Probe, Wait
 from redis_timers.errors import TimersConnectionError, TimersServerError
+from redis_timers.ops import NodeOf, OneConnection
 from tests.unit.engine_harness import ORDERS, Harness, claim, server_ms, shard_reply, wait_seconds
 
 INTERVAL = 8.0
@@ -37,8 +38,9 @@ def test_each_node_gets_one_probe_for_all_of_its_shards() -> None:
     calls = h.probe(INTERVAL, nothing(range(4)), NODES)
     by_node = [sorted({h.shard_of_key(str(key)) for key in call.args[1:]}) for call in calls]
     assert by_node == [[0, 2], [1, 3]]
-    # Every timeline of the worker's topics in each of them: a process of an earlier version keeps no heads index.
-    assert all(len(call.args) == 1 + 2 * len(h.registry.topics) for call in calls)
+    # Per shard its heads index, its topic set and the timelines of (at most `probe.SCAN_TOPICS` of) the worker's
+    # topics: a process of an earlier version keeps no heads index.
+    assert all(len(call.args) == 1 + 2 * (2 + len(h.registry.topics)) for call in calls)
     # One key declared, which routes the call: a cluster refuses declared keys of several slots.
     assert [call.keys for call in calls] == [call.args[1:2] for call in calls]
     assert isinstance(h.step(INTERVAL), Wait)
@@ -99,3 +101,32 @@ def test_one_shard_and_a_single_pass_claim_rather_than_probe() -> None:
     assert isinstance(h.step(INTERVAL), Cycle)
     single = Harness(shards=4, legacy_import=False, single_pass=True)
     assert isinstance(single.step(0.0), Cycle)
+
+
+def test_a_probe_reads_a_bounded_batch_of_timelines_the_next_batch_each_time() -> None:
+    topics = [f"t{n}" for n in range(probe.SCAN_TOPICS + 10)]
+    assert probe.scanned(topics, 0) == topics[: probe.SCAN_TOPICS]
+    assert probe.scanned(topics, probe.SCAN_TOPICS) == topics[probe.SCAN_TOPICS :] + topics[: probe.SCAN_TOPICS - 10]
+    assert probe.scanned(topics[:3], 2) == topics[:3]
+
+
+def test_a_timeline_due_that_the_index_is_not_makes_the_next_claim_rebuild_it() -> None:
+    h = idle_after_first_claims()
+    step = h.step(INTERVAL)
+    assert isinstance(step, Probe)
+    flow = step.flow
+    op = flow.send(None)
+    while isinstance(op, NodeOf):
+        op = flow.send("a:1")
+    assert isinstance(op, OneConnection)  # one node holds the four shards
+    reply = [server_ms(INTERVAL), b"", 0, str(server_ms(INTERVAL) - 5).encode(), 1, b"", 0, b"", 0]
+    with pytest.raises(StopIteration) as done:
+        flow.send([reply])
+    h.engine.probe_answered(done.value.value)
+    calls = h.shard_calls(INTERVAL)
+    assert list(calls) == [1]
+    assert calls[1].args[6] == -round(INTERVAL * 1000)  # negated: rebuild the index now
+    h.answer(INTERVAL, {1: shard_reply(INTERVAL)})
+    # Once: a claim found due by a later probe with nothing of the kind keeps the index's own schedule.
+    h.probe(2 * INTERVAL, {0: None, 1: server_ms(2 * INTERVAL) - 5, 2: None, 3: None})
+    assert h.shard_calls(2 * INTERVAL)[1].args[6] == round(INTERVAL * 1000)
