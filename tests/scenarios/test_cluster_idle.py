@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 import redis
 
-from redis_timers import TimersSettings
+from redis_timers import TimersSettings, probe
 from redis_timers.slots import key_slot
 from tests.harness import FRONT_KINDS, Front, FrontKind, Recorder, running, spec, wait_until
 from tests.scenarios.models import Job
+from tests.scenarios.test_efficiency import command_counts, reset_stats
 from tests.scenarios.test_heads import old_version_set_timer, server_ms
 
 CLUSTER_SHARDS = 6
@@ -197,3 +198,30 @@ def test_a_busy_workers_calls_ask_no_node_for_their_keys(cluster_url: str, kind:
         front.close()
     assert sum(int(stats.get("cmdstat_evalsha", {}).get("calls", 0)) for stats in counts) >= CLUSTER_SHARDS
     assert sum(int(stats.get("cmdstat_command|getkeys", {}).get("calls", 0)) for stats in counts) == 0
+
+
+# -- what a probe costs with many topics ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", FRONT_KINDS)
+def test_a_probe_costs_a_bounded_number_of_commands_with_5000_topics(redis_url: str, kind: FrontKind) -> None:
+    # 4 shards on one server: one probe call for all of them, sent as the worker sends it once its topics are
+    # registered (a single pass registers them on every shard), and counted on the server, inside the script.
+    names = [f"t{n}" for n in range(5000)]
+    front = Front(kind, redis_url, shards=SERVER_SHARDS)
+    try:
+        timers = front.timers(*(spec(name, Job, lambda payload, context: None) for name in names))
+        timers.handle_ready_timers()
+        keyspaces = front.namespace.keyspaces
+        calls = [
+            probe.shard_call(keyspace, keyspace.topic_set(names), probe.scanned(names, 0)) for keyspace in keyspaces
+        ]
+        call = probe.node_call(calls)
+        reset_stats(front)
+        reply = front.raw.eval(call.script.source, len(call.keys), *call.keys, *call.args)
+        counts = command_counts(front)
+    finally:
+        front.close()
+    assert [str(part) for part in reply[1:]] == ["", "0"] * SERVER_SHARDS  # nothing due, nothing to rebuild
+    # Per shard: the index's first page and the batch's timelines (`probe.SCAN_TOPICS`); it was one per topic.
+    assert counts.get("zrange", 0) <= SERVER_SHARDS * (probe.SCAN_TOPICS + 1), counts
