@@ -188,7 +188,7 @@ def test_a_timer_written_by_an_old_process_while_the_worker_runs_fires_within_on
         waited = time.monotonic() - written_at
     assert calls.items == [1, 3]
     # One interval for the repair, one for the safety claim's schedule to come round, and slack for a loaded machine.
-    assert waited < 2 * interval + 3
+    assert waited < interval + 0.5, waited
 
 
 def test_the_index_is_rebuilt_for_a_topic_set_registered_anew(front: Front) -> None:
