@@ -409,7 +409,8 @@ class WorkerEngine:
 
     def _probe_refused(self, shard: ShardState, error: BaseException) -> None:
         shard.probe_answers = False  # until its next claim call succeeds (`cycle_succeeded`)
-        if not server_errors.is_outage(error) and self._probing:
+        # A key that is not its node's is a slot map that trails a slot moved for good: the driver reads it again.
+        if not server_errors.is_outage(error) and not server_errors.names_a_moved_key(error) and self._probing:
             # A server that cannot run the probe (no script flags before Redis 7) never will: probe no more.
             self._probing = False
             logger.info(

@@ -80,6 +80,16 @@ def drops_connection(error: BaseException) -> bool:
     return issubclass(error_class(server_reply(error)), TimersUnavailableError)
 
 
+NON_LOCAL_KEY = "Script attempted to access a non local key"
+"""What a cluster node answers a script that names a key of a slot it does not serve: to a caller whose slot map
+is stale, as MOVED would be (the probe names keys of several slots, so no MOVED comes; see `probe.py`)."""
+
+
+def names_a_moved_key(error: BaseException) -> bool:
+    """Whether an error (a client's, or the typed one made of it) is a node's answer that a key is not its own."""
+    return NON_LOCAL_KEY in str(error)
+
+
 def is_outage(error: BaseException) -> bool:
     """Whether a failed call to Redis is worth making again later: unreachable, or a state that passes."""
     return isinstance(error, TimersConnectionError) or (isinstance(error, TimersServerError) and error.transient)

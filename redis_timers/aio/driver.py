@@ -107,7 +107,7 @@ class AsyncDriver:
                 await self._refresh_slots()
                 raise
             replies = [command.result for command in commands]
-            if any(isinstance(reply, (redis.exceptions.AskError, *CONNECTION_ERRORS)) for reply in replies):
+            if any(moved_or_lost(reply) for reply in replies):
                 await self._refresh_slots()  # MOVED, ASK or a lost node: the slot may be served elsewhere now
         return replies
 
@@ -222,3 +222,11 @@ class AsyncDriver:
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
             reply = await self.execute(op)
+
+
+def moved_or_lost(reply: Any) -> bool:
+    """Whether a reply says that its slot may be served elsewhere now: MOVED, ASK, a lost node, or a script's key
+    that the node does not serve (`server_errors.names_a_moved_key`)."""
+    if isinstance(reply, (redis.exceptions.AskError, *CONNECTION_ERRORS)):
+        return True
+    return isinstance(reply, redis.exceptions.ResponseError) and server_errors.names_a_moved_key(reply)

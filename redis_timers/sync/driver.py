@@ -97,8 +97,8 @@ class SyncDriver:
             except CONNECTION_ERRORS:
                 self._refresh_slots()
                 raise
-            if any(isinstance(reply, redis.exceptions.AskError) for reply in replies):
-                self._refresh_slots()  # MOVED or ASK: the slot is served elsewhere now
+            if any(moved_or_lost(reply) for reply in replies):
+                self._refresh_slots()  # MOVED, ASK or a key not the node's: the slot is served elsewhere now
         return replies
 
     def execute_each(self, calls: Sequence[ScriptCall]) -> list[Any]:
@@ -206,3 +206,11 @@ class SyncDriver:
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
             reply = self.execute(op)
+
+
+def moved_or_lost(reply: Any) -> bool:
+    """Whether a reply says that its slot is served elsewhere now: MOVED, ASK, or a script's key that the node does
+    not serve (`server_errors.names_a_moved_key`)."""
+    if isinstance(reply, redis.exceptions.AskError):
+        return True
+    return isinstance(reply, redis.exceptions.ResponseError) and server_errors.names_a_moved_key(reply)

@@ -225,3 +225,53 @@ def test_a_probe_costs_a_bounded_number_of_commands_with_5000_topics(redis_url: 
     assert [str(part) for part in reply[1:]] == ["", "0"] * SERVER_SHARDS  # nothing due, nothing to rebuild
     # Per shard: the index's first page and the batch's timelines (`probe.SCAN_TOPICS`); it was one per topic.
     assert counts.get("zrange", 0) <= SERVER_SHARDS * (probe.SCAN_TOPICS + 1), counts
+
+
+@pytest.mark.parametrize("kind", FRONT_KINDS)
+def test_a_slot_moved_for_good_under_a_stale_slot_map_does_not_stop_the_probe(
+    cluster_url: str, kind: FrontKind
+) -> None:
+    # The worker's slot map still names the old node, which answers its probe that a key is not its own: that
+    # interval its shards get claim calls, the slot map is read again, and the intervals after are probes again.
+    front = Front(kind, cluster_url, cluster=True, shards=CLUSTER_SHARDS)
+    interval = INTERVAL_SECONDS
+    keyspaces = front.namespace.keyspaces
+    slots = [key_slot(keyspace.tag[1:-1]) for keyspace in keyspaces]
+    owners = [primary_of_slot(front, slot) for slot in slots]
+    # Not the first shard of its node: that one's timeline is the key the probe declares, which gets MOVED.
+    moving = next(shard for shard in range(1, CLUSTER_SHARDS) if owners[shard][0] in {o[0] for o in owners[:shard]})
+    source_index = owners[moving][0]
+    source = front.nodes()[source_index]
+    target_index, target_id = next(owner for owner in owners if owner[0] != source_index)
+    target = front.nodes()[target_index]
+    source_id = str(cluster_command(source, "MYID"))
+    target_port = int(str(target.connection_pool.connection_kwargs["port"]))
+
+    def move(slot: int, frm: redis.Redis, to: redis.Redis, frm_id: str, to_id: str, port: int) -> None:
+        cluster_command(to, "SETSLOT", slot, "IMPORTING", frm_id)
+        cluster_command(frm, "SETSLOT", slot, "MIGRATING", to_id)
+        while keys := frm.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):  # type: ignore[no-untyped-call]
+            frm.execute_command("MIGRATE", "127.0.0.1", port, "", 0, 5000, "KEYS", *keys)  # type: ignore[no-untyped-call]
+        for node in front.nodes():
+            cluster_command(node, "SETSLOT", slot, "NODE", to_id)
+
+    source_port = int(str(source.connection_pool.connection_kwargs["port"]))
+    try:
+        timers = front.timers(spec("jobs", Job, lambda payload, context: None), settings=settings(CLUSTER_SHARDS))
+        with running(timers):
+            listening(front)
+            threading.Event().wait(interval)  # the first claims are done: the worker probes each interval
+            move(slots[moving], source, target, source_id, target_id, target_port)
+            threading.Event().wait(2 * interval)  # the interval whose probe is refused, and its claims
+            for node in front.nodes():
+                node.config_resetstat()
+            threading.Event().wait(WINDOW_SECONDS)
+            counts = [node.info("commandstats") for node in front.nodes()]
+    finally:
+        move(slots[moving], target, source, target_id, source_id, source_port)
+        front.close()
+    intervals = WINDOW_SECONDS / interval
+    for stats in counts:
+        script_calls = int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+        # Still one probe per interval per node: a claim call per shard would be 2 or 3 per interval on some.
+        assert script_calls <= intervals + 2, counts

@@ -63,7 +63,14 @@ def test_a_later_head_the_probe_reads_is_claimed_when_it_is_due() -> None:
     assert list(h.shard_calls(INTERVAL + 2.0)) == [0]
 
 
-@pytest.mark.parametrize("refusal", [MOVED, TimersConnectionError("Redis is unreachable: Connection refused")])
+NON_LOCAL = TimersServerError(
+    "ERR Script attempted to access a non local key in a cluster node script: probe, on @user_script:60."
+)
+
+
+@pytest.mark.parametrize(
+    "refusal", [MOVED, NON_LOCAL, TimersConnectionError("Redis is unreachable: Connection refused")]
+)
 def test_the_shards_of_a_node_that_fails_the_probe_get_their_own_claim_calls(refusal: BaseException) -> None:
     h = idle_after_first_claims()
     h.probe(INTERVAL, {0: refusal, 1: None, 2: refusal, 3: None}, NODES)
