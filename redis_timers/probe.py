@@ -15,8 +15,8 @@ Which node holds which shard is the driver's answer to `NodeOf` (its slot map; n
 client has one server, which holds them all). Each node's call goes on one connection of that node
 (`OneConnection`), since a cluster client would refuse, or look up, the keys of several slots. A node that
 refuses its call (a server without script flags, a slot moved since the slot map was read: MOVED, or the
-node's answer that a key is not its own) answers nothing for its shards: they get their own claim calls, as
-they did before the probe.
+node's answer that a key is not its own, on which the driver reads the slot map again) answers nothing for its
+shards: they get their own claim calls, as they did before the probe.
 """
 
 from __future__ import annotations
