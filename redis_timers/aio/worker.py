@@ -150,7 +150,8 @@ class AsyncWorker:
                     tasks.start_soon(self._runner, self._runner_scopes[-1])
             elif isinstance(step, Probe):
                 try:
-                    engine.probe_answered(await self._driver.drive(step.flow))
+                    outcomes = await self._driver.drive(step.flow)
+                    engine.probe_answered(outcomes, time.monotonic())
                 except REDIS_FAILURES as error:
                     engine.probe_failed(error)
             elif isinstance(step, Maintain):

@@ -139,7 +139,8 @@ class SyncWorker:
                     self._wake_a_runner()
             elif isinstance(step, Probe):
                 try:
-                    engine.probe_answered(self._driver.drive(step.flow))
+                    outcomes = self._driver.drive(step.flow)
+                    engine.probe_answered(outcomes, time.monotonic())
                 except REDIS_FAILURES as error:
                     engine.probe_failed(error)
             elif isinstance(step, Maintain):
