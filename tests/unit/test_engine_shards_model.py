@@ -169,12 +169,13 @@ class ShardedEngineModel(RuleBasedStateMachine):
                         self.engine.probe_failed(TimersConnectionError("down"))
                         return
                     [call] = op.ops
-                    shards = [self.h.shard_of_key(str(key)) for key in call.args[1 :: int(call.args[0])]]
+                    shards = [self.h.shard_of_key(str(key)) for key in call.args[1 :: int(call.args[0]) + 2]]
                     if not data.draw(st.booleans(), label=f"node of shard {shards[0]} answers the probe"):
                         reply = [TimersUnavailableError("TRYAGAIN Multiple keys request during rehashing of slot")]
                     else:
                         lowest = [min((item[0] for item in self.backlogs[shard]), default=None) for shard in shards]
-                        reply = [[server_ms(self.now), *(b"" if low is None else str(low).encode() for low in lowest)]]
+                        heads = [b"" if low is None else str(low).encode() for low in lowest]
+                        reply = [[server_ms(self.now), *(part for head in heads for part in (head, 0))]]
                 op = flow.send(reply)
         except StopIteration as done:
             self.engine.probe_answered(done.value)
