@@ -1,13 +1,43 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 import redis
 
-from redis_timers.cli.embedded import EmbeddedCluster, EmbeddedServer
+from redis_timers.cli.embedded import EmbeddedCluster, EmbeddedServer, use_ports
 from redis_timers.routing import CLUSTER_CLIENTS_SINCE, version_tuple
 from redis_timers.testing.plugin import flushed_url
+
+# Each pytest-xdist worker (gw0, gw1, ...; a run without xdist counts as gw0) starts its servers on ports of its own,
+# below Linux's ephemeral range (32768 and up), so that a port one worker has just freed (a killed cluster primary)
+# is never taken by another worker's new server while clients still aim at it.
+PORTS_PER_WORKER = 750
+FIRST_PORT = 20000
+WORKERS_WITH_OWN_PORTS = 16
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    if worker < WORKERS_WITH_OWN_PORTS:
+        first = FIRST_PORT + worker * PORTS_PER_WORKER
+        use_ports(range(first, first + PORTS_PER_WORKER))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport() -> Iterator[None]:
+    """Reports whose text cannot be UTF-8 encoded (a lone surrogate in a captured log, from a test of bad input) are
+    escaped: pytest-xdist sends every report from its worker as UTF-8, and one such character stops the run."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    report.sections = [(title, _utf8_safe(content)) for title, content in report.sections]
+    if report.longrepr is not None and _utf8_safe(str(report.longrepr)) != str(report.longrepr):
+        report.longrepr = _utf8_safe(str(report.longrepr))
+
+
+def _utf8_safe(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @pytest.fixture(scope="session")

