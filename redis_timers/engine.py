@@ -384,12 +384,9 @@ class WorkerEngine:
         self._probe_cursor = (self._probe_cursor + len(batch)) % len(self._topics)
         return Probe(probe.probe([(shard.keyspace, shard.topic_set) for shard in self._probed], batch))
 
-    def probe_answered(self, outcomes: Sequence[probe.Outcome], received_at: float | None = None) -> None:
+    def probe_answered(self, outcomes: Sequence[probe.Outcome]) -> None:
         """Each probed shard's outcome: a shard with a timer due is claimed from at once; one whose node refused
-        the probe gets its own claim call, as without the probe; the others' next check is an interval on.
-
-        `received_at`: when the last node's reply came; each node's time is then a sample of its shards' clocks
-        (an idle worker makes no other call to keep them), read between the probe's start and then."""
+        the probe gets its own claim call, as without the probe; the others' next check is an interval on."""
         probed, self._probed = self._probed, []
         next_check = self._probe_sent_at + self._settings.safety_wakeup_seconds
         for shard, outcome in zip(probed, outcomes):
@@ -397,8 +394,6 @@ class WorkerEngine:
                 self._probe_refused(shard, outcome)
                 continue
             shard.safety_claim_at = next_check
-            if received_at is not None:
-                shard.clock.observe(outcome.now_ms, self._probe_sent_at, received_at)
             shard.rebuild_heads = shard.rebuild_heads or outcome.rebuild
             if outcome.due:
                 shard.next_due = None  # claim to learn it

@@ -150,8 +150,7 @@ class AsyncWorker:
                     tasks.start_soon(self._runner, self._runner_scopes[-1])
             elif isinstance(step, Probe):
                 try:
-                    outcomes = await self._driver.drive(step.flow)
-                    engine.probe_answered(outcomes, time.monotonic())
+                    engine.probe_answered(await self._driver.drive(step.flow))
                 except REDIS_FAILURES as error:
                     engine.probe_failed(error)
             elif isinstance(step, Maintain):

@@ -139,8 +139,7 @@ class SyncWorker:
                     self._wake_a_runner()
             elif isinstance(step, Probe):
                 try:
-                    outcomes = self._driver.drive(step.flow)
-                    engine.probe_answered(outcomes, time.monotonic())
+                    engine.probe_answered(self._driver.drive(step.flow))
                 except REDIS_FAILURES as error:
                     engine.probe_failed(error)
             elif isinstance(step, Maintain):

@@ -137,21 +137,3 @@ def test_a_timeline_due_that_the_index_is_not_makes_the_next_claim_rebuild_it() 
     # Once: a claim found due by a later probe with nothing of the kind keeps the index's own schedule.
     h.probe(2 * INTERVAL, {0: None, 1: server_ms(2 * INTERVAL) - 5, 2: None, 3: None})
     assert h.shard_calls(2 * INTERVAL)[1].args[6] == round(INTERVAL * 1000)
-
-
-def test_a_probes_server_time_is_a_sample_of_its_shards_clocks() -> None:
-    # An idle worker makes no other call: without it, a clock that moved would keep its old offset for good.
-    h = idle_after_first_claims()
-    step = h.step(INTERVAL)
-    assert isinstance(step, Probe)
-    flow = step.flow
-    op = flow.send(None)
-    while isinstance(op, NodeOf):
-        op = flow.send("a:1")
-    moved_ms = server_ms(INTERVAL) + 60_000  # the server's clock is a minute ahead of what the worker knew
-    with pytest.raises(StopIteration) as done:
-        flow.send([[moved_ms, b"", 0, b"", 0, b"", 0, b"", 0]])
-    h.engine.probe_answered(done.value.value, INTERVAL)
-    for shard in range(4):
-        server_now = h.engine._shards[shard].clock.server_now_ms(INTERVAL)
-        assert server_now == pytest.approx(moved_ms + 0.5, abs=1.0)
