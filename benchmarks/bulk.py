@@ -7,7 +7,9 @@ minimum writes the same as one variadic ZADD, one HSET and the heads entry per b
 `set_timers` is given the same BATCH timers per call (it cuts them into its own batches per shard and pipelines
 those). One-at-a-time is `set_timer` called once per timer, as a loop over rows would. The four are measured
 in one loop, interleaved in slices, on one client per front end, each into a topic of its own, so that a burst
-of load elsewhere on the machine hits them all alike. Timers are due in an hour.
+of load elsewhere on the machine hits them all alike. Timers are due in an hour. Beside each rate, the client's
+CPU time per timer (this process's, every thread; the server is a process of its own), building the timers'
+arguments included: for the library, the `TimerSpec`s and their payloads, as an application would make them.
 """
 
 from __future__ import annotations
@@ -61,14 +63,18 @@ async def _async_noop(payload: BenchPayload, context: dict[str, object]) -> None
     pass
 
 
-def time_bulk(url: str, front: Front, topics: Mapping[BulkImpl, str], count: int) -> dict[BulkImpl, float]:
-    """Seconds each implementation took to write `count` timers into its topic."""
+Timings = dict[BulkImpl, tuple[float, float]]
+"""Per implementation, the wall-clock seconds and the client CPU seconds it took."""
+
+
+def time_bulk(url: str, front: Front, topics: Mapping[BulkImpl, str], count: int) -> Timings:
+    """Seconds (wall clock, client CPU) each implementation took to write `count` timers into its topic."""
     if front == "sync":
         return _time_sync(url, topics, count)
     return asyncio.run(_time_async(url, topics, count))
 
 
-def _time_sync(url: str, topics: Mapping[BulkImpl, str], count: int) -> dict[BulkImpl, float]:
+def _time_sync(url: str, topics: Mapping[BulkImpl, str], count: int) -> Timings:
     client = redis.Redis.from_url(url)
 
     def operation(impl: BulkImpl, topic: str) -> SyncOp:
@@ -92,21 +98,21 @@ def _time_sync(url: str, topics: Mapping[BulkImpl, str], count: int) -> dict[Bul
 
     try:
         operations = {impl: operation(impl, topic) for impl, topic in topics.items()}
-        totals = dict.fromkeys(operations, 0.0)
+        totals = dict.fromkeys(operations, (0.0, 0.0))
         for op in operations.values():
             op("w", range(10))  # untimed: script loads, the layout check, first-use costs
         for numbers in slices(count):
             for impl, op in operations.items():
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 for chunk in chunks(numbers):
                     op("b", chunk)
-                totals[impl] += time.perf_counter() - started
+                totals[impl] = _added(totals[impl], started, cpu_started)
         return totals
     finally:
         client.close()
 
 
-async def _time_async(url: str, topics: Mapping[BulkImpl, str], count: int) -> dict[BulkImpl, float]:
+async def _time_async(url: str, topics: Mapping[BulkImpl, str], count: int) -> Timings:
     client = redis.asyncio.Redis.from_url(url)
 
     def operation(impl: BulkImpl, topic: str) -> AsyncOp:
@@ -132,15 +138,15 @@ async def _time_async(url: str, topics: Mapping[BulkImpl, str], count: int) -> d
 
     try:
         operations = {impl: operation(impl, topic) for impl, topic in topics.items()}
-        totals = dict.fromkeys(operations, 0.0)
+        totals = dict.fromkeys(operations, (0.0, 0.0))
         for op in operations.values():
             await op("w", range(10))
         for numbers in slices(count):
             for impl, op in operations.items():
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 for chunk in chunks(numbers):
                     await op("b", chunk)
-                totals[impl] += time.perf_counter() - started
+                totals[impl] = _added(totals[impl], started, cpu_started)
         return totals
     finally:
         await client.aclose()
@@ -153,13 +159,23 @@ def run(ctx: Context) -> None:
         for front in FRONTS:
             for topic in topics.values():
                 delete_topic(ctx.control, topic)
-            seconds = time_bulk(ctx.url, front, topics, count)
+            timings = time_bulk(ctx.url, front, topics, count)
             for impl in BULK_IMPLS:
-                ctx.results.add("bulk.rate", front, impl, count / seconds[impl])
-            shown = ", ".join(f"{impl} {count / seconds[impl]:,.0f}/s" for impl in BULK_IMPLS)
+                seconds, cpu_seconds = timings[impl]
+                ctx.results.add("bulk.rate", front, impl, count / seconds)
+                ctx.results.add("bulk.client_cpu_us", front, impl, cpu_seconds * 1e6 / count)
+            shown = ", ".join(
+                f"{impl} {count / timings[impl][0]:,.0f}/s ({timings[impl][1] * 1e6 / count:.1f} µs CPU)"
+                for impl in BULK_IMPLS
+            )
             ctx.progress(f"bulk #{rep + 1} {front}: {shown}")
     for topic in topics.values():
         delete_topic(ctx.control, topic)
+
+
+def _added(total: tuple[float, float], started: float, cpu_started: float) -> tuple[float, float]:
+    """`total` plus the wall-clock and CPU time since `started` and `cpu_started`."""
+    return total[0] + time.perf_counter() - started, total[1] + time.process_time() - cpu_started
 
 
 def _queue_raw_writes(

@@ -100,6 +100,20 @@ def rows(config: Config) -> list[Row]:
             rate,
         ),
         Row("bulk", "set_timers timers/s (raw: set_timer one at a time)", "bulk.rate", "one-at-a-time", rate),
+        Row(
+            "bulk",
+            "set_timers client CPU µs per timer (raw: one ZADD + one HSET + heads per 1,000)",
+            "bulk.client_cpu_us",
+            "raw-variadic",
+            micros,
+        ),
+        Row(
+            "bulk",
+            "set_timers client CPU µs per timer (raw: set_timer one at a time)",
+            "bulk.client_cpu_us",
+            "one-at-a-time",
+            micros,
+        ),
     ]
     for processes in config.fanout:
         scenario = "drain" if processes == 1 else "fan-out"

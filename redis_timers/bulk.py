@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import operator
 from collections.abc import Iterable
 from typing import Any, Literal, NamedTuple, cast
 
@@ -102,9 +103,23 @@ class _Batcher:
     def __init__(self) -> None:
         self.open: dict[int, _Batch] = {}
         self.closed: list[_Batch] = []
+        self._last: tuple[Keyspace, str, _Batch, _Topic] | None = None
 
     def topic_for(self, keyspace: Keyspace, topic: str, size: int) -> _Topic:
         """Where the next timer of `topic` in `keyspace`'s shard goes, `size` bytes of it counted."""
+        # Most calls give one topic's timers in a row, on one shard: the last timer's place, if the batch has room.
+        last = self._last
+        if last is not None and last[0] is keyspace and last[1] == topic:
+            batch = last[2]
+            if batch.count < MAX_BATCH_TIMERS and batch.size + size <= MAX_BATCH_BYTES:
+                batch.count += 1
+                batch.size += size
+                return last[3]
+        timers = self._place(keyspace, topic, size)
+        self._last = (keyspace, topic, self.open[keyspace.shard], timers)
+        return timers
+
+    def _place(self, keyspace: Keyspace, topic: str, size: int) -> _Topic:
         batch = self.open.get(keyspace.shard)
         if batch is None or batch.count >= MAX_BATCH_TIMERS or batch.size + size > MAX_BATCH_BYTES:
             if batch is not None:
@@ -158,18 +173,24 @@ class SetBatches:
         due: list[int] = [0] * len(self.specs)
         written = [True] * len(self.specs)
         for positions, whens, reply in zip(self.positions, self.whens, replies):
-            now_up = int(reply[0])
+            start = int(reply[0]) - 1  # a delay's `when` is -1 - delay
             for position, when in zip(positions, whens):
-                due[position] = when if when >= 0 else now_up - 1 - when
+                due[position] = when if when >= 0 else start - when
             for n in range(1, len(reply), 2):
                 position = positions[int(reply[n]) - 1]
                 due[position], written[position] = int(reply[n + 1]), False
-        # Timers set with one delay in one batch share their due time: each distinct one is converted once.
+        # Timers set with one delay in one batch share their due time: each distinct one is converted once. The
+        # results are built by `map` over C iterators: a Python loop of a million constructor calls costs more.
         moments = {due_ms: ms_to_datetime(due_ms) for due_ms in set(due)}
-        return [
-            SetResult(topic, timer_id, moments[due_ms], was_written)
-            for (topic, timer_id, *_), due_ms, was_written in zip(self.specs, due, written)
-        ]
+        return list(
+            map(
+                SetResult._make,
+                zip(map(_TOPIC, self.specs), map(_TIMER_ID, self.specs), map(moments.__getitem__, due), written),
+            )
+        )
+
+
+_TOPIC, _TIMER_ID = operator.itemgetter(0), operator.itemgetter(1)
 
 
 FAST_ID_CHARS = MAX_TIMER_ID_BYTES // 4

@@ -129,7 +129,10 @@ class Lane:
             elif self._dropped:
                 await connection.connect()  # as in `try_execute`
             self._dropped = False
-            await connection.send_packed_command([self._framer.frame(prefix, rest) for prefix, rest in commands])
+            # Each call written as soon as it is framed (see sync/lane.py): the server runs it while the next is
+            # framed. A transport write goes out at once unless data is waiting already.
+            for index, (prefix, rest) in enumerate(commands):
+                await connection.send_packed_command([self._framer.frame(prefix, rest)], check_health=index == 0)
             replies: list[Any] = []
             for _ in commands:
                 try:

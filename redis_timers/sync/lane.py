@@ -120,7 +120,11 @@ class Lane:
             if self._dropped:
                 connection.connect()  # as in `try_execute`
                 self._dropped = False
-            connection.send_packed_command([self._framer.frame(prefix, rest) for prefix, rest in commands])
+            # Framed one by one as sent (`send_packed_command` writes each item as it gets it): the server runs a
+            # call while the next is framed, which is most of a `set_timers` batch's client time. Framing cannot
+            # fail part way for the callers' arguments (checked as UTF-8 strings, ints and bytes beforehand);
+            # were it to, the connection is dropped below, as after any failure mid-call.
+            connection.send_packed_command(self._framer.frame(prefix, rest) for prefix, rest in commands)
             replies: list[Any] = []
             for _ in commands:
                 try:

@@ -214,3 +214,22 @@ def test_a_lost_reply_of_a_pipeline_over_shards_holds_no_timer_for_a_lease(
     for key, fired_due, started in fired:
         assert started - fired_due < 1000, f"{key} fired {started - fired_due} ms late: held for a lease"
     assert len(calls) == 2
+
+
+def test_a_bulk_call_whose_first_batch_reply_is_lost_is_sent_again_and_every_timer_stands(
+    front: Front, proxy: ReplyLosingProxy
+) -> None:
+    """The lane writes each batch as soon as it is framed: a connection lost after the first batch ran (its reply
+    never came) sends the call again through the pool, and the call's results are each timer's."""
+    timers = front.timers(spec("jobs", Job, lambda payload, context: None), url=proxy.url)
+    later = datetime.timedelta(hours=1)
+    timers.call("set_timers", [("jobs", "warm-up", Job(n=0), later)])  # scripts loaded, layout checked
+    items = [("jobs", f"j{n}", Job(n=n), later) for n in range(1200)]  # three batches
+    proxy.lose_reply_containing(b"*1\r\n:")  # a batch's reply: its now, and no timer kept
+
+    results = timers.call("set_timers", items)
+
+    assert proxy.lost_reply.is_set()
+    assert [(result.timer_id, result.written) for result in results] == [(f"j{n}", True) for n in range(1200)]
+    assert front.raw.zcard("{timers}:timeline:jobs") == 1201
+    assert front.raw.hlen("{timers}:payloads:jobs") == 1201
