@@ -61,6 +61,8 @@ class SyncDriver:
                 self._load((op,))
                 return self._via_pool((*prefix, *op.args))
         except SERVER_REPLY_ERRORS as error:
+            if demoted(error):
+                self._refresh_if_cluster()
             raise server_errors.server_error(error) from error
         except CONNECTION_ERRORS as error:
             raise TimersConnectionError(f"Redis is unreachable: {error}") from error
@@ -122,6 +124,8 @@ class SyncDriver:
                 resent = self._replies_each([calls[index] for index in missing])
                 for index, reply in zip(missing, resent):
                     replies[index] = reply
+            if any(demoted(reply) for reply in replies):
+                self._refresh_if_cluster()
         except SERVER_REPLY_ERRORS as error:
             raise server_errors.server_error(error) from error
         except CONNECTION_ERRORS as error:
@@ -171,6 +175,11 @@ class SyncDriver:
             replies: list[Any] = pipeline.execute(raise_on_error=False)
         return replies
 
+    def _refresh_if_cluster(self) -> None:
+        """After a node answered READONLY: on a cluster client, read the slot map again (see `demoted`)."""
+        if routing.is_cluster_client(self.client):
+            self._refresh_slots()
+
     def _refresh_slots(self) -> None:
         """After a node of a cluster client failed a pipeline of its own: read the slot map again, so that the
         caller's retry goes to the slot's new node (the cluster client's own commands do this themselves)."""
@@ -209,8 +218,15 @@ class SyncDriver:
 
 
 def moved_or_lost(reply: Any) -> bool:
-    """Whether a reply says that its slot is served elsewhere now: MOVED, ASK, or a script's key that the node does
-    not serve (`server_errors.names_a_moved_key`)."""
-    if isinstance(reply, redis.exceptions.AskError):
+    """Whether a reply says that its slot is served elsewhere now: MOVED, ASK, READONLY (`demoted`), or a script's
+    key that the node does not serve (`server_errors.names_a_moved_key`)."""
+    if isinstance(reply, redis.exceptions.AskError) or demoted(reply):
         return True
     return isinstance(reply, redis.exceptions.ResponseError) and server_errors.names_a_moved_key(reply)
+
+
+def demoted(reply: Any) -> bool:
+    """Whether a reply is READONLY: its node was a primary and is a replica now (a failover). A cluster node answers
+    MOVED instead, except on a connection in READONLY mode (a cluster client that may read from replicas sends it on
+    every connection), which redis-py does not follow: the driver reads the slot map again itself."""
+    return isinstance(reply, redis.exceptions.ReadOnlyError)

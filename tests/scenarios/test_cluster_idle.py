@@ -56,8 +56,8 @@ def idle_front(request: pytest.FixtureRequest) -> Iterator[Front]:
         front.close()
 
 
-def listening(front: Front) -> None:
-    wait_until(lambda: all(front.subscribers(channel) >= 1 for channel in front.wake_channels("jobs")))
+def listening(front: Front, topic: str = "jobs") -> None:
+    wait_until(lambda: all(front.subscribers(channel) >= 1 for channel in front.wake_channels(topic)))
 
 
 def test_an_idle_worker_sends_each_node_one_call_per_interval_whatever_its_shards(idle_front: Front) -> None:
@@ -275,3 +275,34 @@ def test_a_slot_moved_for_good_under_a_stale_slot_map_does_not_stop_the_probe(
         script_calls = int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
         # Still one probe per interval per node: a claim call per shard would be 2 or 3 per interval on some.
         assert script_calls <= intervals + 2, counts
+
+
+# -- topics of every kind, more than one batch of them -------------------------------------------
+
+ODD_TOPICS = ["a{b}c", "x}:timeline:y", "{jobs}", "é€中", "w}", "{", "z" * 250]
+"""Topics that name keys oddly: braces (a hash tag's), the probe's own `}:timeline:` marker, non-ASCII, 250 bytes."""
+
+
+def test_timers_written_without_the_index_fire_within_one_interval_per_batch_of_topics(idle_front: Front) -> None:
+    # More topics than a probe reads the timelines of (`probe.SCAN_TOPICS`): the batch moves on at each probe, so
+    # a timer written without a wake-up or an index entry is found within ceil(topics / SCAN_TOPICS) probes.
+    front = idle_front
+    names = [f"t{n}" for n in range(probe.SCAN_TOPICS + 40)] + ODD_TOPICS
+    batches = -(-len(names) // probe.SCAN_TOPICS)
+    fired: Recorder[str] = Recorder()
+    timers = front.timers(
+        *(spec(name, Job, lambda payload, context: fired.record(payload.note)) for name in names),
+        settings=settings(front.shards),
+    )
+    chosen = [*ODD_TOPICS, names[0], names[probe.SCAN_TOPICS], names[-len(ODD_TOPICS) - 1]]
+    timer_id = "an id {with} }:timeline: é and spaces"
+    with running(timers):
+        listening(front, names[0])
+        threading.Event().wait(INTERVAL_SECONDS * 2)  # the first claims are done: the worker probes each interval
+        written_at = time.monotonic()
+        for topic in chosen:
+            old_version_set_timer(front, topic, timer_id, server_ms(front), Job(n=0, note=topic))
+        fired.wait_for(len(chosen), timeout=batches * INTERVAL_SECONDS + 3 * SLACK_SECONDS)
+        waited = time.monotonic() - written_at
+    assert sorted(fired.items) == sorted(chosen)
+    assert waited < batches * INTERVAL_SECONDS + SLACK_SECONDS, waited

@@ -41,10 +41,13 @@ def heads_drift(front: Front) -> dict[str, tuple[Any, Any]]:
 
 
 def old_version_set_timer(front: Front, topic: str, timer_id: str, due_ms: int, payload: Job) -> None:
-    """What `set_timer` of the release before the index writes: the timeline and the payload, no index entry."""
+    """What `set_timer` of the release before the index writes: the timeline and the payload, no index entry.
+
+    The payload first: that release wrote both in one script, and a worker that claimed the timeline's entry between
+    two separate writes would find no payload and dead-letter the timer."""
     keyspace = front.keyspace_for(topic, timer_id)
-    front.raw.zadd(keyspace.timeline(topic), {timer_id: due_ms})
     front.raw.hset(keyspace.payloads(topic), timer_id, payload.model_dump_json())
+    front.raw.zadd(keyspace.timeline(topic), {timer_id: due_ms})
 
 
 def server_ms(front: Front) -> int:
