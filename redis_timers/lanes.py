@@ -63,3 +63,16 @@ class HandBack:
         while self.queue:
             taken.append(self.queue.popleft())
         return taken
+
+
+def unread_replies(count: int) -> list[Any]:
+    """What stands for the last `count` replies of several commands when the connection closed before they were read.
+
+    redis-py files a few error replies (LOADING, a refused password) under connection errors and closes the
+    connection as it raises them: the replies after one are lost with the connection, and reading on would fail
+    on a closed socket. The error reply itself was read in full and stays the answer to its command, so a
+    caller that raises the first failure (as `set_timers` and the worker do) raises that one. The commands
+    whose replies are lost may have run: each is a connection error, which every caller treats as a call whose
+    outcome is unknown (every script is safe to send twice).
+    """
+    return [ConnectionError("the connection closed after an earlier reply")] * count

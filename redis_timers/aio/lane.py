@@ -19,7 +19,7 @@ import redis.asyncio
 import redis.exceptions
 
 from redis_timers import server_errors
-from redis_timers.lanes import HandBack, lane_pool
+from redis_timers.lanes import HandBack, lane_pool, unread_replies
 from redis_timers.ops import Arg
 from redis_timers.resp import CommandFramer
 
@@ -139,6 +139,12 @@ class Lane:
                     replies.append(await connection.read_response(disable_decoding=True))
                 except SERVER_REPLY_ERRORS as error:
                     replies.append(error)
+                    if isinstance(error, redis.exceptions.ConnectionError):
+                        break  # redis-py closed the connection as it raised this reply: see `unread_replies`
+            if len(replies) < len(commands):
+                replies += unread_replies(len(commands) - len(replies))
+                await self._drop(connection)
+                return True, replies
             if any(server_errors.drops_connection(reply) for reply in replies if isinstance(reply, BaseException)):
                 await self._drop(connection)  # as in `try_execute`
                 return True, replies

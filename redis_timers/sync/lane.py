@@ -26,7 +26,7 @@ import redis
 import redis.exceptions
 
 from redis_timers import server_errors
-from redis_timers.lanes import HandBack, lane_pool
+from redis_timers.lanes import HandBack, lane_pool, unread_replies
 from redis_timers.ops import Arg
 from redis_timers.resp import CommandFramer
 
@@ -131,6 +131,12 @@ class Lane:
                     replies.append(connection.read_response(disable_decoding=True))
                 except SERVER_REPLY_ERRORS as error:
                     replies.append(error)
+                    if isinstance(error, redis.exceptions.ConnectionError):
+                        break  # redis-py closed the connection as it raised this reply: see `unread_replies`
+            if len(replies) < len(commands):
+                replies += unread_replies(len(commands) - len(replies))
+                self._drop(connection)
+                return True, replies
             if any(server_errors.drops_connection(reply) for reply in replies if isinstance(reply, BaseException)):
                 self._drop(connection)  # as in `try_execute`
                 return True, replies
