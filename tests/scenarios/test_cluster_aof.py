@@ -24,23 +24,12 @@ from redis_timers.keys import shard_of
 from tests.conftest import skip_without_cluster_clients
 from tests.harness import FRONT_KINDS, Front, FrontKind, spec, wait_until
 from tests.scenarios.models import Job
-from tests.scenarios.test_durable import has_waitaof, replica_paused
+from tests.scenarios.test_durable import aof_ready, has_waitaof, replica_paused
 
 LATER = datetime.timedelta(hours=1)
 AOF_ALWAYS = ("--appendonly", "yes", "--appendfsync", "always")
 SHARDS = 6
 SETTINGS = TimersSettings(shards=SHARDS, durable_timeout_seconds=5.0)
-
-
-def aof_ready(node: redis.Redis) -> bool:
-    """AOF on and no rewrite under way: a replica rewrites its AOF after its first sync, and reports no sync
-    offset until that is done."""
-    persistence = node.info("persistence")
-    return (
-        int(persistence["aof_enabled"]) == 1
-        and int(persistence["aof_rewrite_in_progress"]) == 0
-        and int(persistence["aof_rewrite_scheduled"]) == 0
-    )
 
 
 @pytest.fixture(scope="module")

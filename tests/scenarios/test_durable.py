@@ -315,6 +315,17 @@ def both_replicas_online(primary: redis.Redis) -> bool:
     return int(info.get("connected_slaves", 0)) == 2 and online == ["online", "online"]
 
 
+def aof_ready(node: redis.Redis) -> bool:
+    """AOF on and no rewrite under way: a replica rewrites its AOF after its first sync, and reports no sync
+    offset until that is done."""
+    persistence = node.info("persistence")
+    return (
+        int(persistence["aof_enabled"]) == 1
+        and int(persistence["aof_rewrite_in_progress"]) == 0
+        and int(persistence["aof_rewrite_scheduled"]) == 0
+    )
+
+
 @pytest.fixture(scope="module")
 def aof_replicated() -> Iterator[EmbeddedServer]:
     """A primary with AOF on and two replicas: one with AOF on, one with it off. Yields the primary."""
@@ -322,16 +333,21 @@ def aof_replicated() -> Iterator[EmbeddedServer]:
     with EmbeddedServer(extra_args=(*fast_sync, *AOF_ALWAYS)) as primary:
         replica_of = ("--replicaof", primary.host, str(primary.port))
         with (
-            EmbeddedServer(extra_args=(*fast_sync, *AOF_ALWAYS, *replica_of)),
+            EmbeddedServer(extra_args=(*fast_sync, *AOF_ALWAYS, *replica_of)) as aof_replica,
             EmbeddedServer(extra_args=(*fast_sync, *replica_of)),
         ):
             client = redis.Redis(host=primary.host, port=primary.port)
+            replica = redis.Redis(host=aof_replica.host, port=aof_replica.port)
             try:
                 if not has_waitaof(client):
                     pytest.skip("this server has no WAITAOF (Redis 7.0)")
                 wait_until(lambda: both_replicas_online(client))
+                # The first durable write of a test right after this timed out in CI (the AOF replica confirmed
+                # it after 0.3 s): wait for the replica's rewrite after its first sync, as the cluster's do.
+                wait_until(lambda: aof_ready(replica))
             finally:
                 client.close()
+                replica.close()
             yield primary
 
 
