@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -22,10 +21,15 @@ from redis_timers import (
 )
 from redis_timers.cli.embedded import EmbeddedServer
 from redis_timers.keys import Namespace
-from tests.harness import FRONT_KINDS, Front, FrontKind, Recorder, spec, wait_until
-from tests.scenarios import servers
+from tests.harness import Front, Recorder, spec, wait_until
+from tests.scenarios import servers, test_server_states
 from tests.scenarios.models import Job
 from tests.scenarios.test_server_states import STATES, warned_about
+
+server = test_server_states.server
+"""One server that each state of `STATES` can be entered on, for each test."""
+front = test_server_states.front
+"""Both front ends over `server`."""
 
 LATER = datetime.timedelta(hours=1)
 SHARDS = 4
@@ -34,22 +38,6 @@ NAMESPACE = Namespace("timers", SHARDS)
 
 def no_op(payload: Any, context: dict[str, Any]) -> None:
     pass
-
-
-@pytest.fixture
-def server() -> Iterator[EmbeddedServer]:
-    with servers.state_server() as started:
-        yield started
-
-
-@pytest.fixture(params=FRONT_KINDS)
-def front(request: pytest.FixtureRequest, server: EmbeddedServer) -> Iterator[Front]:
-    kind: FrontKind = request.param
-    built = Front(kind, server.url)
-    try:
-        yield built
-    finally:
-        built.close()
 
 
 def written(front: Front) -> int:

@@ -127,5 +127,5 @@ def test_an_input_that_raises_mid_iteration_writes_nothing(front: Front) -> None
     with pytest.raises(LookupError, match="the source failed"):
         timers.call("set_timers", items())
     with pytest.raises(LookupError, match="the source failed"):
-        timers.call("remove_timers", (TimerRef(item.timer_id and "jobs", item.timer_id) for item in items()))
+        timers.call("remove_timers", (TimerRef("jobs", item.timer_id) for item in items()))
     assert state(front) == before
