@@ -64,9 +64,15 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, Config]:
         action="store_false",
         help="library workers look for the original library's timers only when they start, not every 60 s",
     )
+    parser.add_argument(
+        "--no-freeze-gc",
+        dest="freeze_gc",
+        action="store_false",
+        help="worker processes keep their start-up heap in the garbage collector's reach (TIMERS_FREEZE_GC=0)",
+    )
     args = parser.parse_args(argv)
     config = Config.quick() if args.quick else Config()
-    changes: dict[str, object] = {"legacy_import": args.legacy_import}
+    changes: dict[str, object] = {"legacy_import": args.legacy_import, "freeze_gc": args.freeze_gc}
     for name in (
         "repeat",
         "window_repeat",
@@ -102,7 +108,9 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, Config]:
 
 def run(url: str, config: Config, json_path: Path, command: str) -> int:
     started = time.monotonic()
-    pool = WorkerPool(url, max(config.fanout), None if config.legacy_import else LEGACY_IMPORT_OFF)
+    pool = WorkerPool(
+        url, max(config.fanout), None if config.legacy_import else LEGACY_IMPORT_OFF, freeze_gc=config.freeze_gc
+    )
     ctx = Context(url, config, pool)
     try:
         delete_namespace(ctx.control)

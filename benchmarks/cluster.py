@@ -191,7 +191,13 @@ def run(ctx: Context) -> None:
     started = time.monotonic()
     with EmbeddedCluster(primaries=CLUSTER_PRIMARIES, replicas=0) as cluster:
         nodes = tuple(redis.Redis(host=node.host, port=node.port, socket_timeout=60) for node in cluster.primaries)
-        pool = WorkerPool(cluster.url, max(ctx.config.fanout), library_options, cluster_shards=CLUSTER_SHARDS)
+        pool = WorkerPool(
+            cluster.url,
+            max(ctx.config.fanout),
+            library_options,
+            cluster_shards=CLUSTER_SHARDS,
+            freeze_gc=ctx.config.freeze_gc,
+        )
         cluster_ctx = Context(
             cluster.url,
             ctx.config,

@@ -51,6 +51,8 @@ class Config:
     seed: int = 1
     legacy_import: bool = True
     """False (`--no-legacy-import`): library workers run with LEGACY_IMPORT_OFF."""
+    freeze_gc: bool = True
+    """Worker processes freeze their start-up heap, as `TIMERS_FREEZE_GC=1` does (`--no-freeze-gc`: they don't)."""
 
     @classmethod
     def quick(cls) -> Config:

@@ -131,6 +131,8 @@ def measure(
         ("max_ms", summary.max_ms),
         ("min_ms", summary.min_ms),
         ("clock_uncertainty_ms", tolerance),
+        ("full_collections", float(report["full_collections"])),
+        ("longest_full_collection_ms", float(report["longest_full_collection_ms"])),
     ):
         ctx.results.add(f"{figures}.{name}", front, label or impl, value)
     for half, early in summary.early.items():
@@ -138,7 +140,8 @@ def measure(
     shown = ", ".join(f"{early} early ({half})" for half, early in summary.early.items())
     ctx.progress(
         f"{figures} {front} {label or impl}: p50 {summary.p50_ms:.2f} ms, "
-        f"p99 {summary.p99_ms:.2f} ms, max {summary.max_ms:.2f} ms, {shown}"
+        f"p99 {summary.p99_ms:.2f} ms, max {summary.max_ms:.2f} ms, {shown}, "
+        f"{report['full_collections']} full collection(s) (longest {report['longest_full_collection_ms']:.1f} ms)"
     )
 
 

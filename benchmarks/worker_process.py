@@ -1,6 +1,6 @@
 """A benchmark worker process, driven by the parent over stdin and stdout.
 
-    python -m benchmarks.worker_process --url URL [--cluster --shards N]
+    python -m benchmarks.worker_process --url URL [--cluster --shards N] [--freeze-gc]
 
 Each round runs one worker of one kind: `library` runs `Timers.run_forever` of the async or
 the sync front end with a no-op handler; `raw` runs the raw minimum's poller
@@ -10,7 +10,11 @@ run on an event loop that lives in a thread of its own for the life of the proce
 one `redis.asyncio` client; sync rounds run in a thread with one `redis.Redis` client. Both
 clients stay connected between rounds, so no measured round pays for connecting. With `--cluster`, URL names
 a node of a Redis Cluster, both clients are cluster clients, library workers run over a namespace of N shards,
-and there is no raw round (the raw minimum's layout is one slot).
+and there is no raw round (the raw minimum's layout is one slot). With `--freeze-gc`, the process freezes its
+start-up heap once, before `ready` (`heap.freeze_heap`, what `TIMERS_FREEZE_GC=1` has `run_forever` do), for
+rounds of every kind alike: a full collection of that heap holds the GIL for about 30 ms, late for any timer due
+meanwhile, and how often one comes depends on how much the round allocates, not on what it is measured against.
+Every round counts the full collections that ran during it and the longest.
 
 Protocol, one line each way:
     child  -> ready                                  connected, scripts loaded
@@ -20,6 +24,7 @@ Protocol, one line each way:
                                                      library a TimersSettings field, for raw `poll_sleep`
     parent -> stop                                   stop it (run_forever returns / the poller ends)
     child  -> stopped JSON                           {"handled", "offset_ms", "offset_error_ms", "cpu_seconds",
+                                                      "full_collections", "longest_full_collection_ms",
                                                       "records"?}
     parent -> exit, or end of input                  the child exits
 """
@@ -30,6 +35,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import dataclasses
+import gc
 import json
 import sys
 import threading
@@ -44,11 +50,31 @@ import redis.cluster
 
 from benchmarks import raw
 from benchmarks.common import KEYSPACE, RAW_POLL_SLEEP, SETTINGS, BenchPayload, LatenessPayload, clock_offset_ms
-from redis_timers import Router
+from redis_timers import Router, heap
 from redis_timers import Timers as AsyncTimers
 from redis_timers.sync import Timers as SyncTimers
 
 STOP_TIMEOUT = 60.0
+
+
+class FullCollections:
+    """The garbage collector's full (oldest-generation) passes: how many ran, and how long each held the GIL."""
+
+    def __init__(self) -> None:
+        self.durations_ms: list[float] = []
+        self._started = 0.0
+        gc.callbacks.append(self._observe)
+
+    def _observe(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] < 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.durations_ms.append((time.perf_counter() - self._started) * 1000)
+
+
+FULL_COLLECTIONS = FullCollections()
 
 
 @dataclasses.dataclass
@@ -64,6 +90,7 @@ class Round:
     # CPU time of the whole process (every thread) from go to stop: what the worker cost its host, which, unlike
     # a rate, other load on the machine hardly changes.
     cpu_started: float = dataclasses.field(default_factory=time.process_time)
+    collections_before: int = dataclasses.field(default_factory=lambda: len(FULL_COLLECTIONS.durations_ms))
 
     @property
     def schema(self) -> type[BenchPayload] | type[LatenessPayload]:
@@ -86,6 +113,9 @@ class Round:
             "offset_error_ms": self.offset_error_ms,
             "cpu_seconds": time.process_time() - self.cpu_started,
         }
+        full = FULL_COLLECTIONS.durations_ms[self.collections_before :]
+        result["full_collections"] = len(full)
+        result["longest_full_collection_ms"] = max(full, default=0.0)
         if self.keep_records:
             records = []
             for started, payload in self.starts:
@@ -182,8 +212,10 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
-def serve(url: str, cluster: bool = False, shards: int = 1) -> None:
+def serve(url: str, cluster: bool = False, shards: int = 1, freeze_gc: bool = False) -> None:
     host = Host(url, cluster, shards)
+    if freeze_gc:
+        heap.freeze_heap()
     say("ready")
     current: Round | None = None
     for line in sys.stdin:
@@ -214,8 +246,9 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--cluster", action="store_true", help="URL names a node of a Redis Cluster")
     parser.add_argument("--shards", type=int, default=1, help="TIMERS_SHARDS of the library's rounds")
+    parser.add_argument("--freeze-gc", action="store_true", help="freeze the start-up heap before the first round")
     args = parser.parse_args()
-    serve(args.url, args.cluster, args.shards)
+    serve(args.url, args.cluster, args.shards, args.freeze_gc)
 
 
 if __name__ == "__main__":

@@ -22,14 +22,20 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 class WorkerProcess:
     def __init__(
-        self, url: str, library_options: Mapping[str, float] | None = None, cluster_shards: int | None = None
+        self,
+        url: str,
+        library_options: Mapping[str, float] | None = None,
+        cluster_shards: int | None = None,
+        freeze_gc: bool = True,
     ) -> None:
-        """`cluster_shards`: `url` names a node of a Redis Cluster, and library rounds use that many shards."""
+        """`cluster_shards`: `url` names a node of a Redis Cluster, and library rounds use that many shards.
+        `freeze_gc`: the process freezes its start-up heap (`heap.freeze_heap`) before its first round."""
         self.library_options = dict(library_options or {})
         """Settings every library round runs with (e.g. LEGACY_IMPORT_OFF), under a round's own options."""
         cluster = [] if cluster_shards is None else ["--cluster", "--shards", str(cluster_shards)]
+        freeze = ["--freeze-gc"] if freeze_gc else []
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.worker_process", "--url", url, *cluster],
+            [sys.executable, "-m", "benchmarks.worker_process", "--url", url, *cluster, *freeze],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             cwd=PROJECT_ROOT,
@@ -99,10 +105,11 @@ class WorkerPool:
         size: int,
         library_options: Mapping[str, float] | None = None,
         cluster_shards: int | None = None,
+        freeze_gc: bool = True,
     ) -> None:
         self.workers: list[WorkerProcess] = []
         try:
-            self.workers = [WorkerProcess(url, library_options, cluster_shards) for _ in range(size)]
+            self.workers = [WorkerProcess(url, library_options, cluster_shards, freeze_gc) for _ in range(size)]
             for worker in self.workers:
                 worker.wait_ready()
         except BaseException:

@@ -72,6 +72,10 @@ class TimersSettings:
     durable_fsync: bool = True
     """Where the write's primary has AOF on, a `durable=True` write also waits until it synced the write to its
     append-only file, and the replicas too where theirs is on (`WAITAOF`, see `durability`); off: `WAIT` alone."""
+    freeze_gc: bool = False
+    """Whether `run_forever` collects garbage once and then freezes the process's heap (`gc.freeze`), so that the
+    collector's full passes, which stall every thread for as long as they walk the heap, no longer walk what the
+    process built before it (see `heap`)."""
 
     def __post_init__(self) -> None:
         # Checked here, not when used: a bad value would otherwise surface deep in a worker, at run time.
@@ -199,6 +203,7 @@ ENVIRONMENT_VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "durable_replicas": ("TIMERS_DURABLE_REPLICAS", int),
     "durable_timeout_seconds": ("TIMERS_DURABLE_TIMEOUT_SECONDS", float),
     "durable_fsync": ("TIMERS_DURABLE_FSYNC", flag),
+    "freeze_gc": ("TIMERS_FREEZE_GC", flag),
 }
 """Setting name -> (environment variable, parser). The README's configuration table mirrors this."""
 
