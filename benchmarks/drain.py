@@ -36,6 +36,7 @@ def time_drain(
     loaded: dict[int, int] | None = None,
     commands: dict[str, tuple[int, int]] | None = None,
     cpu_seconds: list[float] | None = None,
+    full_collections: list[float] | None = None,
 ) -> float:
     """Seconds for `processes` workers of one kind to handle `count` freshly loaded due timers of `topic`.
 
@@ -44,6 +45,8 @@ def time_drain(
     `commands`, if given (one server only), gets the (calls, usec) of each command the server ran for the
     drain, from `INFO commandstats`, the parent's own polls and INFO left out.
     `cpu_seconds`, if given, gets each worker process's CPU time over the drain.
+    `full_collections`, if given, gets the length in ms of each full garbage collection the worker processes ran
+    during the drain.
     """
     workers = ctx.pool.take(processes)
     now = server_time_ms(ctx.control)
@@ -69,6 +72,8 @@ def time_drain(
         handled = sum(int(report["handled"]) for report in reports)
     if cpu_seconds is not None:
         cpu_seconds.extend(float(report["cpu_seconds"]) for report in reports)
+    if full_collections is not None:
+        full_collections.extend(float(ms) for report in reports for ms in report["full_collection_ms"])
     if commands is not None:
         after = _stats(ctx.control.info("commandstats"))
         commands.update(_own_left_out(_delta(before, after), {"zcount": polls, "info": OWN_INFO_CALLS}))
@@ -119,8 +124,18 @@ def run(ctx: Context) -> None:
                 delete_topic(ctx.control, topic)
                 commands: dict[str, tuple[int, int]] = {}
                 cpu: list[float] = []
+                collections: list[float] = []
                 elapsed = time_drain(
-                    ctx, front, impl, processes, topic, count, "+inf", commands=commands, cpu_seconds=cpu
+                    ctx,
+                    front,
+                    impl,
+                    processes,
+                    topic,
+                    count,
+                    "+inf",
+                    commands=commands,
+                    cpu_seconds=cpu,
+                    full_collections=collections,
                 )
                 ctx.results.add(f"drain.rate.{processes}", front, impl, count / elapsed)
                 per_timer = {name: calls / count for name, (calls, _) in commands.items()}
@@ -129,6 +144,8 @@ def run(ctx: Context) -> None:
                 script_usec = commands.get("evalsha", (0, 0))[1]
                 ctx.results.add(f"drain.evalsha_us.{processes}", front, impl, script_usec / count)
                 ctx.results.add(f"drain.client_cpu_us.{processes}", front, impl, sum(cpu) * 1e6 / count)
+                ctx.results.add(f"drain.full_collections.{processes}", front, impl, float(len(collections)))
+                ctx.results.add(f"drain.full_collections_ms.{processes}", front, impl, sum(collections))
                 ctx.progress(
                     f"drain #{rep + 1} {processes} process(es) {front} {impl}: {count / elapsed:,.0f} timers/s"
                 )

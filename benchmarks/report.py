@@ -150,6 +150,13 @@ def rows(config: Config) -> list[Row]:
                 micros,
             )
         )
+        # Each full collection holds the GIL throughout: every timer due meanwhile waits for it.
+        for name, key, fmt in (
+            ("full garbage collections", "full_collections", count),
+            ("ms in full garbage collections", "full_collections_ms", ms),
+        ):
+            figure = f"{name} in the worker processes, {of} (raw: {drain_poller})"
+            table.append(Row(scenario, figure, f"drain.{key}.{processes}", "raw", fmt, with_ratio=False))
     for sleep in RAW_POLL_SLEEPS_MS:
         for name, key in (("p50", "p50_ms"), ("p99", "p99_ms"), ("max", "max_ms")):
             table.append(

@@ -25,6 +25,7 @@ Protocol, one line each way:
     parent -> stop                                   stop it (run_forever returns / the poller ends)
     child  -> stopped JSON                           {"handled", "offset_ms", "offset_error_ms", "cpu_seconds",
                                                       "full_collections", "longest_full_collection_ms",
+                                                      "full_collection_ms" (each one's length),
                                                       "records"?}
     parent -> exit, or end of input                  the child exits
 """
@@ -116,6 +117,7 @@ class Round:
         full = FULL_COLLECTIONS.durations_ms[self.collections_before :]
         result["full_collections"] = len(full)
         result["longest_full_collection_ms"] = max(full, default=0.0)
+        result["full_collection_ms"] = full
         if self.keep_records:
             records = []
             for started, payload in self.starts:

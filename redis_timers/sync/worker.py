@@ -94,8 +94,6 @@ class SyncWorker:
                 listener.join(LISTENER_JOIN_SECONDS)
             # Idle runners exit; handlers still running after the grace period were handed back and end on
             # their own (runner threads are daemons, so they never keep the process alive).
-            # Idle runners exit; handlers still running after the grace period were handed back and end on
-            # their own (runner threads are daemons, so they never keep the process alive).
             with self._runner_lock:
                 self._runners_closed = True
                 for parked in self._parked:

@@ -84,6 +84,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "shards": ("6", 6),
     "durable_replicas": ("2", 2),
     "durable_fsync": ("no", False),
+    "freeze_gc": ("on", True),
     "durable_timeout_seconds": ("0.5", 0.5),
 }
 
