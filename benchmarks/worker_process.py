@@ -12,7 +12,7 @@ clients stay connected between rounds, so no measured round pays for connecting.
 a node of a Redis Cluster, both clients are cluster clients, library workers run over a namespace of N shards,
 and there is no raw round (the raw minimum's layout is one slot). With `--freeze-gc`, the process freezes its
 start-up heap once, before `ready` (`heap.freeze_heap`, what `TIMERS_FREEZE_GC=1` has `run_forever` do), for
-rounds of every kind alike: a full collection of that heap holds the GIL for about 30 ms, late for any timer due
+rounds of every kind alike: a full collection of that heap holds the GIL for tens of ms, late for any timer due
 meanwhile, and how often one comes depends on how much the round allocates, not on what it is measured against.
 Every round counts the full collections that ran during it and the longest.
 
@@ -24,8 +24,7 @@ Protocol, one line each way:
                                                      library a TimersSettings field, for raw `poll_sleep`
     parent -> stop                                   stop it (run_forever returns / the poller ends)
     child  -> stopped JSON                           {"handled", "offset_ms", "offset_error_ms", "cpu_seconds",
-                                                      "full_collections", "longest_full_collection_ms",
-                                                      "full_collection_ms" (each one's length),
+                                                      "full_collection_ms" (each full collection's length),
                                                       "records"?}
     parent -> exit, or end of input                  the child exits
 """
@@ -114,10 +113,7 @@ class Round:
             "offset_error_ms": self.offset_error_ms,
             "cpu_seconds": time.process_time() - self.cpu_started,
         }
-        full = FULL_COLLECTIONS.durations_ms[self.collections_before :]
-        result["full_collections"] = len(full)
-        result["longest_full_collection_ms"] = max(full, default=0.0)
-        result["full_collection_ms"] = full
+        result["full_collection_ms"] = FULL_COLLECTIONS.durations_ms[self.collections_before :]
         if self.keep_records:
             records = []
             for started, payload in self.starts:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, TypeVar
 
 import pydantic
 
-from redis_timers import bulk, codec, flows, inspect, layout, seed
+from redis_timers import bulk, codec, flows, heap, inspect, layout, seed
 from redis_timers.durability import Learned
 from redis_timers.engine import WorkerEngine
 from redis_timers.keys import Namespace
@@ -246,6 +246,9 @@ class TimersCore:
         return self._checked(seed.fetch_ready_timers(self.namespace, self.registry, self.settings, timestamp))
 
     def _new_engine(self, *, single_pass: bool, concurrency: int | None = None) -> WorkerEngine:
+        """The engine of a worker about to run; a `run_forever` one freezes the heap first (`TIMERS_FREEZE_GC`)."""
+        if self.settings.freeze_gc and not single_pass:
+            heap.freeze_heap()
         return WorkerEngine(
             namespace=self.namespace,
             registry=self.registry,

@@ -1,9 +1,9 @@
 """Keeping the garbage collector's full passes off a worker's timers (`TIMERS_FREEZE_GC`).
 
 CPython's full (oldest-generation) collection walks every container object the process holds and
-holds the GIL throughout: in a process that has imported redis-py and pydantic, some 50,000 objects,
-it takes about 30 ms on a 2-vCPU machine, and a timer due meanwhile is that late, in either front
-end. Almost all of those objects live as long as the process (modules, classes, functions), so they
+holds the GIL throughout: in a process that has imported redis-py and pydantic it takes tens of
+milliseconds (the benchmark's drain rows count and time them), and a timer due meanwhile is that late,
+in either front end. Almost all of those objects live as long as the process (modules, classes, functions), so they
 can be moved out of the collector's reach once, when the worker starts: later full passes then walk
 only what was made after, which in a worker is little.
 """

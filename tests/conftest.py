@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 
@@ -38,6 +39,19 @@ def pytest_runtest_makereport() -> Iterator[None]:
 
 def _utf8_safe(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+@pytest.fixture
+def unfrozen_heap() -> Iterator[None]:
+    """No frozen object before the test, and none left after it: other tests' collections walk the whole heap.
+
+    The garbage the test leaves (most turn automatic collection off) is collected before the next test, which may
+    run with warnings as errors (tests/testing): an unclosed socket found later would fail that test instead."""
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+    gc.enable()
+    gc.collect()
 
 
 @pytest.fixture(scope="session")

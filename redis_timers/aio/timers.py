@@ -10,7 +10,6 @@ import pydantic
 import redis.asyncio
 import redis.asyncio.cluster
 
-from redis_timers import heap
 from redis_timers.aio.driver import AsyncDriver
 from redis_timers.aio.worker import AsyncWorker
 from redis_timers.bulk import SetMode, SetResult, TimerRef, TimerSpec
@@ -196,8 +195,6 @@ class Timers(TimersCore):
             settings=self.settings,
             listen=not single_pass,
         )
-        if self.settings.freeze_gc and not single_pass:
-            heap.freeze_heap()
         if self._stop_pending and not single_pass:
             worker.stop()
         self._workers.append(worker)

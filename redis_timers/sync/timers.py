@@ -11,7 +11,6 @@ import pydantic
 import redis
 import redis.cluster
 
-from redis_timers import heap
 from redis_timers.bulk import SetMode, SetResult, TimerRef, TimerSpec
 from redis_timers.core import TimersCore
 from redis_timers.records import DeadLetter, DueHistogram, Page, ScheduledTimer, TimerInfo, TimersStats
@@ -197,8 +196,6 @@ class Timers(TimersCore):
         if single_pass:
             worker.run()  # a single pass ends by itself; stop() is for run_forever
             return
-        if self.settings.freeze_gc:
-            heap.freeze_heap()
         with self._workers_lock:
             self._workers.append(worker)
             if self._stop_pending:

@@ -5,45 +5,16 @@ from __future__ import annotations
 import datetime
 import gc
 import weakref
-from collections.abc import Iterator
-
-import pytest
 
 from redis_timers import TimersSettings
+from tests.gc_objects import Node, cycle, cyclic_garbage
 from tests.harness import Front, Recorder, running, spec
 from tests.scenarios.models import Job
 
 NOW = datetime.timedelta(0)
 
 
-class Node:
-    """A container object the collector tracks, to make a reference cycle of."""
-
-    def __init__(self) -> None:
-        self.other: Node | None = None
-
-
-@pytest.fixture
-def unfrozen() -> Iterator[None]:
-    """No frozen object before the test, and none left after it: other tests' collections walk the whole heap.
-
-    The garbage the test leaves (automatic collection is off in most) is collected before the next test, which may
-    run with warnings as errors (tests/testing): an unclosed socket found later would fail that test instead."""
-    gc.unfreeze()
-    yield
-    gc.unfreeze()
-    gc.enable()
-    gc.collect()
-
-
-def cyclic_garbage() -> weakref.ref[Node]:
-    """A cycle no reference reaches: only a collection frees it. Returns a weak reference to one of its nodes."""
-    first, second = Node(), Node()
-    first.other, second.other = second, first
-    return weakref.ref(first)
-
-
-def test_run_forever_collects_the_garbage_of_start_up_then_freezes_the_rest(front: Front, unfrozen: None) -> None:
+def test_run_forever_collects_the_garbage_of_start_up_then_freezes_the_rest(front: Front, unfrozen_heap: None) -> None:
     calls: Recorder[int] = Recorder()
     timers = front.timers(
         spec("jobs", Job, lambda payload, context: calls.record(payload.n)),
@@ -54,8 +25,7 @@ def test_run_forever_collects_the_garbage_of_start_up_then_freezes_the_rest(fron
     mine = Node()  # the caller's own objects are frozen too
     plain = Node()
     plain_ref = weakref.ref(plain)
-    first, second = Node(), Node()
-    first.other, second.other = second, first
+    first, second = cycle()
     cycle_ref = weakref.ref(first)
     timers.set_timer("jobs", "t", Job(n=1), NOW)
     with running(timers):
@@ -72,7 +42,7 @@ def test_run_forever_collects_the_garbage_of_start_up_then_freezes_the_rest(fron
     assert gc.get_freeze_count() > 0  # the process's, not the worker's: it outlives run_forever
 
 
-def test_without_the_setting_run_forever_leaves_the_collector_alone(front: Front, unfrozen: None) -> None:
+def test_without_the_setting_run_forever_leaves_the_collector_alone(front: Front, unfrozen_heap: None) -> None:
     calls: Recorder[int] = Recorder()
     timers = front.timers(spec("jobs", Job, lambda payload, context: calls.record(payload.n)))
     gc.disable()
@@ -86,7 +56,7 @@ def test_without_the_setting_run_forever_leaves_the_collector_alone(front: Front
     assert garbage() is None
 
 
-def test_handle_ready_timers_never_freezes(front: Front, unfrozen: None) -> None:
+def test_handle_ready_timers_never_freezes(front: Front, unfrozen_heap: None) -> None:
     """A single pass is what a cron job or a test calls again and again: a collection per call would cost each."""
     calls: Recorder[int] = Recorder()
     timers = front.timers(

@@ -4,34 +4,18 @@ from __future__ import annotations
 
 import gc
 import weakref
-from collections.abc import Iterator
 
 import pytest
 
 from redis_timers import TimersSettings, heap
 from redis_timers.errors import SettingsError
+from tests.gc_objects import Node, cycle
 
 
-class Node:
-    def __init__(self) -> None:
-        self.other: Node | None = None
-
-
-@pytest.fixture
-def unfrozen() -> Iterator[None]:
-    gc.unfreeze()
+def test_freeze_heap_frees_cyclic_garbage_first_and_freezes_what_lives(unfrozen_heap: None) -> None:
     gc.disable()  # only freeze_heap's own collection may free the cycle below
-    yield
-    gc.unfreeze()
-    gc.enable()
-    gc.collect()  # what the test left, collected in it rather than in whichever test runs next
-
-
-def test_freeze_heap_frees_cyclic_garbage_first_and_freezes_what_lives(unfrozen: None) -> None:
-    first, second, alive = Node(), Node(), Node()
-    first.other, second.other = second, first
-    garbage = weakref.ref(first)
-    del first, second
+    garbage = weakref.ref(cycle()[0])
+    alive = Node()
     heap.freeze_heap()
     assert garbage() is None
     assert gc.get_freeze_count() > 0
